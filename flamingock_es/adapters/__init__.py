@@ -1,0 +1,1 @@
+"""Adapters of the ports: ``local`` (the embedded default) and ``kafka``."""

@@ -1,0 +1,101 @@
+"""The project's own errors. Adapters translate driver exceptions into these.
+
+Every message says what happened and what to do next; the CLI prints it as is and exits with
+the error's ``exit_code``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppendError",
+    "ChainBrokenError",
+    "ChecksumDriftError",
+    "ConfigError",
+    "CorruptLogError",
+    "DecodeError",
+    "FlamingockError",
+    "LockLostError",
+    "LockTimeoutError",
+    "ManualInterventionRequired",
+    "StoreError",
+    "TemplateError",
+    "UnitFailedError",
+]
+
+
+class FlamingockError(Exception):
+    """Base of every error flamingock-es raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(FlamingockError):
+    """A workflow, change file or setting is invalid. The message names the file and line."""
+
+    exit_code = 2
+
+
+class TemplateError(ConfigError):
+    """A declarative unit names an unknown template or gives it bad parameters."""
+
+
+class DecodeError(FlamingockError):
+    """A record of the audit log cannot be decoded. Names the position; nothing is guessed."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+class CorruptLogError(DecodeError):
+    """The local log file is damaged (bad frame, torn tail)."""
+
+
+class ChainBrokenError(FlamingockError):
+    """The hash chain or the sequence of the audit log does not hold."""
+
+    exit_code = 4
+
+
+class AppendError(FlamingockError):
+    """An audit event could not be made durable. The run stops rather than lose it."""
+
+    exit_code = 5
+
+
+class StoreError(FlamingockError):
+    """A projection store failed (after retries)."""
+
+    exit_code = 5
+
+
+class LockTimeoutError(FlamingockError):
+    """The namespace lock stayed held by another runner past the timeout."""
+
+    exit_code = 3
+
+
+class LockLostError(FlamingockError):
+    """The lock was lost (revoked, evicted or fenced) while this runner held it."""
+
+    exit_code = 3
+
+
+class ChecksumDriftError(FlamingockError):
+    """An applied unit's definition changed since it was applied."""
+
+    exit_code = 6
+
+
+class ManualInterventionRequired(FlamingockError):
+    """A unit is failed or in doubt and its recovery strategy says: a person decides."""
+
+    exit_code = 7
+
+
+class UnitFailedError(FlamingockError):
+    """A unit failed during a run (after its compensation ran, when it has one)."""
+
+    exit_code = 8

@@ -1,0 +1,246 @@
+"""The audit events: frozen dataclasses mirroring ``schemas/AuditEvent.avsc`` one to one.
+
+They are dataclasses, not pydantic models, on purpose: the Avro schema already validates every
+field on write and on read, and a replay decodes hundreds of thousands of them, where a second
+validation would cost more than the decoding itself (see ``bench/vs_alembic.py``).
+
+An :class:`AuditEvent` is an envelope (who, when, which run, where in the chain) around one
+payload record. The codec turns them into Avro single-object bytes and back; the fold in
+:mod:`flamingock_es.state` turns a sequence of them into the current state.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, ClassVar
+
+from dataclasses import asdict, dataclass, replace
+
+__all__ = [
+    "Actor",
+    "AuditEvent",
+    "ChangeFailed",
+    "ChangeStarted",
+    "ChangeSucceeded",
+    "CompensationFailed",
+    "CompensationStarted",
+    "CompensationSucceeded",
+    "ErrorInfo",
+    "LockAcquired",
+    "LockLost",
+    "LockReleased",
+    "ManualMark",
+    "MarkedAs",
+    "Payload",
+    "RunFinished",
+    "RunOutcome",
+    "RunStarted",
+    "TraceContext",
+    "PAYLOAD_TYPES",
+]
+
+AVRO_NAMESPACE = "io.flamingock.es"
+
+
+_record = dataclass(frozen=True, slots=True, kw_only=True)
+
+
+@_record
+class Actor:
+    """Who ran a step, and from where."""
+
+    principal: str
+    host: str
+    pid: int
+    service_version: str | None = None
+    tool_version: str
+
+
+@_record
+class TraceContext:
+    """W3C trace context of the span that wrote the event."""
+
+    traceparent: str
+    tracestate: str | None = None
+
+
+@_record
+class ErrorInfo:
+    """An exception, reduced to what an auditor needs."""
+
+    type: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ErrorInfo:
+        return cls(type=type(exc).__name__, message=str(exc) or repr(exc))
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+class MarkedAs(enum.StrEnum):
+    APPLIED = "APPLIED"
+    ROLLED_BACK = "ROLLED_BACK"
+
+
+class RunOutcome(enum.StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    ROLLED_BACK = "ROLLED_BACK"
+    LOCK_LOST = "LOCK_LOST"
+    REJECTED = "REJECTED"
+
+
+@_record
+class Payload:
+    """Base of the payload records; ``avro_name`` is the record's full Avro name."""
+
+    avro_name: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The payload's fields as plain Python values, nested records as dicts."""
+        return asdict(self)
+
+
+@_record
+class RunStarted(Payload):
+    workflow: str
+    trigger: str
+    planned: tuple[str, ...]
+
+
+@_record
+class LockAcquired(Payload):
+    holder: str
+    lock: str
+    generation: int
+
+
+@_record
+class ChangeStarted(Payload):
+    unit_id: str
+    stage: str
+    author: str
+    checksum: str
+    template: str | None = None
+    parameters: str
+    attempt: int
+    reason: str
+
+
+@_record
+class ChangeSucceeded(Payload):
+    unit_id: str
+    checksum: str
+    duration_ms: float
+
+
+@_record
+class ChangeFailed(Payload):
+    unit_id: str
+    checksum: str
+    duration_ms: float
+    error: ErrorInfo
+
+
+@_record
+class CompensationStarted(Payload):
+    unit_id: str
+    reason: str
+
+
+@_record
+class CompensationSucceeded(Payload):
+    unit_id: str
+    duration_ms: float
+
+
+@_record
+class CompensationFailed(Payload):
+    unit_id: str
+    duration_ms: float
+    error: ErrorInfo
+    original_error: ErrorInfo | None = None
+
+
+@_record
+class ManualMark(Payload):
+    unit_id: str
+    marked_as: MarkedAs
+    reason: str
+    checksum: str | None = None
+
+
+@_record
+class LockReleased(Payload):
+    holder: str
+
+
+@_record
+class LockLost(Payload):
+    holder: str
+    reason: str
+
+
+@_record
+class RunFinished(Payload):
+    outcome: RunOutcome
+    applied: tuple[str, ...]
+    error: ErrorInfo | None = None
+
+
+PAYLOAD_TYPES: tuple[type[Payload], ...] = (
+    RunStarted,
+    LockAcquired,
+    ChangeStarted,
+    ChangeSucceeded,
+    ChangeFailed,
+    CompensationStarted,
+    CompensationSucceeded,
+    CompensationFailed,
+    ManualMark,
+    LockReleased,
+    LockLost,
+    RunFinished,
+)
+
+for _cls in PAYLOAD_TYPES:
+    _cls.avro_name = f"{AVRO_NAMESPACE}.{_cls.__name__}"
+
+ZERO_HASH = bytes(32)
+
+
+@_record
+class AuditEvent:
+    """The envelope every audit record shares. ``hash`` chains it to ``prev_hash``."""
+
+    event_id: str
+    seq: int
+    time: datetime
+    namespace: str
+    run_id: str
+    actor: Actor
+    trace: TraceContext | None = None
+    request_id: str | None = None
+    payload: Payload
+    prev_hash: bytes = ZERO_HASH
+    hash: bytes = ZERO_HASH
+
+    def replace(self, **changes: object) -> AuditEvent:
+        """A copy with ``changes`` applied (events are immutable)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def kind(self) -> str:
+        """The payload's short record name, e.g. ``ChangeStarted``."""
+        return type(self.payload).__name__
+
+    @property
+    def trace_id(self) -> str | None:
+        """The 32-hex trace id of the W3C traceparent, if the event carries one."""
+        if self.trace is None:
+            return None
+        parts = self.trace.traceparent.split("-")
+        return parts[1] if len(parts) == 4 else None

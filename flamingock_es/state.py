@@ -1,0 +1,325 @@
+"""The fold: audit events in, current state out. Pure: no I/O, no clock, no randomness.
+
+The runner folds the log to plan, the projection worker folds it to write documents, and the
+compliance replay folds it to report: all three call :func:`fold` (or :meth:`State.apply` for
+one event at a time), so there is one definition of what the history means.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .codec import Recorded
+from .events import (
+    ZERO_HASH,
+    Actor,
+    AuditEvent,
+    ChangeFailed,
+    ChangeStarted,
+    ChangeSucceeded,
+    CompensationFailed,
+    CompensationStarted,
+    CompensationSucceeded,
+    ErrorInfo,
+    LockAcquired,
+    LockLost,
+    LockReleased,
+    ManualMark,
+    MarkedAs,
+    Payload,
+    RunFinished,
+    RunOutcome,
+    RunStarted,
+)
+
+__all__ = ["ChainBreak", "LockState", "RunState", "State", "UnitState", "UnitStatus", "fold"]
+
+
+class UnitStatus(enum.StrEnum):
+    """A unit's derived status, in Flamingock's vocabulary."""
+
+    STARTED = "STARTED"
+    APPLIED = "APPLIED"
+    FAILED = "FAILED"
+    ROLLED_BACK = "ROLLED_BACK"
+    ROLLBACK_FAILED = "ROLLBACK_FAILED"
+    MANUAL_MARKED_AS_APPLIED = "MANUAL_MARKED_AS_APPLIED"
+    MANUAL_MARKED_AS_ROLLED_BACK = "MANUAL_MARKED_AS_ROLLED_BACK"
+
+    @property
+    def is_applied(self) -> bool:
+        return self in (UnitStatus.APPLIED, UnitStatus.MANUAL_MARKED_AS_APPLIED)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Failed, in doubt or half-compensated: recovery strategy decides, or a person."""
+        return self in (UnitStatus.STARTED, UnitStatus.FAILED, UnitStatus.ROLLBACK_FAILED)
+
+
+@dataclass(slots=True)
+class UnitState:
+    """What the log says about one change unit; the last attempt's details win."""
+
+    unit_id: str
+    status: UnitStatus
+    checksum: str
+    author: str = ""
+    stage: str = ""
+    template: str | None = None
+    parameters: str = "{}"
+    attempts: int = 0
+    last_run_id: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    error: ErrorInfo | None = None
+    rollback_error: ErrorInfo | None = None
+    compensating: bool = False
+    mark_reason: str | None = None
+    trace_id: str | None = None
+    runs: list[str] = field(default_factory=list)
+    position: int = -1
+    seq: int = -1
+
+
+@dataclass(slots=True)
+class RunState:
+    """One run: who started it, what it planned, what it applied, how it ended."""
+
+    run_id: str
+    actor: Actor
+    started_at: datetime
+    workflow: str = ""
+    trigger: str = ""
+    request_id: str | None = None
+    trace_id: str | None = None
+    planned: tuple[str, ...] = ()
+    applied: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    compensated: list[str] = field(default_factory=list)
+    finished_at: datetime | None = None
+    outcome: RunOutcome | None = None
+    error: ErrorInfo | None = None
+    position: int = -1
+    seq: int = -1
+
+
+@dataclass(slots=True)
+class LockState:
+    """The last ``LockAcquired`` with no release or loss after it."""
+
+    holder: str
+    lock: str
+    generation: int
+    run_id: str
+    since: datetime
+    position: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """A place where the log's integrity does not hold."""
+
+    position: int
+    seq: int
+    reason: str
+
+
+@dataclass(slots=True)
+class State:
+    """The whole derived state of one namespace's audit log."""
+
+    units: dict[str, UnitState] = field(default_factory=dict)
+    runs: dict[str, RunState] = field(default_factory=dict)
+    lock: LockState | None = None
+    head_hash: bytes = ZERO_HASH
+    next_seq: int = 0
+    position: int = -1
+    events: int = 0
+    last_time: datetime | None = None
+    breaks: list[ChainBreak] = field(default_factory=list)
+
+    def apply(self, record: Recorded) -> bool:
+        """Fold one record in. Returns False (and changes nothing) for a redelivered one."""
+        if 0 <= record.position <= self.position:
+            return False
+        event = record.event
+        self._check_chain(record)
+        self.position = record.position
+        self.events += 1
+        self.next_seq = event.seq + 1
+        self.head_hash = event.hash
+        self.last_time = event.time
+        _HANDLERS[type(event.payload)](self, event, event.payload, record.position)
+        return True
+
+    def _check_chain(self, record: Recorded) -> None:
+        event = record.event
+        if not record.intact:
+            self._break(record, "hash mismatch: the event was altered after it was written")
+        if event.seq != self.next_seq:
+            what = "dropped" if event.seq > self.next_seq else "duplicated or reordered"
+            self._break(record, f"sequence {event.seq} where {self.next_seq} was expected: "
+                        f"events {what}")
+        if event.prev_hash != self.head_hash:
+            self._break(record, "prev_hash does not match the previous event's hash")
+
+    def _break(self, record: Recorded, reason: str) -> None:
+        self.breaks.append(ChainBreak(record.position, record.event.seq, reason))
+
+    # Queries shared by the runner, the CLI and the projections.
+
+    def unit(self, unit_id: str) -> UnitState | None:
+        return self.units.get(unit_id)
+
+    def attention(self) -> list[UnitState]:
+        """Units that are failed, in doubt or failed to roll back."""
+        return [u for u in self.units.values() if u.status.needs_attention]
+
+    def counts(self) -> dict[str, int]:
+        """Number of units in each status."""
+        out: dict[str, int] = {}
+        for unit in self.units.values():
+            out[unit.status.value] = out.get(unit.status.value, 0) + 1
+        return out
+
+    @property
+    def last_run(self) -> RunState | None:
+        return next(reversed(self.runs.values()), None)
+
+
+def fold(records: Iterable[Recorded], state: State | None = None) -> State:
+    """Fold ``records`` into ``state`` (a fresh one by default) and return it."""
+    state = state if state is not None else State()
+    apply = state.apply
+    for record in records:
+        apply(record)
+    return state
+
+
+# One handler per payload type. Each updates the state for one event; none does I/O.
+
+def _unit(state: State, unit_id: str, status: UnitStatus, checksum: str = "") -> UnitState:
+    unit = state.units.get(unit_id)
+    if unit is None:
+        unit = state.units[unit_id] = UnitState(unit_id, status, checksum)
+    return unit
+
+
+def _touch(unit: UnitState, event: AuditEvent, position: int) -> None:
+    unit.position = position
+    unit.seq = event.seq
+    unit.last_run_id = event.run_id
+    if not unit.runs or unit.runs[-1] != event.run_id:
+        unit.runs.append(event.run_id)
+
+
+def _run(state: State, event: AuditEvent) -> RunState:
+    run = state.runs.get(event.run_id)
+    if run is None:  # a mark or undo writes no RunStarted of its own
+        run = state.runs[event.run_id] = RunState(event.run_id, event.actor, event.time)
+    return run
+
+
+def _run_started(state: State, event: AuditEvent, p: RunStarted, position: int) -> None:
+    run = _run(state, event)
+    run.workflow, run.trigger, run.planned = p.workflow, p.trigger, p.planned
+    run.request_id, run.trace_id = event.request_id, event.trace_id
+    run.position, run.seq = position, event.seq
+
+
+def _lock_acquired(state: State, event: AuditEvent, p: LockAcquired, position: int) -> None:
+    state.lock = LockState(p.holder, p.lock, p.generation, event.run_id, event.time, position)
+
+
+def _lock_gone(state: State, event: AuditEvent, p: LockReleased | LockLost, pos: int) -> None:
+    if state.lock is not None and state.lock.holder == p.holder:
+        state.lock = None
+
+
+def _change_started(state: State, event: AuditEvent, p: ChangeStarted, position: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.STARTED)
+    unit.status, unit.checksum, unit.author, unit.stage = (
+        UnitStatus.STARTED, p.checksum, p.author, p.stage)
+    unit.template, unit.parameters = p.template, p.parameters
+    unit.attempts += 1
+    unit.started_at, unit.finished_at, unit.duration_ms = event.time, None, None
+    unit.error = unit.rollback_error = unit.mark_reason = None
+    unit.compensating = False
+    unit.trace_id = event.trace_id
+    _touch(unit, event, position)
+
+
+def _change_succeeded(state: State, event: AuditEvent, p: ChangeSucceeded, pos: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.APPLIED, p.checksum)
+    unit.status, unit.checksum = UnitStatus.APPLIED, p.checksum
+    unit.finished_at, unit.duration_ms = event.time, p.duration_ms
+    _touch(unit, event, pos)
+    _run(state, event).applied.append(p.unit_id)
+
+
+def _change_failed(state: State, event: AuditEvent, p: ChangeFailed, pos: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.FAILED, p.checksum)
+    unit.status, unit.error = UnitStatus.FAILED, p.error
+    unit.finished_at, unit.duration_ms = event.time, p.duration_ms
+    _touch(unit, event, pos)
+    _run(state, event).failed.append(p.unit_id)
+
+
+def _comp_started(state: State, event: AuditEvent, p: CompensationStarted, pos: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.STARTED)
+    unit.compensating = True
+    _touch(unit, event, pos)
+
+
+def _comp_succeeded(state: State, event: AuditEvent, p: CompensationSucceeded, pos: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.ROLLED_BACK)
+    unit.status, unit.compensating = UnitStatus.ROLLED_BACK, False
+    unit.finished_at = event.time
+    _touch(unit, event, pos)
+    _run(state, event).compensated.append(p.unit_id)
+
+
+def _comp_failed(state: State, event: AuditEvent, p: CompensationFailed, pos: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.ROLLBACK_FAILED)
+    unit.status, unit.compensating = UnitStatus.ROLLBACK_FAILED, False
+    unit.rollback_error = p.error
+    unit.error = p.original_error or unit.error
+    unit.finished_at = event.time
+    _touch(unit, event, pos)
+
+
+def _manual_mark(state: State, event: AuditEvent, p: ManualMark, pos: int) -> None:
+    status = (UnitStatus.MANUAL_MARKED_AS_APPLIED if p.marked_as is MarkedAs.APPLIED
+              else UnitStatus.MANUAL_MARKED_AS_ROLLED_BACK)
+    unit = _unit(state, p.unit_id, status, p.checksum or "")
+    unit.status, unit.mark_reason, unit.compensating = status, p.reason, False
+    if p.checksum:
+        unit.checksum = p.checksum
+    unit.finished_at = event.time
+    _touch(unit, event, pos)
+
+
+def _run_finished(state: State, event: AuditEvent, p: RunFinished, pos: int) -> None:
+    run = _run(state, event)
+    run.finished_at, run.outcome, run.error = event.time, p.outcome, p.error
+    run.position, run.seq = pos, event.seq
+
+
+_HANDLERS: dict[type[Payload], Callable[[State, AuditEvent, Payload, int], None]] = {
+    RunStarted: _run_started,  # type: ignore[dict-item]
+    LockAcquired: _lock_acquired,  # type: ignore[dict-item]
+    LockReleased: _lock_gone,  # type: ignore[dict-item]
+    LockLost: _lock_gone,  # type: ignore[dict-item]
+    ChangeStarted: _change_started,  # type: ignore[dict-item]
+    ChangeSucceeded: _change_succeeded,  # type: ignore[dict-item]
+    ChangeFailed: _change_failed,  # type: ignore[dict-item]
+    CompensationStarted: _comp_started,  # type: ignore[dict-item]
+    CompensationSucceeded: _comp_succeeded,  # type: ignore[dict-item]
+    CompensationFailed: _comp_failed,  # type: ignore[dict-item]
+    ManualMark: _manual_mark,  # type: ignore[dict-item]
+    RunFinished: _run_finished,  # type: ignore[dict-item]
+}

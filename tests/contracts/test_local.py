@@ -1,0 +1,23 @@
+"""The port contracts, run on the embedded default (local log, file lock)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .event_log_contract import EventLogContract
+from .lock_contract import LockContract
+
+
+@pytest.fixture
+def bus(tmp_path: Path) -> str:
+    return f"local:{tmp_path}"
+
+
+class TestLocalEventLog(EventLogContract):
+    pass
+
+
+class TestFileLock(LockContract):
+    crash_timeout = 5.0
