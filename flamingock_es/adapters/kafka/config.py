@@ -1,0 +1,152 @@
+"""Kafka settings: the bus URL and options turned into topic names and librdkafka configs.
+
+``kafka://HOST:PORT[,HOST2:PORT2][?topic_prefix=...]`` plus an options mapping (from
+``flamingock.yaml`` or the CLI). Options without a dot are ours (``topic_prefix``,
+``replication_factor``, ``min_insync_replicas``); every option with a dot in its name is a
+librdkafka property (``security.protocol``, ``sasl.password``, ...) passed through to every
+client. Their values never reach a log: see :func:`redacted`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from ...errors import ConfigError
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "KafkaSettings",
+    "Topics",
+    "parse_bus",
+    "redacted",
+    "topic_name",
+    "topics_for",
+]
+
+DEFAULT_PREFIX = "flamingock"
+_OWN_OPTIONS = frozenset({"topic_prefix", "replication_factor", "min_insync_replicas"})
+_SECRET = re.compile(r"password|secret|key", re.IGNORECASE)
+_PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
+# Properties the project sets itself: letting options override them would break fencing.
+_RESERVED = frozenset({
+    "transactional.id", "enable.idempotence", "acks", "isolation.level", "group.id",
+    "enable.auto.commit", "group.protocol", "bootstrap.servers",
+})
+
+KINDS = ("audit", "lock", "requests")
+
+
+def topic_name(prefix: str, kind: str, namespace: str) -> str:
+    """``{prefix}.{kind}.{namespace}``: the one naming rule every module uses."""
+    return f"{prefix}.{kind}.{namespace}"
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """A namespace's topics (and the lock's consumer group, named like its topic)."""
+
+    audit: str
+    lock: str
+    requests: str
+
+    @property
+    def lock_group(self) -> str:
+        return self.lock
+
+
+def topics_for(prefix: str, namespace: str) -> Topics:
+    """The audit, lock and requests topic names of ``namespace``."""
+    return Topics(*(topic_name(prefix, kind, namespace) for kind in KINDS))
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Everything a Kafka client of this project needs, parsed and checked once."""
+
+    bootstrap: str
+    topic_prefix: str = DEFAULT_PREFIX
+    replication_factor: int = 1
+    min_insync_replicas: int | None = None
+    client: Mapping[str, str] = field(default_factory=dict)
+    """Pass-through librdkafka properties (security and tuning); may hold secrets."""
+
+    def topics(self, namespace: str) -> Topics:
+        return topics_for(self.topic_prefix, namespace)
+
+    def config(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A librdkafka config: bootstrap, pass-through properties, then ``extra``."""
+        return {"bootstrap.servers": self.bootstrap, **self.client, **(extra or {})}
+
+    def describe(self) -> str:
+        """For messages: where, and the non-secret settings."""
+        return f"Kafka at {self.bootstrap} (topic prefix {self.topic_prefix!r})"
+
+
+def redacted(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """``conf`` safe to log: values of keys naming a password, secret or key are hidden."""
+    return {k: ("***" if _SECRET.search(k) else v) for k, v in conf.items()}
+
+
+def _positive_int(name: str, raw: object) -> int:
+    try:
+        value = int(str(raw))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"Kafka option {name}={raw!r} must be a positive whole number.")
+    return value
+
+
+def parse_bus(bus: str, options: Mapping[str, Any] | None = None) -> KafkaSettings:
+    """Parse ``kafka://HOST:PORT[,...][?topic_prefix=...]`` and ``options``.
+
+    The URL's query and ``options`` are merged (``options`` win). Raises ``ConfigError``
+    naming the problem; secrets are never echoed.
+    """
+    parts = urlsplit(bus)
+    if parts.scheme != "kafka" or not parts.netloc:
+        raise ConfigError(f"bus {bus!r} is not a Kafka URL: use kafka://HOST:PORT[,HOST:PORT].")
+    hosts = [h.strip() for h in parts.netloc.split(",") if h.strip()]
+    bad = [h for h in hosts if not _HOST_PORT.match(h)]
+    if not hosts or bad:
+        raise ConfigError(
+            f"bus {bus!r}: every broker must be written HOST:PORT (bad: {', '.join(bad)})."
+        )
+    merged: dict[str, str] = dict(parse_qsl(parts.query, keep_blank_values=True))
+    merged.update({str(k): str(v) for k, v in (options or {}).items()})
+
+    client: dict[str, str] = {}
+    for key, value in merged.items():
+        if key in _OWN_OPTIONS:
+            continue
+        if "." not in key:
+            raise ConfigError(
+                f"unknown Kafka option {key!r}: use topic_prefix, replication_factor, "
+                "min_insync_replicas, or a librdkafka property such as security.protocol."
+            )
+        if key in _RESERVED:
+            raise ConfigError(
+                f"Kafka option {key!r} is set by flamingock-es itself (fencing depends on "
+                "it) and cannot be overridden."
+            )
+        client[key] = value
+
+    prefix = merged.get("topic_prefix", DEFAULT_PREFIX)
+    if not _PREFIX.match(prefix):
+        raise ConfigError(
+            f"topic_prefix {prefix!r} is not valid: use letters, digits, '.', '_' or '-'."
+        )
+    rf = _positive_int("replication_factor", merged.get("replication_factor", "1"))
+    raw_isr = merged.get("min_insync_replicas")
+    isr = _positive_int("min_insync_replicas", raw_isr) if raw_isr is not None else None
+    if isr is not None and isr > rf:
+        raise ConfigError(
+            f"min_insync_replicas={isr} is greater than replication_factor={rf}: no write "
+            "could ever succeed."
+        )
+    return KafkaSettings(",".join(hosts), prefix, rf, isr, client)

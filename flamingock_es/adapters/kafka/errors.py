@@ -1,0 +1,123 @@
+"""Translating librdkafka errors into the project's own, and the bounded retry policy."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from confluent_kafka import KafkaError, KafkaException
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from ...errors import FlamingockError
+
+__all__ = [
+    "FENCING_CODES",
+    "KafkaUnavailableError",
+    "error_of",
+    "is_fencing",
+    "is_transient",
+    "transient_retry",
+    "unavailable",
+]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+FENCING_CODES = frozenset({
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.INVALID_PRODUCER_ID_MAPPING,
+    KafkaError.FENCED_INSTANCE_ID,
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.STALE_MEMBER_EPOCH,
+    KafkaError.FENCED_MEMBER_EPOCH,
+})
+"""Codes meaning "another holder took over": the writer is stale and must stop."""
+
+_TRANSIENT_CODES = frozenset({
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._TIMED_OUT,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_ENOUGH_REPLICAS,
+    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.CONCURRENT_TRANSACTIONS,
+})
+
+
+class KafkaUnavailableError(FlamingockError):
+    """The Kafka cluster could not be reached or did not answer in time (after retries)."""
+
+    exit_code = 5
+
+
+def error_of(exc: BaseException) -> KafkaError | None:
+    """The ``KafkaError`` inside a ``KafkaException`` (or ``None``)."""
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0]
+    return None
+
+
+def is_fencing(exc: BaseException) -> bool:
+    """True if ``exc`` says this client was fenced by a newer lock holder or producer."""
+    err = error_of(exc)
+    return err is not None and err.code() in FENCING_CODES
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth retrying: timeouts, unreachable or moving leaders/coordinators."""
+    err = error_of(exc)
+    if err is None or err.fatal() or err.code() in FENCING_CODES:
+        return False
+    return bool(err.retriable()) or err.code() in _TRANSIENT_CODES
+
+
+def _log_retry(state: RetryCallState) -> None:
+    outcome = state.outcome
+    exc = outcome.exception() if outcome is not None else None
+    log.warning(
+        "Kafka call %s failed (attempt %d): %s; retrying",
+        getattr(state.fn, "__name__", "?"), state.attempt_number, exc,
+    )
+
+
+def transient_retry(seconds: float = 20.0, attempts: int = 6) -> Callable[
+    [Callable[..., _T]], Callable[..., _T]
+]:
+    """Retry transient Kafka errors with exponential backoff, at most ``attempts`` times and
+    ``seconds`` in all; then the last error propagates for the caller to translate."""
+    decorator: Callable[[Callable[..., _T]], Callable[..., _T]] = retry(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(attempts) | stop_after_delay(seconds),
+        wait=wait_exponential(multiplier=0.2, max=3.0),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    return decorator
+
+
+def unavailable(what: str, where: str, exc: BaseException | None) -> KafkaUnavailableError:
+    """A clear "is the broker running?" error for ``what`` failing against ``where``."""
+    detail = f": {exc}" if exc is not None else ""
+    return KafkaUnavailableError(
+        f"could not {what} on {where}{detail}. Is the broker running and reachable from "
+        "here (bootstrap address, listeners, security settings)?"
+    )
+
+

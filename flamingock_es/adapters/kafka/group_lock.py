@@ -1,0 +1,246 @@
+"""``KafkaGroupLock``: the namespace lock as the assignment of a one-partition topic.
+
+Every runner of a namespace joins the consumer group ``{prefix}.lock.{ns}`` and subscribes
+to the lock topic; the group coordinator assigns its only partition to one member, which
+holds the lock until it leaves (release), dies (session timeout) or is fenced. The KIP-848
+consumer protocol is used where the broker has it (heartbeats and session timeouts are then
+broker-side settings), the classic protocol otherwise.
+
+On acquisition the holder writes a *claim record* (JSON: holder, host, pid, since,
+generation) to the lock topic, for operators. Its offset is the lease's ``generation``: it
+grows strictly with each acquisition. Writers commit ``claim offset + 1`` for the group in
+every audit transaction, so the coordinator refuses the commit of a member that is no longer
+current (see ``event_log.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from ...errors import LockLostError, LockTimeoutError
+from ...ports import WaitCallback
+from .config import KafkaSettings, Topics
+from .errors import unavailable
+
+__all__ = ["KafkaGroupLock", "KafkaLease"]
+
+log = logging.getLogger(__name__)
+
+_POLL = 0.05
+_REPORT_EVERY = 1.0
+_CLAIM_TIMEOUT = 15.0
+_CLASSIC_SESSION_MS = 6000
+_PROTOCOL_REFUSED = frozenset({KafkaError.UNSUPPORTED_VERSION, KafkaError._UNSUPPORTED_FEATURE})
+
+
+class _Membership:
+    """A lock-group consumer and what its rebalance callbacks reported."""
+
+    def __init__(self, settings: KafkaSettings, topics: Topics, holder: str,
+                 protocol: str) -> None:
+        self.topic = topics.lock
+        self.assigned = threading.Event()
+        self.lost_reason: str | None = None
+        self.protocol_refused = False
+        extra: dict[str, Any] = {
+            "group.id": topics.lock_group,
+            "group.protocol": protocol,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "latest",
+            "client.id": f"flamingock-lock-{holder}"[:200],
+            "error_cb": self._on_error,
+        }
+        if protocol == "classic":  # KIP-848 keeps these on the broker; classic needs them
+            extra |= {"session.timeout.ms": _CLASSIC_SESSION_MS, "heartbeat.interval.ms": 500,
+                      "partition.assignment.strategy": "cooperative-sticky"}
+        self.consumer = Consumer(settings.config(extra))
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        if any(tp.topic == self.topic and tp.partition == 0 for tp in partitions):
+            self.assigned.set()
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        if self.assigned.is_set() and any(tp.topic == self.topic for tp in partitions):
+            self.lost_reason = self.lost_reason or "the lock partition was revoked"
+
+    def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        if self.assigned.is_set():
+            self.lost_reason = self.lost_reason or (
+                "the group evicted this runner (session timeout or fenced member epoch)"
+            )
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() in _PROTOCOL_REFUSED:
+            self.protocol_refused = True
+        if err.fatal():
+            self.lost_reason = self.lost_reason or f"fatal consumer error: {err}"
+        log.debug("lock consumer: %s", err)
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()  # leaves the group: the next member is assigned at once
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("closing the lock consumer: %s", exc)
+
+
+class KafkaLease:
+    """Holding a :class:`KafkaGroupLock`: a group member assigned the lock partition.
+
+    A background thread keeps serving the consumer (rebalance callbacks) while changes run;
+    a revocation or loss makes the lease ``lost``.
+    """
+
+    def __init__(self, membership: _Membership, holder: str, lock: str, generation: int,
+                 claim_offset: int) -> None:
+        self.holder, self.lock, self.generation = holder, lock, generation
+        self.claim_offset = claim_offset
+        self.topic = membership.topic
+        self._membership = membership
+        self._released = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=f"lock-{lock}", daemon=True)
+        self._thread.start()
+
+    @property
+    def consumer(self) -> Consumer:
+        """The group member; writers pass its ``consumer_group_metadata()`` to transactions."""
+        return self._membership.consumer
+
+    def _serve(self) -> None:
+        consumer = self._membership.consumer
+        while not self._stop.is_set():
+            try:
+                consumer.poll(_POLL)  # claim records come back here and are ignored
+            except (KafkaException, RuntimeError) as exc:
+                self.mark_lost(f"the lock consumer failed: {exc}")
+                return
+
+    def mark_lost(self, reason: str) -> None:
+        """Record that the lock is gone (used by writers that were fenced)."""
+        self._membership.lost_reason = self._membership.lost_reason or reason
+
+    @property
+    def lost(self) -> bool:
+        return self._released or self._membership.lost_reason is not None
+
+    def check(self) -> None:
+        if self._released:
+            raise LockLostError(f"the lock {self.lock} was released by this runner.")
+        reason = self._membership.lost_reason
+        if reason is not None:
+            raise LockLostError(
+                f"lost the lock {self.lock} ({reason}); another runner may hold it now. "
+                "Stopping before the next step; rerun to continue."
+            )
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        self._membership.close()
+
+
+class KafkaGroupLock:
+    """The lock of one namespace: membership in the group ``{prefix}.lock.{ns}``."""
+
+    def __init__(self, settings: KafkaSettings, topics: Topics) -> None:
+        self.settings, self.topics = settings, topics
+        self.name = f"kafka-group:{topics.lock_group}"
+        self._protocol = "consumer"
+        self._producer: Producer | None = None
+
+    def acquire(
+        self, holder: str, timeout: float, on_wait: WaitCallback | None = None
+    ) -> KafkaLease:
+        started = time.monotonic()
+        membership = _Membership(self.settings, self.topics, holder, self._protocol)
+        next_report = started + _REPORT_EVERY
+        try:
+            while not membership.assigned.is_set():
+                membership.consumer.poll(_POLL)
+                if membership.protocol_refused and self._protocol == "consumer":
+                    log.warning("the broker refuses the KIP-848 consumer group protocol; "
+                                "using the classic protocol for %s", self.name)
+                    membership.close()
+                    self._protocol = "classic"
+                    membership = _Membership(self.settings, self.topics, holder, "classic")
+                now = time.monotonic()
+                if now - started >= timeout:
+                    raise LockTimeoutError(
+                        f"the lock {self.name} is still held by another runner after "
+                        f"{timeout:g}s; giving up. See who holds it with kafka-consumer-groups.sh "
+                        f"--describe --group {self.topics.lock_group}."
+                    )
+                if on_wait is not None and now >= next_report:
+                    on_wait(now - started)
+                    next_report = now + _REPORT_EVERY
+            claim = self._claim(holder, membership.consumer)
+        except BaseException:
+            membership.close()
+            raise
+        return KafkaLease(membership, holder, self.name, claim, claim)
+
+    def _claim(self, holder: str, consumer: Consumer) -> int:
+        """Write the claim record; return its offset (the generation)."""
+        producer = self._claim_producer()
+        record: dict[str, Any] = {
+            "holder": holder, "host": socket.gethostname(), "pid": os.getpid(),
+            "since": datetime.now(UTC).isoformat(), "group": self.topics.lock_group,
+        }
+        high = _high_watermark(self.settings, consumer, self.topics.lock)
+        for _ in range(3):  # the predicted offset is right unless a stale writer slips in
+            record["generation"] = high
+            offset = _produce_sync(producer, self.topics.lock, json.dumps(record).encode(),
+                                   holder.encode(), self.settings)
+            if offset == high:
+                return offset
+            high = offset + 1
+        return offset
+
+    def _claim_producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(self.settings.config({
+                "acks": "all", "enable.idempotence": True, "linger.ms": 0,
+            }))
+        return self._producer
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(5)
+            self._producer = None
+
+
+def _high_watermark(settings: KafkaSettings, consumer: Consumer, topic: str) -> int:
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10,
+                                                 cached=False)
+        return int(high)
+    except KafkaException as exc:
+        raise unavailable(f"read the end of {topic}", settings.describe(), exc) from exc
+
+
+def _produce_sync(producer: Producer, topic: str, value: bytes, key: bytes,
+                  settings: KafkaSettings) -> int:
+    result: list[Any] = []
+    producer.produce(topic, value, key, partition=0,
+                     on_delivery=lambda err, msg: result.append(err or msg.offset()))
+    producer.flush(_CLAIM_TIMEOUT)
+    if not result or isinstance(result[0], KafkaError):
+        raise unavailable(f"write the claim record to {topic}", settings.describe(),
+                          KafkaException(result[0]) if result else None)
+    offset: int = result[0]
+    return offset

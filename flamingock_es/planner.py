@@ -1,0 +1,133 @@
+"""The plan: which units a run would apply, in order, and why every other one is skipped.
+
+Pure, like the fold: a workflow and a state in, a :class:`Plan` out. ``plan`` prints it,
+``run`` executes it, ``wait`` polls it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .changes import ChangeUnit, Recovery
+from .state import State, UnitState, UnitStatus
+from .workflow import Stage, Workflow
+
+__all__ = ["Action", "Blocker", "Plan", "PlannedUnit", "make_plan", "mark_command"]
+
+
+class Action(enum.StrEnum):
+    RUN = "run"
+    SKIP = "skip"
+    ACCEPT_DRIFT = "accept-drift"
+    BLOCKED = "blocked"
+
+
+@dataclass(frozen=True)
+class PlannedUnit:
+    """One unit's fate in this plan."""
+
+    stage: str
+    unit: ChangeUnit
+    action: Action
+    reason: str
+    previous: UnitState | None = None
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why the run cannot go on without a person's decision, and the command that decides."""
+
+    unit_id: str
+    kind: str
+    """``drift`` or ``manual-intervention``."""
+    message: str
+    resolve: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    units: tuple[PlannedUnit, ...]
+    blockers: tuple[Blocker, ...] = ()
+    unknown: tuple[str, ...] = field(default=())
+    """Units the log knows and the workflow does not (deleted or renamed definitions)."""
+
+    @property
+    def to_run(self) -> list[PlannedUnit]:
+        return [p for p in self.units if p.action is Action.RUN]
+
+    @property
+    def drift_to_accept(self) -> list[PlannedUnit]:
+        return [p for p in self.units if p.action is Action.ACCEPT_DRIFT]
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.to_run or self.drift_to_accept)
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.has_work and not self.blockers
+
+
+def mark_command(unit_id: str, status: UnitStatus) -> str:
+    """The exact command that resolves a unit needing attention."""
+    if status is UnitStatus.ROLLBACK_FAILED:
+        hint = "rolled-back"
+    elif status is UnitStatus.STARTED:
+        hint = "applied|rolled-back"
+    else:
+        hint = "rolled-back"
+    return f"flamingock-es mark {unit_id} --as {hint} --reason \"...\""
+
+
+def make_plan(workflow: Workflow, state: State, accept_drift: bool = False) -> Plan:
+    """Decide each unit's action from its last recorded status (see docs/recovery.md)."""
+    planned: list[PlannedUnit] = []
+    blockers: list[Blocker] = []
+    for stage, unit in workflow.units():
+        entry, blocker = _decide(stage, unit, state.units.get(unit.id), accept_drift)
+        planned.append(entry)
+        if blocker is not None:
+            blockers.append(blocker)
+    known = {u.id for _, u in workflow.units()}
+    unknown = tuple(uid for uid in state.units if uid not in known)
+    return Plan(tuple(planned), tuple(blockers), unknown)
+
+
+def _decide(
+    stage: Stage, unit: ChangeUnit, last: UnitState | None, accept_drift: bool
+) -> tuple[PlannedUnit, Blocker | None]:
+    def entry(action: Action, reason: str) -> PlannedUnit:
+        return PlannedUnit(stage.name, unit, action, reason, last)
+
+    if last is None:
+        return entry(Action.RUN, "pending"), None
+    status = last.status
+    if status.is_applied:
+        if last.checksum != unit.checksum:
+            if accept_drift or unit.accept_drift:
+                return entry(Action.ACCEPT_DRIFT, "changed since applied; drift accepted"), None
+            message = (f"{unit.source}: unit {unit.id!r} changed after it was applied "
+                       f"(checksum {last.checksum[:12]} -> {unit.checksum[:12]}). Revert the "
+                       "edit and write a new unit instead, or accept the drift.")
+            resolve = "flamingock-es run --accept-drift (or accept_drift: true on the unit)"
+            return (entry(Action.BLOCKED, "checksum drift"),
+                    Blocker(unit.id, "drift", message, resolve))
+        if unit.run_always:
+            return entry(Action.RUN, "run-always"), None
+        return entry(Action.SKIP, f"applied in run {last.last_run_id}"), None
+    if status in (UnitStatus.ROLLED_BACK, UnitStatus.MANUAL_MARKED_AS_ROLLED_BACK):
+        return entry(Action.RUN, f"pending again: {status.value.lower().replace('_', ' ')}"), None
+    # STARTED (in doubt), FAILED, ROLLBACK_FAILED
+    doubt = "in doubt: started, never finished (the process died)" \
+        if status is UnitStatus.STARTED else status.value.lower().replace("_", " ")
+    if unit.recovery is Recovery.ALWAYS_RETRY and status is not UnitStatus.ROLLBACK_FAILED:
+        return entry(Action.RUN, f"retry ({doubt})"), None
+    message = (f"unit {unit.id!r} is {doubt} in run {last.last_run_id}"
+               + (f" ({last.error})" if last.error else "")
+               + (f"; its rollback failed too ({last.rollback_error})"
+                  if last.rollback_error else "")
+               + ". Its recovery strategy is manual-intervention: check the target system, "
+                 "then record what you found.")
+    return (entry(Action.BLOCKED, doubt),
+            Blocker(unit.id, "manual-intervention", message, mark_command(unit.id, status)))
