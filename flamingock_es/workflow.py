@@ -118,6 +118,9 @@ def load_workflow(path: str | Path | None = None, **overrides: Any) -> Workflow:
         units = load_units(raw["units"], base, raw.where("units"))
         stages.append(Stage(str(raw["name"]), tuple(sorted(units, key=lambda u: u.order))))
     options = {k: doc[k] for k in known - {"stages"} if k in doc}
+    for key in ("bus", "store"):  # local paths in the file are relative to the file
+        if key in options:
+            options[key] = _anchor(str(options[key]), base)
     options.update({k: v for k, v in overrides.items() if v is not None})
     try:
         compensate = CompensationScope(options.pop("compensate", CompensationScope.RUN))
@@ -137,6 +140,13 @@ def load_workflow(path: str | Path | None = None, **overrides: Any) -> Workflow:
     )
     _check_unique(workflow.stages)
     return workflow
+
+
+def _anchor(url: str, base: Path) -> str:
+    scheme, sep, rest = url.partition(":")
+    if sep and scheme in ("local", "file", "sqlite") and rest and not Path(rest).is_absolute():
+        return f"{scheme}:{base / rest}"
+    return url
 
 
 def _check_unique(stages: Sequence[Stage]) -> None:

@@ -1,0 +1,49 @@
+"""Example 1, end to end on the embedded default: ``python examples/release_1/demo.py``.
+
+Starts the local flag service, seeds the document store, then runs the release exactly as a
+user would: ``flamingock-es run``, a second ``run`` (nothing to do), ``status`` and ``history``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from docstore import documents, seed  # noqa: E402
+from flag_service import FlagService  # noqa: E402
+
+
+def cli(*args: str, env: dict[str, str]) -> None:
+    print(f"\n$ flamingock-es {' '.join(args)}", flush=True)
+    command = [sys.executable, "-m", "flamingock_es.cli", *args, "-c", str(HERE),
+               "--bus", env["FLAMINGOCK_EXAMPLE_BUS"]]
+    subprocess.run(command, env=env, check=False)
+
+
+def main() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="flamingock-example-"))
+    db = str(workdir / "shop.db")
+    seed(db, "users", {"u1": {"name": "Ada"}, "u2": {"name": "Grace"}, "u3": {"name": "Linus"}})
+    with FlagService(token="s3cret") as flags:
+        env = {**os.environ, "DOCSTORE_DB": db, "FLAGS_URL": flags.url, "FLAGS_TOKEN": "s3cret",
+               "FLAMINGOCK_EXAMPLE_BUS": f"local:{workdir / '.flamingock'}"}
+        print(f"flag service on {flags.url}; document store {db}")
+        cli("run", env=env)
+        cli("run", env=env)
+        cli("status", env=env)
+        cli("history", env=env)
+        print("\nusers now:", documents(db, "users"))
+        print("flags now:", flags.flags, "config now:", flags.config)
+    print(f"\nThe audit log is {workdir / '.flamingock' / 'release-1' / 'audit.log'}; "
+          f"`flamingock-es verify -c examples/release_1 --bus local:{workdir / '.flamingock'}` "
+          "checks its hash chain.")
+
+
+if __name__ == "__main__":
+    main()
