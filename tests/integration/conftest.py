@@ -1,0 +1,121 @@
+"""Fixtures for tests that talk to the real services started by ``scripts/services``.
+
+The services are found through the environment, as printed by ``scripts/services env``.
+A missing or unreachable service is a test *failure*, never a skip: a suite that
+silently skips its integration tests looks green while testing nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+
+HOW_TO_START = 'run scripts/services up and eval "$(scripts/services env)"'
+
+KAFKA_BOOTSTRAP_VAR = "FLAMINGOCK_KAFKA_BOOTSTRAP"
+COUCHBASE_VARS = (
+    "FLAMINGOCK_COUCHBASE_URL",
+    "FLAMINGOCK_COUCHBASE_USER",
+    "FLAMINGOCK_COUCHBASE_PASSWORD",
+    "FLAMINGOCK_COUCHBASE_BUCKET",
+)
+COUCHBASE_KV_PORT = 11210
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kafka: needs the Kafka broker started by scripts/services")
+    config.addinivalue_line(
+        "markers", "couchbase: needs the Couchbase-protocol server started by scripts/services"
+    )
+
+
+@dataclass(frozen=True)
+class CouchbaseEnv:
+    url: str
+    user: str
+    password: str
+    bucket: str
+
+
+def _host_ports(addresses: str, default_port: int) -> list[tuple[str, int]]:
+    """``"h1:p1,h2"`` -> ``[("h1", p1), ("h2", default_port)]``."""
+    result = []
+    for item in addresses.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit():
+            host, port = item, str(default_port)
+        result.append((host.strip("[]"), int(port)))
+    return result
+
+
+def _first_reachable(addresses: list[tuple[str, int]], timeout: float = 2.0) -> str | None:
+    """Return None if one address accepts a TCP connection, else the last error."""
+    error = "no address given"
+    for host, port in addresses:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                return None
+        except OSError as exc:
+            error = f"{host}:{port}: {exc}"
+    return error
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """Bootstrap servers of the test Kafka broker; fails if it is not reachable."""
+    bootstrap = os.environ.get(KAFKA_BOOTSTRAP_VAR, "").strip()
+    if not bootstrap:
+        pytest.fail(f"{KAFKA_BOOTSTRAP_VAR} is not set: {HOW_TO_START}", pytrace=False)
+    error = _first_reachable(_host_ports(bootstrap, 9092))
+    if error is not None:
+        pytest.fail(
+            f"Kafka at {KAFKA_BOOTSTRAP_VAR}={bootstrap} is unreachable ({error}): {HOW_TO_START}",
+            pytrace=False,
+        )
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        admin.list_topics(timeout=10)
+    except Exception as exc:
+        pytest.fail(
+            f"Kafka at {bootstrap} does not answer a metadata request ({exc}): {HOW_TO_START}",
+            pytrace=False,
+        )
+    return bootstrap
+
+
+@pytest.fixture(scope="session")
+def couchbase_env() -> CouchbaseEnv:
+    """Connection settings of the test Couchbase server; fails if it is not reachable."""
+    missing = [name for name in COUCHBASE_VARS if not os.environ.get(name, "").strip()]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not set: {HOW_TO_START}", pytrace=False)
+    env = CouchbaseEnv(*(os.environ[name].strip() for name in COUCHBASE_VARS))
+    parts = urlsplit(env.url)
+    if parts.scheme not in ("couchbase", "couchbases"):
+        pytest.fail(f"FLAMINGOCK_COUCHBASE_URL={env.url} is not a couchbase:// URL", pytrace=False)
+    error = _first_reachable(_host_ports(parts.netloc, COUCHBASE_KV_PORT))
+    if error is not None:
+        pytest.fail(
+            f"Couchbase at FLAMINGOCK_COUCHBASE_URL={env.url} is unreachable ({error}): "
+            f"{HOW_TO_START}",
+            pytrace=False,
+        )
+    return env
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A topic/group/document name unique to this test run, so tests can be re-run."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name).strip("-")[:80]
+    return f"it-{safe}-{uuid.uuid4().hex[:12]}"
