@@ -18,7 +18,7 @@ from typing import Any
 
 from .backends import Backend, open_backend
 from .codec import AuditCodec, Recorded
-from .engine import RunResult, Runner
+from .engine import Runner, RunResult
 from .errors import ConfigError, LockTimeoutError
 from .events import AuditEvent, ManualMark, MarkedAs, RunOutcome
 from .planner import Plan
@@ -28,8 +28,8 @@ from .workflow import Workflow, load_workflow
 
 __all__ = [
     "RunOutcome",
-    "StatusRow",
     "StatusReport",
+    "StatusRow",
     "VerifyReport",
     "history",
     "mark",

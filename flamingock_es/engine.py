@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from .backends import Backend
@@ -112,7 +112,7 @@ class Runner:
     # Running -------------------------------------------------------------------------------
 
     def run(self, units: Sequence[str] | None = None) -> RunResult:
-        """Apply what is pending (only ``units`` if given). Raises on failure, after compensating."""
+        """Apply what is pending (only ``units`` if given); on failure compensate, then raise."""
         plan = self._checked_plan(units)
         if not plan.has_work:
             self.reporter.up_to_date(plan)
@@ -182,10 +182,10 @@ class Runner:
         )
         self.reporter.run_started(self.run_id, plan)
         for drift in plan.drift_to_accept:
+            before = drift.previous.checksum if drift.previous else "?"
             recorder.record(ManualMark(
                 unit_id=drift.unit.id, marked_as=MarkedAs.APPLIED, checksum=drift.unit.checksum,
-                reason=f"checksum drift accepted: {drift.previous.checksum if drift.previous else '?'}"
-                       f" -> {drift.unit.checksum}"))
+                reason=f"checksum drift accepted: {before} -> {drift.unit.checksum}"))
             self.reporter.drift_accepted(drift.unit.id)
         try:
             for index, planned in enumerate(to_run, 1):
@@ -240,7 +240,8 @@ class Runner:
     def _compensate(self, failed: PlannedUnit, error: ErrorInfo, result: RunResult,
                     recorder: Recorder, lease: Lease) -> RunOutcome:
         """Roll back the failed unit, then (by default) what this run applied, newest first."""
-        targets = [(failed.unit, f"its apply failed: {error}", error)]
+        targets: list[tuple[ChangeUnit, str, ErrorInfo | None]] = [
+            (failed.unit, f"its apply failed: {error}", error)]
         if self.workflow.compensate is CompensationScope.RUN:
             targets += [(unit, f"unit {failed.unit.id!r} failed later in run {self.run_id}",
                          None) for uid in reversed(result.applied)
@@ -279,10 +280,9 @@ class Runner:
         return True
 
     def _record_lock_lost(self, recorder: Recorder, lease: Lease, why: str) -> None:
-        try:  # usually refused: a fenced writer cannot append. Best effort, never masks.
+        # Usually refused (a fenced writer cannot append): best effort, never masks the loss.
+        with suppress(FlamingockError):
             recorder.record(LockLost(holder=lease.holder, reason=why))
-        except FlamingockError:
-            pass
         self.reporter.lock_lost(why)
 
     # Manual steps ------------------------------------------------------------------------

@@ -12,12 +12,12 @@ payload record. The codec turns them into Avro single-object bytes and back; the
 from __future__ import annotations
 
 import enum
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
-from dataclasses import asdict, dataclass, replace
-
 __all__ = [
+    "PAYLOAD_TYPES",
     "Actor",
     "AuditEvent",
     "ChangeFailed",
@@ -37,16 +37,14 @@ __all__ = [
     "RunOutcome",
     "RunStarted",
     "TraceContext",
-    "PAYLOAD_TYPES",
 ]
 
 AVRO_NAMESPACE = "io.flamingock.es"
 
 
-_record = dataclass(frozen=True, slots=True, kw_only=True)
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Actor:
     """Who ran a step, and from where."""
 
@@ -57,7 +55,7 @@ class Actor:
     tool_version: str
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TraceContext:
     """W3C trace context of the span that wrote the event."""
 
@@ -65,7 +63,7 @@ class TraceContext:
     tracestate: str | None = None
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorInfo:
     """An exception, reduced to what an auditor needs."""
 
@@ -93,7 +91,7 @@ class RunOutcome(enum.StrEnum):
     REJECTED = "REJECTED"
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Payload:
     """Base of the payload records; ``avro_name`` is the record's full Avro name."""
 
@@ -104,21 +102,21 @@ class Payload:
         return asdict(self)
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunStarted(Payload):
     workflow: str
     trigger: str
     planned: tuple[str, ...]
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LockAcquired(Payload):
     holder: str
     lock: str
     generation: int
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChangeStarted(Payload):
     unit_id: str
     stage: str
@@ -130,14 +128,14 @@ class ChangeStarted(Payload):
     reason: str
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChangeSucceeded(Payload):
     unit_id: str
     checksum: str
     duration_ms: float
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChangeFailed(Payload):
     unit_id: str
     checksum: str
@@ -145,19 +143,19 @@ class ChangeFailed(Payload):
     error: ErrorInfo
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CompensationStarted(Payload):
     unit_id: str
     reason: str
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CompensationSucceeded(Payload):
     unit_id: str
     duration_ms: float
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CompensationFailed(Payload):
     unit_id: str
     duration_ms: float
@@ -165,7 +163,7 @@ class CompensationFailed(Payload):
     original_error: ErrorInfo | None = None
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ManualMark(Payload):
     unit_id: str
     marked_as: MarkedAs
@@ -173,18 +171,18 @@ class ManualMark(Payload):
     checksum: str | None = None
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LockReleased(Payload):
     holder: str
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LockLost(Payload):
     holder: str
     reason: str
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunFinished(Payload):
     outcome: RunOutcome
     applied: tuple[str, ...]
@@ -212,7 +210,7 @@ for _cls in PAYLOAD_TYPES:
 ZERO_HASH = bytes(32)
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEvent:
     """The envelope every audit record shares. ``hash`` chains it to ``prev_hash``."""
 

@@ -45,7 +45,7 @@ def load_units(sources: Iterable[str] | str, base: Path, where: str = "") -> lis
                     units += _declarative_file(file)
         elif path.is_file():
             units += _python_file(path) if path.suffix == ".py" else _declarative_file(path)
-        elif "/" not in source and not source.endswith(_DECLARATIVE + (".py",)):
+        elif "/" not in source and not source.endswith((*_DECLARATIVE, ".py")):
             units += _package(source, where)
         else:
             raise ConfigError(f"{where}: units source {source!r} does not exist "

@@ -50,8 +50,14 @@ class LocalEventLog:
         except FileNotFoundError:
             return [], None
         records: list[StoredRecord] = []
-        offset, end = start, len(data)
+        end = len(data)
         unpack, crc32 = _FRAME.unpack_from, zlib.crc32
+        # Positions are frame offsets, so ``start`` (e.g. the last position read + 1, as a
+        # Kafka offset would be) may fall inside a frame: begin at the first frame at or
+        # after it, never at an arbitrary byte.
+        offset = 0
+        while offset < start and end - offset >= _FRAME.size:
+            offset += _FRAME.size + unpack(data, offset)[0]
         while offset < end:
             if end - offset < _FRAME.size:
                 return records, self._torn(offset, end, "incomplete frame header")
