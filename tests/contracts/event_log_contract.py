@@ -67,7 +67,8 @@ class EventLogContract:
         assert replayed.breaks == []
         assert replayed.events == 2
         assert replayed.head_hash == state.head_hash
-        assert replayed.lock is not None and replayed.lock.holder == "contract"
+        assert replayed.lock is not None
+        assert replayed.lock.holder == "contract"
 
     def test_a_writer_refuses_once_its_lease_is_gone(self, backend: Backend) -> None:
         lease = backend.lock.acquire("contract", self.lock_timeout)
