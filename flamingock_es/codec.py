@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import MISSING, asdict, dataclass, fields
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -102,24 +102,67 @@ class Recorded:
     intact: bool
 
 
-_PAYLOADS: dict[str, type[Payload]] = {cls.avro_name: cls for cls in PAYLOAD_TYPES}
+def _builder(cls: type[Any]) -> Callable[..., Any]:
+    """``cls(**fields)`` for a frozen slots dataclass, without its ``__init__``.
+
+    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``; this
+    calls each slot's descriptor directly, which makes decoding an event about 3x cheaper (a
+    replay decodes 100k+). It builds the same object: every field set, defaults applied; it
+    refuses classes it could not build faithfully (``__post_init__``, default factories).
+    """
+    if "__slots__" not in cls.__dict__ or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__}: not a plain slots dataclass")
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    params, lines = [], []
+    for f in fields(cls):
+        if f.default_factory is not MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: a default factory")
+        slot = next(k.__dict__[f.name] for k in cls.__mro__ if f.name in k.__dict__)
+        namespace[f"set_{f.name}"] = slot.__set__
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"default_{f.name}"] = f.default
+            params.append(f"{f.name}=default_{f.name}")
+        lines.append(f"    set_{f.name}(self, {f.name})\n")
+    source = (f"def build(*, {', '.join(params)}):\n    self = new(cls)\n{''.join(lines)}"
+              "    return self\n")
+    exec(source, namespace)  # as dataclasses itself builds __init__
+    return namespace["build"]  # type: ignore[no-any-return]
+
+
+_PAYLOADS: dict[str, Callable[..., Payload]] = {
+    cls.avro_name: _builder(cls) for cls in PAYLOAD_TYPES}
+_EVENT, _ACTOR, _RECORDED = _builder(AuditEvent), _builder(Actor), _builder(Recorded)
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """A record's fields: a record inside a union is read as ``(name, fields)``."""
+    return value[1] if type(value) is tuple else value  # type: ignore[no-any-return]
 
 
 def _payload(name: str, data: dict[str, Any]) -> Payload:
     # Avro already typed every field; only nested records, enums and arrays need turning
     # into their Python types, which keeps decoding close to fastavro's own speed.
-    for key in ("error", "original_error"):
-        value = data.get(key)
-        if value is not None:
-            data[key] = ErrorInfo(**value)
-    if "marked_as" in data:
-        data["marked_as"] = MarkedAs(data["marked_as"])
-    elif "outcome" in data:
-        data["outcome"] = RunOutcome(data["outcome"])
-        data["applied"] = tuple(data["applied"])
-    elif "planned" in data:
-        data["planned"] = tuple(data["planned"])
+    if name not in _PLAIN_PAYLOADS:
+        for key in ("error", "original_error"):
+            value = data.get(key)
+            if value is not None:
+                data[key] = ErrorInfo(**_fields(value))
+        if "marked_as" in data:
+            data["marked_as"] = MarkedAs(data["marked_as"])
+        elif "outcome" in data:
+            data["outcome"] = RunOutcome(data["outcome"])
+            data["applied"] = tuple(data["applied"])
+        elif "planned" in data:
+            data["planned"] = tuple(data["planned"])
     return _PAYLOADS[name](**data)
+
+
+_PLAIN_PAYLOADS = frozenset(  # payloads whose fields Avro already reads as their Python types
+    cls.avro_name for cls in PAYLOAD_TYPES
+    if not {"error", "original_error", "marked_as", "outcome", "planned"}
+    & {f.name for f in fields(cls)})
 
 
 class AuditCodec:
@@ -131,6 +174,8 @@ class AuditCodec:
         # Older writer schemas go here as the contract evolves (fingerprint -> schema);
         # fastavro resolves them to the current reader schema by Avro's rules.
         self._writers: dict[bytes, dict[str, Any]] = {self.header: self.schema}
+        # Every event of a run has the same actor: build it once (a replay decodes 100k+).
+        self._actors: dict[tuple[Any, ...], Actor] = {}
 
     def seal(self, event: AuditEvent) -> tuple[AuditEvent, bytes]:
         """Compute ``event``'s hash over its ``prev_hash`` and body; return it with its bytes."""
@@ -163,8 +208,9 @@ class AuditCodec:
                 io.BytesIO(body),
                 writer,
                 None if writer is self.schema else self.schema,
+                # Names only where a union needs them (the payload); ``_override`` would
+                # also unwrap ["null", record] unions, but costs a third of the decode.
                 return_record_name=True,
-                return_record_name_override=True,
             )
         except Exception as exc:  # fastavro raises several types on truncated/corrupt input
             raise DecodeError(
@@ -172,9 +218,9 @@ class AuditCodec:
                 "nothing was guessed. Run `flamingock-es verify` for the full report.",
                 position,
             ) from exc
-        event = _from_avro(raw)  # type: ignore[arg-type]  # a record schema reads a dict
+        event = _from_avro(raw, self._actors)  # type: ignore[arg-type]  # a record reads a dict
         intact = hashlib.sha256(event.prev_hash + body[:-_HASH]).digest() == body[-_HASH:]
-        return Recorded(position, event, intact)
+        return _RECORDED(position=position, event=event, intact=intact)  # type: ignore[no-any-return]
 
     def decode_all(self, records: Iterable[tuple[int, bytes]]) -> Iterator[Recorded]:
         """Decode ``(position, bytes)`` pairs in order."""
@@ -200,18 +246,25 @@ def _to_avro(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def _from_avro(raw: dict[str, Any]) -> AuditEvent:
+def _from_avro(raw: dict[str, Any], actors: dict[tuple[Any, ...], Actor]) -> AuditEvent:
     name, payload = raw["payload"]
     trace = raw["trace"]
     time: datetime = raw["time"]
-    return AuditEvent(
+    actor_fields = raw["actor"]
+    key = tuple(actor_fields.values())
+    actor = actors.get(key)
+    if actor is None:
+        if len(actors) >= 1024:
+            actors.clear()
+        actor = actors[key] = _ACTOR(**actor_fields)
+    return _EVENT(  # type: ignore[no-any-return]
         event_id=raw["event_id"],
         seq=raw["seq"],
         time=time,
         namespace=raw["namespace"],
         run_id=raw["run_id"],
-        actor=Actor(**raw["actor"]),
-        trace=TraceContext(**trace) if trace else None,
+        actor=actor,
+        trace=TraceContext(**_fields(trace)) if trace else None,
         request_id=raw["request_id"],
         payload=_payload(name, payload),
         prev_hash=raw["prev_hash"],

@@ -113,8 +113,11 @@ class Runner:
 
     def run(self, units: Sequence[str] | None = None) -> RunResult:
         """Apply what is pending (only ``units`` if given); on failure compensate, then raise."""
-        plan = self._checked_plan(units)
-        if not plan.has_work:
+        # Blockers read without the lock may belong to a runner still at work (its unit is
+        # STARTED or FAILED until it finishes or compensates): only the lock can tell, so
+        # they are decided under it, after that runner is done.
+        plan = self._checked_plan(units, blockers_raise=False)
+        if not plan.has_work and not plan.blockers:
             self.reporter.up_to_date(plan)
             return RunResult(None, None, skipped=len(plan.units))
         with self._locked() as (recorder, lease):
@@ -124,7 +127,7 @@ class Runner:
                 return RunResult(None, None, skipped=len(plan.units))
             return self._execute(plan, recorder, lease)
 
-    def _checked_plan(self, units: Sequence[str] | None) -> Plan:
+    def _checked_plan(self, units: Sequence[str] | None, blockers_raise: bool = True) -> Plan:
         plan = self.plan()
         if units:
             wanted = set(units)
@@ -136,7 +139,7 @@ class Runner:
                                   f"{self.workflow.name!r}")
             plan = Plan(tuple(p for p in plan.units if p.unit.id in wanted),
                         tuple(b for b in plan.blockers if b.unit_id in wanted), plan.unknown)
-        if plan.blockers:
+        if plan.blockers and blockers_raise:
             blocker = plan.blockers[0]
             more = f" (and {len(plan.blockers) - 1} more: see `flamingock-es status`)" \
                 if len(plan.blockers) > 1 else ""
@@ -174,6 +177,8 @@ class Runner:
 
     def _execute(self, plan: Plan, recorder: Recorder, lease: Lease) -> RunResult:
         to_run = plan.to_run
+        for planned in to_run:  # a missing ${VAR} stops the run before it starts, not halfway
+            resolved_parameters(planned.unit, os.environ)
         result = RunResult(self.run_id, None, skipped=len(plan.units) - len(to_run))
         recorder.record(
             RunStarted(workflow=self.workflow.name, trigger=self.trigger,

@@ -20,7 +20,6 @@ from typing import Any
 
 from .changes import ChangeContext, ChangeUnit, Recovery, resolve
 from .errors import ConfigError
-from .templates import get_template
 from .yamlfile import Located, load_document
 
 __all__ = ["declarative_unit", "load_units"]
@@ -114,6 +113,8 @@ def declarative_unit(doc: Any, path: Path) -> ChangeUnit:
     except ValueError as exc:
         raise ConfigError(f"{doc.where('recovery')}: recovery is 'manual-intervention' or "
                           "'always-retry'") from exc
+    from .templates import get_template  # pydantic: only a declarative unit needs it
+
     where = doc.where("template")
     template = get_template(str(doc["template"]), where)
     blocks = {"apply": _plain(doc["apply"])}

@@ -1,0 +1,54 @@
+"""Broken configuration: exit code 2 and a message naming the file and the line."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import Project, ok
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize(("name", "text", "where", "what"), [
+    ("changes/broken.yaml", "id: broken\norder: 1\napply: {function: x\nauthor: ana\n",
+     "broken.yaml:4", "not valid YAML"),
+    ("changes/typo.yaml", "id: typo\norder: 1\nauthor: ana\ntemplate: python-call\n"
+     "aply: {function: 'json:dumps'}\n", "typo.yaml:5", "unknown field 'aply'"),
+    ("changes/tpl.json", '{\n  "id": "t",\n  "order": 1,\n  "author": "ana",\n'
+     '  "template": "carrier-pigeon",\n  "apply": {}\n}\n', "tpl.json:5",
+     "unknown template 'carrier-pigeon'"),
+    ("flamingock.yaml", "namespace: shop\nstages:\n  - name: main\n    units: [changes]\n"
+     "colour: blue\n", "flamingock.yaml:5", "unknown key 'colour'"),
+], ids=["yaml-syntax", "unknown-field", "unknown-template", "workflow-key"])
+def test_malformed_files_exit_2_naming_file_and_line(project: Project, name: str, text: str,
+                                                     where: str, what: str) -> None:
+    project.write(name, text)
+
+    for command in ("run", "plan", "status"):
+        result = ok(project.cli(command), 2)
+        assert where in result.stderr, command
+        assert what in result.stderr, command
+        assert "Traceback" not in result.stderr
+    assert project.effects() == []
+    assert not project.log.exists()
+
+
+def test_a_missing_variable_stops_before_the_unit_runs(project: Project) -> None:
+    project.write("changes/call.yaml", """\
+        id: u4
+        order: 4
+        author: ana
+        template: python-call
+        apply: {function: "${NOT_SET_ANYWHERE}"}
+    """)
+
+    result = ok(project.cli("run"), 2)
+
+    assert "call.yaml:1: unit 'u4' uses ${NOT_SET_ANYWHERE}" in result.stderr
+    assert project.effects() == []  # checked before anything ran: no half-applied run
+    assert not project.log.exists() or project.log.stat().st_size == 0
+
+
+def test_no_workflow_file_says_how_to_make_one(project: Project) -> None:
+    (project.path / "flamingock.yaml").unlink()
+    assert "flamingock-es init" in ok(project.cli("run"), 2).stderr

@@ -1,0 +1,218 @@
+"""The codec: Avro single-object encoding of audit events, and the hash that seals each one."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import fastavro
+import pytest
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from flamingock_es.codec import MAGIC, AuditCodec, crc64_avro, load_schema, schema_dir
+from flamingock_es.errors import DecodeError
+from flamingock_es.events import (
+    PAYLOAD_TYPES,
+    AuditEvent,
+    ChangeFailed,
+    ChangeStarted,
+    ChangeSucceeded,
+    CompensationFailed,
+    CompensationStarted,
+    CompensationSucceeded,
+    ErrorInfo,
+    LockAcquired,
+    LockLost,
+    LockReleased,
+    ManualMark,
+    MarkedAs,
+    Payload,
+    RunFinished,
+    RunOutcome,
+    RunStarted,
+    TraceContext,
+)
+
+from .fakes import ACTOR, event
+
+CONTRACT = Path(__file__).resolve().parents[2] / "schemas" / "AuditEvent.avsc"
+BOOM = ErrorInfo(type="RuntimeError", message="boom")
+
+PAYLOADS: list[Payload] = [
+    RunStarted(workflow="shop", trigger="cli", planned=("a", "b")),
+    RunStarted(workflow="shop", trigger="undo", planned=()),
+    LockAcquired(holder="laptop:4242:run", lock="file:/tmp/lock", generation=7),
+    ChangeStarted(unit_id="a", stage="data", author="ana", checksum="c" * 64,
+                  parameters='{"x": 1}', attempt=1, reason="pending"),
+    ChangeStarted(unit_id="b", stage="data", author="ana", checksum="d" * 64,
+                  template="http-request", parameters="{}", attempt=2, reason="retry"),
+    ChangeSucceeded(unit_id="a", checksum="c" * 64, duration_ms=12.5),
+    ChangeFailed(unit_id="a", checksum="c" * 64, duration_ms=3.25, error=BOOM),
+    CompensationStarted(unit_id="a", reason="its apply failed"),
+    CompensationSucceeded(unit_id="a", duration_ms=1.0),
+    CompensationFailed(unit_id="a", duration_ms=2.0, error=BOOM),
+    CompensationFailed(unit_id="a", duration_ms=2.0, error=BOOM,
+                       original_error=ErrorInfo(type="ValueError", message="first")),
+    ManualMark(unit_id="a", marked_as=MarkedAs.APPLIED, reason="checked", checksum="e" * 64),
+    ManualMark(unit_id="a", marked_as=MarkedAs.ROLLED_BACK, reason="reverted by hand"),
+    LockReleased(holder="laptop:4242:run"),
+    LockLost(holder="laptop:4242:run", reason="evicted"),
+    RunFinished(outcome=RunOutcome.SUCCEEDED, applied=("a", "b")),
+    RunFinished(outcome=RunOutcome.ROLLED_BACK, applied=(), error=BOOM),
+]
+
+
+@pytest.fixture(scope="module")
+def codec() -> AuditCodec:
+    return AuditCodec()
+
+
+def sealed(codec: AuditCodec, payload: Payload | None = None, **fields: object
+           ) -> tuple[AuditEvent, bytes]:
+    return codec.seal(event(payload or LockReleased(holder="h"), **fields))
+
+
+def test_the_samples_cover_every_payload_type() -> None:
+    assert {type(p) for p in PAYLOADS} == set(PAYLOAD_TYPES)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: type(p).__name__)
+def test_every_payload_round_trips(codec: AuditCodec, payload: Payload) -> None:
+    original, blob = sealed(codec, payload, seq=3, prev_hash=b"\x01" * 32)
+
+    recorded = codec.decode(blob, 17)
+
+    assert recorded.event == original
+    assert recorded.position == 17
+    assert recorded.intact
+    assert type(recorded.event.payload) is type(payload)
+
+
+def test_optional_envelope_fields_round_trip(codec: AuditCodec) -> None:
+    trace = TraceContext(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                         tracestate="vendor=1")
+    actor = ACTOR.__class__(principal="svc", host="h", pid=1, service_version="2.3.0",
+                            tool_version="0.1.0")
+    original, blob = sealed(codec, trace=trace, request_id="req-1", actor=actor)
+
+    decoded = codec.decode(blob).event
+
+    assert decoded == original
+    assert decoded.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert decoded.time.tzinfo is not None
+
+
+def test_header_is_the_single_object_marker_and_the_schema_fingerprint(codec: AuditCodec
+                                                                       ) -> None:
+    _, blob = sealed(codec)
+    contract = json.loads(CONTRACT.read_text())
+    expected = bytes.fromhex(fingerprint(to_parsing_canonical_form(contract), "CRC-64-AVRO"))
+
+    assert blob[:2] == MAGIC == b"\xc3\x01"
+    assert blob[2:10] == expected
+    assert codec.header == MAGIC + expected
+
+
+def test_crc64_avro_matches_the_spec_and_fastavro() -> None:
+    # The Avro spec's reference implementation gives 0x7275d51a3f395c8f for "int"; written
+    # little-endian, that is the hex fastavro computes independently.
+    assert crc64_avro(b'"int"') == 0x7275D51A3F395C8F
+    assert crc64_avro(b'"int"').to_bytes(8, "little").hex() == fingerprint(
+        to_parsing_canonical_form("int"), "CRC-64-AVRO")
+    assert crc64_avro(b"") == 0xC15D213AA4D7A795  # the empty fingerprint
+    for schema in ("string", {"type": "array", "items": "long"}):
+        canonical = to_parsing_canonical_form(schema)
+        assert crc64_avro(canonical.encode()).to_bytes(8, "little").hex() == fingerprint(
+            canonical, "CRC-64-AVRO")
+
+
+def test_the_packaged_schema_is_the_published_contract() -> None:
+    assert (schema_dir() / "AuditEvent.avsc").read_bytes() == CONTRACT.read_bytes()
+
+
+def test_hash_is_sha256_of_prev_hash_and_the_body_before_it(codec: AuditCodec) -> None:
+    prev = hashlib.sha256(b"the event before").digest()
+    original, blob = sealed(codec, prev_hash=prev)
+    body = blob[10:]
+
+    assert original.hash == hashlib.sha256(prev + body[:-32]).digest()
+    assert body[-32:] == original.hash  # the hash is the envelope's last field
+    assert original.hash != sealed(codec, prev_hash=bytes(32))[0].hash
+
+
+def test_an_altered_byte_is_decoded_but_not_intact(codec: AuditCodec) -> None:
+    _, blob = sealed(codec, namespace="shop")
+    at = blob.index(b"shop")
+    tampered = blob[:at] + b"shoq" + blob[at + 4:]
+
+    recorded = codec.decode(tampered, 5)
+
+    assert recorded.event.namespace == "shoq"
+    assert not recorded.intact
+
+
+def test_an_altered_hash_is_not_intact(codec: AuditCodec) -> None:
+    _, blob = sealed(codec)
+    assert not codec.decode(blob[:-1] + bytes([blob[-1] ^ 0xFF])).intact
+
+
+def test_an_unknown_fingerprint_names_the_offset(codec: AuditCodec) -> None:
+    _, blob = sealed(codec)
+    other = MAGIC + bytes(8) + blob[10:]
+
+    with pytest.raises(DecodeError, match=r"offset 4096 .*unknown schema") as info:
+        codec.decode(other, 4096)
+    assert info.value.position == 4096
+    assert info.value.exit_code == 4
+
+
+@pytest.mark.parametrize("data", [b'{"json": true}', b"", b"\xc3"], ids=["json", "empty", "c3"])
+def test_foreign_bytes_name_the_offset(codec: AuditCodec, data: bytes) -> None:
+    with pytest.raises(DecodeError, match=r"offset 12 is not an Avro single-object") as info:
+        codec.decode(data, 12)
+    assert info.value.position == 12
+
+
+@pytest.mark.parametrize("cut", [1, 32, 40, 120])
+def test_a_truncated_body_names_the_offset(codec: AuditCodec, cut: int) -> None:
+    _, blob = sealed(codec, RunStarted(workflow="shop", trigger="cli", planned=("a",)))
+
+    with pytest.raises(DecodeError, match=r"offset 300 is corrupt") as info:
+        codec.decode(blob[:-cut], 300)
+    assert info.value.position == 300
+
+
+def test_decode_all_keeps_positions_and_order(codec: AuditCodec) -> None:
+    blobs = [sealed(codec, seq=i)[1] for i in range(3)]
+    records = list(codec.decode_all([(0, blobs[0]), (250, blobs[1]), (900, blobs[2])]))
+    assert [(r.position, r.event.seq) for r in records] == [(0, 0), (250, 1), (900, 2)]
+
+
+def test_a_plain_avro_reader_decodes_events_with_the_contract_alone(codec: AuditCodec) -> None:
+    """What a consumer in another language does: the .avsc, an Avro reader, SHA-256."""
+    payload = ChangeFailed(unit_id="a", checksum="c" * 64, duration_ms=3.25, error=BOOM)
+    original, blob = sealed(codec, payload, seq=9, prev_hash=b"\x02" * 32)
+    contract = json.loads(CONTRACT.read_text())
+    schema = fastavro.parse_schema(contract)
+
+    assert blob[:2] == b"\xc3\x01"
+    assert blob[2:10].hex() == fingerprint(to_parsing_canonical_form(contract), "CRC-64-AVRO")
+    record = fastavro.schemaless_reader(io.BytesIO(blob[10:]), schema,
+                                        return_record_name=True)
+
+    assert record["seq"] == 9
+    assert record["namespace"] == "shop"
+    assert record["actor"]["principal"] == "ana"
+    assert record["payload"] == ("io.flamingock.es.ChangeFailed", {
+        "unit_id": "a", "checksum": "c" * 64, "duration_ms": 3.25,
+        "error": {"type": "RuntimeError", "message": "boom"}})
+    assert record["hash"] == original.hash == hashlib.sha256(
+        record["prev_hash"] + blob[10:-32]).digest()
+
+
+def test_load_schema_is_the_parsed_contract() -> None:
+    schema = load_schema("AuditEvent")
+    assert schema["name"] == "io.flamingock.es.AuditEvent"
+    assert [f["name"] for f in schema["fields"]][-2:] == ["prev_hash", "hash"]
