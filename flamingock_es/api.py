@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from .backends import Backend, open_backend
 from .codec import AuditCodec, Recorded
 from .engine import Runner, RunResult
 from .errors import ConfigError, LockTimeoutError
-from .events import AuditEvent, ManualMark, MarkedAs, RunOutcome
+from .events import AuditEvent, ManualMark, MarkedAs, RunOutcome, TraceContext
 from .planner import Plan
 from .reporting import LogReporter, Reporter
 from .state import ChainBreak, LockState, State, fold
@@ -242,15 +242,22 @@ def mark(workflow: WorkflowLike, unit_id: str, marked_as: MarkedAs | str, reason
 
 
 def undo(workflow: WorkflowLike, to: str, *, reporter: Reporter | None = None,
+         request_id: str | None = None,
+         trace: Callable[[], TraceContext | None] | None = None,
          **overrides: Any) -> RunResult:
-    """Compensate every applied unit that comes after ``to`` in the workflow, newest first."""
+    """Compensate every applied unit that comes after ``to`` in the workflow, newest first.
+
+    ``request_id`` and ``trace`` are for the request service (``serve``): the run then
+    answers that request and its events carry the current span's context.
+    """
     wf = open_workflow(workflow, **overrides)
     order = [u.id for _, u in wf.units()]
     if to not in order:
         raise ConfigError(f"undo --to {to!r}: no such unit in workflow {wf.name!r}")
     backend = _backend(wf)
     try:
-        runner = Runner(wf, backend, reporter or LogReporter(), trigger="undo")
+        runner = Runner(wf, backend, reporter or LogReporter(), trigger="undo",
+                        request_id=request_id, trace=trace or (lambda: None))
         state = runner.refresh()
         after = order[order.index(to) + 1:]
         targets = [uid for uid in reversed(after)
@@ -280,7 +287,9 @@ def wait(workflow: WorkflowLike = None, *, timeout: float = 300.0, poll: float =
          **overrides: Any) -> Plan:
     """Block until nothing is pending (a readiness check for instances that do not run changes).
 
-    Raises ``LockTimeoutError`` after ``timeout`` seconds, and at once if a unit needs a person.
+    A unit that looks failed or in doubt may still be in another runner's hands, so it means
+    "not ready yet", not an error; after ``timeout`` seconds ``LockTimeoutError`` says what is
+    still pending and what, if anything, needs a person.
     """
     wf = open_workflow(workflow, **overrides)
     backend = _backend(wf)
@@ -289,19 +298,14 @@ def wait(workflow: WorkflowLike = None, *, timeout: float = 300.0, poll: float =
         runner = Runner(wf, backend, Reporter())
         while True:
             current = runner.plan()
-            if current.blockers:
-                blocker = current.blockers[0]
-                from .errors import ManualInterventionRequired
-
-                raise ManualInterventionRequired(f"{blocker.message}\n  to resolve: "
-                                                 f"{blocker.resolve}")
-            if not current.has_work:
+            if current.up_to_date:
                 return current
             if time.monotonic() >= deadline:
-                pending = ", ".join(p.unit.id for p in current.to_run)
+                pending = ", ".join(p.unit.id for p in current.to_run) or "none"
+                blocked = "".join(f"\n  {b.message}\n    to resolve: {b.resolve}"
+                                  for b in current.blockers)
                 raise LockTimeoutError(f"namespace {wf.namespace!r} is still not up to date "
-                                       f"after {timeout:g}s; pending: {pending}")
+                                       f"after {timeout:g}s; pending: {pending}{blocked}")
             time.sleep(poll)
     finally:
         backend.close()
-

@@ -143,7 +143,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         payload = event.payload
         subject = getattr(payload, "unit_id", None) or ""
         extra = ""
-        for name in ("error", "reason", "outcome", "holder"):
+        for name in ("outcome", "error", "reason", "holder"):
             value = getattr(payload, name, None)
             if value:
                 extra = f"{name}={value}"
