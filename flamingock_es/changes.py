@@ -16,7 +16,7 @@ import re
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from typing import Any, TypeVar
 
 __all__ = [
@@ -75,8 +75,9 @@ class ChangeUnit:
     body: str = ""
     """The definition its checksum covers besides the fields: code or template blocks."""
 
-    @property
+    @cached_property
     def checksum(self) -> str:
+        """Computed once per unit: the planner and the runner ask for it several times."""
         return checksum_of(self)
 
     def audit_parameters(self) -> str:
@@ -242,10 +243,16 @@ def _spans(filename: str) -> dict[int, int]:
     except SyntaxError:
         return {}
     spans: dict[int, int] = {}
-    for node in ast.walk(tree):
+    # defs and classes are statements: walk statement bodies only, never into expressions
+    # (ast.walk also visits every expression node: most of the time on a file of many units).
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
             end = node.end_lineno or node.lineno
             spans[first] = end
             spans[node.lineno] = end
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            stack.extend(getattr(node, name, ()))
     return spans
