@@ -6,7 +6,7 @@ import logging
 from concurrent.futures import Future
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from .config import KafkaSettings, Topics
 from .errors import error_of, transient_retry, unavailable

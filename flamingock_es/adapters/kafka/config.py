@@ -9,6 +9,7 @@ client. Their values never reach a log: see :func:`redacted`.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ _RESERVED = frozenset({
 })
 
 KINDS = ("audit", "lock", "requests")
+_LIBRDKAFKA_LOG = logging.getLogger("flamingock_es.kafka.librdkafka")
 
 
 def topic_name(prefix: str, kind: str, namespace: str) -> str:
@@ -80,7 +82,8 @@ class KafkaSettings:
 
     def config(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A librdkafka config: bootstrap, pass-through properties, then ``extra``."""
-        return {"bootstrap.servers": self.bootstrap, **self.client, **(extra or {})}
+        return {"bootstrap.servers": self.bootstrap, "logger": _LIBRDKAFKA_LOG, **self.client,
+                **(extra or {})}
 
     def describe(self) -> str:
         """For messages: where, and the non-secret settings."""

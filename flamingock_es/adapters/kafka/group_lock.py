@@ -108,23 +108,34 @@ class KafkaLease:
         self.topic = membership.topic
         self._membership = membership
         self._released = False
+        # librdkafka blocks consumer_group_metadata() while another thread is inside
+        # poll(): the lock thread polls without blocking, under this lock, and sleeps outside.
+        self._calls = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"lock-{lock}", daemon=True)
         self._thread.start()
 
-    @property
-    def consumer(self) -> Consumer:
-        """The group member; writers pass its ``consumer_group_metadata()`` to transactions."""
-        return self._membership.consumer
+    def group_metadata(self) -> Any:
+        """The member's current ``consumer_group_metadata()``, for audit transactions."""
+        with self._calls:
+            metadata = self._membership.consumer.consumer_group_metadata()
+        if _member_id(metadata) == "":
+            # The coordinator accepts a transactional offset commit without member id or
+            # epoch, which would disarm the fence: a member without an id holds nothing.
+            self.mark_lost("this runner is no longer a member of the lock group")
+            self.check()
+        return metadata
 
     def _serve(self) -> None:
         consumer = self._membership.consumer
         while not self._stop.is_set():
             try:
-                consumer.poll(_POLL)  # claim records come back here and are ignored
+                with self._calls:
+                    consumer.poll(0)  # serves callbacks; claim records are ignored
             except (KafkaException, RuntimeError) as exc:
                 self.mark_lost(f"the lock consumer failed: {exc}")
                 return
+            self._stop.wait(_POLL)
 
     def mark_lost(self, reason: str) -> None:
         """Record that the lock is gone (used by writers that were fenced)."""
@@ -244,3 +255,11 @@ def _produce_sync(producer: Producer, topic: str, value: bytes, key: bytes,
                           KafkaException(result[0]) if result else None)
     offset: int = result[0]
     return offset
+
+
+def _member_id(metadata: Any) -> str | None:
+    """The member id in librdkafka's serialized group metadata (``CGMDv2:``), if readable."""
+    if not isinstance(metadata, bytes) or not metadata.startswith(b"CGMDv2:"):
+        return None
+    fields = metadata[11:].split(b"\0")
+    return fields[1].decode(errors="replace") if len(fields) > 2 else None

@@ -1,0 +1,90 @@
+"""The ``kafka-topic`` template against the real broker."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from flamingock_es.changes import ChangeContext
+from flamingock_es.errors import TemplateError
+from flamingock_es.templates import get_template
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def ctx(kafka_bootstrap: str) -> ChangeContext:
+    return ChangeContext("ns", "run-1", "u1", {}, {"kafka_bootstrap": kafka_bootstrap},
+                         logging.getLogger("test"))
+
+
+@pytest.fixture
+def admin(kafka_bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+def _apply(ctx: ChangeContext, block: dict[str, object], phase: str = "apply") -> None:
+    template = get_template("kafka-topic")
+    params = template.validate(block, phase, "test.yaml")
+    if phase == "apply":
+        template.apply(params, ctx)
+    else:
+        template.rollback(params, ctx)
+
+
+def _partitions(admin: AdminClient, topic: str) -> int | None:
+    meta = admin.list_topics(topic=topic, timeout=10).topics.get(topic)
+    return None if meta is None or meta.error is not None else len(meta.partitions)
+
+
+def _config(admin: AdminClient, topic: str, key: str) -> str:
+    resource = ConfigResource("topic", topic)
+    value: str = admin.describe_configs([resource])[resource].result(timeout=10)[key].value
+    return value
+
+
+def test_create_alter_grow_and_delete(
+    ctx: ChangeContext, admin: AdminClient, unique_name: str
+) -> None:
+    topic = unique_name
+    create = {"topic": topic, "action": "create", "partitions": 2, "replication_factor": 1,
+              "configs": {"retention.ms": "3600000"}}
+    _apply(ctx, create)
+    assert _partitions(admin, topic) == 2
+    assert _config(admin, topic, "retention.ms") == "3600000"
+    _apply(ctx, create)  # again: same settings, a no-op
+
+    _apply(ctx, {"topic": topic, "action": "alter-configs",
+                 "configs": {"retention.ms": "7200000", "cleanup.policy": "compact"}})
+    assert _config(admin, topic, "retention.ms") == "7200000"
+    assert _config(admin, topic, "cleanup.policy") == "compact"
+    _apply(ctx, {"topic": topic, "action": "alter-configs",
+                 "configs": {"retention.ms": "3600000", "cleanup.policy": "delete"}}, "rollback")
+    assert _config(admin, topic, "cleanup.policy") == "delete"
+
+    _apply(ctx, {"topic": topic, "action": "add-partitions", "partitions": 4})
+    _apply(ctx, {"topic": topic, "action": "add-partitions", "partitions": 3})  # has 4: no-op
+    assert _partitions(admin, topic) == 4
+
+    _apply(ctx, {"topic": topic, "action": "delete"}, "rollback")
+    _apply(ctx, {"topic": topic, "action": "delete"}, "rollback")  # gone already: no-op
+
+
+def test_creating_an_existing_topic_with_other_partitions_is_refused(
+    ctx: ChangeContext, unique_name: str
+) -> None:
+    _apply(ctx, {"topic": unique_name, "partitions": 1})
+    try:
+        with pytest.raises(TemplateError, match="exists with 1 partitions"):
+            _apply(ctx, {"topic": unique_name, "partitions": 3})
+    finally:
+        _apply(ctx, {"topic": unique_name, "action": "delete"})
+
+
+def test_bad_parameters_are_a_template_error(ctx: ChangeContext) -> None:
+    with pytest.raises(TemplateError, match="action"):
+        _apply(ctx, {"topic": "t", "action": "rename"})
+    with pytest.raises(TemplateError, match="needs partitions"):
+        _apply(ctx, {"topic": "t", "action": "add-partitions"})
