@@ -202,10 +202,11 @@ class AuditCodec:
                 f"(fingerprint {header[2:].hex()}); upgrade flamingock-es to read it.",
                 position,
             )
-        body = data[_HEADER:]
+        stream = io.BytesIO(data)
+        stream.seek(_HEADER)
         try:
             raw = fastavro.schemaless_reader(
-                io.BytesIO(body),
+                stream,
                 writer,
                 None if writer is self.schema else self.schema,
                 # Names only where a union needs them (the payload); ``_override`` would
@@ -219,7 +220,9 @@ class AuditCodec:
                 position,
             ) from exc
         event = _from_avro(raw, self._actors)  # type: ignore[arg-type]  # a record reads a dict
-        intact = hashlib.sha256(event.prev_hash + body[:-_HASH]).digest() == body[-_HASH:]
+        digest = hashlib.sha256(event.prev_hash)
+        digest.update(memoryview(data)[_HEADER:-_HASH])
+        intact = digest.digest() == event.hash
         return _RECORDED(position=position, event=event, intact=intact)  # type: ignore[no-any-return]
 
     def decode_all(self, records: Iterable[tuple[int, bytes]]) -> Iterator[Recorded]:
