@@ -1,0 +1,106 @@
+"""``ProjectionReader``: the projected state of a namespace, read by key.
+
+Everything here is a key-value (or sub-document) lookup, so it works on any Couchbase
+deployment and on SQLite alike: listing units goes through the summary document's ``units``
+list, never through a query. :meth:`ProjectionReader.query_units_sqlpp` is an optional extra
+for clusters that run the query service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .documents import (
+    Document,
+    checkpoint_key,
+    lock_key,
+    run_key,
+    summary_key,
+    unit_key,
+)
+from .stores import ProjectionStore
+
+__all__ = ["ProjectionReader"]
+
+
+class ProjectionReader:
+    """Reads one namespace's documents from ``store``; every method returns plain dicts."""
+
+    def __init__(self, store: ProjectionStore, namespace: str = "default") -> None:
+        self.store = store
+        self.namespace = namespace
+
+    def _doc(self, key: str) -> Document | None:
+        found = self.store.get(key)
+        return None if found is None else found.doc
+
+    def summary(self) -> Document | None:
+        """Counts by status, last run, chain head; ``None`` if nothing was projected yet."""
+        return self._doc(summary_key(self.namespace))
+
+    def checkpoint(self) -> Document | None:
+        """How far the projection got (position and last hash)."""
+        return self._doc(checkpoint_key(self.namespace))
+
+    def unit(self, unit_id: str) -> Document | None:
+        """One change unit's document, or ``None`` if the log never mentioned it."""
+        return self._doc(unit_key(self.namespace, unit_id))
+
+    def unit_status(self, unit_id: str) -> str | None:
+        """Just a unit's status: a sub-document lookup, not a whole-document read."""
+        found = self.store.lookup(unit_key(self.namespace, unit_id), ["status"])
+        return None if found is None else found["status"]
+
+    def run(self, run_id: str) -> Document | None:
+        """One run's document."""
+        return self._doc(run_key(self.namespace, run_id))
+
+    def lock(self) -> Document | None:
+        """The lock document (``held`` false when free); ``None`` before any lock event."""
+        return self._doc(lock_key(self.namespace))
+
+    def unit_ids(self) -> list[str]:
+        """Every unit id the summary lists."""
+        summary = self.summary()
+        return list(summary.get("units", [])) if summary else []
+
+    def units(self) -> list[Document]:
+        """Every unit document, in id order, found through the summary's list of ids."""
+        keys = [unit_key(self.namespace, u) for u in self.unit_ids()]
+        found = self.store.get_many(keys)
+        return [found[k].doc for k in keys if k in found]
+
+    def runs(self, last: int | None = None) -> list[Document]:
+        """Run documents in start order (the ``last`` ones if given)."""
+        summary = self.summary()
+        ids: list[str] = list(summary.get("runs", [])) if summary else []
+        if last is not None:
+            ids = ids[-last:] if last > 0 else []
+        keys = [run_key(self.namespace, r) for r in ids]
+        found = self.store.get_many(keys)
+        return [found[k].doc for k in keys if k in found]
+
+    def query_units_sqlpp(self, status: str | None = None) -> Iterator[dict[str, Any]]:
+        """Unit documents via SQL++; only where the cluster runs the query service.
+
+        Needs a :class:`~projections.stores.couchbase.CouchbaseProjectionStore` and a primary
+        (or suitable) index on its collection. Not used by anything else here.
+        """
+        from .stores.couchbase import CouchbaseProjectionStore
+
+        if not isinstance(self.store, CouchbaseProjectionStore):
+            raise TypeError("SQL++ queries need a Couchbase store with the query service")
+        from couchbase.options import QueryOptions
+
+        s = self.store.settings
+        keyspace = f"`{s.bucket}`.`{s.scope}`.`{s.collection}`"
+        where = "d.type = 'unit' AND d.namespace = $ns"
+        params: dict[str, Any] = {"ns": self.namespace}
+        if status is not None:
+            where += " AND d.status = $status"
+            params["status"] = status
+        statement = f"SELECT d.* FROM {keyspace} AS d WHERE {where} ORDER BY d.unit_id"
+        cluster = self.store._cluster
+        for row in cluster.query(statement, QueryOptions(named_parameters=params)).rows():
+            yield dict(row)

@@ -1,0 +1,317 @@
+"""The projection worker: follows a namespace's audit log and keeps its documents current.
+
+On start it reads its checkpoint, then folds the log from the beginning (the fold is cheap
+and is the only way to know the full state) but writes documents only for events after the
+checkpoint. Then it follows the log, batching events (up to ``batch_size``, or until the log
+is idle), and writes each changed document with compare-and-set, the checkpoint last:
+
+* a document never moves backwards: if the stored one reflects a position at or past the new
+  one, the write is skipped. Redelivery is a no-op, and two racing workers are safe;
+* the checkpoint is written only after every document of its batch, so a worker killed
+  mid-batch redoes that batch on restart, and the result equals a clean rebuild.
+
+Run it as ``python -m projections.worker --bus ... --namespace ... --store ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from flamingock_es import telemetry
+from flamingock_es.backends import DEFAULT_BUS, open_backend
+from flamingock_es.codec import AuditCodec, Recorded
+from flamingock_es.errors import FlamingockError, StoreError
+from flamingock_es.ports import EventLog
+
+from .documents import Document, Projection, checkpoint_key
+from .stores import (
+    DEFAULT_STORE,
+    ProjectionStore,
+    StoreUnavailable,
+    VersionConflict,
+    Versioned,
+    open_store,
+)
+
+__all__ = ["BatchReport", "ProjectionWorker", "run_projection"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one flushed batch did, for progress output."""
+
+    events: int
+    written: int
+    skipped: int
+    position: int
+    seconds: float
+
+
+class ProjectionWorker:
+    """Projects one namespace's log into ``store``. Not thread-safe: one thread runs it."""
+
+    def __init__(self, log: EventLog, store: ProjectionStore, namespace: str, *,
+                 batch_size: int = 500, max_delay: float = 0.05, rebuild: bool = False,
+                 on_batch: Callable[[BatchReport], None] | None = None) -> None:
+        self.log, self.store, self.namespace = log, store, namespace
+        self.batch_size, self.rebuild, self.on_batch = batch_size, rebuild, on_batch
+        self.max_delay = max_delay
+        """Flush a batch at the latest this many seconds after its first event, even while
+        the log keeps delivering (a busy log is never idle)."""
+        self._since = 0.0
+        self.projection = Projection(namespace)
+        self.codec = AuditCodec()
+        self._versions: dict[str, Versioned] = {}
+        self._pending: set[str] = set()
+        self._pending_events = 0
+        self._batch: list[Recorded] = []  # for the batch's trace span (telemetry)
+        self._resume = -1
+        self._resume_hash = ""
+        self._checked = False
+        self.events_written = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None, once: bool = False) -> int:
+        """Project until ``stop`` is set (or, with ``once``, until the log is caught up).
+
+        Returns the position of the last event projected (-1 for an empty log).
+        """
+        stop = stop or threading.Event()
+        self._start()
+        if once:
+            for record in self.codec.decode_all(self.log.read(0)):
+                self._take(record)
+                if self._pending_events >= self.batch_size:
+                    self.flush()
+            self.flush()
+            self._verify_resume()
+            return self.projection.state.position
+        for item in self.log.follow(0, stop):
+            if item is None:
+                self._flush_patiently(stop)
+                self._verify_resume()
+                continue
+            self._take(self.codec.decode(item[1], item[0]))
+            if self._pending_events >= self.batch_size or (
+                    self._pending_events and time.monotonic() - self._since >= self.max_delay):
+                self._flush_patiently(stop)
+        self.flush()
+        return self.projection.state.position
+
+    def _flush_patiently(self, stop: threading.Event) -> None:
+        """Flush; while the store is down (past its own retries), wait and try again.
+
+        Nothing is lost meanwhile: the pending set only grows, and the checkpoint stays
+        where the last complete batch left it.
+        """
+        delay = 0.5
+        while True:
+            try:
+                self.flush()
+                return
+            except StoreUnavailable as exc:
+                if stop.is_set():
+                    raise
+                log.warning("%s: %s; trying again in %.1fs", self.namespace, exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _start(self) -> None:
+        if self.rebuild:
+            self._clear()
+            return
+        found = self.store.get(checkpoint_key(self.namespace))
+        if found is not None:
+            self._resume = int(found.doc.get("position", -1))
+            self._resume_hash = str(found.doc.get("last_hash", ""))
+            log.info("%s: resuming after position %d", self.namespace, self._resume)
+
+    def _clear(self) -> None:
+        """Forget what the store holds for this namespace: a rebuild starts from nothing."""
+        ns = self.namespace
+        keys: list[str] = []
+        lister = getattr(self.store, "keys", None)
+        if callable(lister):
+            keys = list(lister(f"fes::{ns}::"))
+        else:  # key-value only: the summary lists every unit and run
+            summary = self.store.get(f"fes::{ns}::summary")
+            if summary is not None:
+                keys = [f"fes::{ns}::unit::{u}" for u in summary.doc.get("units", [])]
+                keys += [f"fes::{ns}::run::{r}" for r in summary.doc.get("runs", [])]
+            keys += [f"fes::{ns}::lock", f"fes::{ns}::summary"]
+        # The checkpoint goes first, so that a rebuild interrupted here restarts from zero.
+        for key in [checkpoint_key(ns), *keys]:
+            self.store.delete(key)
+        log.info("%s: rebuild: removed %d documents", ns, len(keys))
+
+    # -- folding and writing -----------------------------------------------------------------
+
+    def _take(self, record: Recorded) -> None:
+        touched = self.projection.apply(record)
+        if record.position == self._resume:
+            self._check_resume_hash()
+        if record.position > self._resume and touched:
+            if not self._pending_events:
+                self._since = time.monotonic()
+            self._pending |= touched
+            self._pending_events += 1
+            self._batch.append(record)
+
+    def _check_resume_hash(self) -> None:
+        self._checked = True
+        head = self.projection.state.head_hash.hex()
+        if self._resume_hash and head != self._resume_hash:
+            raise StoreError(
+                f"{self.store.name}: the checkpoint of namespace {self.namespace!r} says the "
+                f"event at position {self._resume} has hash {self._resume_hash[:16]}..., but "
+                f"the log {self.log.name} has {head[:16]}... there. The documents describe "
+                "another log; run `flamingock-es project --rebuild`.")
+
+    def _verify_resume(self) -> None:
+        if not self._checked and self._resume >= 0:
+            if self.projection.state.position < self._resume:
+                raise StoreError(
+                    f"{self.store.name}: the checkpoint of namespace {self.namespace!r} is at "
+                    f"position {self._resume}, past the end of {self.log.name} (at "
+                    f"{self.projection.state.position}). The log was replaced; run "
+                    "`flamingock-es project --rebuild`.")
+            self._checked = True
+
+    def flush(self) -> BatchReport | None:
+        """Write the documents the pending events changed, then the checkpoint."""
+        if not self._pending:
+            return None
+        started = time.monotonic()
+        ns = self.namespace
+        keys = sorted(self._pending - {checkpoint_key(ns)})
+        written = skipped = 0
+        with telemetry.projection_batch_span(self._batch, self.log.name, ns), \
+                self.store.batch():
+            unknown = [k for k in keys if k not in self._versions]
+            self._versions.update(self.store.get_many(unknown))
+            docs = {key: self.projection.document(key) for key in keys}
+            fresh = [(k, d, self._version(k)) for k, d in docs.items() if not self._stale(k, d)]
+            skipped = len(keys) - len(fresh)
+            for key, outcome in self.store.write_many(fresh).items():
+                if isinstance(outcome, VersionConflict):
+                    # Someone else wrote it meanwhile: re-read, and write unless theirs is newer.
+                    self._versions.pop(key, None)
+                    if self._put(key, docs[key]):
+                        written += 1
+                    else:
+                        skipped += 1
+                else:
+                    self._versions[key] = Versioned(docs[key], outcome)
+                    written += 1
+            # Last: the checkpoint says "everything up to here is written".
+            self._put(checkpoint_key(ns), self.projection.document(checkpoint_key(ns)))
+        report = BatchReport(self._pending_events, written, skipped,
+                             self.projection.state.position, time.monotonic() - started)
+        self.events_written += self._pending_events
+        self._pending.clear()
+        self._pending_events = 0
+        self._batch = []
+        if self.on_batch is not None:
+            self.on_batch(report)
+        return report
+
+    def _version(self, key: str) -> int | None:
+        current = self._versions.get(key)
+        return None if current is None else current.version
+
+    def _stale(self, key: str, doc: Document) -> bool:
+        current = self._versions.get(key)
+        return current is not None and int(current.doc.get("position", -1)) >= doc["position"]
+
+    def _put(self, key: str, doc: Document) -> bool:
+        """Compare-and-set ``doc`` unless the stored one is as new or newer. True if written."""
+        position = int(doc["position"])
+        for _ in range(100):
+            if key not in self._versions:
+                found = self.store.get(key)
+                if found is not None:
+                    self._versions[key] = found
+            current = self._versions.get(key)
+            if current is not None and int(current.doc.get("position", -1)) >= position:
+                return False
+            try:
+                version = self.store.write(key, doc, current.version if current else None)
+            except VersionConflict:
+                fresh = self.store.get(key)
+                if fresh is None:
+                    self._versions.pop(key, None)
+                else:
+                    self._versions[key] = fresh
+                continue
+            self._versions[key] = Versioned(doc, version)
+            return True
+        raise StoreError(f"{self.store.name}: {key!r} kept changing under 100 attempts to "
+                         "write it; is something else writing this namespace's documents?")
+
+
+def run_projection(bus: str = DEFAULT_BUS, namespace: str = "default",
+                   store_url: str = DEFAULT_STORE, once: bool = False, rebuild: bool = False,
+                   stop: threading.Event | None = None, *,
+                   options: Mapping[str, str] | None = None,
+                   store_options: Mapping[str, str] | None = None,
+                   on_batch: Callable[[BatchReport], None] | None = None,
+                   batch_size: int = 500) -> int:
+    """Project ``namespace`` of ``bus`` into ``store_url``; the library entry point.
+
+    Returns the position of the last projected event. With ``once`` it returns when the log is
+    caught up; otherwise it follows the log until ``stop`` is set.
+    """
+    backend = open_backend(bus, namespace, options)
+    try:
+        store = open_store(store_url, store_options)
+        try:
+            worker = ProjectionWorker(backend.log, store, namespace, batch_size=batch_size,
+                                      rebuild=rebuild, on_batch=on_batch)
+            return worker.run(stop, once=once)
+        finally:
+            store.close()
+    finally:
+        backend.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m projections.worker``: the worker without the rest of the CLI."""
+    parser = argparse.ArgumentParser(prog="python -m projections.worker",
+                                     description=run_projection.__doc__)
+    parser.add_argument("--bus", default=DEFAULT_BUS)
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--store", default=DEFAULT_STORE)
+    parser.add_argument("--once", action="store_true")
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--progress", action="store_true", help="print one line per batch")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    def progress(report: BatchReport) -> None:
+        if args.progress:
+            print(f"projected {report.events} events up to {report.position}: "
+                  f"{report.written} written, {report.skipped} skipped", flush=True)
+
+    try:
+        run_projection(args.bus, args.namespace, args.store, once=args.once,
+                       rebuild=args.rebuild, on_batch=progress, batch_size=args.batch_size)
+    except FlamingockError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
