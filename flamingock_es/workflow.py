@@ -26,7 +26,7 @@ from .changes import ChangeUnit
 from .errors import ConfigError
 from .yamlfile import Located, load_document
 
-__all__ = ["CompensationScope", "Stage", "Workflow", "load_workflow"]
+__all__ = ["CompensationScope", "Stage", "Workflow", "load_settings", "load_workflow"]
 
 CONFIG_FILE = "flamingock.yaml"
 
@@ -140,6 +140,24 @@ def load_workflow(path: str | Path | None = None, **overrides: Any) -> Workflow:
     )
     _check_unique(workflow.stages)
     return workflow
+
+
+def load_settings(path: str | Path | None = None) -> dict[str, Any]:
+    """The top-level settings of a ``flamingock.yaml`` (bus, namespace, store, ...), without
+    loading any unit; ``{}`` when there is no such file. For commands that only read."""
+    config_path = Path(path or CONFIG_FILE)
+    if config_path.is_dir():
+        config_path = config_path / CONFIG_FILE
+    if not config_path.exists():
+        return {}
+    doc = load_document(config_path)
+    if not isinstance(doc, Located):
+        raise ConfigError(f"{config_path}:1: expected a mapping with namespace and stages")
+    settings = {k: v for k, v in doc.items() if k != "stages"}
+    for key in ("bus", "store"):
+        if key in settings:
+            settings[key] = _anchor(str(settings[key]), config_path.parent)
+    return settings
 
 
 def _anchor(url: str, base: Path) -> str:

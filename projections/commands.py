@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from flamingock_es.backends import DEFAULT_BUS
 from flamingock_es.errors import FlamingockError
+from flamingock_es.workflow import load_settings
 
 from .reader import ProjectionReader
 from .stores import DEFAULT_STORE, open_store
@@ -29,13 +30,27 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _common(parser: argparse.ArgumentParser, bus: bool) -> None:
+    parser.add_argument("-c", "--config", default="flamingock.yaml",
+                        help="workflow file whose bus, namespace and store are the defaults "
+                             "(default: ./flamingock.yaml, if present)")
     if bus:
-        parser.add_argument("--bus", default=DEFAULT_BUS,
-                            help="event log: local:PATH or kafka://HOST:PORT (default %(default)s)")
-    parser.add_argument("--namespace", default="default", help="namespace (default %(default)s)")
-    parser.add_argument("--store", default=DEFAULT_STORE,
-                        help="projection store: sqlite:PATH or couchbase://HOST?bucket=NAME "
-                             "(default %(default)s)")
+        parser.add_argument("--bus", help="event log: local:PATH or kafka://HOST:PORT "
+                                          f"(default: the workflow's, else {DEFAULT_BUS})")
+    parser.add_argument("--namespace", help="namespace (default: the workflow's, else default)")
+    parser.add_argument("--store", help="projection store: sqlite:PATH or "
+                                        "couchbase://HOST?bucket=NAME (default: the workflow's,"
+                                        f" else {DEFAULT_STORE})")
+
+
+def _defaults(args: argparse.Namespace) -> None:
+    """Fill the options not given from the workflow file, then from the built-in defaults."""
+    settings = load_settings(args.config)
+    if hasattr(args, "bus") and args.bus is None:
+        args.bus = settings.get("bus", DEFAULT_BUS)
+    if args.namespace is None:
+        args.namespace = str(settings.get("namespace", "default"))
+    if args.store is None:
+        args.store = settings.get("store", DEFAULT_STORE)
 
 
 def register(subparsers: Any, common: Any = None) -> None:
@@ -66,6 +81,7 @@ def cmd_project(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Project the audit log into the read-side store (follows the log unless --once)."""
     out = out or sys.stdout
     stop = threading.Event()
+    _defaults(args)
 
     def progress(report: BatchReport) -> None:
         if not getattr(args, "quiet", False):
@@ -99,6 +115,7 @@ def cmd_state(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Show the projected state: summary, `unit ID`, `run ID`, `lock` or `units`."""
     out = out or sys.stdout
     try:
+        _defaults(args)
         store = open_store(args.store)
     except FlamingockError as exc:
         print(f"error: {exc}", file=sys.stderr)

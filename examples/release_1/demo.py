@@ -1,7 +1,8 @@
 """Example 1, end to end on the embedded default: ``python examples/release_1/demo.py``.
 
 Starts the local flag service, seeds the document store, then runs the release exactly as a
-user would: ``flamingock-es run``, a second ``run`` (nothing to do), ``status`` and ``history``.
+user would: ``flamingock-es run``, a second ``run`` (nothing to do), ``status``, ``history``,
+then projects the audit state into a SQLite store and reads it back with ``state``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from flag_service import FlagService  # noqa: E402
 
 def cli(*args: str, env: dict[str, str]) -> None:
     print(f"\n$ flamingock-es {' '.join(args)}", flush=True)
-    command = [sys.executable, "-m", "flamingock_es.cli", *args, "-c", str(HERE),
-               "--bus", env["FLAMINGOCK_EXAMPLE_BUS"]]
+    bus = [] if args[0] == "state" else ["--bus", env["FLAMINGOCK_EXAMPLE_BUS"]]
+    command = [sys.executable, "-m", "flamingock_es.cli", *args, "-c", str(HERE), *bus]
     subprocess.run(command, env=env, check=False)
 
 
@@ -38,6 +39,8 @@ def main() -> None:
         cli("run", env=env)
         cli("status", env=env)
         cli("history", env=env)
+        cli("project", "--once", "--store", f"sqlite:{workdir / 'projections.db'}", env=env)
+        cli("state", "--store", f"sqlite:{workdir / 'projections.db'}", env=env)
         print("\nusers now:", documents(db, "users"))
         print("flags now:", flags.flags, "config now:", flags.config)
     print(f"\nThe audit log is {workdir / '.flamingock' / 'release-1' / 'audit.log'}; "

@@ -124,7 +124,12 @@ class KafkaEventLog:
         consumer, _ = self._consumer(start)
         try:
             while not stop.is_set():
-                batch: list[Message] = consumer.consume(1000, 0.2)
+                # Wait briefly for the first record, then take what has already arrived
+                # without waiting for a full batch: a tail's latency is what projections show.
+                first = consumer.poll(0.05)
+                batch: list[Message] = [] if first is None else [first]
+                if first is not None:
+                    batch += consumer.consume(1000, 0)
                 got = False
                 for msg in batch:
                     if msg.error() is not None:
