@@ -1,0 +1,26 @@
+"""The "orders" service: asks, over the bus, for the domain change, and waits for the answer.
+
+Run: python requester.py   (after `flamingock-es serve` is up; see README.md)
+"""
+
+from __future__ import annotations
+
+import sys
+
+from flamingock_es import telemetry
+from flamingock_es.requests import request_changes
+from flamingock_es.state import RunState
+
+if __name__ == "__main__":
+    tracer = telemetry.tracer("orders-service")  # OTEL_* variables decide; no-op without
+    with tracer.start_as_current_span("release orders v2 (delivery window)"):
+        answer = request_changes(
+            "kafka://127.0.0.1:19092", "orders-domain", reason="release 2.0: delivery window",
+            requested_by="orders-service", service="orders-service 2.0.0", wait=True,
+            timeout=120)
+    telemetry.shutdown()
+    assert isinstance(answer, RunState)
+    print(f"request {answer.request_id}: {answer.outcome} (run {answer.run_id}), "
+          f"applied {', '.join(answer.applied) or 'nothing'}"
+          + (f"; error: {answer.error}" if answer.error else ""))
+    sys.exit(0 if answer.outcome == "SUCCEEDED" else 1)

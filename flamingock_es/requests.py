@@ -1,0 +1,284 @@
+"""Change requests: a service asks, over the bus, that a runner apply changes.
+
+A :class:`ChangeRequest` mirrors ``schemas/ChangeRequest.avsc`` and travels as Avro
+single-object bytes (the same ``C3 01`` + CRC-64-AVRO framing as the audit events, from
+:mod:`flamingock_es.codec`) on ``{prefix}.requests.{namespace}``. ``flamingock-es serve``
+executes it and answers with a ``RunFinished`` event carrying the request's id in the audit
+log; :func:`request_changes` publishes one and, with ``wait=True``, follows the audit log
+until that answer is there.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import fastavro
+
+from .backends import open_backend
+from .codec import AuditCodec, fingerprint, load_schema
+from .errors import DecodeError, FlamingockError
+from .events import TraceContext
+from .recorder import local_actor
+from .state import RunState, State
+
+__all__ = [
+    "ChangeRequest",
+    "RequestCodec",
+    "RequestTimeoutError",
+    "Stages",
+    "Target",
+    "UndoTo",
+    "Units",
+    "WholeWorkflow",
+    "request_changes",
+    "wait_for_outcome",
+]
+
+_AVRO_NS = "io.flamingock.es"
+
+
+@dataclass(frozen=True, slots=True)
+class WholeWorkflow:
+    """Run every pending unit of the workflow."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stages:
+    """Run the pending units of these stages."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Units:
+    """Run these units, if pending."""
+
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UndoTo:
+    """Compensate every applied unit after ``unit_id``, newest first."""
+
+    unit_id: str
+
+
+Target = WholeWorkflow | Stages | Units | UndoTo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeRequest:
+    """One request, as ``schemas/ChangeRequest.avsc`` describes it."""
+
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    namespace: str
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    target: Target = WholeWorkflow()
+    requested_by: str
+    service: str | None = None
+    reason: str
+    trace: TraceContext | None = None
+
+    def describe(self) -> str:
+        """The target in words, for messages and the audit trail."""
+        target = self.target
+        if isinstance(target, Stages):
+            return f"stages {', '.join(target.names)}"
+        if isinstance(target, Units):
+            return f"units {', '.join(target.ids)}"
+        if isinstance(target, UndoTo):
+            return f"undo to {target.unit_id}"
+        return "the whole workflow"
+
+
+class RequestCodec:
+    """Encodes and decodes :class:`ChangeRequest` as Avro single-object bytes."""
+
+    def __init__(self) -> None:
+        self.schema = load_schema("ChangeRequest")
+        self.header = fingerprint(self.schema)
+
+    def encode(self, request: ChangeRequest) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self.header)
+        fastavro.schemaless_writer(buf, self.schema, _to_avro(request))
+        return buf.getvalue()
+
+    def decode(self, data: bytes, position: int = -1) -> ChangeRequest:
+        """Raises :class:`DecodeError` (naming ``position``) for anything but a valid request."""
+        if not data.startswith(self.header):
+            raise DecodeError(
+                f"request at offset {position} is not a ChangeRequest in Avro single-object "
+                f"encoding (header {data[:10].hex() or 'empty'}, expected {self.header.hex()})",
+                position)
+        try:
+            raw = fastavro.schemaless_reader(io.BytesIO(data[len(self.header):]), self.schema,
+                                             None, return_record_name=True,
+                                             return_record_name_override=True)
+            assert isinstance(raw, dict)
+            return _from_avro(raw)
+        except Exception as exc:  # fastavro raises several types on corrupt input
+            raise DecodeError(f"request at offset {position} is corrupt: {exc!r}",
+                              position) from exc
+
+
+def _to_avro(request: ChangeRequest) -> dict[str, Any]:
+    target = request.target
+    name = f"{_AVRO_NS}.{type(target).__name__}"
+    body: dict[str, Any] = {}
+    if isinstance(target, Stages):
+        body = {"names": list(target.names)}
+    elif isinstance(target, Units):
+        body = {"ids": list(target.ids)}
+    elif isinstance(target, UndoTo):
+        body = {"unit_id": target.unit_id}
+    trace = request.trace
+    return {
+        "request_id": request.request_id, "namespace": request.namespace,
+        "time": request.time, "target": (name, body), "requested_by": request.requested_by,
+        "service": request.service, "reason": request.reason,
+        "trace": {"traceparent": trace.traceparent, "tracestate": trace.tracestate}
+        if trace else None,
+    }
+
+
+def _from_avro(raw: dict[str, Any]) -> ChangeRequest:
+    name, body = raw["target"]
+    short = name.rsplit(".", 1)[-1]
+    target: Target
+    if short == "Stages":
+        target = Stages(tuple(body["names"]))
+    elif short == "Units":
+        target = Units(tuple(body["ids"]))
+    elif short == "UndoTo":
+        target = UndoTo(body["unit_id"])
+    else:
+        target = WholeWorkflow()
+    trace = raw["trace"]
+    return ChangeRequest(
+        request_id=raw["request_id"], namespace=raw["namespace"], time=raw["time"],
+        target=target, requested_by=raw["requested_by"], service=raw["service"],
+        reason=raw["reason"], trace=TraceContext(**trace) if trace else None)
+
+
+class RequestTimeoutError(FlamingockError):
+    """No answer to a request appeared in the audit log in time."""
+
+    exit_code = 3
+
+
+def _target(stages: Sequence[str] | None, units: Sequence[str] | None,
+            undo_to: str | None) -> Target:
+    given = [x for x in (stages, units, undo_to) if x]
+    if len(given) > 1:
+        from .errors import ConfigError
+
+        raise ConfigError("a request targets stages, units or an undo, not several at once")
+    if stages:
+        return Stages(tuple(stages))
+    if units:
+        return Units(tuple(units))
+    if undo_to:
+        return UndoTo(undo_to)
+    return WholeWorkflow()
+
+
+def request_changes(
+    bus: str,
+    namespace: str,
+    *,
+    stages: Sequence[str] | None = None,
+    units: Sequence[str] | None = None,
+    undo_to: str | None = None,
+    reason: str = "",
+    requested_by: str | None = None,
+    service: str | None = None,
+    request_id: str | None = None,
+    wait: bool = False,
+    timeout: float = 300.0,
+    options: dict[str, str] | None = None,
+) -> str | RunState:
+    """Publish a change request for ``namespace``; return its id.
+
+    With ``wait=True``, block until the runner's answer (the ``RunFinished`` carrying the
+    request id) is in the audit log and return that run's folded :class:`RunState` instead;
+    raise :class:`RequestTimeoutError` after ``timeout`` seconds.
+    """
+    from . import telemetry
+    from .request_bus import open_request_bus
+
+    request = ChangeRequest(
+        request_id=request_id or str(uuid.uuid4()), namespace=namespace,
+        target=_target(stages, units, undo_to),
+        requested_by=requested_by or local_actor().principal, service=service,
+        reason=reason or "requested over the bus")
+    backend = open_backend(bus, namespace, options)  # creates the topics if missing
+    try:
+        follower = OutcomeFollower(backend.log) if wait else None
+        try:
+            with open_request_bus(bus, namespace, options) as channel, \
+                    telemetry.request_span(channel.destination, request) as (traced, headers):
+                channel.publish(traced, headers)
+            if follower is None:
+                return request.request_id
+            return follower.wait(request.request_id, timeout)
+        finally:
+            if follower is not None:
+                follower.close()
+    finally:
+        backend.close()
+
+
+def wait_for_outcome(bus: str, namespace: str, request_id: str, timeout: float = 300.0,
+                     options: dict[str, str] | None = None) -> RunState:
+    """Block until the run answering ``request_id`` is finished in the audit log."""
+    backend = open_backend(bus, namespace, options)
+    try:
+        follower = OutcomeFollower(backend.log)
+        try:
+            return follower.wait(request_id, timeout)
+        finally:
+            follower.close()
+    finally:
+        backend.close()
+
+
+class OutcomeFollower:
+    """Follows an audit log with the shared fold and finds the runs that answer requests."""
+
+    def __init__(self, log: Any) -> None:
+        self.state = State()
+        self._codec = AuditCodec()
+        self._stop = threading.Event()
+        self._records: Iterator[tuple[int, bytes] | None] = log.follow(0, self._stop)
+
+    def answer(self, request_id: str) -> RunState | None:
+        """The finished run answering ``request_id`` in what was folded so far."""
+        return next((run for run in self.state.runs.values()
+                     if run.request_id == request_id and run.outcome is not None), None)
+
+    def wait(self, request_id: str, timeout: float) -> RunState:
+        deadline = time.monotonic() + timeout
+        while (found := self.answer(request_id)) is None:
+            if time.monotonic() > deadline:
+                raise RequestTimeoutError(
+                    f"no answer to request {request_id} in the audit log after {timeout:g}s. "
+                    "Is `flamingock-es serve` running for this namespace? The request stays "
+                    "queued; check later with `flamingock-es history`.")
+            item = next(self._records)
+            if item is not None:
+                self.state.apply(self._codec.decode(item[1], item[0]))
+        return found
+
+    def close(self) -> None:
+        self._stop.set()
+        close = getattr(self._records, "close", None)
+        if close is not None:
+            close()

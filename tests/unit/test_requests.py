@@ -1,0 +1,197 @@
+"""Change requests on the embedded bus: codec round trip, serve, duplicates, rejections."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flamingock_es import ChangeContext, Workflow, change_unit
+from flamingock_es.api import history, read_state
+from flamingock_es.errors import DecodeError
+from flamingock_es.events import RunOutcome, TraceContext
+from flamingock_es.request_bus import open_request_bus
+from flamingock_es.requests import (
+    ChangeRequest,
+    RequestCodec,
+    Stages,
+    UndoTo,
+    Units,
+    WholeWorkflow,
+    request_changes,
+    wait_for_outcome,
+)
+from flamingock_es.service import serve
+from flamingock_es.state import RunState
+
+APPLIED: list[str] = []
+
+
+def _undo(ctx: ChangeContext) -> None:
+    APPLIED.append(f"undo:{ctx.unit_id}")
+
+
+@change_unit(id="a", order=1, author="ana", rollback=_undo)
+def unit_a(ctx: ChangeContext) -> None:
+    APPLIED.append(ctx.unit_id)
+
+
+@change_unit(id="b", order=1, author="ana", rollback=_undo)
+def unit_b(ctx: ChangeContext) -> None:
+    APPLIED.append(ctx.unit_id)
+
+
+@pytest.mark.parametrize("target", [WholeWorkflow(), Stages(("s1", "s2")), Units(("a",)),
+                                    UndoTo("a")])
+def test_codec_round_trip(target: object) -> None:
+    codec = RequestCodec()
+    request = ChangeRequest(namespace="ns", target=target, requested_by="svc",  # type: ignore[arg-type]
+                            reason="r", trace=TraceContext(traceparent="00-" + "1" * 32 + "-"
+                                                           + "2" * 16 + "-01"))
+    blob = codec.encode(request)
+    assert blob[:2] == b"\xc3\x01"
+    assert codec.decode(blob) == request
+
+
+def test_codec_refuses_garbage() -> None:
+    with pytest.raises(DecodeError, match="offset 7"):
+        RequestCodec().decode(b"nonsense", 7)
+
+
+@pytest.fixture
+def workflow(tmp_path: Path) -> Workflow:
+    APPLIED.clear()
+    return Workflow.of("shop", {"s1": [unit_a], "s2": [unit_b]}, bus=f"local:{tmp_path}",
+                       lock_timeout=5.0)
+
+
+@pytest.fixture
+def server(workflow: Workflow) -> Iterator[threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(target=serve, args=(workflow,), kwargs={"stop": stop})
+    thread.start()
+    yield stop
+    stop.set()
+    thread.join(10)
+
+
+def _ask(workflow: Workflow, **kwargs: object) -> RunState:
+    answer = request_changes(workflow.bus, workflow.namespace, wait=True, timeout=20,
+                             reason="test", **kwargs)  # type: ignore[arg-type]
+    assert isinstance(answer, RunState)
+    return answer
+
+
+def test_request_runs_and_is_answered(workflow: Workflow, server: threading.Event) -> None:
+    run = _ask(workflow, units=["b"], requested_by="billing")
+    assert run.outcome is RunOutcome.SUCCEEDED
+    assert run.trigger == "request"
+    assert run.applied == ["b"]
+    assert APPLIED == ["b"]
+    events = history(workflow.bus, "shop", run_id=run.run_id)
+    assert {e.request_id for e in events} == {run.request_id}
+    assert _ask(workflow).applied == ["a"]  # the whole workflow: only a is left
+    nothing = _ask(workflow)  # nothing pending: still answered, under the lock
+    assert (nothing.outcome, nothing.applied) == (RunOutcome.SUCCEEDED, [])
+
+
+def test_duplicate_request_runs_once(workflow: Workflow, server: threading.Event) -> None:
+    first = _ask(workflow, request_id="same-id", units=["a"])
+    again = _ask(workflow, request_id="same-id", units=["a"])
+    assert again.run_id == first.run_id
+    _ask(workflow, request_id="later")  # the service went past the duplicate
+    state = read_state(workflow.bus, "shop")
+    assert [r.request_id for r in state.runs.values()].count("same-id") == 1
+    assert APPLIED == ["a", "b"]
+
+
+@pytest.mark.parametrize(("kwargs", "why"), [
+    ({"units": ["nope"]}, "unknown unit(s) nope"),
+    ({"stages": ["s9"]}, "unknown stage(s) s9"),
+    ({"undo_to": "zzz"}, "unknown unit(s) zzz"),
+])
+def test_unknown_targets_are_rejected(workflow: Workflow, server: threading.Event,
+                                      kwargs: dict[str, object], why: str) -> None:
+    run = _ask(workflow, **kwargs)
+    assert run.outcome is RunOutcome.REJECTED
+    assert run.error is not None
+    assert why in run.error.message
+    assert APPLIED == []
+
+
+def test_malformed_and_foreign_requests_never_stop_the_service(
+        workflow: Workflow, server: threading.Event) -> None:
+    with open_request_bus(workflow.bus, "shop") as bus:
+        bus.publish(ChangeRequest(request_id="other-ns", namespace="elsewhere",
+                                  requested_by="x", reason="r"))
+        bus.codec.header = b"\xc3\x01garbage!"  # a frame no reader can decode
+        bus.publish(ChangeRequest(namespace="shop", requested_by="x", reason="r"))
+    foreign = wait_for_outcome(workflow.bus, "shop", "other-ns", timeout=20)
+    assert foreign.outcome is RunOutcome.REJECTED
+    assert foreign.error is not None
+    assert "serves namespace 'shop'" in foreign.error.message
+    ok = _ask(workflow, stages=["s1"])
+    assert ok.outcome is RunOutcome.SUCCEEDED
+    rejected = [r for r in read_state(workflow.bus, "shop").runs.values()
+                if r.outcome is RunOutcome.REJECTED]
+    assert len(rejected) == 2
+    assert any(r.error and "malformed request" in r.error.message for r in rejected)
+
+
+def test_undo_request(workflow: Workflow, server: threading.Event) -> None:
+    _ask(workflow)
+    run = _ask(workflow, undo_to="a")
+    assert run.outcome is RunOutcome.SUCCEEDED
+    assert run.compensated == ["b"]
+    assert APPLIED == ["a", "b", "undo:b"]
+
+
+def test_request_without_wait_returns_the_id(workflow: Workflow) -> None:
+    rid = request_changes(workflow.bus, "shop", reason="later")
+    assert isinstance(rid, str)
+    stats = serve(workflow, max_requests=1)
+    assert stats.request_ids == [rid]
+    assert wait_for_outcome(workflow.bus, "shop", rid, timeout=5).outcome is RunOutcome.SUCCEEDED
+
+
+def test_sigterm_finishes_the_current_request_then_exits_0(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    (tmp_path / "changes").mkdir()
+    (tmp_path / "changes" / "u001_slow.py").write_text(textwrap.dedent('''
+        import time
+        from flamingock_es import ChangeContext, change_unit
+
+        @change_unit(id="slow", order=1, author="t")
+        def slow(ctx: ChangeContext) -> None:
+            time.sleep(1.5)
+    '''))
+    bus = f"local:{tmp_path / 'bus'}"
+    (tmp_path / "flamingock.yaml").write_text(
+        f"namespace: shop\nbus: {bus}\nstages:\n  - name: main\n    units: [changes]\n")
+    server = subprocess.Popen([sys.executable, "-m", "flamingock_es.cli", "serve", "-q"],
+                              cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        rid = request_changes(bus, "shop", reason="slow one")
+        deadline = time.monotonic() + 20
+        while not any(e.kind == "ChangeStarted" for e in history(bus, "shop")):
+            assert time.monotonic() < deadline, "the unit never started"
+            time.sleep(0.05)
+        server.send_signal(signal.SIGTERM)  # mid-unit
+        assert server.wait(20) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    state = read_state(bus, "shop")
+    run = next(r for r in state.runs.values() if r.request_id == rid)
+    assert run.outcome is RunOutcome.SUCCEEDED
+    assert run.applied == ["slow"]
+    assert state.lock is None  # released, and recorded as such
