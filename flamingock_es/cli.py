@@ -3,7 +3,7 @@
 Exit codes: 0 success (or nothing to do); 1 unexpected error; 2 invalid configuration or
 change file; 3 lock timeout or lock lost; 4 undecodable or inconsistent audit log; 5 an audit
 event or projection could not be written; 6 checksum drift; 7 manual intervention required;
-8 a unit failed (after compensation).
+8 a unit failed (after compensation); 9 the run was stopped between units (SIGTERM).
 """
 
 from __future__ import annotations

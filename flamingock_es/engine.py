@@ -8,6 +8,7 @@ and writes nothing, so that many application instances start fast.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -22,6 +23,7 @@ from .errors import (
     LockLostError,
     LockTimeoutError,
     ManualInterventionRequired,
+    RunInterrupted,
     UnitFailedError,
 )
 from .events import (
@@ -80,8 +82,11 @@ class Runner:
         request_id: str | None = None,
         service_version: str | None = None,
         trace: Callable[[], TraceContext | None] = lambda: None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.workflow, self.backend, self.reporter = workflow, backend, reporter
+        self.stop = stop or threading.Event()
+        """Set it (e.g. on SIGTERM) to end the run after the current unit, lock released."""
         self.accept_drift, self.trigger, self.request_id = accept_drift, trigger, request_id
         self.codec = AuditCodec()
         self.state = State()
@@ -195,6 +200,8 @@ class Runner:
         try:
             for index, planned in enumerate(to_run, 1):
                 lease.check()
+                if self.stop.is_set():
+                    self._interrupted(result, recorder, lease, len(to_run) - index + 1)
                 self.reporter.unit_started(index, len(to_run), planned)
                 error = self._apply(planned, recorder)
                 if error is None:
@@ -284,6 +291,17 @@ class Runner:
         self.reporter.compensation_succeeded(unit.id, _ms(started))
         return True
 
+    def _interrupted(self, result: RunResult, recorder: Recorder, lease: Lease,
+                     left: int) -> None:
+        """Stop between units: what ran stays applied and audited, the rest stays pending."""
+        result.outcome = RunOutcome.FAILED
+        result.error = ErrorInfo(type="Interrupted", message=(
+            f"stopped on request after {len(result.applied)} unit(s); {left} still pending"))
+        recorder.record(RunFinished(outcome=result.outcome, applied=tuple(result.applied),
+                                    error=result.error), LockReleased(holder=lease.holder))
+        self.reporter.run_finished(result)
+        raise RunInterrupted(f"{result.error.message}; the next run applies them")
+
     def _record_lock_lost(self, recorder: Recorder, lease: Lease, why: str) -> None:
         # Usually refused (a fenced writer cannot append): best effort, never masks the loss.
         with suppress(FlamingockError):
@@ -291,6 +309,16 @@ class Runner:
         self.reporter.lock_lost(why)
 
     # Manual steps ------------------------------------------------------------------------
+
+    def answer(self, outcome: RunOutcome, error: ErrorInfo | None = None) -> None:
+        """Record, under the lock, a run that applies nothing: how a request is answered
+        when it is rejected or finds nothing to do."""
+        with self._locked() as (recorder, lease):
+            recorder.record(
+                RunStarted(workflow=self.workflow.name, trigger=self.trigger, planned=()),
+                LockAcquired(holder=lease.holder, lock=lease.lock, generation=lease.generation))
+            recorder.record(RunFinished(outcome=outcome, applied=(), error=error),
+                            LockReleased(holder=lease.holder))
 
     @contextmanager
     def session(self, trigger: str, planned: Sequence[str] = ()) -> Iterator[Recorder]:

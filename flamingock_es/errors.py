@@ -17,6 +17,7 @@ __all__ = [
     "LockLostError",
     "LockTimeoutError",
     "ManualInterventionRequired",
+    "RunInterrupted",
     "StoreError",
     "TemplateError",
     "UnitFailedError",
@@ -99,3 +100,9 @@ class UnitFailedError(FlamingockError):
     """A unit failed during a run (after its compensation ran, when it has one)."""
 
     exit_code = 8
+
+
+class RunInterrupted(FlamingockError):
+    """The run was asked to stop (SIGTERM) and did, between two units, lock released."""
+
+    exit_code = 9

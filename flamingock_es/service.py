@@ -8,9 +8,9 @@ again, and the fold tells it whether the request was already answered (same id: 
 
 Malformed or unauthorized requests (another namespace, a principal not allowed, unknown
 stages or units, a namespace that needs a person) are answered ``REJECTED`` with the reason,
-under the lock like any run; they never stop the service. SIGTERM lets the current request
-finish (each unit is applied or compensated, the outcome recorded, the lock released), then
-the service exits 0.
+under the lock like any run; they never stop the service. SIGTERM lets the current unit
+finish (applied, or failed and compensated), records the run's outcome with the remaining
+units still pending, releases the lock, and the service exits 0.
 
 Also registers the ``request``, ``serve`` and ``replay`` CLI subcommands.
 """
@@ -40,10 +40,10 @@ from .errors import (
     LockLostError,
     LockTimeoutError,
     ManualInterventionRequired,
+    RunInterrupted,
     UnitFailedError,
 )
-from .events import ErrorInfo, LockAcquired, LockReleased, RunFinished, RunOutcome, RunStarted
-from .recorder import Recorder
+from .events import ErrorInfo, RunOutcome
 from .reporting import LogReporter, Reporter
 from .request_bus import Delivery, RequestBus, open_request_bus
 from .requests import ChangeRequest, Stages, UndoTo, Units
@@ -72,8 +72,9 @@ class RequestService:
     """Executes the requests of one workflow's namespace; one instance per ``serve``."""
 
     def __init__(self, workflow: Workflow, bus: RequestBus, reporter: Reporter,
-                 allow: Sequence[str] = ()) -> None:
+                 allow: Sequence[str] = (), stop: threading.Event | None = None) -> None:
         self.workflow, self.bus, self.reporter = workflow, bus, reporter
+        self.stop = stop or threading.Event()
         self.allow = frozenset(allow)
         base = open_backend(workflow.bus, workflow.namespace, workflow.bus_options)
         self.backend: Backend = dataclasses.replace(
@@ -121,7 +122,7 @@ class RequestService:
         reporter = (telemetry.TracingReporter(self.reporter, self.workflow.namespace)
                     if telemetry.enabled() else self.reporter)
         return Runner(self.workflow, self.backend, reporter, trigger=trigger, request_id=rid,
-                      trace=telemetry.current_trace)
+                      trace=telemetry.current_trace, stop=self.stop)
 
     def _refusal(self, request: ChangeRequest) -> str | None:
         """Why ``request`` may not run here, or None."""
@@ -162,8 +163,8 @@ class RequestService:
                     units = [u.id for s in self.workflow.stages if s.name in target.names
                              for u in s.units]
                 result = runner.run(units)
-        except UnitFailedError:
-            self.stats.failed += 1  # the run recorded its outcome (after compensating)
+        except (UnitFailedError, RunInterrupted):
+            self.stats.failed += 1  # the run recorded its outcome (compensated, or stopped)
             return RunOutcome.FAILED.value
         except (ChecksumDriftError, ManualInterventionRequired, ConfigError) as exc:
             self._answer(self._runner(rid), RunOutcome.REJECTED, ErrorInfo.of(exc))
@@ -181,26 +182,8 @@ class RequestService:
         return (result.outcome or RunOutcome.SUCCEEDED).value
 
     def _answer(self, runner: Runner, outcome: RunOutcome, error: ErrorInfo | None) -> None:
-        """Record a run that answers the request without applying anything, under the lock."""
-        backend = self.backend
-        holder = f"{runner.identity.actor.host}:{runner.identity.actor.pid}:{runner.run_id}"
-        lease = backend.lock.acquire(holder, self.workflow.lock_timeout)
-        try:
-            writer = backend.log.writer(lease)
-            try:
-                runner.refresh()
-                recorder = Recorder(writer, runner.state, runner.identity, runner.codec,
-                                    telemetry.current_trace)
-                recorder.record(
-                    RunStarted(workflow=self.workflow.name, trigger="request", planned=()),
-                    LockAcquired(holder=lease.holder, lock=lease.lock,
-                                 generation=lease.generation))
-                recorder.record(RunFinished(outcome=outcome, applied=(), error=error),
-                                LockReleased(holder=lease.holder))
-            finally:
-                writer.close()
-        finally:
-            lease.release()
+        """Answer the request with a run that applies nothing (rejected, or nothing to do)."""
+        runner.answer(outcome, error)
         if error is not None:
             log.warning("request %s %s: %s", runner.request_id, outcome.value.lower(), error)
 
@@ -219,8 +202,9 @@ def serve(
     """Execute change requests for ``workflow``'s namespace until ``stop`` is set.
 
     ``max_requests`` ends the service after that many requests (tests, one-shot jobs).
-    With ``handle_signals`` (the CLI), SIGTERM and SIGINT set ``stop``: the current request
-    finishes, its outcome is recorded, the lock is released, and ``serve`` returns.
+    With ``handle_signals`` (the CLI), SIGTERM and SIGINT set ``stop``: the current unit
+    finishes (or is compensated), the run's outcome is recorded, the lock is released, and
+    ``serve`` returns.
     """
     wf = open_workflow(workflow, **overrides)
     stop = stop or threading.Event()
@@ -229,7 +213,7 @@ def serve(
             signal.signal(sig, lambda *_: stop.set())
     with open_request_bus(wf.bus, wf.namespace, wf.bus_options) as bus:
         group = group or str(getattr(bus, "group", "runner"))
-        service = RequestService(wf, bus, reporter or LogReporter(), allow)
+        service = RequestService(wf, bus, reporter or LogReporter(), allow, stop)
         consumer = bus.consumer(group)
         try:
             while not stop.is_set():

@@ -156,7 +156,7 @@ def test_request_without_wait_returns_the_id(workflow: Workflow) -> None:
     assert wait_for_outcome(workflow.bus, "shop", rid, timeout=5).outcome is RunOutcome.SUCCEEDED
 
 
-def test_sigterm_finishes_the_current_request_then_exits_0(tmp_path: Path) -> None:
+def test_sigterm_finishes_the_current_unit_then_stops_and_exits_0(tmp_path: Path) -> None:
     import os
     import signal
     import subprocess
@@ -172,6 +172,10 @@ def test_sigterm_finishes_the_current_request_then_exits_0(tmp_path: Path) -> No
         @change_unit(id="slow", order=1, author="t")
         def slow(ctx: ChangeContext) -> None:
             time.sleep(1.5)
+
+        @change_unit(id="after", order=2, author="t")
+        def after(ctx: ChangeContext) -> None:
+            pass
     '''))
     bus = f"local:{tmp_path / 'bus'}"
     (tmp_path / "flamingock.yaml").write_text(
@@ -192,6 +196,9 @@ def test_sigterm_finishes_the_current_request_then_exits_0(tmp_path: Path) -> No
             server.wait()
     state = read_state(bus, "shop")
     run = next(r for r in state.runs.values() if r.request_id == rid)
-    assert run.outcome is RunOutcome.SUCCEEDED
-    assert run.applied == ["slow"]
+    assert run.outcome is RunOutcome.FAILED
+    assert run.error is not None
+    assert run.error.type == "Interrupted"
+    assert run.applied == ["slow"]  # the current unit finished...
+    assert "after" not in state.units  # ...the next one stays pending for the next run
     assert state.lock is None  # released, and recorded as such
