@@ -79,7 +79,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                      "blockers": plan.blockers, "unknown": plan.unknown})
         return 0
     for p in plan.units:
-        print(f"{p.action.value:<12} {p.stage}/{p.unit.id:<32} {p.reason}")
+        name = f"{p.stage}/{p.unit.id}"
+        print(f"{p.action.value:<12} {name:<40} {p.reason}")
     for blocker in plan.blockers:
         print(f"\nBLOCKED {blocker.unit_id}: {blocker.message}\n  to resolve: {blocker.resolve}")
     for uid in plan.unknown:
@@ -98,7 +99,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"namespace {report.namespace}: {report.events} audit events")
     for row in report.rows:
         when = f"{row.finished_at:%Y-%m-%d %H:%M:%S}" if row.finished_at else "-"
-        print(f"  {row.status:<30} {row.stage}/{row.unit_id:<32} {when:<19} {row.detail}")
+        name = f"{row.stage}/{row.unit_id}"
+        print(f"  {row.status:<28} {name:<40} {when:<19} {row.detail}")
     if report.lock is not None:
         print(f"lock: last acquired by {report.lock.holder} (run {report.lock.run_id})")
     if report.attention:
