@@ -88,7 +88,12 @@ class KafkaEventLog:
                 return
             consume, deadline = consumer.consume, time.monotonic() + IDLE_LIMIT
             while True:
-                batch: list[Message] = consume(READ_BATCH, 1.0)
+                # Wait for the first record or event, then take what has already arrived:
+                # consume() alone blocks for its whole timeout unless the batch fills, and
+                # the end of a transactional log is a commit marker, never a record, so
+                # every read would wait a full second for the end-of-partition event.
+                first = consumer.poll(1.0)
+                batch: list[Message] = [] if first is None else [first, *consume(READ_BATCH, 0)]
                 if not batch:
                     if time.monotonic() > deadline:
                         raise unavailable(f"read {self.topic} (no data for {IDLE_LIMIT:g}s)",
