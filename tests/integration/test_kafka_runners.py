@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 SERVICES = REPO / "scripts" / "services"
 
 CONTENTION_RUNNERS = 4
-CONTENTION_ROUNDS = int(os.environ.get("FLAMINGOCK_IT_CONTENTION_ROUNDS", "30"))
+# The issue asks for 200 rounds or more (about 14 minutes here); lower it for a quick local run.
+CONTENTION_ROUNDS = int(os.environ.get("FLAMINGOCK_IT_CONTENTION_ROUNDS", "200"))
 """Each round pends one unit and starts all four runners at once: one applies it, the three
 others queue for the lock one after another, so a round costs about four lock sessions."""
 CROWD = 20
@@ -267,10 +268,6 @@ RESUME_BOUND = 45.0
 """Seconds a runner gets, once the broker is back and its unit done, to finish or fail."""
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "librdkafka 2.16: after a broker restart, send_offsets_to_transaction() ignores its timeout "
-    "and never returns (confluentinc/librdkafka#5456, #5511), so the runner hangs at its next "
-    "append instead of resuming or failing cleanly"))
 def test_a_broker_restart_mid_run_loses_and_duplicates_nothing(
     tmp_path: Path, kafka_bootstrap: str, bus: str, namespace: str,
     capsys: pytest.CaptureFixture[str],

@@ -165,8 +165,15 @@ class KafkaLogWriter:
 
     def __init__(self, settings: KafkaSettings, topic: str, lease: KafkaLease) -> None:
         self.settings, self.topic, self._lease = settings, topic, lease
-        self._producer: Producer | None = Producer(settings.config({
-            "transactional.id": topic,
+        self._disconnected = False
+        self._producer: Producer | None = None
+        self._open()
+
+    def _open(self) -> None:
+        """A fresh transactional producer; its ``init_transactions`` fences any older one."""
+        self._disconnected = False
+        self._producer = Producer(self.settings.config({
+            "transactional.id": self.topic,
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 0,
@@ -177,16 +184,34 @@ class KafkaLogWriter:
             "retry.backoff.max.ms": 200,
             "transaction.timeout.ms": int(TXN_TIMEOUT * 1000),
             "message.timeout.ms": int(TXN_TIMEOUT * 1000),
+            "error_cb": self._on_error,
         }))
         try:
             self._init()
         except KafkaException as exc:
             self._producer = None
             if is_fencing(exc):
-                lease.mark_lost(f"fenced while starting the audit writer: {exc}")
-                raise LockLostError(f"the audit writer for {topic} was fenced ({exc}).") from exc
-            raise unavailable(f"start a transactional writer for {topic}",
-                              settings.describe(), exc) from exc
+                self._lease.mark_lost(f"fenced while starting the audit writer: {exc}")
+                raise LockLostError(
+                    f"the audit writer for {self.topic} was fenced ({exc}).") from exc
+            raise unavailable(f"start a transactional writer for {self.topic}",
+                              self.settings.describe(), exc) from exc
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+            self._disconnected = True
+
+    def _reconnect_if_needed(self) -> None:
+        """Start over with a new producer if the broker connection was lost since the last
+        append: after a broker restart librdkafka (2.16) can keep a stale coordinator and
+        block forever in ``send_offsets_to_transaction`` (confluentinc/librdkafka#5511)."""
+        assert self._producer is not None
+        self._producer.poll(0)  # serve the error events queued while the unit ran
+        if self._disconnected:
+            log.warning("the connection to %s was lost since the last append; starting a new "
+                        "transactional writer", self.settings.describe())
+            self._producer = None
+            self._open()
 
     @transient_retry(seconds=TXN_TIMEOUT)
     def _init(self) -> None:
@@ -206,10 +231,13 @@ class KafkaLogWriter:
         for attempt in range(1, _APPEND_ATTEMPTS + 1):
             self._lease.check()
             try:
+                self._reconnect_if_needed()
+                assert self._producer is not None
                 return self._transaction(self._producer, records, kafka_headers)
             except KafkaException as exc:
                 last = exc
-                self._abort(self._producer)
+                if self._producer is not None:
+                    self._abort(self._producer)
                 err = error_of(exc)
                 stale_epoch = err is not None and err.code() in (
                     KafkaError.STALE_MEMBER_EPOCH, KafkaError.ILLEGAL_GENERATION)
