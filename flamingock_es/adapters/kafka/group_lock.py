@@ -206,21 +206,17 @@ class KafkaGroupLock:
         return KafkaLease(membership, holder, self.name, claim, claim)
 
     def _claim(self, holder: str, consumer: Consumer) -> int:
-        """Write the claim record; return its offset (the generation)."""
-        producer = self._claim_producer()
-        record: dict[str, Any] = {
+        """Write the claim record; its offset, which grows with every claim, is the generation.
+
+        (The record does not carry its own offset: predicting it would cost a watermark query
+        that waits behind the lock consumer's long-poll fetch, half a second per handover.)
+        """
+        record = {
             "holder": holder, "host": socket.gethostname(), "pid": os.getpid(),
             "since": datetime.now(UTC).isoformat(), "group": self.topics.lock_group,
         }
-        high = _high_watermark(self.settings, consumer, self.topics.lock)
-        for _ in range(3):  # the predicted offset is right unless a stale writer slips in
-            record["generation"] = high
-            offset = _produce_sync(producer, self.topics.lock, json.dumps(record).encode(),
-                                   holder.encode(), self.settings)
-            if offset == high:
-                return offset
-            high = offset + 1
-        return offset
+        return _produce_sync(self._claim_producer(), self.topics.lock,
+                             json.dumps(record).encode(), holder.encode(), self.settings)
 
     def _claim_producer(self) -> Producer:
         if self._producer is None:
@@ -233,15 +229,6 @@ class KafkaGroupLock:
         if self._producer is not None:
             self._producer.flush(5)
             self._producer = None
-
-
-def _high_watermark(settings: KafkaSettings, consumer: Consumer, topic: str) -> int:
-    try:
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10,
-                                                 cached=False)
-        return int(high)
-    except KafkaException as exc:
-        raise unavailable(f"read the end of {topic}", settings.describe(), exc) from exc
 
 
 def _produce_sync(producer: Producer, topic: str, value: bytes, key: bytes,
