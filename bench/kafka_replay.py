@@ -84,7 +84,10 @@ def bare(topic: str) -> tuple[int, float]:
     consumer.assign([TopicPartition(topic, 0, 0)])
     count, done, reader = 0, False, fastavro.schemaless_reader
     while not done:
-        for msg in consumer.consume(BATCH, 1.0):
+        # The same fetch pattern as KafkaEventLog.read: wait for the first message, then take
+        # what has arrived (consume() alone would wait its whole timeout on the last batch).
+        first = consumer.poll(1.0)
+        for msg in [] if first is None else [first, *consumer.consume(BATCH, 0)]:
             err = msg.error()
             if err is not None:
                 done = err.code() == KafkaError._PARTITION_EOF
