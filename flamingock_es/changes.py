@@ -17,6 +17,7 @@ import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
+from types import CodeType
 from typing import Any, TypeVar
 
 __all__ = [
@@ -171,8 +172,7 @@ def change_unit(
             body = _definition_source(code.co_filename, _class_line(target, code))
         else:
             apply_step, rollback_step, code = target, rollback, target.__code__
-            body = _definition_source(code.co_filename, code.co_firstlineno)
-            body += _step_source(rollback)
+            body = _function_source(code) + _step_source(rollback)
         return ChangeUnit(
             id=id,
             order=order,
@@ -206,23 +206,46 @@ def _class_line(cls: type, method_code: Any) -> int:
 
 
 def _step_source(step: Step | None) -> str:
-    if step is None:
-        return ""
     code = getattr(step, "__code__", None)
-    if code is None:
-        return ""
-    return _definition_source(code.co_filename, code.co_firstlineno)
+    return "" if code is None else _function_source(code)
+
+
+def _function_source(code: CodeType) -> str:
+    """The normalized source of a function (decorators included), from its code object.
+
+    The code object knows its first line (the first decorator's) and the lines of every
+    instruction, so no parse of the file is needed: a file of hundreds of units loads fast.
+    """
+    lines = _lines(code.co_filename)
+    if not lines:
+        return f"{code.co_filename}:{code.co_firstlineno}"
+    return _normalized(lines[code.co_firstlineno - 1 : _last_line(code)])
+
+
+def _last_line(code: CodeType) -> int:
+    last = code.co_firstlineno
+    for _, end, _, _ in code.co_positions():
+        if end is not None and end > last:
+            last = end
+    for const in code.co_consts:  # nested functions and lambdas keep their own lines
+        if isinstance(const, CodeType):
+            last = max(last, _last_line(const))
+    return last
+
+
+def _normalized(lines: list[str]) -> str:
+    text = textwrap.dedent("".join(lines))
+    return "\n".join(row.rstrip() for row in text.splitlines())
 
 
 def _definition_source(filename: str, line: int) -> str:
-    """The normalized source text of the def/class starting at ``line`` (decorators included)."""
+    """The normalized source of the class starting at ``line`` (decorators included)."""
     spans = _spans(filename)
     lines = _lines(filename)
     end = spans.get(line)
     if end is None or not lines:
         return f"{filename}:{line}"
-    text = textwrap.dedent("".join(lines[line - 1 : end]))
-    return "\n".join(row.rstrip() for row in text.splitlines())
+    return _normalized(lines[line - 1 : end])
 
 
 @cache
