@@ -79,14 +79,24 @@ def run(
 
     Returns at once, taking no lock, when nothing is pending. Raises
     :class:`~flamingock_es.errors.UnitFailedError` after compensating when a unit fails.
+    Traced when the ``OTEL_*`` environment turns tracing on (see docs/tracing.md).
     """
+    from . import telemetry  # OpenTelemetry is imported only by the commands that can trace
+
     wf = open_workflow(workflow, **overrides)
     backend = _backend(wf)
+    reporter = reporter or LogReporter()
+    tracing = telemetry.TracingReporter(reporter, wf.namespace) if telemetry.enabled() else None
     try:
-        runner = Runner(wf, backend, reporter or LogReporter(), accept_drift=accept_drift,
-                        trigger=trigger, service_version=service_version)
+        if tracing is not None:
+            backend.lock = telemetry.traced_lock(backend.lock, wf.namespace)
+        runner = Runner(wf, backend, tracing or reporter, accept_drift=accept_drift,
+                        trigger=trigger, service_version=service_version,
+                        trace=telemetry.current_trace)
         return runner.run(units)
     finally:
+        if tracing is not None:
+            tracing.close()
         backend.close()
 
 
