@@ -88,12 +88,16 @@ def run(
     reporter = reporter or LogReporter()
     tracing = telemetry.TracingReporter(reporter, wf.namespace) if telemetry.enabled() else None
     try:
-        if tracing is not None:
-            backend.lock = telemetry.traced_lock(backend.lock, wf.namespace)
         runner = Runner(wf, backend, tracing or reporter, accept_drift=accept_drift,
                         trigger=trigger, service_version=service_version,
                         trace=telemetry.current_trace)
-        return runner.run(units)
+        if tracing is None:
+            return runner.run(units)
+        # One root for the lock wait and the run: a deployment is one trace.
+        backend.lock = telemetry.traced_lock(backend.lock, wf.namespace)
+        with telemetry.tracer().start_as_current_span(
+                "flamingock.deploy", attributes={telemetry.NAMESPACE: wf.namespace}):
+            return runner.run(units)
     finally:
         if tracing is not None:
             tracing.close()

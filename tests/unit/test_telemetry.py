@@ -116,3 +116,23 @@ def test_off_by_default_and_cheap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
     assert not telemetry.configure(force=True)
+
+
+def test_a_run_without_a_request_is_one_trace_rooted_in_a_deploy_span(
+        tmp_path: Path, exporter: InMemorySpanExporter) -> None:
+    from flamingock_es import run
+
+    wf = Workflow.of("shop", {"main": [unit_ok]}, bus=f"local:{tmp_path}", lock_timeout=5.0)
+    run(wf)
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert set(spans) == {"flamingock.deploy", "flamingock.lock.wait", "flamingock.run",
+                          "flamingock.change ok"}
+    root = spans["flamingock.deploy"]
+    assert root.parent is None
+    assert {span.context.trace_id for span in spans.values()} == {root.context.trace_id}
+    assert spans["flamingock.lock.wait"].parent.span_id == root.context.span_id
+    assert spans["flamingock.run"].parent.span_id == root.context.span_id
+    assert spans["flamingock.change ok"].parent.span_id == spans["flamingock.run"].context.span_id
+    # the audit events carry the run's trace
+    events = verify(wf.bus, "shop").records
+    assert {r.event.trace_id for r in events} == {_hex(root.context.trace_id).rjust(32, "0")}
