@@ -41,9 +41,26 @@ author: you
 description: Calls a Python function through the python-call template.
 template: python-call
 apply:
-  function: builtins:print
-  args: {}
+  function: changes._steps:greet
+  args: {name: "${USER:-world}"}     # resolved from the environment when the unit runs
+rollback:
+  function: changes._steps:farewell
+  args: {name: "${USER:-world}"}
 """
+
+_STEPS = '''\
+"""Functions the YAML units call through python-call (files starting with _ hold no units)."""
+
+from flamingock_es import ChangeContext
+
+
+def greet(ctx: ChangeContext, name: str) -> None:
+    ctx.log.info("hello, %s, from %s", name, ctx.unit_id)
+
+
+def farewell(ctx: ChangeContext, name: str) -> None:
+    ctx.log.info("goodbye, %s, from %s", name, ctx.unit_id)
+'''
 
 
 def scaffold(directory: Path) -> list[Path]:
@@ -53,6 +70,7 @@ def scaffold(directory: Path) -> list[Path]:
                                                         or "default"),
         directory / "changes" / "u001_hello.py": _PY_UNIT,
         directory / "changes" / "u002_hello.yaml": _YAML_UNIT,
+        directory / "changes" / "_steps.py": _STEPS,
     }
     existing = [str(p) for p in files if p.exists()]
     if existing:

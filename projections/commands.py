@@ -63,7 +63,7 @@ def register(subparsers: Any, common: Any = None) -> None:
                          help="catch up with the log, then exit (default: follow it)")
     project.add_argument("--rebuild", action="store_true",
                          help="drop this namespace's documents and replay the log from 0")
-    project.add_argument("--quiet", action="store_true", help="no progress lines")
+    project.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     project.set_defaults(handler=cmd_project)
 
     state = subparsers.add_parser(
@@ -106,8 +106,9 @@ def cmd_project(args: argparse.Namespace, out: TextIO | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    print(f"{args.namespace}: projected up to position {position} into {args.store}",
-          file=out)
+    if not args.quiet:
+        print(f"{args.namespace}: projected up to position {position} into {args.store}",
+              file=out)
     return 0
 
 
