@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,6 @@ def open_workflow(workflow: WorkflowLike = None, **overrides: Any) -> Workflow:
     """A workflow as given, or loaded from a ``flamingock.yaml`` path (default: ./)."""
     if isinstance(workflow, Workflow):
         if overrides:
-            from dataclasses import replace
-
             return replace(workflow, **{k: v for k, v in overrides.items() if v is not None})
         return workflow
     path = Path(workflow) if workflow is not None else Path("flamingock.yaml")

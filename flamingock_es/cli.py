@@ -15,12 +15,14 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import api
 from .errors import FlamingockError
+from .reporting import ConsoleReporter, Reporter
+from .workflow import load_workflow
 
 __all__ = ["main"]
 
@@ -55,9 +57,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"bus": args.bus, "namespace": args.namespace}
 
 
-def _reporter(args: argparse.Namespace) -> Any:
-    from .reporting import ConsoleReporter, Reporter
-
+def _reporter(args: argparse.Namespace) -> Reporter:
     return Reporter() if args.json or args.quiet else ConsoleReporter()
 
 
@@ -116,8 +116,6 @@ def _parse_time(text: str | None) -> datetime | None:
         return None
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
-        from datetime import UTC
-
         value = value.replace(tzinfo=UTC)
     return value
 
@@ -126,8 +124,6 @@ def _bus_and_namespace(args: argparse.Namespace) -> tuple[str, str, dict[str, st
     """For commands that read the log only: from the flags, else from the workflow file."""
     if args.bus and args.namespace:
         return args.bus, args.namespace, {}
-    from .workflow import load_workflow
-
     wf = load_workflow(args.config, bus=args.bus, namespace=args.namespace)
     return wf.bus, wf.namespace, dict(wf.bus_options)
 

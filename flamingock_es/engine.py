@@ -18,7 +18,9 @@ from .backends import Backend
 from .changes import ChangeContext, ChangeUnit
 from .codec import AuditCodec
 from .errors import (
+    ChainBrokenError,
     ChecksumDriftError,
+    ConfigError,
     FlamingockError,
     LockLostError,
     LockTimeoutError,
@@ -102,8 +104,6 @@ class Runner:
         fold(self.codec.decode_all(self.backend.log.read(self.state.position + 1)), self.state)
         if self.state.breaks:
             first = self.state.breaks[0]
-            from .errors import ChainBrokenError
-
             raise ChainBrokenError(
                 f"the audit log {self.backend.log.name} is inconsistent at offset "
                 f"{first.position} (seq {first.seq}): {first.reason}. Nothing was run; "
@@ -138,8 +138,6 @@ class Runner:
             wanted = set(units)
             unknown = wanted - {p.unit.id for p in plan.units}
             if unknown:
-                from .errors import ConfigError
-
                 raise ConfigError(f"unknown unit(s) {', '.join(sorted(unknown))} in workflow "
                                   f"{self.workflow.name!r}")
             plan = Plan(tuple(p for p in plan.units if p.unit.id in wanted),
