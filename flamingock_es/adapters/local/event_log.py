@@ -19,6 +19,7 @@ import threading
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from ...errors import AppendError, CorruptLogError
 from ...ports import Lease, StoredRecord
@@ -29,6 +30,19 @@ log = logging.getLogger(__name__)
 
 _FRAME = struct.Struct(">II")
 _MAX_RECORD = 16 * 1024 * 1024
+
+
+def _frame_at(file: BinaryIO, offset: int) -> int | None:
+    """The record length if a whole frame with a matching CRC starts at ``offset``."""
+    file.seek(offset)
+    header = file.read(_FRAME.size)
+    if len(header) < _FRAME.size:
+        return None
+    length, crc = _FRAME.unpack(header)
+    if length > _MAX_RECORD:
+        return None
+    record = file.read(length)
+    return length if len(record) == length and zlib.crc32(record) == crc else None
 
 
 class LocalEventLog:
@@ -46,22 +60,21 @@ class LocalEventLog:
     def _scan(self, start: int) -> tuple[list[StoredRecord], int | None]:
         """Intact records from ``start``, and the offset of a torn tail if there is one."""
         try:
-            data = self.path.read_bytes()
+            file = self.path.open("rb")
         except FileNotFoundError:
             return [], None
+        with file:
+            base = self._first_frame_at_or_after(file, start)
+            file.seek(base)
+            data = file.read()
         records: list[StoredRecord] = []
-        end = len(data)
+        end = base + len(data)
         unpack, crc32 = _FRAME.unpack_from, zlib.crc32
-        # Positions are frame offsets, so ``start`` (e.g. the last position read + 1, as a
-        # Kafka offset would be) may fall inside a frame: begin at the first frame at or
-        # after it, never at an arbitrary byte.
-        offset = 0
-        while offset < start and end - offset >= _FRAME.size:
-            offset += _FRAME.size + unpack(data, offset)[0]
+        offset = base
         while offset < end:
             if end - offset < _FRAME.size:
                 return records, self._torn(offset, end, "incomplete frame header")
-            length, crc = unpack(data, offset)
+            length, crc = unpack(data, offset - base)
             body_end = offset + _FRAME.size + length
             if length > _MAX_RECORD:
                 raise CorruptLogError(
@@ -71,7 +84,7 @@ class LocalEventLog:
                 )
             if body_end > end:
                 return records, self._torn(offset, end, "record shorter than its header says")
-            record = data[offset + _FRAME.size : body_end]
+            record = data[offset - base + _FRAME.size : body_end - base]
             if crc32(record) != crc:
                 if body_end == end:
                     return records, self._torn(offset, end, "checksum mismatch in the last frame")
@@ -84,6 +97,31 @@ class LocalEventLog:
             records.append((offset, record))
             offset = body_end
         return records, None
+
+    @staticmethod
+    def _first_frame_at_or_after(file: BinaryIO, start: int) -> int:
+        """Where to begin reading for ``start``, without reading the file before it.
+
+        Positions are frame offsets, and callers ask for ``start`` = the last position they
+        saw (plus one, as with Kafka offsets): so ``start`` or ``start - 1`` is a frame, which
+        its CRC confirms. Anything else is found by walking the frame headers from 0.
+        """
+        if start <= 0:
+            return 0
+        if start >= file.seek(0, os.SEEK_END):  # a tail that has nothing new: read nothing
+            return start
+        for candidate in (start - 1, start):
+            frame = _frame_at(file, candidate)
+            if frame is not None:
+                return candidate if candidate >= start else candidate + _FRAME.size + frame
+        offset = 0
+        while offset < start:
+            file.seek(offset)
+            header = file.read(_FRAME.size)
+            if len(header) < _FRAME.size:
+                break
+            offset += _FRAME.size + _FRAME.unpack(header)[0]
+        return offset
 
     def _torn(self, offset: int, end: int, why: str) -> int:
         log.warning(
