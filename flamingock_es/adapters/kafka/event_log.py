@@ -86,14 +86,9 @@ class KafkaEventLog:
             end = self._end(consumer, tp)
             if start >= end:
                 return
-            consume, deadline = consumer.consume, time.monotonic() + IDLE_LIMIT
+            deadline = time.monotonic() + IDLE_LIMIT
             while True:
-                # Wait for the first record or event, then take what has already arrived:
-                # consume() alone blocks for its whole timeout unless the batch fills, and
-                # the end of a transactional log is a commit marker, never a record, so
-                # every read would wait a full second for the end-of-partition event.
-                first = consumer.poll(1.0)
-                batch: list[Message] = [] if first is None else [first, *consume(READ_BATCH, 0)]
+                batch = _fetch(consumer, 1.0)
                 if not batch:
                     if time.monotonic() > deadline:
                         raise unavailable(f"read {self.topic} (no data for {IDLE_LIMIT:g}s)",
@@ -129,14 +124,8 @@ class KafkaEventLog:
         consumer, _ = self._consumer(start)
         try:
             while not stop.is_set():
-                # Wait briefly for the first record, then take what has already arrived
-                # without waiting for a full batch: a tail's latency is what projections show.
-                first = consumer.poll(0.05)
-                batch: list[Message] = [] if first is None else [first]
-                if first is not None:
-                    batch += consumer.consume(1000, 0)
                 got = False
-                for msg in batch:
+                for msg in _fetch(consumer, 0.05):  # short wait: a tail's latency shows
                     if msg.error() is not None:
                         self._eof_or_raise(msg)
                         continue
@@ -158,6 +147,16 @@ class KafkaEventLog:
 
     def close(self) -> None:
         pass
+
+
+def _fetch(consumer: Consumer, timeout: float) -> list[Message]:
+    """Wait up to ``timeout`` for the first message or event, then take what has arrived.
+
+    ``consume()`` alone blocks for its whole timeout unless the batch fills, and the end of a
+    transactional log is a commit marker, never a record: every read would wait it out.
+    """
+    first = consumer.poll(timeout)
+    return [] if first is None else [first, *consumer.consume(READ_BATCH, 0)]
 
 
 class KafkaLogWriter:
