@@ -16,7 +16,7 @@ import uuid
 
 from confluent_kafka import Producer
 
-from flamingock_es.backends import open_backend
+from flamingock_es.adapters import open_backend
 from flamingock_es.events import ChangeStarted, ChangeSucceeded
 from flamingock_es.recorder import Recorder, RunIdentity, local_actor
 from flamingock_es.state import State

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import fastavro
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from flamingock_es.backends import open_backend
+from flamingock_es.adapters import open_backend
 from flamingock_es.codec import AuditCodec
 from flamingock_es.events import ChangeStarted, ChangeSucceeded, Payload
 from flamingock_es.recorder import Recorder, RunIdentity, local_actor

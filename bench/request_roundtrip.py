@@ -26,12 +26,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from flamingock_es import ChangeContext, Workflow, change_unit, telemetry
-from flamingock_es.backends import Backend, open_backend
-from flamingock_es.engine import Runner
-from flamingock_es.reporting import Reporter
-from flamingock_es.request_bus import open_request_bus
-from flamingock_es.requests import ChangeRequest, OutcomeFollower
-from flamingock_es.service import serve
+from flamingock_es.adapters import Backend, open_backend
+from flamingock_es.progress import Progress
+from flamingock_es.requests import ChangeRequest, OutcomeFollower, RequestCodec
+from flamingock_es.runner import Runner
+from flamingock_es.serve import serve
 
 
 def _noop(ctx: ChangeContext) -> None:
@@ -54,21 +53,21 @@ def round_trip(bus: str, count: int) -> list[float]:
     wf = Workflow.of(namespace, {"main": _units(1)}, bus=bus, lock_timeout=60.0)  # type: ignore[dict-item]
     stop = threading.Event()
     server = threading.Thread(target=serve, args=(wf,), kwargs={"stop": stop,
-                                                                 "reporter": Reporter()})
+                                                                 "progress": Progress()})
     server.start()
     backend = open_backend(bus, namespace)
     follower = OutcomeFollower(backend.log)
     times: list[float] = []
     try:
-        with open_request_bus(bus, namespace) as channel:
-            for i in range(count + 1):
-                request = ChangeRequest(namespace=namespace, requested_by="bench",
-                                        reason="round trip")
-                started = time.perf_counter()
-                channel.publish(request)
-                follower.wait(request.request_id, 120.0)
-                if i:  # the first one pays for topic creation and group joins
-                    times.append(time.perf_counter() - started)
+        codec = RequestCodec()
+        for i in range(count + 1):
+            request = ChangeRequest(namespace=namespace, requested_by="bench",
+                                    reason="round trip")
+            started = time.perf_counter()
+            backend.requests.publish(request.request_id, codec.encode(request))
+            follower.wait(request.request_id, 120.0)
+            if i:  # the first one pays for topic creation and group joins
+                times.append(time.perf_counter() - started)
     finally:
         follower.close()
         backend.close()
@@ -81,6 +80,7 @@ class _MemoryLog:
     """An in-memory log and lock, so that the tracing figure is not lost in fsync noise."""
 
     name = "memory"
+    messaging: dict[str, str] = {}
 
     def __init__(self) -> None:
         self.records: list[bytes] = []
@@ -112,12 +112,12 @@ def per_unit_cost(units: int, runs: int, exporter: object) -> dict[bool, float]:
     for _ in range(runs):
         for traced in (False, True):
             memory = _MemoryLog()
-            backend = Backend("memory", wf.namespace, memory, memory)  # type: ignore[arg-type]
-            reporter: Reporter = Reporter()
+            backend = Backend("memory", wf.namespace, memory, memory, memory)  # type: ignore[arg-type]
+            progress: Progress = Progress()
             if traced:
                 telemetry.configure(exporter, force=True)
-                reporter = telemetry.TracingReporter(reporter, wf.namespace)
-            runner = Runner(wf, backend, reporter,
+                progress = telemetry.TracingProgress(progress, wf.namespace)
+            runner = Runner(wf, backend, progress,
                             trace=telemetry.current_trace if traced else (lambda: None))
             started = time.perf_counter()
             runner.run()

@@ -3,15 +3,36 @@
 Write ChangeUnits (``@change_unit`` in Python, or YAML/JSON through templates), group them in
 a workflow's stages, and :func:`run` them at start-up: under a distributed lock, exactly once,
 with compensation on failure, every step an Avro event in an append-only audit log.
+
+The public API, pinned by ``tests/unit/test_public_api.py``:
+
+* running: :func:`run`, :func:`plan`, :func:`status`, :func:`wait`, :func:`mark`, :func:`undo`;
+* reading the log: :func:`history`, :func:`verify`, :func:`replay`, :func:`read_state`;
+* defining changes: :func:`change_unit`, :class:`ChangeUnit`, :class:`ChangeContext`,
+  :class:`Recovery`, :class:`Workflow`, :class:`Stage`, :func:`load_workflow`,
+  :class:`Settings`, :func:`resolve_settings`;
+* what comes back: :class:`RunResult`, :class:`State`, :class:`UnitStatus`, :func:`fold`,
+  :class:`Progress` (subclass it to follow a run);
+* the errors a caller may want to catch, all :class:`FlamingockError`.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .api import history, mark, open_workflow, plan, read_state, run, status, undo, verify, wait
+from ._version import __version__
+from .api import (
+    history,
+    mark,
+    open_workflow,
+    plan,
+    read_state,
+    replay,
+    run,
+    status,
+    undo,
+    verify,
+    wait,
+)
 from .changes import ChangeContext, ChangeUnit, Recovery, change_unit
-from .engine import RunResult
 from .errors import (
     ChecksumDriftError,
     ConfigError,
@@ -19,8 +40,12 @@ from .errors import (
     LockLostError,
     LockTimeoutError,
     ManualInterventionRequired,
+    RunInterrupted,
     UnitFailedError,
 )
+from .progress import Progress
+from .results import RunResult
+from .settings import Settings, resolve_settings
 from .state import State, UnitStatus, fold
 from .workflow import Stage, Workflow, load_workflow
 
@@ -33,8 +58,11 @@ __all__ = [
     "LockLostError",
     "LockTimeoutError",
     "ManualInterventionRequired",
+    "Progress",
     "Recovery",
+    "RunInterrupted",
     "RunResult",
+    "Settings",
     "Stage",
     "State",
     "UnitFailedError",
@@ -49,6 +77,8 @@ __all__ = [
     "open_workflow",
     "plan",
     "read_state",
+    "replay",
+    "resolve_settings",
     "run",
     "status",
     "undo",

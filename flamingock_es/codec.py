@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, fields
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -33,6 +33,7 @@ from .events import (
     ErrorInfo,
     MarkedAs,
     Payload,
+    Recorded,
     RunOutcome,
     TraceContext,
 )
@@ -91,15 +92,6 @@ def fingerprint(schema: dict[str, Any]) -> bytes:
     """The single-object header for ``schema``: marker plus little-endian CRC-64-AVRO."""
     canonical = to_parsing_canonical_form(schema).encode()
     return MAGIC + crc64_avro(canonical).to_bytes(8, "little")
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """An event as read from a log: where it sits, and whether its own hash holds."""
-
-    position: int
-    event: AuditEvent
-    intact: bool
 
 
 def _builder(cls: type[Any]) -> Callable[..., Any]:

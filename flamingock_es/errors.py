@@ -17,6 +17,9 @@ __all__ = [
     "LockLostError",
     "LockTimeoutError",
     "ManualInterventionRequired",
+    "MissingExtraError",
+    "NamespaceNotFoundError",
+    "RequestTimeoutError",
     "RunInterrupted",
     "StoreError",
     "TemplateError",
@@ -34,6 +37,21 @@ class ConfigError(FlamingockError):
     """A workflow, change file or setting is invalid. The message names the file and line."""
 
     exit_code = 2
+
+
+class MissingExtraError(ConfigError):
+    """A feature needs an optional dependency that is not installed; names the extra."""
+
+    def __init__(self, feature: str, extra: str, missing: str) -> None:
+        super().__init__(
+            f"{feature} needs the {extra!r} extra ({missing} is not installed): "
+            f"pip install 'flamingock-es[{extra}]'"
+        )
+        self.extra = extra
+
+
+class NamespaceNotFoundError(ConfigError):
+    """A read-only command names a namespace that has no audit log (a typo, usually)."""
 
 
 class TemplateError(ConfigError):
@@ -64,6 +82,12 @@ class AppendError(FlamingockError):
     """An audit event could not be made durable. The run stops rather than lose it."""
 
     exit_code = 5
+
+
+class RequestTimeoutError(FlamingockError):
+    """No answer to a change request appeared in the audit log in time."""
+
+    exit_code = 3
 
 
 class StoreError(FlamingockError):

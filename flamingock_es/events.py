@@ -33,6 +33,7 @@ __all__ = [
     "ManualMark",
     "MarkedAs",
     "Payload",
+    "Recorded",
     "RunFinished",
     "RunOutcome",
     "RunStarted",
@@ -79,11 +80,16 @@ class ErrorInfo:
 
 
 class MarkedAs(enum.StrEnum):
+    """What a person declared a unit to be (``flamingock-es mark --as``)."""
+
     APPLIED = "APPLIED"
     ROLLED_BACK = "ROLLED_BACK"
 
 
 class RunOutcome(enum.StrEnum):
+    """How a run ended: applied all, compensated, left partial state, lost its lock, or
+    refused a change request."""
+
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     ROLLED_BACK = "ROLLED_BACK"
@@ -104,6 +110,8 @@ class Payload:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunStarted(Payload):
+    """A run took the lock and is about to apply ``planned`` (unit ids, in order)."""
+
     workflow: str
     trigger: str
     planned: tuple[str, ...]
@@ -111,6 +119,8 @@ class RunStarted(Payload):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LockAcquired(Payload):
+    """Who holds the namespace lock from now on, and its fencing ``generation``."""
+
     holder: str
     lock: str
     generation: int
@@ -118,6 +128,9 @@ class LockAcquired(Payload):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChangeStarted(Payload):
+    """A unit's apply is about to run. Durable before its side effect: an event like this
+    without an outcome after it means the process died mid-change (the unit is in doubt)."""
+
     unit_id: str
     stage: str
     author: str
@@ -130,6 +143,8 @@ class ChangeStarted(Payload):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChangeSucceeded(Payload):
+    """The unit's apply returned; the unit is ``APPLIED`` with this ``checksum``."""
+
     unit_id: str
     checksum: str
     duration_ms: float
@@ -137,6 +152,8 @@ class ChangeSucceeded(Payload):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChangeFailed(Payload):
+    """The unit's apply raised ``error``; its compensation follows, when it has one."""
+
     unit_id: str
     checksum: str
     duration_ms: float
@@ -145,18 +162,25 @@ class ChangeFailed(Payload):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompensationStarted(Payload):
+    """A unit's rollback is about to run, and why (its own failure, a later one, an undo)."""
+
     unit_id: str
     reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompensationSucceeded(Payload):
+    """The rollback returned; the unit is ``ROLLED_BACK`` (pending again)."""
+
     unit_id: str
     duration_ms: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompensationFailed(Payload):
+    """The rollback raised ``error`` too; the unit is ``ROLLBACK_FAILED`` and needs a person.
+    ``original_error`` keeps the apply's failure when the rollback was compensating it."""
+
     unit_id: str
     duration_ms: float
     error: ErrorInfo
@@ -165,6 +189,8 @@ class CompensationFailed(Payload):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ManualMark(Payload):
+    """A person's decision about a unit, with why; ``checksum`` when marked applied."""
+
     unit_id: str
     marked_as: MarkedAs
     reason: str
@@ -173,17 +199,24 @@ class ManualMark(Payload):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LockReleased(Payload):
+    """The holder gave the lock up at the end of its run."""
+
     holder: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LockLost(Payload):
+    """The holder learned it lost the lock (revoked, evicted or fenced) and stopped."""
+
     holder: str
     reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunFinished(Payload):
+    """How the run ended and which units it applied; answers a change request when the
+    envelope carries its ``request_id``."""
+
     outcome: RunOutcome
     applied: tuple[str, ...]
     error: ErrorInfo | None = None
@@ -242,3 +275,12 @@ class AuditEvent:
             return None
         parts = self.trace.traceparent.split("-")
         return parts[1] if len(parts) == 4 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An event as read from a log: where it sits, and whether its own hash holds."""
+
+    position: int
+    event: AuditEvent
+    intact: bool

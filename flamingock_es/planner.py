@@ -1,19 +1,35 @@
 """The plan: which units a run would apply, in order, and why every other one is skipped.
 
 Pure, like the fold: a workflow and a state in, a :class:`Plan` out. ``plan`` prints it,
-``run`` executes it, ``wait`` polls it.
+``run`` executes it, ``wait`` polls it, ``status`` turns it into rows; ``undo`` asks it which
+units to compensate.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .changes import ChangeUnit, Recovery
-from .state import State, UnitState, UnitStatus
+from .errors import ConfigError
+from .state import LockState, State, UnitState, UnitStatus
 from .workflow import Stage, Workflow
 
-__all__ = ["Action", "Blocker", "Plan", "PlannedUnit", "make_plan", "mark_command"]
+__all__ = [
+    "Action",
+    "Blocker",
+    "NamespaceStatus",
+    "Plan",
+    "PlannedUnit",
+    "StatusRow",
+    "make_plan",
+    "mark_command",
+    "namespace_status",
+    "only",
+    "undo_targets",
+]
 
 
 class Action(enum.StrEnum):
@@ -67,6 +83,87 @@ class Plan:
     @property
     def up_to_date(self) -> bool:
         return not self.has_work and not self.blockers
+
+
+def only(plan: Plan, units: Sequence[str] | None, workflow: Workflow) -> Plan:
+    """``plan`` narrowed to ``units`` (all of it when ``units`` is empty)."""
+    if not units:
+        return plan
+    wanted = set(units)
+    unknown = wanted - {p.unit.id for p in plan.units}
+    if unknown:
+        raise ConfigError(f"unknown unit(s) {', '.join(sorted(unknown))} in workflow "
+                          f"{workflow.name!r}")
+    return Plan(tuple(p for p in plan.units if p.unit.id in wanted),
+                tuple(b for b in plan.blockers if b.unit_id in wanted), plan.unknown)
+
+
+def undo_targets(workflow: Workflow, state: State, to: str) -> list[ChangeUnit]:
+    """The applied units after ``to`` in workflow order, newest first: what ``undo`` reverts.
+
+    Refuses, before anything runs, when one of them has no rollback.
+    """
+    order = [u for _, u in workflow.units()]
+    ids = [u.id for u in order]
+    if to not in ids:
+        raise ConfigError(f"undo --to {to!r}: no such unit in workflow {workflow.name!r}")
+    targets = [u for u in reversed(order[ids.index(to) + 1:])
+               if (s := state.units.get(u.id)) is not None and s.status.is_applied]
+    missing = [u.id for u in targets if u.rollback is None]
+    if missing:
+        raise ConfigError(f"cannot undo: {', '.join(missing)} ha(s/ve) no rollback. Write "
+                          "one, or mark them rolled back by hand once reverted.")
+    return targets
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One unit as ``status`` shows it."""
+
+    unit_id: str
+    stage: str
+    status: str
+    """A :class:`UnitStatus` value, or ``PENDING`` for a unit never run."""
+    last_run: str | None
+    finished_at: datetime | None
+    detail: str
+    resolve: str | None
+    """The command that resolves it, when it needs a person."""
+
+
+@dataclass(frozen=True)
+class NamespaceStatus:
+    """Every unit of a workflow with its status, the lock, and what the log knows beyond."""
+
+    namespace: str
+    rows: list[StatusRow]
+    lock: LockState | None
+    unknown: list[str]
+    events: int
+
+    @property
+    def attention(self) -> list[StatusRow]:
+        return [row for row in self.rows if row.resolve]
+
+
+def namespace_status(workflow: Workflow, state: State, plan: Plan) -> NamespaceStatus:
+    """The rows of ``status``: each unit's derived status and, if blocked, how to resolve it."""
+    blockers = {b.unit_id: b for b in plan.blockers}
+    rows = []
+    for planned in plan.units:
+        unit = state.units.get(planned.unit.id)
+        blocker = blockers.get(planned.unit.id)
+        detail = planned.reason
+        if unit is not None and unit.error:
+            detail += f"; error: {unit.error}"
+        if unit is not None and unit.rollback_error:
+            detail += f"; rollback error: {unit.rollback_error}"
+        rows.append(StatusRow(
+            planned.unit.id, planned.stage, unit.status.value if unit else "PENDING",
+            unit.last_run_id if unit else None, unit.finished_at if unit else None, detail,
+            blocker.resolve if blocker else None))
+    return NamespaceStatus(workflow.namespace, rows, state.lock, list(plan.unknown),
+                           state.events)
 
 
 def mark_command(unit_id: str, status: UnitStatus) -> str:

@@ -1,4 +1,4 @@
-"""The ports: what the engine needs from a log and a lock, as ``typing.Protocol`` s.
+"""The ports: what the engine needs from a log, a lock and a request channel, as Protocols.
 
 Adapters live under ``adapters/<tech>/`` (``LocalEventLog``, ``KafkaEventLog``, ...) and pass
 the same contract suites in ``tests/contracts/``. They translate driver errors into
@@ -9,9 +9,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["EventLog", "Lease", "Lock", "LogWriter", "StoredRecord", "WaitCallback"]
+__all__ = [
+    "Delivery",
+    "EventLog",
+    "Lease",
+    "Lock",
+    "LogWriter",
+    "RequestChannel",
+    "RequestConsumer",
+    "StoredRecord",
+    "WaitCallback",
+]
 
 StoredRecord = tuple[int, bytes]
 """``(position, bytes)``: a record as the log stores it; positions only ever grow."""
@@ -81,6 +92,10 @@ class EventLog(Protocol):
 
     name: str
     """Where it lives, for messages: ``file:/path/audit.log`` or ``kafka:topic@host``."""
+    @property
+    def messaging(self) -> Mapping[str, str]:
+        """OpenTelemetry messaging attributes of where it lives (system, destination name)."""
+        ...
 
     def read(self, start: int = 0) -> Iterator[StoredRecord]:
         """Every record from position ``start`` up to the log's end as of the call."""
@@ -93,8 +108,70 @@ class EventLog(Protocol):
         """
         ...
 
+    def exists(self) -> bool:
+        """True once the namespace was created (by any writer); its log may still be empty."""
+        ...
+
     def writer(self, lease: Lease) -> LogWriter:
         """A writer fenced by ``lease``."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One change request as consumed: where it sits, its raw bytes and headers."""
+
+    position: int
+    value: bytes
+    key: str | None
+    headers: Mapping[str, str]
+    end: int
+    """The position to commit once it is handled (the next record's)."""
+
+
+class RequestConsumer(Protocol):
+    """A runner group's cursor over the request channel; commits are explicit."""
+
+    def poll(self, timeout: float) -> Delivery | None:
+        """The next request, or ``None`` if none arrived within ``timeout`` seconds."""
+        ...
+
+    def commit(self, delivery: Delivery) -> None:
+        """Mark ``delivery`` handled: the group will not be given it again."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class RequestChannel(Protocol):
+    """Where services publish change requests for a namespace, and runners consume them."""
+
+    destination: str
+    """Where it lives, for messages: a topic name or ``file:/path/requests.log``."""
+    @property
+    def messaging(self) -> Mapping[str, str]:
+        """OpenTelemetry messaging attributes of where it lives (system, destination name)."""
+        ...
+    group: str
+    """The consumer group of the namespace's runners."""
+
+    def publish(self, key: str, value: bytes, headers: Mapping[str, str] | None = None) -> int:
+        """Make one request durable; returns its position once the store confirmed it.
+
+        Raises ``AppendError`` if that cannot be confirmed.
+        """
+        ...
+
+    def consumer(self, group: str | None = None) -> RequestConsumer:
+        """A consumer in ``group`` (default: the namespace's runner group)."""
+        ...
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Keep an undecodable request, with why, where an operator can look at it."""
         ...
 
     def close(self) -> None:

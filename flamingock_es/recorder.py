@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from . import __version__
+from ._version import __version__
 from .codec import AuditCodec, Recorded
 from .events import Actor, AuditEvent, Payload, TraceContext
 from .ports import LogWriter

@@ -2,10 +2,10 @@
 
 A :class:`ChangeRequest` mirrors ``schemas/ChangeRequest.avsc`` and travels as Avro
 single-object bytes (the same ``C3 01`` + CRC-64-AVRO framing as the audit events, from
-:mod:`flamingock_es.codec`) on ``{prefix}.requests.{namespace}``. ``flamingock-es serve``
-executes it and answers with a ``RunFinished`` event carrying the request's id in the audit
-log; :func:`request_changes` publishes one and, with ``wait=True``, follows the audit log
-until that answer is there.
+:mod:`flamingock_es.codec`) on the namespace's request channel. ``flamingock-es serve``
+(:mod:`flamingock_es.serve`) executes it and answers with a ``RunFinished`` event carrying the
+request's id in the audit log; :func:`request_changes` publishes one and, with ``wait=True``,
+follows the audit log until that answer is there.
 """
 
 from __future__ import annotations
@@ -14,24 +14,26 @@ import io
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import fastavro
 
-from .backends import open_backend
+from .adapters import open_backend
 from .codec import AuditCodec, fingerprint, load_schema
-from .errors import DecodeError, FlamingockError
+from .errors import ConfigError, DecodeError, RequestTimeoutError
 from .events import TraceContext
+from .ports import EventLog, StoredRecord
 from .recorder import local_actor
 from .state import RunState, State
+from .telemetry.spans import request_span
 
 __all__ = [
     "ChangeRequest",
+    "OutcomeFollower",
     "RequestCodec",
-    "RequestTimeoutError",
     "Stages",
     "Target",
     "UndoTo",
@@ -168,18 +170,10 @@ def _from_avro(raw: dict[str, Any]) -> ChangeRequest:
         reason=raw["reason"], trace=TraceContext(**trace) if trace else None)
 
 
-class RequestTimeoutError(FlamingockError):
-    """No answer to a request appeared in the audit log in time."""
-
-    exit_code = 3
-
-
 def _target(stages: Sequence[str] | None, units: Sequence[str] | None,
             undo_to: str | None) -> Target:
     given = [x for x in (stages, units, undo_to) if x]
     if len(given) > 1:
-        from .errors import ConfigError
-
         raise ConfigError("a request targets stages, units or an undo, not several at once")
     if stages:
         return Stages(tuple(stages))
@@ -203,61 +197,55 @@ def request_changes(
     request_id: str | None = None,
     wait: bool = False,
     timeout: float = 300.0,
-    options: dict[str, str] | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> str | RunState:
     """Publish a change request for ``namespace``; return its id.
 
     With ``wait=True``, block until the runner's answer (the ``RunFinished`` carrying the
     request id) is in the audit log and return that run's folded :class:`RunState` instead;
-    raise :class:`RequestTimeoutError` after ``timeout`` seconds.
+    raise :class:`~flamingock_es.errors.RequestTimeoutError` after ``timeout`` seconds.
     """
-    from . import telemetry
-    from .request_bus import open_request_bus
-
     request = ChangeRequest(
         request_id=request_id or str(uuid.uuid4()), namespace=namespace,
         target=_target(stages, units, undo_to),
         requested_by=requested_by or local_actor().principal, service=service,
         reason=reason or "requested over the bus")
-    backend = open_backend(bus, namespace, options)  # creates the topics if missing
-    try:
+    codec = RequestCodec()
+    with open_backend(bus, namespace, options) as backend:
         follower = OutcomeFollower(backend.log) if wait else None
         try:
-            with open_request_bus(bus, namespace, options) as channel, \
-                    telemetry.request_span(channel.destination, request) as (traced, headers):
-                channel.publish(traced, headers)
+            channel = backend.requests
+            with request_span(channel.messaging, request.request_id, namespace) as (trace,
+                                                                                     headers):
+                traced = replace(request, trace=trace) if trace else request
+                channel.publish(request.request_id, codec.encode(traced), headers)
             if follower is None:
                 return request.request_id
             return follower.wait(request.request_id, timeout)
         finally:
             if follower is not None:
                 follower.close()
-    finally:
-        backend.close()
 
 
 def wait_for_outcome(bus: str, namespace: str, request_id: str, timeout: float = 300.0,
-                     options: dict[str, str] | None = None) -> RunState:
+                     options: Mapping[str, str] | None = None) -> RunState:
     """Block until the run answering ``request_id`` is finished in the audit log."""
-    backend = open_backend(bus, namespace, options)
-    try:
+    with open_backend(bus, namespace, options) as backend:
         follower = OutcomeFollower(backend.log)
         try:
             return follower.wait(request_id, timeout)
         finally:
             follower.close()
-    finally:
-        backend.close()
 
 
 class OutcomeFollower:
     """Follows an audit log with the shared fold and finds the runs that answer requests."""
 
-    def __init__(self, log: Any) -> None:
+    def __init__(self, log: EventLog) -> None:
         self.state = State()
         self._codec = AuditCodec()
         self._stop = threading.Event()
-        self._records: Iterator[tuple[int, bytes] | None] = log.follow(0, self._stop)
+        self._records: Iterator[StoredRecord | None] = log.follow(0, self._stop)
 
     def answer(self, request_id: str) -> RunState | None:
         """The finished run answering ``request_id`` in what was folded so far."""

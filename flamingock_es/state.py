@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .codec import Recorded
 from .events import (
     ZERO_HASH,
     Actor,
@@ -30,6 +29,7 @@ from .events import (
     ManualMark,
     MarkedAs,
     Payload,
+    Recorded,
     RunFinished,
     RunOutcome,
     RunStarted,

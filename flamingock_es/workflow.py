@@ -1,41 +1,24 @@
-"""Workflows: ordered stages of ChangeUnits, from code or from a ``flamingock.yaml``.
+"""Workflows: the ordered stages of ChangeUnits a namespace applies, with their settings.
 
-```yaml
-namespace: shop
-bus: local:.flamingock          # or kafka://127.0.0.1:19092
-store: sqlite:.flamingock/projections.db
-settings: {flags_url: http://127.0.0.1:8765}   # handed to every unit as ctx.settings
-stages:
-  - name: data
-    units: [changes/data]      # folders, .py/.yaml/.json files, or dotted Python packages
-  - name: integrations
-    units: [changes/integrations]
-```
+A workflow is its :class:`~flamingock_es.settings.Settings` plus the units they name, loaded.
+Build one in code with :meth:`Workflow.of`, or from a ``flamingock.yaml`` with
+:func:`load_workflow` (which imports the units' code; reading settings alone never does).
 """
 
 from __future__ import annotations
 
-import enum
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends import DEFAULT_BUS
 from .changes import ChangeUnit
 from .errors import ConfigError
-from .yamlfile import Located, load_document
+from .loader import load_units
+from .settings import CompensationScope, Settings, resolve_settings
 
-__all__ = ["CompensationScope", "Stage", "Workflow", "load_settings", "load_workflow"]
-
-CONFIG_FILE = "flamingock.yaml"
-
-
-class CompensationScope(enum.StrEnum):
-    """What a failed run compensates: the failed unit only, or everything it applied."""
-
-    RUN = "run"
-    FAILED_UNIT = "failed-unit"
+__all__ = ["CompensationScope", "Stage", "Workflow", "load_workflow"]
 
 
 @dataclass(frozen=True)
@@ -48,18 +31,43 @@ class Stage:
 
 @dataclass(frozen=True)
 class Workflow:
-    """Everything a run needs to know, whether built in code or read from a file."""
+    """Everything a run needs to know: its settings and its units, in execution order."""
 
-    namespace: str
-    stages: tuple[Stage, ...]
-    name: str = ""
-    bus: str = DEFAULT_BUS
-    bus_options: Mapping[str, str] = field(default_factory=dict)
-    store: str = "sqlite:.flamingock/projections.db"
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    compensate: CompensationScope = CompensationScope.RUN
-    lock_timeout: float = 60.0
-    source: str = "<code>"
+    config: Settings
+    stages: tuple[Stage, ...] = field(default=())
+
+    @property
+    def namespace(self) -> str:
+        return self.config.namespace
+
+    @property
+    def name(self) -> str:
+        return self.config.name or self.config.namespace
+
+    @property
+    def bus(self) -> str:
+        return self.config.bus
+
+    @property
+    def bus_options(self) -> Mapping[str, str]:
+        return self.config.bus_options
+
+    @property
+    def lock_timeout(self) -> float:
+        return self.config.lock_timeout
+
+    @property
+    def compensate(self) -> CompensationScope:
+        return self.config.compensate
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """The ``settings`` block, handed to every unit as ``ctx.settings``."""
+        return self.config.unit_settings
+
+    @property
+    def source(self) -> str:
+        return self.config.source
 
     def units(self) -> Iterator[tuple[Stage, ChangeUnit]]:
         """Every unit, in execution order."""
@@ -70,101 +78,47 @@ class Workflow:
     def unit(self, unit_id: str) -> ChangeUnit | None:
         return next((u for _, u in self.units() if u.id == unit_id), None)
 
+    def with_config(self, **changes: Any) -> Workflow:
+        """The same units under changed settings (flags); ``None`` values change nothing."""
+        return Workflow(self.config.but(**changes), self.stages)
+
     @classmethod
     def of(cls, namespace: str, stages: Mapping[str, Sequence[ChangeUnit]],
            **options: Any) -> Workflow:
-        """Build a workflow in code: ``Workflow.of("shop", {"data": [unit_a, unit_b]})``."""
+        """Build a workflow in code: ``Workflow.of("shop", {"data": [unit_a, unit_b]})``.
+
+        ``options`` are settings (``bus``, ``lock_timeout``, ``settings`` for the units' block,
+        ...); what is not given comes from the environment and the defaults.
+        """
+        if "settings" in options:
+            options["unit_settings"] = options.pop("settings")
+        config = resolve_settings(read_file=False, namespace=namespace, **options)
         built = tuple(Stage(name, tuple(sorted(units, key=lambda u: u.order)))
                       for name, units in stages.items())
         _check_unique(built)
-        return cls(namespace=namespace, stages=built, name=options.pop("name", namespace),
-                   **options)
+        return cls(config, built)
 
 
-def load_workflow(path: str | Path | None = None, **overrides: Any) -> Workflow:
-    """Read a ``flamingock.yaml`` and load the units of its stages.
+def load_workflow(config: Settings | str | Path | None = None, **flags: Any) -> Workflow:
+    """Load the units of a configuration's stages (importing their code).
 
-    ``overrides`` (``namespace``, ``bus``, ``store``, ...) win over the file: the CLI's
-    ``--bus`` and friends. Errors name the file and the line.
+    ``config`` is resolved settings, or the path of a ``flamingock.yaml`` (default: ./);
+    ``flags`` (``namespace``, ``bus``, ...) win over the file. Errors name the file and line.
     """
-    from .loader import load_units  # the loader imports user code: only when needed
-
-    config_path = Path(path or CONFIG_FILE)
-    if config_path.is_dir():
-        config_path = config_path / CONFIG_FILE
-    if not config_path.exists():
-        raise ConfigError(
-            f"{config_path}: no workflow file here. Run `flamingock-es init` to create one, "
-            "or pass --config PATH."
-        )
-    doc = load_document(config_path)
-    if not isinstance(doc, Located):
-        raise ConfigError(f"{config_path}:1: expected a mapping with namespace and stages")
-    known = {"namespace", "name", "bus", "bus_options", "store", "settings", "stages",
-             "compensate", "lock_timeout"}
-    for key in doc:
-        if key not in known:
-            raise ConfigError(f"{doc.where(key)}: unknown key {key!r}; "
-                              f"expected one of {', '.join(sorted(known))}")
-    for key in ("namespace", "stages"):
-        if key not in doc:
-            raise ConfigError(f"{doc.where()}: missing {key!r}")
-    base = config_path.parent
+    settings = config if isinstance(config, Settings) else \
+        resolve_settings(config, required=True, **flags)
+    if not settings.stages:
+        raise ConfigError(f"{settings.source}: missing 'stages': list the stages and where "
+                          "their units are")
+    base = str(settings.base.resolve())
+    if base not in sys.path:  # units and python-call targets import modules beside the file
+        sys.path.insert(0, base)
     stages = []
-    for raw in doc["stages"]:
-        if not isinstance(raw, Located) or "name" not in raw or "units" not in raw:
-            where = raw.where() if isinstance(raw, Located) else doc.where("stages")
-            raise ConfigError(f"{where}: a stage needs a name and a list of units sources")
-        units = load_units(raw["units"], base, raw.where("units"))
-        stages.append(Stage(str(raw["name"]), tuple(sorted(units, key=lambda u: u.order))))
-    options = {k: doc[k] for k in known - {"stages"} if k in doc}
-    for key in ("bus", "store"):  # local paths in the file are relative to the file
-        if key in options:
-            options[key] = _anchor(str(options[key]), base)
-    options.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        compensate = CompensationScope(options.pop("compensate", CompensationScope.RUN))
-    except ValueError as exc:
-        raise ConfigError(f"{doc.where('compensate')}: compensate is 'run' or "
-                          "'failed-unit'") from exc
-    workflow = Workflow(
-        namespace=str(options.pop("namespace")),
-        name=str(options.pop("name", doc["namespace"])),
-        stages=tuple(stages),
-        bus_options={k: str(v) for k, v in dict(options.pop("bus_options", {})).items()},
-        settings=dict(options.pop("settings", {})),
-        compensate=compensate,
-        lock_timeout=float(options.pop("lock_timeout", 60.0)),
-        source=str(config_path),
-        **options,
-    )
-    _check_unique(workflow.stages)
-    return workflow
-
-
-def load_settings(path: str | Path | None = None) -> dict[str, Any]:
-    """The top-level settings of a ``flamingock.yaml`` (bus, namespace, store, ...), without
-    loading any unit; ``{}`` when there is no such file. For commands that only read."""
-    config_path = Path(path or CONFIG_FILE)
-    if config_path.is_dir():
-        config_path = config_path / CONFIG_FILE
-    if not config_path.exists():
-        return {}
-    doc = load_document(config_path)
-    if not isinstance(doc, Located):
-        raise ConfigError(f"{config_path}:1: expected a mapping with namespace and stages")
-    settings = {k: v for k, v in doc.items() if k != "stages"}
-    for key in ("bus", "store"):
-        if key in settings:
-            settings[key] = _anchor(str(settings[key]), config_path.parent)
-    return settings
-
-
-def _anchor(url: str, base: Path) -> str:
-    scheme, sep, rest = url.partition(":")
-    if sep and scheme in ("local", "file", "sqlite") and rest and not Path(rest).is_absolute():
-        return f"{scheme}:{base / rest}"
-    return url
+    for source in settings.stages:
+        units = load_units(source.units, settings.base, source.where)
+        stages.append(Stage(source.name, tuple(sorted(units, key=lambda u: u.order))))
+    _check_unique(stages)
+    return Workflow(settings, tuple(stages))
 
 
 def _check_unique(stages: Sequence[Stage]) -> None:

@@ -4,6 +4,10 @@ A :class:`ProjectionWorker` follows a namespace's audit log and writes one docum
 unit, per run, the lock, a summary and its checkpoint into a :class:`ProjectionStore`
 (SQLite by default, Couchbase by configuration); a :class:`ProjectionReader` reads them back
 by key. See ``docs/projections.md``.
+
+The folder is ``projections/`` at the top of the repository; the package is imported as
+``flamingock_es.projections`` (a link inside ``flamingock_es``), so installing flamingock-es
+adds one top-level name to an application's environment, not a generic ``projections``.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ from .stores import (
     Versioned,
     open_store,
 )
-from .worker import BatchReport, ProjectionWorker, run_projection
+from .worker import ProjectedBatch, ProjectionWorker, run_projection
 
 __all__ = [
     "DEFAULT_STORE",
-    "BatchReport",
+    "ProjectedBatch",
     "Projection",
     "ProjectionReader",
     "ProjectionStore",

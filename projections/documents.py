@@ -23,15 +23,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flamingock_es.codec import Recorded
-from flamingock_es.events import ErrorInfo
-from flamingock_es.state import LockState, RunState, State, UnitState
+from ..codec import Recorded
+from ..events import ErrorInfo
+from ..state import LockState, RunState, State, UnitState
 
 __all__ = [
     "HISTORY_LIMIT",
     "Projection",
     "checkpoint_document",
     "checkpoint_key",
+    "key_prefix",
     "lock_document",
     "lock_key",
     "run_document",
@@ -50,29 +51,34 @@ HISTORY_LIMIT = 100
 SCHEMA_VERSION = 1
 
 
+def key_prefix(namespace: str) -> str:
+    """What every key of the namespace's documents starts with."""
+    return f"fes::{namespace}::"
+
+
 def unit_key(namespace: str, unit_id: str) -> str:
     """Key of a change unit's document."""
-    return f"fes::{namespace}::unit::{unit_id}"
+    return f"{key_prefix(namespace)}unit::{unit_id}"
 
 
 def run_key(namespace: str, run_id: str) -> str:
     """Key of a run's document."""
-    return f"fes::{namespace}::run::{run_id}"
+    return f"{key_prefix(namespace)}run::{run_id}"
 
 
 def lock_key(namespace: str) -> str:
     """Key of the namespace's lock document."""
-    return f"fes::{namespace}::lock"
+    return f"{key_prefix(namespace)}lock"
 
 
 def summary_key(namespace: str) -> str:
     """Key of the namespace's summary document."""
-    return f"fes::{namespace}::summary"
+    return f"{key_prefix(namespace)}summary"
 
 
 def checkpoint_key(namespace: str) -> str:
     """Key of the projection's checkpoint document."""
-    return f"fes::{namespace}::checkpoint"
+    return f"{key_prefix(namespace)}checkpoint"
 
 
 def _time(value: datetime | None) -> str | None:
@@ -263,8 +269,7 @@ class Projection:
         """The current document under ``key`` (which must be a key this projection knows)."""
         ns, state = self.namespace, self.state
         position = self.positions.get(key, -1)
-        prefix = f"fes::{ns}::"
-        kind, _, ident = key.removeprefix(prefix).partition("::")
+        kind, _, ident = key.removeprefix(key_prefix(ns)).partition("::")
         if kind == "unit":
             return unit_document(ns, state.units[ident], position)
         if kind == "run":

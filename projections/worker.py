@@ -10,28 +10,34 @@ is idle), and writes each changed document with compare-and-set, the checkpoint 
 * the checkpoint is written only after every document of its batch, so a worker killed
   mid-batch redoes that batch on restart, and the result equals a clean rebuild.
 
-Run it as ``python -m projections.worker --bus ... --namespace ... --store ...``.
+``flamingock-es project`` runs it; :func:`run_projection` is the library entry point.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from flamingock_es import telemetry
-from flamingock_es.backends import DEFAULT_BUS, open_backend
-from flamingock_es.codec import AuditCodec, Recorded
-from flamingock_es.errors import FlamingockError, StoreError
-from flamingock_es.ports import EventLog
-
-from .documents import Document, Projection, checkpoint_key
+from ..adapters import open_backend
+from ..codec import AuditCodec, Recorded
+from ..errors import NamespaceNotFoundError, StoreError
+from ..ports import EventLog
+from ..settings import DEFAULT_BUS, DEFAULT_STORE
+from ..telemetry.spans import projection_batch_span
+from .documents import (
+    Document,
+    Projection,
+    checkpoint_key,
+    key_prefix,
+    lock_key,
+    run_key,
+    summary_key,
+    unit_key,
+)
 from .stores import (
-    DEFAULT_STORE,
     ProjectionStore,
     StoreUnavailable,
     VersionConflict,
@@ -39,14 +45,14 @@ from .stores import (
     open_store,
 )
 
-__all__ = ["BatchReport", "ProjectionWorker", "run_projection"]
+__all__ = ["ProjectedBatch", "ProjectionWorker", "run_projection"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class BatchReport:
-    """What one flushed batch did, for progress output."""
+class ProjectedBatch:
+    """What one flushed batch wrote, for progress output."""
 
     events: int
     written: int
@@ -60,7 +66,7 @@ class ProjectionWorker:
 
     def __init__(self, log: EventLog, store: ProjectionStore, namespace: str, *,
                  batch_size: int = 500, max_delay: float = 0.05, rebuild: bool = False,
-                 on_batch: Callable[[BatchReport], None] | None = None) -> None:
+                 on_batch: Callable[[ProjectedBatch], None] | None = None) -> None:
         self.log, self.store, self.namespace = log, store, namespace
         self.batch_size, self.rebuild, self.on_batch = batch_size, rebuild, on_batch
         self.max_delay = max_delay
@@ -141,13 +147,13 @@ class ProjectionWorker:
         keys: list[str] = []
         lister = getattr(self.store, "keys", None)
         if callable(lister):
-            keys = list(lister(f"fes::{ns}::"))
+            keys = list(lister(key_prefix(ns)))
         else:  # key-value only: the summary lists every unit and run
-            summary = self.store.get(f"fes::{ns}::summary")
+            summary = self.store.get(summary_key(ns))
             if summary is not None:
-                keys = [f"fes::{ns}::unit::{u}" for u in summary.doc.get("units", [])]
-                keys += [f"fes::{ns}::run::{r}" for r in summary.doc.get("runs", [])]
-            keys += [f"fes::{ns}::lock", f"fes::{ns}::summary"]
+                keys = [unit_key(ns, u) for u in summary.doc.get("units", [])]
+                keys += [run_key(ns, r) for r in summary.doc.get("runs", [])]
+            keys += [lock_key(ns), summary_key(ns)]
         # The checkpoint goes first, so that a rebuild interrupted here restarts from zero.
         for key in [checkpoint_key(ns), *keys]:
             self.store.delete(key)
@@ -186,7 +192,7 @@ class ProjectionWorker:
                     "`flamingock-es project --rebuild`.")
             self._checked = True
 
-    def flush(self) -> BatchReport | None:
+    def flush(self) -> ProjectedBatch | None:
         """Write the documents the pending events changed, then the checkpoint."""
         if not self._pending:
             return None
@@ -194,8 +200,7 @@ class ProjectionWorker:
         ns = self.namespace
         keys = sorted(self._pending - {checkpoint_key(ns)})
         written = skipped = 0
-        with telemetry.projection_batch_span(self._batch, self.log.name, ns), \
-                self.store.batch():
+        with projection_batch_span(self._batch, self.log.messaging, ns), self.store.batch():
             unknown = [k for k in keys if k not in self._versions]
             self._versions.update(self.store.get_many(unknown))
             docs = {key: self.projection.document(key) for key in keys}
@@ -214,7 +219,7 @@ class ProjectionWorker:
                     written += 1
             # Last: the checkpoint says "everything up to here is written".
             self._put(checkpoint_key(ns), self.projection.document(checkpoint_key(ns)))
-        report = BatchReport(self._pending_events, written, skipped,
+        report = ProjectedBatch(self._pending_events, written, skipped,
                              self.projection.state.position, time.monotonic() - started)
         self.events_written += self._pending_events
         self._pending.clear()
@@ -263,15 +268,25 @@ def run_projection(bus: str = DEFAULT_BUS, namespace: str = "default",
                    stop: threading.Event | None = None, *,
                    options: Mapping[str, str] | None = None,
                    store_options: Mapping[str, str] | None = None,
-                   on_batch: Callable[[BatchReport], None] | None = None,
+                   on_batch: Callable[[ProjectedBatch], None] | None = None,
                    batch_size: int = 500) -> int:
     """Project ``namespace`` of ``bus`` into ``store_url``; the library entry point.
 
     Returns the position of the last projected event. With ``once`` it returns when the log is
     caught up; otherwise it follows the log until ``stop`` is set.
     """
-    backend = open_backend(bus, namespace, options)
-    try:
+    stop = stop or threading.Event()
+    with open_backend(bus, namespace, options, create=False) as backend:
+        if not backend.log.exists():
+            if once:
+                raise NamespaceNotFoundError(
+                    f"namespace {namespace!r} has no audit log at {backend.log.name}: nothing "
+                    "to project. Check --namespace and --bus (or the workflow file).")
+            log.warning("namespace %r has no audit log at %s yet; waiting for a runner to "
+                        "create it", namespace, backend.log.name)
+            while not backend.log.exists():
+                if stop.wait(1.0):
+                    return -1
         store = open_store(store_url, store_options)
         try:
             worker = ProjectionWorker(backend.log, store, namespace, batch_size=batch_size,
@@ -279,39 +294,3 @@ def run_projection(bus: str = DEFAULT_BUS, namespace: str = "default",
             return worker.run(stop, once=once)
         finally:
             store.close()
-    finally:
-        backend.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m projections.worker``: the worker without the rest of the CLI."""
-    parser = argparse.ArgumentParser(prog="python -m projections.worker",
-                                     description=run_projection.__doc__)
-    parser.add_argument("--bus", default=DEFAULT_BUS)
-    parser.add_argument("--namespace", default="default")
-    parser.add_argument("--store", default=DEFAULT_STORE)
-    parser.add_argument("--once", action="store_true")
-    parser.add_argument("--rebuild", action="store_true")
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--progress", action="store_true", help="print one line per batch")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-
-    def progress(report: BatchReport) -> None:
-        if args.progress:
-            print(f"projected {report.events} events up to {report.position}: "
-                  f"{report.written} written, {report.skipped} skipped", flush=True)
-
-    try:
-        run_projection(args.bus, args.namespace, args.store, once=args.once,
-                       rebuild=args.rebuild, on_batch=progress, batch_size=args.batch_size)
-    except FlamingockError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,8 @@ from flamingock_es.requests import request_changes
 from flamingock_es.state import RunState
 
 if __name__ == "__main__":
-    tracer = telemetry.tracer("orders-service")  # OTEL_* variables decide; no-op without
+    telemetry.configure()  # an application sets the SDK up: OTEL_* variables decide
+    tracer = telemetry.tracer("orders-service")
     with tracer.start_as_current_span("release orders v2 (delivery window)"):
         answer = request_changes(
             "kafka://127.0.0.1:19092", "orders-domain", reason="release 2.0: delivery window",

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from importlib import import_module
 from importlib.metadata import entry_points
+from importlib.util import find_spec
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..changes import ChangeContext
-from ..errors import TemplateError
+from ..errors import MissingExtraError, TemplateError
 
 __all__ = ["Template", "TemplateParams", "get_template", "register", "template_names"]
 
@@ -61,11 +62,13 @@ class Template:
 
 
 _REGISTRY: dict[str, type[Template]] = {}
-_BUILTIN = {
-    "http-request": "flamingock_es.templates.http_request",
-    "python-call": "flamingock_es.templates.python_call",
-    "kafka-topic": "flamingock_es.templates.kafka_topic",
-    "couchbase-document": "flamingock_es.templates.couchbase_document",
+_BUILTIN: dict[str, tuple[str, tuple[str, str] | None]] = {
+    # name: (module, (the driver it needs, the extra that installs it))
+    "http-request": ("flamingock_es.templates.http_request", None),
+    "python-call": ("flamingock_es.templates.python_call", None),
+    "kafka-topic": ("flamingock_es.templates.kafka_topic", ("confluent_kafka", "kafka")),
+    "couchbase-document": ("flamingock_es.templates.couchbase_document",
+                           ("couchbase", "couchbase")),
 }
 
 
@@ -78,7 +81,10 @@ def register(cls: type[Template]) -> type[Template]:
 def get_template(name: str, where: str = "") -> Template:
     """The template called ``name``; built-ins are imported on first use."""
     if name not in _REGISTRY and name in _BUILTIN:
-        import_module(_BUILTIN[name])
+        module, needs = _BUILTIN[name]
+        if needs is not None and find_spec(needs[0]) is None:
+            raise MissingExtraError(f"{where}: template {name!r}", needs[1], needs[0])
+        import_module(module)
     if name not in _REGISTRY:
         for ep in entry_points(group="flamingock_es.templates"):
             if ep.name == name:

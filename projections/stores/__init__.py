@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from flamingock_es.errors import ConfigError
-
+from ...errors import ConfigError, MissingExtraError
+from ...settings import DEFAULT_STORE
 from .base import (
     Document,
     ProjectionStore,
@@ -32,8 +32,6 @@ __all__ = [
     "open_store",
 ]
 
-DEFAULT_STORE = "sqlite:.flamingock/projections.db"
-
 
 def open_store(url: str, options: Mapping[str, str] | None = None) -> ProjectionStore:
     """Open the projection store that ``url`` names (``options``: credentials and the like)."""
@@ -41,7 +39,11 @@ def open_store(url: str, options: Mapping[str, str] | None = None) -> Projection
         path = url.removeprefix("sqlite:").removeprefix("//") or ".flamingock/projections.db"
         return SqliteProjectionStore(path)
     if url.startswith(("couchbase://", "couchbases://")):
-        from .couchbase import CouchbaseProjectionStore
+        try:
+            from .couchbase import CouchbaseProjectionStore
+        except ImportError as exc:
+            raise MissingExtraError(f"the Couchbase store ({url})", "couchbase",
+                                    exc.name or "couchbase") from exc
 
         return CouchbaseProjectionStore.from_url(url, options)
     raise ConfigError(

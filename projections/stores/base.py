@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from flamingock_es.errors import StoreError
+from ...errors import StoreError
 
 __all__ = ["Document", "ProjectionStore", "StoreUnavailable", "Version", "VersionConflict",
            "Versioned"]

@@ -30,8 +30,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from flamingock_es.errors import ConfigError, StoreError
-
+from ...errors import ConfigError, StoreError
 from .base import Document, StoreUnavailable, Version, VersionConflict, Versioned, dig
 
 __all__ = ["CouchbaseProjectionStore", "CouchbaseSettings"]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flamingock_es.backends import Backend, open_backend
+from flamingock_es.adapters import Backend, open_backend
 from flamingock_es.codec import AuditCodec
 from flamingock_es.errors import LockLostError
 from flamingock_es.events import LockAcquired, RunStarted

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flamingock_es.backends import Backend, open_backend
+from flamingock_es.adapters import Backend, open_backend
 from flamingock_es.errors import LockTimeoutError
 
 HOLDER = Path(__file__).with_name("hold_lock.py")

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from projections.stores import ProjectionStore, VersionConflict
+from flamingock_es.projections.stores import ProjectionStore, VersionConflict
 
 
 class ProjectionStoreContract:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from projections.stores import SqliteProjectionStore, open_store
+from flamingock_es.projections.stores import SqliteProjectionStore, open_store
 
 from .projection_store_contract import ProjectionStoreContract
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 
-from flamingock_es.backends import Backend
+from flamingock_es.adapters import Backend
 from flamingock_es.codec import AuditCodec
 from flamingock_es.events import (
     ChangeFailed,
@@ -21,10 +21,10 @@ from flamingock_es.events import (
     RunOutcome,
     RunStarted,
 )
+from flamingock_es.projections.documents import Document, Projection
+from flamingock_es.projections.stores import ProjectionStore
 from flamingock_es.recorder import Recorder, RunIdentity, local_actor
 from flamingock_es.state import State, fold
-from projections.documents import Document, Projection
-from projections.stores import ProjectionStore
 
 
 def run_payloads(run: int, units: list[str], rng: random.Random, holder: str,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from flamingock_es.api import VerifyReport
+    from flamingock_es.compliance import ReplayReport
     from flamingock_es.events import AuditEvent
 
 WORKFLOW = """\
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from flamingock_es.api import VerifyReport
+    from flamingock_es.compliance import ReplayReport
     from flamingock_es.events import AuditEvent
 
 from flamingock_es import change_unit
@@ -159,7 +159,7 @@ class RunnerProject:
 class Audit:
     """A namespace's audit log as ``flamingock-es verify`` sees it, and checks over it."""
 
-    report: VerifyReport
+    report: ReplayReport
 
     @property
     def events(self) -> list[AuditEvent]:
@@ -208,9 +208,9 @@ def ok(result: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.Co
 def _worker(project: str, bus: str, namespace: str) -> int:
     import flamingock_es
     from flamingock_es.errors import FlamingockError
-    from flamingock_es.reporting import Reporter
+    from flamingock_es.progress import Progress
 
-    class Waits(Reporter):
+    class Waits(Progress):
         waited = False
 
         def waiting(self, seconds: float, holder: str) -> None:
@@ -222,18 +222,18 @@ def _worker(project: str, bus: str, namespace: str) -> int:
         words = line.split()
         if not words or words[0] != "go":
             break
-        reporter = Waits()
+        progress = Waits()
         started = time.monotonic()
         answer: dict[str, object] = {"round": int(words[1]), "pid": os.getpid()}
         try:
-            result = flamingock_es.run(config, bus=bus, namespace=namespace, reporter=reporter,
+            result = flamingock_es.run(config, bus=bus, namespace=namespace, progress=progress,
                                        trigger="it-worker")
         except FlamingockError as exc:
             answer |= {"error": f"{type(exc).__name__}: {exc}"}
         else:
             answer |= {"run_id": result.run_id, "applied": result.applied,
                        "outcome": result.outcome.value if result.outcome else None}
-        answer |= {"ms": round((time.monotonic() - started) * 1000), "waited": reporter.waited}
+        answer |= {"ms": round((time.monotonic() - started) * 1000), "waited": progress.waited}
         print(json.dumps(answer), flush=True)
     return 0
 

@@ -9,8 +9,8 @@ import pytest
 
 from flamingock_es.changes import ChangeContext
 from flamingock_es.errors import TemplateError
+from flamingock_es.projections.stores.couchbase import CouchbaseProjectionStore, CouchbaseSettings
 from flamingock_es.templates import get_template
-from projections.stores.couchbase import CouchbaseProjectionStore, CouchbaseSettings
 
 from .conftest import CouchbaseEnv
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from flamingock_es.errors import ConfigError
-from projections.stores import StoreUnavailable, open_store
-from projections.stores.couchbase import CouchbaseProjectionStore, CouchbaseSettings
+from flamingock_es.projections.stores import StoreUnavailable, open_store
+from flamingock_es.projections.stores.couchbase import CouchbaseProjectionStore, CouchbaseSettings
 
 from ..contracts.projection_store_contract import ProjectionStoreContract
 from .conftest import CouchbaseEnv

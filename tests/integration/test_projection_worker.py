@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from flamingock_es.backends import Backend, open_backend
-from projections import ProjectionReader, ProjectionWorker, open_store, run_projection
-from projections.documents import checkpoint_key
-from projections.stores import ProjectionStore
-from projections.stores.couchbase import CouchbaseProjectionStore, CouchbaseSettings
+from flamingock_es.adapters import Backend, open_backend
+from flamingock_es.projections import ProjectionReader, ProjectionWorker, open_store, run_projection
+from flamingock_es.projections.documents import checkpoint_key
+from flamingock_es.projections.stores import ProjectionStore
+from flamingock_es.projections.stores.couchbase import CouchbaseProjectionStore, CouchbaseSettings
 
 from .kv_proxy import KvProxy
 from .projection_support import expected_documents, stored_documents, write_history
@@ -165,9 +165,9 @@ def test_incremental_following_equals_a_rebuild(stack: Stack, backend: Backend,
 def test_a_worker_killed_mid_batch_resumes_to_the_same_documents(
         stack: Stack, backend: Backend, store: ProjectionStore) -> None:
     state = write_history(backend, runs=60, per_append=20)
-    command = [sys.executable, "-m", "projections.worker", "--bus", stack.bus,
+    command = [sys.executable, "-m", "flamingock_es.cli", "project", "--bus", stack.bus,
                "--namespace", stack.namespace, "--store", stack.store_url,
-               "--batch-size", "3", "--progress"]
+               "--batch-size", "3"]
     env = {**os.environ, **stack.env}
     with subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True) as worker:

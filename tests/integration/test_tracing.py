@@ -81,7 +81,7 @@ def test_one_trace_spans_requester_runner_and_projector(
     server = subprocess.Popen([*CLI, "serve", "-c", str(config), "--max-requests", "1", "-q"],
                               env=_env(receiver, "runner"), cwd=tmp_path)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "projections.worker", "--bus", bus, "--namespace", namespace,
+        [*CLI, "project", "--bus", bus, "--namespace", namespace,
          "--store", f"sqlite:{tmp_path / 'projection.db'}", "--batch-size", "50"],
         env=_env(receiver, "projector"), cwd=tmp_path, stderr=subprocess.DEVNULL)
     try:

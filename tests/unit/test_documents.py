@@ -22,9 +22,7 @@ from flamingock_es.events import (
     RunOutcome,
     RunStarted,
 )
-from flamingock_es.recorder import Recorder, RunIdentity
-from flamingock_es.state import State
-from projections.documents import (
+from flamingock_es.projections.documents import (
     Projection,
     checkpoint_key,
     lock_key,
@@ -32,6 +30,8 @@ from projections.documents import (
     summary_key,
     unit_key,
 )
+from flamingock_es.recorder import Recorder, RunIdentity
+from flamingock_es.state import State
 
 NS = "docs"
 ACTOR = Actor(principal="alice", host="build-7", pid=42, service_version="1.2.3",

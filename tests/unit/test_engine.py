@@ -9,9 +9,9 @@ import pytest
 
 from flamingock_es import api
 from flamingock_es.changes import ChangeContext, ChangeUnit
-from flamingock_es.engine import RunResult
 from flamingock_es.errors import ConfigError, FlamingockError
-from flamingock_es.reporting import Reporter
+from flamingock_es.progress import Progress
+from flamingock_es.results import RunResult
 from flamingock_es.workflow import Workflow
 
 
@@ -30,7 +30,7 @@ def test_a_unit_in_progress_elsewhere_is_waited_for_not_called_in_doubt(tmp_path
 
     def run() -> None:
         try:
-            results.append(api.run(workflow, reporter=Reporter()))
+            results.append(api.run(workflow, progress=Progress()))
         except FlamingockError as exc:
             results.append(exc)
 
@@ -60,7 +60,7 @@ def test_a_missing_variable_stops_the_run_before_anything_is_applied(tmp_path: P
     workflow = Workflow.of("shop", {"main": units}, bus=f"local:{tmp_path}")
 
     with pytest.raises(ConfigError, match=r"unit 'u2' uses \$\{NOT_SET_2\}"):
-        api.run(workflow, reporter=Reporter())
+        api.run(workflow, progress=Progress())
 
     assert applied == []
     assert api.read_state(workflow.bus, "shop").events == 0

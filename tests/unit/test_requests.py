@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from flamingock_es import ChangeContext, Workflow, change_unit
+from flamingock_es.adapters import open_backend
 from flamingock_es.api import history, read_state
 from flamingock_es.errors import DecodeError
 from flamingock_es.events import RunOutcome, TraceContext
-from flamingock_es.request_bus import open_request_bus
 from flamingock_es.requests import (
     ChangeRequest,
     RequestCodec,
@@ -23,7 +23,7 @@ from flamingock_es.requests import (
     request_changes,
     wait_for_outcome,
 )
-from flamingock_es.service import serve
+from flamingock_es.serve import serve
 from flamingock_es.state import RunState
 
 APPLIED: list[str] = []
@@ -123,11 +123,14 @@ def test_unknown_targets_are_rejected(workflow: Workflow, server: threading.Even
 
 def test_malformed_and_foreign_requests_never_stop_the_service(
         workflow: Workflow, server: threading.Event) -> None:
-    with open_request_bus(workflow.bus, "shop") as bus:
-        bus.publish(ChangeRequest(request_id="other-ns", namespace="elsewhere",
-                                  requested_by="x", reason="r"))
-        bus.codec.header = b"\xc3\x01garbage!"  # a frame no reader can decode
-        bus.publish(ChangeRequest(namespace="shop", requested_by="x", reason="r"))
+    codec = RequestCodec()
+    with open_backend(workflow.bus, "shop") as backend:
+        foreign = ChangeRequest(request_id="other-ns", namespace="elsewhere", requested_by="x",
+                                reason="r")
+        backend.requests.publish(foreign.request_id, codec.encode(foreign))
+        garbage = codec.encode(ChangeRequest(namespace="shop", requested_by="x", reason="r"))
+        # a frame no reader can decode
+        backend.requests.publish("g", b"\xc3\x01garbage!" + garbage[len(codec.header):])
     foreign = wait_for_outcome(workflow.bus, "shop", "other-ns", timeout=20)
     assert foreign.outcome is RunOutcome.REJECTED
     assert foreign.error is not None

@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 from flamingock_es import ChangeContext, Workflow, change_unit, telemetry
 from flamingock_es.api import verify
 from flamingock_es.requests import request_changes
-from flamingock_es.service import serve
+from flamingock_es.serve import serve
 from flamingock_es.state import RunState
 
 
@@ -63,7 +63,8 @@ def test_one_trace_from_request_to_projection(tmp_path: Path,
     assert isinstance(answer, RunState)
     assert answer.outcome is not None
     records = verify(wf.bus, "shop").records
-    with telemetry.projection_batch_span(records, "file:audit.log", "shop"):
+    with telemetry.projection_batch_span(
+            records, {"messaging.destination.name": "file:audit.log"}, "shop"):
         pass
 
     spans = {s.name: s for s in exporter.get_finished_spans()}

@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from .config import KafkaSettings, Topics
 from .errors import error_of, transient_retry, unavailable
 
-__all__ = ["audit_topic_config", "ensure_topics", "topic_specs"]
+__all__ = ["audit_topic_config", "ensure_topics", "topic_exists", "topic_specs"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def topic_specs(settings: KafkaSettings, topics: Topics) -> list[NewTopic]:
         NewTopic(topics.audit, 1, rf, config=audit_topic_config(settings)),
         NewTopic(topics.lock, 1, rf, config={"cleanup.policy": "delete", **isr}),
         NewTopic(topics.requests, 1, rf, config=isr),
+        NewTopic(topics.dead_letters, 1, rf, config=isr),
     ]
 
 
@@ -52,7 +53,8 @@ def ensure_topics(settings: KafkaSettings, topics: Topics) -> None:
         _create(admin, topic_specs(settings, topics))
     except KafkaException as exc:
         raise unavailable(
-            f"create the topics {topics.audit}, {topics.lock}, {topics.requests}",
+            f"create the topics {topics.audit}, {topics.lock}, {topics.requests}, "
+            f"{topics.dead_letters}",
             settings.describe(), exc,
         ) from exc
 
@@ -75,3 +77,22 @@ def _create(admin: AdminClient, specs: list[NewTopic]) -> None:
                 continue  # created meanwhile by another runner: fine
             raise
         log.info("created Kafka topic %s", name)
+
+
+def topic_exists(settings: KafkaSettings, topic: str) -> bool:
+    """True if ``topic`` exists on the cluster (asked without ever creating it)."""
+    admin = admin_client(settings)
+    try:
+        return _exists(admin, topic)
+    except KafkaException as exc:
+        raise unavailable(f"look up the topic {topic}", settings.describe(), exc) from exc
+
+
+@transient_retry(seconds=30.0)
+def _exists(admin: AdminClient, topic: str) -> bool:
+    metadata = admin.list_topics(topic=topic, timeout=ADMIN_TIMEOUT).topics.get(topic)
+    if metadata is None or metadata.error is None:
+        return metadata is not None
+    if metadata.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        return False
+    raise KafkaException(metadata.error)

@@ -39,7 +39,7 @@ _RESERVED = frozenset({
     "enable.auto.commit", "group.protocol", "bootstrap.servers",
 })
 
-KINDS = ("audit", "lock", "requests")
+KINDS = ("audit", "lock", "requests", "requests-dlq")
 _LIBRDKAFKA_LOG = logging.getLogger("flamingock_es.kafka.librdkafka")
 
 
@@ -50,20 +50,24 @@ def topic_name(prefix: str, kind: str, namespace: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    """A namespace's topics (and the lock's consumer group, named like its topic)."""
+    """A namespace's topics, and its consumer groups (named by the same rule)."""
 
     audit: str
     lock: str
     requests: str
+    dead_letters: str
+    runner_group: str
 
     @property
     def lock_group(self) -> str:
+        """The lock is the assignment of the lock topic's partition in this group."""
         return self.lock
 
 
 def topics_for(prefix: str, namespace: str) -> Topics:
-    """The audit, lock and requests topic names of ``namespace``."""
-    return Topics(*(topic_name(prefix, kind, namespace) for kind in KINDS))
+    """The topic and group names of ``namespace``."""
+    audit, lock, requests, dead_letters = (topic_name(prefix, kind, namespace) for kind in KINDS)
+    return Topics(audit, lock, requests, dead_letters, topic_name(prefix, "runner", namespace))
 
 
 @dataclass(frozen=True)

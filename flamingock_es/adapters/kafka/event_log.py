@@ -19,9 +19,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_SYSTEM,
+)
 
 from ...errors import AppendError, ConfigError, LockLostError
 from ...ports import Lease, StoredRecord
+from .admin import topic_exists
 from .config import KafkaSettings, Topics, redacted
 from .errors import error_of, is_fencing, is_transient, transient_retry, unavailable
 from .group_lock import KafkaLease
@@ -57,6 +62,10 @@ class KafkaEventLog:
         self.settings, self.topics = settings, topics
         self.topic = topics.audit
         self.name = f"kafka:{self.topic}@{settings.bootstrap}"
+        self.messaging = {MESSAGING_SYSTEM: "kafka", MESSAGING_DESTINATION_NAME: self.topic}
+
+    def exists(self) -> bool:
+        return topic_exists(self.settings, self.topic)
 
     def _consumer(self, start: int) -> tuple[Consumer, TopicPartition]:
         conf = self.settings.config({**_READ_CONFIG, "group.id": f"{self.topic}.reader"})

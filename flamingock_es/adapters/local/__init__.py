@@ -1,8 +1,9 @@
-"""The embedded default: an fsynced local event log and an OS file lock."""
+"""The embedded default: an fsynced local event log, an OS file lock, a framed request file."""
 
 from __future__ import annotations
 
 from .event_log import LocalEventLog
 from .file_lock import FileLock
+from .requests import LocalRequestChannel
 
-__all__ = ["FileLock", "LocalEventLog"]
+__all__ = ["FileLock", "LocalEventLog", "LocalRequestChannel"]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from html import escape
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .audit import ChangeRow, ReplayReport
+from .replay import ChangeRow, ReplayReport
 
 __all__ = ["to_html"]
 

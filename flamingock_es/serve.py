@@ -1,36 +1,27 @@
-"""``flamingock-es serve``: the runner service that executes change requests from the bus.
+"""``serve``: the runner service that executes change requests from the bus.
 
-It consumes the namespace's requests (its own consumer group, ``{prefix}.runner.{ns}``) and
-runs each under the lock with ``trigger="request"``, so every audit event of the run carries
-the request id and its ``RunFinished`` answers the request. A request's offset is committed
+It consumes the namespace's request channel (its own consumer group) and runs each request
+under the lock with ``trigger="request"``, so every audit event of the run carries the
+request id and its ``RunFinished`` answers the request. A request's position is committed
 only once that answer is durable in the audit log: a runner that dies mid-request gets it
 again, and the fold tells it whether the request was already answered (same id: runs once).
 
 Malformed or unauthorized requests (another namespace, a principal not allowed, unknown
 stages or units, a namespace that needs a person) are answered ``REJECTED`` with the reason,
-under the lock like any run; they never stop the service. SIGTERM lets the current unit
-finish (applied, or failed and compensated), records the run's outcome with the remaining
-units still pending, releases the lock, and the service exits 0.
-
-Also registers the ``request``, ``serve`` and ``replay`` CLI subcommands.
+under the lock like any run; they never stop the service. A stop (SIGTERM, through ``stop``)
+lets the current unit finish (applied, or failed and compensated), records the run's outcome
+with the remaining units still pending, releases the lock, and ``serve`` returns.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from . import telemetry
-from .api import WorkflowLike, open_workflow, undo
-from .backends import Backend, open_backend
-from .engine import Runner
+from .adapters import Backend, open_backend
 from .errors import (
     AppendError,
     ChecksumDriftError,
@@ -44,12 +35,15 @@ from .errors import (
     UnitFailedError,
 )
 from .events import ErrorInfo, RunOutcome
-from .reporting import LogReporter, Reporter
-from .request_bus import Delivery, RequestBus, open_request_bus
-from .requests import ChangeRequest, Stages, UndoTo, Units
+from .ports import Delivery
+from .progress import LogProgress, Progress
+from .requests import ChangeRequest, RequestCodec, Stages, UndoTo, Units
+from .runner import Runner
+from .telemetry.propagation import current_trace
+from .telemetry.spans import OUTCOME, TracingProgress, process_span
 from .workflow import Workflow
 
-__all__ = ["ServeStats", "register", "serve"]
+__all__ = ["RequestService", "ServeStats", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -69,36 +63,33 @@ class ServeStats:
 
 
 class RequestService:
-    """Executes the requests of one workflow's namespace; one instance per ``serve``."""
+    """Executes the requests of one workflow's namespace on one open backend."""
 
-    def __init__(self, workflow: Workflow, bus: RequestBus, reporter: Reporter,
+    def __init__(self, workflow: Workflow, backend: Backend, progress: Progress,
                  allow: Sequence[str] = (), stop: threading.Event | None = None) -> None:
-        self.workflow, self.bus, self.reporter = workflow, bus, reporter
+        self.workflow, self.backend, self.progress = workflow, backend, progress
         self.stop = stop or threading.Event()
         self.allow = frozenset(allow)
-        base = open_backend(workflow.bus, workflow.namespace, workflow.bus_options)
-        self.backend: Backend = dataclasses.replace(
-            base, lock=telemetry.traced_lock(base.lock, workflow.namespace))
+        self.codec = RequestCodec()
         self.stats = ServeStats()
-
-    def close(self) -> None:
-        self.backend.close()
 
     def handle(self, delivery: Delivery, group: str) -> None:
         """Answer one request in the audit log (run, skip as duplicate, or reject)."""
         request: ChangeRequest | None = None
         error: str | None = None
         try:
-            request = self.bus.codec.decode(delivery.value, delivery.position)
+            request = self.codec.decode(delivery.value, delivery.position)
         except DecodeError as exc:
             error = f"malformed request: {exc}"
         rid = request.request_id if request else (delivery.key or f"offset-{delivery.position}")
-        with telemetry.process_span(self.bus.destination, delivery.headers, request,
-                                    group=group, offset=delivery.position,
-                                    key=delivery.key) as span:
+        with process_span(self.backend.requests.messaging, delivery.headers, group=group,
+                          offset=delivery.position, key=delivery.key,
+                          request_id=request.request_id if request else None,
+                          namespace=request.namespace if request else None,
+                          fallback=request.trace if request else None) as span:
             outcome = self._handle(request, rid, error)
             if span is not None:
-                span.set_attribute(telemetry.OUTCOME, outcome)
+                span.set_attribute(OUTCOME, outcome)
         self.stats.handled += 1
         self.stats.request_ids.append(rid)
 
@@ -118,11 +109,10 @@ class RequestService:
             return RunOutcome.REJECTED.value
         return self._execute(runner, request)
 
-    def _runner(self, rid: str, trigger: str = "request") -> Runner:
-        reporter = (telemetry.TracingReporter(self.reporter, self.workflow.namespace)
-                    if telemetry.enabled() else self.reporter)
-        return Runner(self.workflow, self.backend, reporter, trigger=trigger, request_id=rid,
-                      trace=telemetry.current_trace, stop=self.stop)
+    def _runner(self, rid: str) -> Runner:
+        return Runner(self.workflow, self.backend,
+                      TracingProgress.wrap(self.progress, self.workflow.namespace),
+                      trigger="request", request_id=rid, trace=current_trace, stop=self.stop)
 
     def _refusal(self, request: ChangeRequest) -> str | None:
         """Why ``request`` may not run here, or None."""
@@ -153,8 +143,7 @@ class RequestService:
                  request.reason)
         try:
             if isinstance(target, UndoTo):
-                result = undo(self.workflow, target.unit_id, reporter=runner.reporter,
-                              request_id=rid, trace=telemetry.current_trace)
+                result = runner.undo(target.unit_id)
             else:
                 units: list[str] | None = None
                 if isinstance(target, Units):
@@ -171,8 +160,8 @@ class RequestService:
             self.stats.rejected += 1
             return RunOutcome.REJECTED.value
         finally:
-            if isinstance(runner.reporter, telemetry.TracingReporter):
-                runner.reporter.close()
+            if isinstance(runner.progress, TracingProgress):
+                runner.progress.close()
         if result.run_id is None:  # nothing to do: no run was recorded; answer anyway
             self._answer(self._runner(rid), RunOutcome.SUCCEEDED, None)
         if result.outcome is RunOutcome.FAILED:
@@ -189,15 +178,14 @@ class RequestService:
 
 
 def serve(
-    workflow: WorkflowLike = None,
+    workflow: Workflow,
     *,
-    reporter: Reporter | None = None,
+    progress: Progress | None = None,
     allow: Sequence[str] = (),
     stop: threading.Event | None = None,
     max_requests: int | None = None,
     group: str | None = None,
     handle_signals: bool = False,
-    **overrides: Any,
 ) -> ServeStats:
     """Execute change requests for ``workflow``'s namespace until ``stop`` is set.
 
@@ -206,15 +194,14 @@ def serve(
     finishes (or is compensated), the run's outcome is recorded, the lock is released, and
     ``serve`` returns.
     """
-    wf = open_workflow(workflow, **overrides)
     stop = stop or threading.Event()
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    with open_request_bus(wf.bus, wf.namespace, wf.bus_options) as bus:
-        group = group or str(getattr(bus, "group", "runner"))
-        service = RequestService(wf, bus, reporter or LogReporter(), allow, stop)
-        consumer = bus.consumer(group)
+    with open_backend(workflow.bus, workflow.namespace, workflow.bus_options) as backend:
+        service = RequestService(workflow, backend, progress or LogProgress(), allow, stop)
+        group = group or backend.requests.group
+        consumer = backend.requests.consumer(group)
         try:
             while not stop.is_set():
                 if max_requests is not None and service.stats.handled >= max_requests:
@@ -226,7 +213,6 @@ def serve(
                     consumer.commit(delivery)  # only now: the answer is durable
         finally:
             consumer.close()
-            service.close()
     return service.stats
 
 
@@ -247,95 +233,3 @@ def _handle_with_retry(service: RequestService, delivery: Delivery, group: str,
         if stop.wait(delay):
             return False  # not committed: the next runner gets it again
         delay = min(delay * 2, 10.0)
-
-
-# CLI ---------------------------------------------------------------------------------------
-
-def cmd_request(args: argparse.Namespace) -> int:
-    """Publish a change request to the bus for `serve` to execute (optionally --wait)."""
-    from .cli import _bus_and_namespace, _print_json
-    from .requests import request_changes
-
-    bus, namespace, options = _bus_and_namespace(args)
-    answer = request_changes(
-        bus, namespace, stages=args.stage, units=args.unit, undo_to=args.undo_to,
-        reason=args.reason, requested_by=args.requested_by, service=args.service,
-        request_id=args.id, wait=args.wait, timeout=args.timeout, options=options)
-    telemetry.shutdown()
-    if isinstance(answer, str):
-        _print_json({"request_id": answer}) if args.json else print(answer)
-        return 0
-    if args.json:
-        _print_json(answer)
-    else:
-        error = f": {answer.error}" if answer.error else ""
-        print(f"request {answer.request_id}: {answer.outcome} (run {answer.run_id}){error}")
-    return {RunOutcome.SUCCEEDED: 0, RunOutcome.REJECTED: 2}.get(answer.outcome or
-                                                                 RunOutcome.FAILED, 8)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Execute change requests from the bus for the workflow's namespace, until SIGTERM."""
-    from .cli import _overrides, _reporter
-
-    stats = serve(args.config, reporter=_reporter(args), allow=args.allow or (),
-                  max_requests=args.max_requests, handle_signals=True, **_overrides(args))
-    telemetry.shutdown()
-    if not args.quiet:
-        print(f"served {stats.handled} request(s): {stats.succeeded} succeeded, "
-              f"{stats.failed} failed, {stats.rejected} rejected, {stats.duplicates} "
-              "duplicate(s)", file=sys.stderr)
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    """Replay the audit log, verify its hash chain, and export a compliance report."""
-    from .audit import render, replay
-    from .cli import _bus_and_namespace, _parse_time
-
-    bus, namespace, options = _bus_and_namespace(args)
-    report = replay(bus, namespace, since=_parse_time(args.since),
-                    until=_parse_time(args.until), options=options)
-    text = render(report, args.format)
-    if args.output and args.output != "-":
-        with open(args.output, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        if not args.quiet:
-            print(f"{args.output}: {len(report.changes)} change(s), {len(report.runs)} run(s), "
-                  f"chain {'intact' if report.ok else 'BROKEN'}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    for br in report.breaks:
-        print(f"BREAK at offset {br.position} (seq {br.seq}): {br.reason}", file=sys.stderr)
-    return 0 if report.ok else 4
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``request``, ``serve`` and ``replay`` to the ``flamingock-es`` parser."""
-    def add(name: str, handler: Any) -> argparse.ArgumentParser:
-        doc = (handler.__doc__ or "").strip()
-        p: argparse.ArgumentParser = sub.add_parser(
-            name, parents=[common], help=doc.splitlines()[0], description=doc)
-        p.set_defaults(handler=handler)
-        return p
-
-    p = add("request", cmd_request)
-    p.add_argument("--stage", action="append", help="only this stage (repeatable)")
-    p.add_argument("--unit", action="append", help="only this unit (repeatable)")
-    p.add_argument("--undo-to", help="compensate the applied units after this one")
-    p.add_argument("--reason", default="", help="why; written to the audit log")
-    p.add_argument("--requested-by", help="principal (default: FLAMINGOCK_PRINCIPAL or user)")
-    p.add_argument("--service", help="the requesting service and version")
-    p.add_argument("--id", help="request id (default: a new UUID); a repeated id runs once")
-    p.add_argument("--wait", action="store_true", help="wait for the outcome")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds for --wait")
-    p = add("serve", cmd_serve)
-    p.add_argument("--allow", action="append", help="only requests by this principal "
-                   "(repeatable; default: anyone who can write the requests topic)")
-    p.add_argument("--max-requests", type=int, help="exit after this many requests")
-    p = add("replay", cmd_replay)
-    p.add_argument("--since", help="ISO time: report changes from then on")
-    p.add_argument("--until", help="ISO time")
-    p.add_argument("--format", choices=["json", "csv", "html"], default="json")
-    p.add_argument("--output", "-o", help="file to write (default: stdout)")
-

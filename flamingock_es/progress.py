@@ -1,4 +1,4 @@
-"""Progress reporting: what a run tells the person (or the log) while it works."""
+"""Progress: what a run tells the person (or the log) while it works."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from .engine import RunResult
     from .events import ErrorInfo
     from .planner import Plan, PlannedUnit
+    from .results import RunResult
 
-__all__ = ["ConsoleReporter", "LogReporter", "Reporter"]
+__all__ = ["ConsoleProgress", "LogProgress", "Progress"]
 
 
-class Reporter:
+class Progress:
     """Receives a run's progress. The base class ignores it all (quiet mode, ``--json``)."""
 
     def waiting(self, seconds: float, holder: str) -> None: ...
@@ -33,7 +33,7 @@ class Reporter:
     def run_finished(self, result: RunResult) -> None: ...
 
 
-class ConsoleReporter(Reporter):
+class ConsoleProgress(Progress):
     """One line per step on stderr, so stdout stays clean for ``--json``."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -94,7 +94,7 @@ class ConsoleReporter(Reporter):
                   f"compensated {len(result.compensated)}, skipped {result.skipped}")
 
 
-class LogReporter(ConsoleReporter):
+class LogProgress(ConsoleProgress):
     """The library default: the same lines, through :mod:`logging`."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:

@@ -1,0 +1,134 @@
+"""``KafkaRequestChannel``: change requests on ``{prefix}.requests.{ns}``.
+
+Requests are keyed by request id and carry the W3C trace context in their headers; publishing
+returns only after the broker's delivery report (acks=all, idempotent producer). Runners read
+in their own consumer group (``{prefix}.runner.{ns}``, ``read_committed``) and commit an offset
+by hand, once the request's answer is durable in the audit log. Undecodable requests are
+copied to ``{prefix}.requests-dlq.{ns}`` with the reason in headers, as Kafka Connect does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_SYSTEM,
+)
+
+from ...errors import AppendError
+from ...ports import Delivery
+from .config import KafkaSettings, Topics
+from .errors import is_transient, unavailable
+
+__all__ = ["KafkaRequestChannel", "KafkaRequestConsumer"]
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT = 30.0
+REASON_HEADER = "flamingock.dlq.reason"
+SOURCE_HEADER = "flamingock.dlq.source.offset"
+
+
+class KafkaRequestChannel:
+    """The requests topic of one namespace."""
+
+    def __init__(self, settings: KafkaSettings, topics: Topics) -> None:
+        self.settings, self.topics = settings, topics
+        self.destination = topics.requests
+        self.messaging = {MESSAGING_SYSTEM: "kafka", MESSAGING_DESTINATION_NAME: self.destination}
+        self.group = topics.runner_group
+        self._producer: Producer | None = None
+
+    def publish(self, key: str, value: bytes, headers: Mapping[str, str] | None = None) -> int:
+        return self._produce(self.destination, key, value, headers)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        headers = {**delivery.headers, REASON_HEADER: reason,
+                   SOURCE_HEADER: str(delivery.position)}
+        self._produce(self.topics.dead_letters, delivery.key or "", delivery.value, headers)
+
+    def _produce(self, topic: str, key: str, value: bytes,
+                 headers: Mapping[str, str] | None) -> int:
+        if self._producer is None:
+            self._producer = Producer(self.settings.config(
+                {"acks": "all", "enable.idempotence": True, "linger.ms": 0}))
+        outcome: list[KafkaError | int] = []
+
+        def report(err: KafkaError | None, msg: Message) -> None:
+            outcome.append(err if err is not None else int(msg.offset() or 0))
+
+        try:
+            self._producer.produce(
+                topic, value, key=key.encode() or None,
+                headers=[(k, v.encode()) for k, v in (headers or {}).items()] or None,
+                on_delivery=report)
+            left = self._producer.flush(PUBLISH_TIMEOUT)
+        except KafkaException as exc:
+            raise unavailable(f"publish to {topic}", self.settings.describe(), exc) from exc
+        if left or not outcome or isinstance(outcome[0], KafkaError):
+            raise AppendError(
+                f"the broker did not confirm the record for {topic} "
+                f"({outcome[0] if outcome else 'no delivery report'}); publish it again with "
+                "the same id (a request runs once).")
+        offset = outcome[0]
+        assert isinstance(offset, int)
+        return offset
+
+    def consumer(self, group: str | None = None) -> KafkaRequestConsumer:
+        return KafkaRequestConsumer(self, group or self.group)
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(5)
+            self._producer = None
+
+
+class KafkaRequestConsumer:
+    """A runner group's consumer; offsets are committed by hand, synchronously."""
+
+    def __init__(self, channel: KafkaRequestChannel, group: str) -> None:
+        self._channel = channel
+        self._consumer = Consumer(channel.settings.config({
+            "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed", "enable.partition.eof": False}))
+        self._consumer.subscribe([channel.destination])
+
+    def poll(self, timeout: float) -> Delivery | None:
+        msg = self._consumer.poll(timeout)
+        if msg is None:
+            return None
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF or is_transient(KafkaException(err)):
+                log.debug("requests consumer: %s", err)
+                return None
+            raise unavailable(f"read {self._channel.destination}",
+                              self._channel.settings.describe(), KafkaException(err))
+        headers: dict[str, str] = {}
+        for name, raw in list(msg.headers() or []):
+            if raw is not None:
+                headers[str(name)] = raw.decode(errors="replace") if isinstance(raw, bytes) \
+                    else str(raw)
+        key, value = msg.key(), msg.value()
+        offset = int(msg.offset() or 0)
+        return Delivery(offset, value if isinstance(value, bytes) else b"",
+                        key.decode(errors="replace") if isinstance(key, bytes) else None,
+                        headers, offset + 1)
+
+    def commit(self, delivery: Delivery) -> None:
+        position = TopicPartition(self._channel.destination, 0, delivery.end)
+        try:
+            self._consumer.commit(offsets=[position], asynchronous=False)
+        except KafkaException as exc:
+            raise unavailable(f"commit the position of handled requests on "
+                              f"{self._channel.destination}", self._channel.settings.describe(),
+                              exc) from exc
+
+    def close(self) -> None:
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("closing the requests consumer: %s", exc)

@@ -1,0 +1,79 @@
+"""``flamingock-es``: the command line, a thin layer over the library API.
+
+Exit codes: 0 success (or nothing to do); 1 unexpected error; 2 invalid configuration or
+change file; 3 lock timeout or lock lost; 4 undecodable or inconsistent audit log; 5 an audit
+event or projection could not be written; 6 checksum drift; 7 manual intervention required;
+8 a unit failed (after compensation); 9 the run was stopped between units (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from ..errors import FlamingockError
+from ..telemetry import setup as tracing
+from . import audit, bus, projection, run
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace], int]
+FLOWS = (run, audit, bus, projection)
+"""The command modules, one per flow; each adds its commands with ``register``."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One parser: a subcommand per command, every one with the same common options."""
+    parser = argparse.ArgumentParser(
+        prog="flamingock-es",
+        description="Apply ChangeUnits exactly once under a distributed lock, with every step "
+                    "recorded as an Avro event in an append-only audit log.",
+        epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", default="flamingock.yaml",
+                        help="workflow file (default: ./flamingock.yaml)")
+    common.add_argument("--bus", help="audit log and lock: local:PATH (default local:.flamingock)"
+                        " or kafka://HOST:PORT; overrides the workflow file")
+    common.add_argument("--namespace", help="namespace; overrides the workflow file")
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler) -> argparse.ArgumentParser:
+        doc = (handler.__doc__ or "").strip()
+        p = sub.add_parser(name, parents=[common], help=doc.splitlines()[0], description=doc)
+        p.set_defaults(handler=handler)
+        return p
+
+    for flow in FLOWS:
+        flow.register(add)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``flamingock-es`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    tracing.configure()
+    try:
+        code: int = args.handler(args)
+    except FlamingockError as exc:
+        print(f"flamingock-es: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("flamingock-es: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): say nothing more, as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    finally:
+        tracing.shutdown()
+    return code

@@ -1,0 +1,62 @@
+"""The request flow's commands: ``request`` publishes a change request, ``serve`` runs them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..events import RunOutcome
+from ..requests import request_changes
+from ..serve import serve
+from .output import print_json, progress, settings, workflow
+
+__all__ = ["register"]
+
+
+def cmd_request(args: argparse.Namespace) -> int:
+    """Publish a change request to the bus for `serve` to execute (optionally --wait)."""
+    s = settings(args)
+    answer = request_changes(
+        s.bus, s.namespace, stages=args.stage, units=args.unit, undo_to=args.undo_to,
+        reason=args.reason, requested_by=args.requested_by, service=args.service,
+        request_id=args.id, wait=args.wait, timeout=args.timeout, options=s.bus_options)
+    if isinstance(answer, str):
+        print_json({"request_id": answer}) if args.json else print(answer)
+        return 0
+    if args.json:
+        print_json(answer)
+    else:
+        error = f": {answer.error}" if answer.error else ""
+        print(f"request {answer.request_id}: {answer.outcome} (run {answer.run_id}){error}")
+    codes = {RunOutcome.SUCCEEDED: 0, RunOutcome.REJECTED: 2}
+    return codes.get(answer.outcome or RunOutcome.FAILED, 8)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Execute change requests from the bus for the workflow's namespace, until SIGTERM."""
+    stats = serve(workflow(args), progress=progress(args), allow=args.allow or (),
+                  max_requests=args.max_requests, handle_signals=True)
+    if not args.quiet:
+        print(f"served {stats.handled} request(s): {stats.succeeded} succeeded, "
+              f"{stats.failed} failed, {stats.rejected} rejected, {stats.duplicates} "
+              "duplicate(s)", file=sys.stderr)
+    return 0
+
+
+def register(add: Any) -> None:
+    """Add the request flow's commands through ``add(name, handler) -> parser``."""
+    p = add("request", cmd_request)
+    p.add_argument("--stage", action="append", help="only this stage (repeatable)")
+    p.add_argument("--unit", action="append", help="only this unit (repeatable)")
+    p.add_argument("--undo-to", help="compensate the applied units after this one")
+    p.add_argument("--reason", default="", help="why; written to the audit log")
+    p.add_argument("--requested-by", help="principal (default: FLAMINGOCK_PRINCIPAL or user)")
+    p.add_argument("--service", help="the requesting service and version")
+    p.add_argument("--id", help="request id (default: a new UUID); a repeated id runs once")
+    p.add_argument("--wait", action="store_true", help="wait for the outcome")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds for --wait")
+    p = add("serve", cmd_serve)
+    p.add_argument("--allow", action="append", help="only requests by this principal "
+                   "(repeatable; default: anyone who can write the requests topic)")
+    p.add_argument("--max-requests", type=int, help="exit after this many requests")

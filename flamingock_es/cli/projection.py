@@ -1,0 +1,129 @@
+"""The read side's commands: ``project`` folds the log into the store, ``state`` reads it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any, TextIO
+
+from ..projections import ProjectedBatch, ProjectionReader, open_store, run_projection
+from ..settings import DEFAULT_STORE
+from .output import settings
+
+__all__ = ["register"]
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    """Project the audit log into the read-side store (follows the log unless --once)."""
+    s = settings(args)
+    stop = threading.Event()
+
+    def progress(batch: ProjectedBatch) -> None:
+        if not args.quiet:
+            print(f"projected {batch.events} event(s) up to position {batch.position}: "
+                  f"{batch.written} document(s) written, {batch.skipped} already current "
+                  f"({batch.seconds * 1000:.0f} ms)", flush=True)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = None if args.once else signal.signal(signal.SIGTERM, on_signal)
+    try:
+        position = run_projection(s.bus, s.namespace, s.store, once=args.once,
+                                  rebuild=args.rebuild, stop=stop, options=s.bus_options,
+                                  store_options=s.store_options, on_batch=progress,
+                                  batch_size=args.batch_size)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if not args.quiet:
+        print(f"{s.namespace}: projected up to position {position} into {s.store}")
+    return 0
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    """Show the projected state: summary, `unit ID`, `run ID`, `lock` or `units`."""
+    s = settings(args)
+    what, ident = args.what, args.ident
+    if what in ("unit", "run") and not ident:
+        print(f"flamingock-es: error: `state {what}` needs an id", file=sys.stderr)
+        return 2
+    store = open_store(s.store, s.store_options)
+    try:
+        reader = ProjectionReader(store, s.namespace)
+        doc: Any
+        if what == "unit":
+            doc = reader.unit(ident)
+        elif what == "run":
+            doc = reader.run(ident)
+        elif what == "lock":
+            doc = reader.lock()
+        elif what == "units":
+            doc = reader.units()
+        else:
+            doc = reader.summary()
+    finally:
+        store.close()
+    if doc is None:
+        target = f"{what} {ident}" if ident else what
+        print(f"no {target} in {store.name} for namespace {s.namespace!r} (has "
+              "`flamingock-es project` run?)", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        _print(what, doc, sys.stdout)
+    return 0
+
+
+def _print(what: str, doc: Any, out: TextIO) -> None:
+    if what == "units":
+        for unit in doc:
+            print(f"{unit['unit_id']:<40} {unit['status']:<28} {unit['finished_at'] or '-'}",
+                  file=out)
+        return
+    if what == "summary":
+        counts = ", ".join(f"{k}={v}" for k, v in doc["counts"].items()) or "no units"
+        last = doc.get("last_run") or {}
+        print(f"namespace {doc['namespace']}: {counts}", file=out)
+        print(f"last run: {last.get('run_id', '-')} {last.get('outcome') or ''}", file=out)
+        print(f"events: {doc['events']}  head: {doc['head_hash'][:16]}  "
+              f"position: {doc['position']}", file=out)
+        if doc.get("attention"):
+            print(f"needs attention: {', '.join(doc['attention'])}", file=out)
+        return
+    if what == "lock":
+        if doc["held"]:
+            print(f"held by {doc['holder']} since {doc['since']} (generation "
+                  f"{doc['generation']}, run {doc['run_id']})", file=out)
+        else:
+            print("free", file=out)
+        return
+    for key, value in doc.items():
+        if value not in (None, [], {}):
+            print(f"{key:<16} {json.dumps(value) if isinstance(value, dict | list) else value}",
+                  file=out)
+
+
+def register(add: Any) -> None:
+    """Add the read side's commands through ``add(name, handler) -> parser``."""
+    store_help = (f"projection store: sqlite:PATH or couchbase://HOST?bucket=NAME (default: "
+                  f"the workflow's, else {DEFAULT_STORE})")
+    p = add("project", cmd_project)
+    p.add_argument("--store", help=store_help)
+    p.add_argument("--once", action="store_true",
+                   help="catch up with the log, then exit (default: follow it)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="drop this namespace's documents and replay the log from 0")
+    p.add_argument("--batch-size", type=int, default=500,
+                   help="events folded before their documents are written (default 500)")
+    p = add("state", cmd_state)
+    p.add_argument("--store", help=store_help)
+    p.add_argument("what", nargs="?", choices=["summary", "unit", "run", "lock", "units"],
+                   default="summary")
+    p.add_argument("ident", nargs="?", help="the unit id or run id")

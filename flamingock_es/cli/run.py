@@ -1,0 +1,118 @@
+"""The run flow's commands: ``init``, ``plan``, ``run``, ``status``, ``mark``, ``undo`` and
+``wait``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .. import api
+from ..events import RunOutcome
+from ..scaffold import scaffold
+from .output import print_json, progress, table, workflow
+
+__all__ = ["register"]
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create a flamingock.yaml and a changes/ folder with an example unit of each kind."""
+    for path in scaffold(Path(args.directory)):
+        print(f"created {path}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Show what `run` would apply, in order, and why every other unit is skipped."""
+    plan = api.plan(workflow(args), accept_drift=args.accept_drift)
+    if args.json:
+        print_json({"units": [{"stage": p.stage, "unit": p.unit.id, "action": p.action.value,
+                               "reason": p.reason} for p in plan.units],
+                    "blockers": plan.blockers, "unknown": plan.unknown})
+        return 0
+    table([(p.action.value, f"{p.stage}/{p.unit.id}", p.reason) for p in plan.units])
+    for blocker in plan.blockers:
+        print(f"\nBLOCKED {blocker.unit_id}: {blocker.message}\n  to resolve: {blocker.resolve}")
+    for uid in plan.unknown:
+        print(f"note: {uid} is in the audit log but no longer in the workflow")
+    if plan.up_to_date:
+        print("up to date: nothing to apply")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Apply every pending ChangeUnit of the workflow, under the namespace lock."""
+    result = api.run(workflow(args), units=args.unit, accept_drift=args.accept_drift,
+                     progress=progress(args), trigger="cli")
+    if args.json:
+        print_json(result)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show each unit's status; list what needs manual intervention and the exact command."""
+    report = api.status(workflow(args))
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"namespace {report.namespace}: {report.events} audit events")
+    table([(row.status, f"{row.stage}/{row.unit_id}",
+            f"{row.finished_at:%Y-%m-%d %H:%M:%S}" if row.finished_at else "-", row.detail)
+           for row in report.rows], indent="  ")
+    if report.lock is not None:
+        print(f"lock: last acquired by {report.lock.holder} (run {report.lock.run_id})")
+    if report.attention:
+        print("\nneeds manual intervention:")
+        for row in report.attention:
+            print(f"  {row.unit_id}: {row.detail}\n    {row.resolve}")
+        return 7
+    return 0
+
+
+def cmd_mark(args: argparse.Namespace) -> int:
+    """Record a manual decision about a unit (applied or rolled back), with a reason."""
+    api.mark(workflow(args), args.unit_id, args.as_.replace("-", "_").upper(), args.reason)
+    if not args.quiet:
+        print(f"marked {args.unit_id} as {args.as_}")
+    return 0
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    """Compensate the applied units after --to ID, newest first."""
+    result = api.undo(workflow(args), args.to, progress=progress(args))
+    if args.json:
+        print_json(result)
+    elif not result.compensated:
+        print(f"nothing to undo after {args.to}")
+    return 0 if result.outcome is not RunOutcome.FAILED else 8
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    """Block until the namespace is up to date (a readiness check), or time out."""
+    api.wait(workflow(args), timeout=args.timeout, poll=args.poll)
+    if not args.quiet:
+        print("up to date")
+    return 0
+
+
+def register(add: Any) -> None:
+    """Add the run flow's commands through ``add(name, handler) -> parser``."""
+    p = add("init", cmd_init)
+    p.add_argument("directory", nargs="?", default=".")
+    p = add("plan", cmd_plan)
+    p.add_argument("--accept-drift", action="store_true",
+                   help="plan as `run --accept-drift` would")
+    p = add("run", cmd_run)
+    p.add_argument("--unit", action="append", help="only this unit (repeatable)")
+    p.add_argument("--accept-drift", action="store_true",
+                   help="accept changed definitions of applied units (audited as manual marks)")
+    add("status", cmd_status)
+    p = add("mark", cmd_mark)
+    p.add_argument("unit_id")
+    p.add_argument("--as", dest="as_", required=True, choices=["applied", "rolled-back"])
+    p.add_argument("--reason", required=True, help="why; written to the audit log")
+    p = add("undo", cmd_undo)
+    p.add_argument("--to", required=True, help="the last unit to keep applied")
+    p = add("wait", cmd_wait)
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between checks")

@@ -1,0 +1,23 @@
+"""The compliance flow: the log replayed with the shared fold, its integrity proven, reported.
+
+:func:`replay_records` is the replay (``verify`` is the same without the rows);
+:func:`render` writes the report as JSON, CSV or HTML. The bus-level calls are
+:func:`flamingock_es.replay` and :func:`flamingock_es.verify`.
+"""
+
+from __future__ import annotations
+
+from .render import FORMATS, render, to_csv
+from .replay import ChangeRow, ReplayReport, RunRow, Window, replay_records, select_events
+
+__all__ = [
+    "FORMATS",
+    "ChangeRow",
+    "ReplayReport",
+    "RunRow",
+    "Window",
+    "render",
+    "replay_records",
+    "select_events",
+    "to_csv",
+]
