@@ -1,4 +1,4 @@
-"""The port contracts, run on the embedded default (local log, file lock)."""
+"""The port contracts, run on the embedded default (local log, file lock, request file)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from .event_log_contract import EventLogContract
 from .lock_contract import LockContract
+from .request_channel_contract import RequestChannelContract
 
 
 @pytest.fixture
@@ -21,3 +22,7 @@ class TestLocalEventLog(EventLogContract):
 
 class TestFileLock(LockContract):
     crash_timeout = 5.0
+
+
+class TestLocalRequestChannel(RequestChannelContract):
+    pass

@@ -6,6 +6,7 @@ import pytest
 
 from tests.contracts.event_log_contract import EventLogContract
 from tests.contracts.lock_contract import LockContract
+from tests.contracts.request_channel_contract import RequestChannelContract
 
 pytestmark = pytest.mark.kafka
 
@@ -24,3 +25,7 @@ class TestKafkaEventLog(EventLogContract):
 
 class TestKafkaGroupLock(LockContract):
     crash_timeout = SESSION_TIMEOUT + 10.0
+
+
+class TestKafkaRequestChannel(RequestChannelContract):
+    pass
