@@ -1,0 +1,64 @@
+"""The core installs and runs alone: no Kafka, Couchbase or OpenTelemetry SDK packages.
+
+A real, fresh virtual environment with ``pip install .`` (downloads come from pip's cache
+after the first time), then the commands a newcomer types.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    venv = tmp_path_factory.mktemp("core") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    "--disable-pip-version-check", str(REPO)], check=True, timeout=600)
+    return venv / "bin"
+
+
+def _run(bin_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTHON"))}
+    return subprocess.run([str(bin_dir / "flamingock-es"), *args], cwd=cwd, env=env,
+                          text=True, capture_output=True, timeout=120, check=False)
+
+
+def test_the_core_has_no_optional_dependency(core: Path) -> None:
+    found = subprocess.run([str(core / "python"), "-c", (
+        "import importlib.util as u; print([m for m in ('confluent_kafka', 'couchbase', "
+        "'opentelemetry.sdk', 'tenacity') if u.find_spec(m)])")],
+        text=True, capture_output=True, check=True).stdout.strip()
+    assert found == "[]"
+
+
+def test_init_and_run_on_the_embedded_default(core: Path, tmp_path: Path) -> None:
+    assert _run(core, tmp_path, "init", "demo").returncode == 0
+    project = tmp_path / "demo"
+    first = _run(core, project, "run")
+    assert first.returncode == 0, first.stderr
+    assert "SUCCEEDED; applied 2" in first.stderr
+    assert "nothing to apply" in _run(core, project, "run").stderr
+    assert _run(core, project, "verify").stdout.rstrip().endswith("chain intact")
+
+
+@pytest.mark.parametrize(("args", "extra"), [
+    (("run", "--bus", "kafka://127.0.0.1:9"), "flamingock-es[kafka]"),
+    (("state", "--store", "couchbase://127.0.0.1?bucket=b"), "flamingock-es[couchbase]"),
+])
+def test_a_missing_extra_is_named(core: Path, tmp_path: Path, args: tuple[str, ...],
+                                  extra: str) -> None:
+    _run(core, tmp_path, "init", "demo")
+    result = _run(core, tmp_path / "demo", *args)
+    assert result.returncode == 2, result.stderr
+    assert f"pip install '{extra}'" in result.stderr
+    assert "Traceback" not in result.stderr
