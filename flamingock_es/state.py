@@ -95,6 +95,9 @@ class RunState:
     workflow: str = ""
     trigger: str = ""
     request_id: str | None = None
+    requested_by: str | None = None
+    """The principal the request's verified signature names (not a field it chose)."""
+    request_reason: str | None = None
     trace_id: str | None = None
     planned: tuple[str, ...] = ()
     applied: list[str] = field(default_factory=list)

@@ -69,7 +69,11 @@ class RunRow:
     run_id: str
     trigger: str
     request_id: str
+    requested_by: str
+    """Who asked for the run (a change request's verified principal), else empty."""
+    request_reason: str
     principal: str
+    """Who applied it: the runner's principal."""
     host: str
     started_at: str
     finished_at: str
@@ -216,6 +220,7 @@ def _in_doubt(state: State, namespace: str, window: Window) -> list[ChangeRow]:
 def _run_row(run: RunState) -> RunRow:
     return RunRow(
         run_id=run.run_id, trigger=run.trigger, request_id=run.request_id or "",
+        requested_by=run.requested_by or "", request_reason=run.request_reason or "",
         principal=run.actor.principal, host=run.actor.host, started_at=_iso(run.started_at),
         finished_at=_iso(run.finished_at), outcome=run.outcome.value if run.outcome else "",
         applied=" ".join(run.applied), compensated=" ".join(run.compensated),
