@@ -5,9 +5,16 @@ little-endian CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical F
 Avro binary body. Any Avro reader that knows the schema can identify and decode a record with
 no registry.
 
-Hash chain: ``hash`` is the envelope's last field and a ``fixed(32)``, so the body's last 32
-bytes *are* the hash. ``hash = SHA-256(prev_hash || body[:-32])``: verifying an event needs a
-slice and a digest, never a re-encoding, and works for every historical writer schema.
+Hash chain: ``hash`` is a ``fixed(32)`` near the end of the envelope, and it covers every byte
+of the body before it: ``hash = SHA-256(prev_hash || body up to the hash)``. Verifying an event
+needs a slice and a digest, never a re-encoding, for every historical writer schema. After
+the hash comes the ``signature`` (writer schema 2): an Ed25519 signature of
+:data:`AUDIT_CONTEXT` + hash, set on the last event of each append. It is outside what the
+hash covers, so the chain reads the same whether an event is signed or not.
+
+Historical writer schemas live beside the current one (``schemas/AuditEvent.v1.avsc``): a
+record names its writer by fingerprint, and fastavro resolves it to the current reader schema
+by Avro's rules, so old events stay readable.
 """
 
 from __future__ import annotations
@@ -34,22 +41,33 @@ from .events import (
     MarkedAs,
     Payload,
     Recorded,
+    Requester,
     RunOutcome,
     TraceContext,
 )
 
 __all__ = [
+    "AUDIT_CONTEXT",
     "MAGIC",
     "AuditCodec",
     "Recorded",
+    "Sign",
     "crc64_avro",
     "load_schema",
     "schema_dir",
+    "writer_schemas",
 ]
 
 MAGIC = b"\xc3\x01"
+AUDIT_CONTEXT = b"flamingock-es audit "
+"""What an audit signature signs, before the event's hash (domain separation)."""
+
+Sign = Callable[[bytes], bytes]
+"""Signs a message with a runner's key: 64 bytes of Ed25519 signature."""
+
 _HEADER = 10
 _HASH = 32
+_NULL, _SIGNED = b"\x00", b"\x02"  # the signature union's branch: null, or the 64-byte fixed
 _EMPTY64 = 0xC15D213AA4D7A795
 
 
@@ -92,6 +110,19 @@ def fingerprint(schema: dict[str, Any]) -> bytes:
     """The single-object header for ``schema``: marker plus little-endian CRC-64-AVRO."""
     canonical = to_parsing_canonical_form(schema).encode()
     return MAGIC + crc64_avro(canonical).to_bytes(8, "little")
+
+
+@cache
+def writer_schemas(name: str) -> tuple[dict[str, Any], ...]:
+    """Every writer schema of ``name``, oldest first: ``NAME.v1.avsc``, ..., ``NAME.avsc``."""
+    older = sorted(schema_dir().glob(f"{name}.v*.avsc"),
+                   key=lambda path: int(path.stem.rpartition(".v")[2]))
+    return (*(load_schema(path.stem) for path in older), load_schema(name))
+
+
+def _signed_after_hash(schema: dict[str, Any]) -> bool:
+    """True if the schema has the signature field after the hash (writer schema 2 on)."""
+    return bool(schema["fields"][-1]["name"] == "signature")
 
 
 def _builder(cls: type[Any]) -> Callable[..., Any]:
@@ -146,8 +177,12 @@ def _payload(name: str, data: dict[str, Any]) -> Payload:
         elif "outcome" in data:
             data["outcome"] = RunOutcome(data["outcome"])
             data["applied"] = tuple(data["applied"])
+            data["not_started"] = tuple(data["not_started"])
         elif "planned" in data:
             data["planned"] = tuple(data["planned"])
+            requester = data["requester"]
+            if requester is not None:
+                data["requester"] = Requester(**_fields(requester))
     return _PAYLOADS[name](**data)
 
 
@@ -161,32 +196,38 @@ class AuditCodec:
     """Encodes and decodes :class:`AuditEvent` records; knows every historical writer schema."""
 
     def __init__(self, schema_name: str = "AuditEvent") -> None:
-        self.schema = load_schema(schema_name)
+        writers = writer_schemas(schema_name)
+        self.schema = writers[-1]
         self.header = fingerprint(self.schema)
-        # Older writer schemas go here as the contract evolves (fingerprint -> schema);
-        # fastavro resolves them to the current reader schema by Avro's rules.
-        self._writers: dict[bytes, dict[str, Any]] = {self.header: self.schema}
+        # fingerprint -> (writer schema, whether it has the signature field after the hash)
+        self._writers: dict[bytes, tuple[dict[str, Any], bool]] = {
+            fingerprint(w): (w, _signed_after_hash(w)) for w in writers}
         # Every event of a run has the same actor: build it once (a replay decodes 100k+).
         self._actors: dict[tuple[Any, ...], Actor] = {}
 
-    def seal(self, event: AuditEvent) -> tuple[AuditEvent, bytes]:
-        """Compute ``event``'s hash over its ``prev_hash`` and body; return it with its bytes."""
+    def seal(self, event: AuditEvent, sign: Sign | None = None) -> tuple[AuditEvent, bytes]:
+        """Hash ``event`` over its ``prev_hash`` and body (and sign the hash with ``sign``);
+        return it with its bytes."""
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, self.schema, _to_avro(event))
-        body = buf.getvalue()[:-_HASH]
+        body = buf.getvalue()[:-_HASH - 1]  # the placeholder hash, and a null signature
         digest = hashlib.sha256(event.prev_hash + body).digest()
-        return event.replace(hash=digest), self.header + body + digest
+        if sign is None:
+            return event.replace(hash=digest), self.header + body + digest + _NULL
+        signature = sign(AUDIT_CONTEXT + digest)
+        return (event.replace(hash=digest, signature=signature),
+                self.header + body + digest + _SIGNED + signature)
 
     def decode(self, data: bytes, position: int = -1) -> Recorded:
         """Decode one record. Raises :class:`DecodeError` naming ``position`` if it cannot."""
         header = data[:_HEADER]
-        writer = self._writers.get(header)
-        if writer is None:
+        found = self._writers.get(header)
+        if found is None:
             if not data.startswith(MAGIC):
                 raise DecodeError(
                     f"record at offset {position} is not an Avro single-object event "
                     f"(starts with {data[:4].hex() or 'nothing'}); it was not written by "
-                    "flamingock-es. Remove it or point the tool at the right topic/file.",
+                    "flamingock-es.",
                     position,
                 )
             raise DecodeError(
@@ -194,6 +235,7 @@ class AuditCodec:
                 f"(fingerprint {header[2:].hex()}); upgrade flamingock-es to read it.",
                 position,
             )
+        writer, signed_schema = found
         stream = io.BytesIO(data)
         stream.seek(_HEADER)
         try:
@@ -205,15 +247,18 @@ class AuditCodec:
                 # also unwrap ["null", record] unions, but costs a third of the decode.
                 return_record_name=True,
             )
+            if stream.tell() != len(data):
+                raise ValueError(f"{len(data) - stream.tell()} bytes after the record")
         except Exception as exc:  # fastavro raises several types on truncated/corrupt input
             raise DecodeError(
                 f"record at offset {position} is corrupt and cannot be decoded ({exc!r}); "
-                "nothing was guessed. Run `flamingock-es verify` for the full report.",
+                "nothing was guessed.",
                 position,
             ) from exc
         event = _from_avro(raw, self._actors)  # type: ignore[arg-type]  # a record reads a dict
+        tail = (1 if event.signature is None else 65) if signed_schema else 0
         digest = hashlib.sha256(event.prev_hash)
-        digest.update(memoryview(data)[_HEADER:-_HASH])
+        digest.update(memoryview(data)[_HEADER:len(data) - _HASH - tail])
         intact = digest.digest() == event.hash
         return _RECORDED(position=position, event=event, intact=intact)  # type: ignore[no-any-return]
 
@@ -237,7 +282,9 @@ def _to_avro(event: AuditEvent) -> dict[str, Any]:
         "request_id": event.request_id,
         "payload": (payload.avro_name, payload.to_dict()),
         "prev_hash": event.prev_hash,
+        "key_id": event.key_id,
         "hash": bytes(_HASH),
+        "signature": None,
     }
 
 
@@ -263,5 +310,7 @@ def _from_avro(raw: dict[str, Any], actors: dict[tuple[Any, ...], Actor]) -> Aud
         request_id=raw["request_id"],
         payload=_payload(name, payload),
         prev_hash=raw["prev_hash"],
+        key_id=raw["key_id"],
         hash=raw["hash"],
+        signature=raw["signature"],
     )

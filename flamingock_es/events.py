@@ -4,9 +4,9 @@ They are dataclasses, not pydantic models, on purpose: the Avro schema already v
 field on write and on read, and a replay decodes hundreds of thousands of them, where a second
 validation would cost more than the decoding itself (see ``bench/vs_alembic.py``).
 
-An :class:`AuditEvent` is an envelope (who, when, which run, where in the chain) around one
-payload record. The codec turns them into Avro single-object bytes and back; the fold in
-:mod:`flamingock_es.state` turns a sequence of them into the current state.
+An :class:`AuditEvent` is an envelope (who, when, which run, where in the chain, which key
+signed it) around one payload record. The codec turns them into Avro single-object bytes and
+back; the fold in :mod:`flamingock_es.state` turns a sequence of them into the current state.
 """
 
 from __future__ import annotations
@@ -21,19 +21,23 @@ __all__ = [
     "Actor",
     "AuditEvent",
     "ChangeFailed",
+    "ChangeInterrupted",
     "ChangeStarted",
     "ChangeSucceeded",
     "CompensationFailed",
     "CompensationStarted",
     "CompensationSucceeded",
     "ErrorInfo",
+    "HistoryVouched",
     "LockAcquired",
     "LockLost",
     "LockReleased",
     "ManualMark",
     "MarkedAs",
     "Payload",
+    "RecordQuarantined",
     "Recorded",
+    "Requester",
     "RunFinished",
     "RunOutcome",
     "RunStarted",
@@ -109,12 +113,24 @@ class Payload:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Requester:
+    """Who asked for a run through a change request, and why. ``principal`` is the one the
+    request's verified key is bound to in the trust store, never a name the requester chose."""
+
+    principal: str
+    key_id: str | None = None
+    reason: str
+    service: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunStarted(Payload):
     """A run took the lock and is about to apply ``planned`` (unit ids, in order)."""
 
     workflow: str
     trigger: str
     planned: tuple[str, ...]
+    requester: Requester | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,12 +168,15 @@ class ChangeSucceeded(Payload):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChangeFailed(Payload):
-    """The unit's apply raised ``error``; its compensation follows, when it has one."""
+    """The unit's apply raised ``error``; its compensation follows, when it has one.
+    ``not_started``: it failed before its side effect could start, so its own rollback is
+    not run (there is nothing to compensate)."""
 
     unit_id: str
     checksum: str
     duration_ms: float
     error: ErrorInfo
+    not_started: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,11 +234,46 @@ class LockLost(Payload):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunFinished(Payload):
     """How the run ended and which units it applied; answers a change request when the
-    envelope carries its ``request_id``."""
+    envelope carries its ``request_id``. ``not_started``: planned units it never started (it
+    was stopped first), pending for the next run."""
 
     outcome: RunOutcome
     applied: tuple[str, ...]
     error: ErrorInfo | None = None
+    not_started: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeInterrupted(Payload):
+    """A signal stopped the process while a unit's step ran, and the step did not finish in
+    the grace period: the unit is in doubt (its side effect may be partly done)."""
+
+    unit_id: str
+    signal: str
+    reason: str
+    compensating: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordQuarantined(Payload):
+    """An operator's audited decision that the record at ``position`` (whose bytes hash to
+    ``record_sha256``) is not part of the history; ``finding`` says what was wrong with it."""
+
+    position: int
+    record_sha256: str
+    finding: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryVouched(Payload):
+    """An operator's audited decision that the ``unsigned`` events up to ``through`` (head
+    hash ``head``), written before signing was configured, are authentic."""
+
+    through: int
+    head: bytes
+    unsigned: int
+    reason: str
 
 
 PAYLOAD_TYPES: tuple[type[Payload], ...] = (
@@ -235,6 +289,9 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     LockReleased,
     LockLost,
     RunFinished,
+    ChangeInterrupted,
+    RecordQuarantined,
+    HistoryVouched,
 )
 
 for _cls in PAYLOAD_TYPES:
@@ -257,7 +314,11 @@ class AuditEvent:
     request_id: str | None = None
     payload: Payload
     prev_hash: bytes = ZERO_HASH
+    key_id: str | None = None
+    """The writer's signing key (trust store id), when it has one."""
     hash: bytes = ZERO_HASH
+    signature: bytes | None = None
+    """Ed25519 signature of the hash by ``key_id``: on the last event of each append."""
 
     def replace(self, **changes: object) -> AuditEvent:
         """A copy with ``changes`` applied (events are immutable)."""

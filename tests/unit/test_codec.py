@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import fastavro
@@ -17,18 +18,22 @@ from flamingock_es.events import (
     PAYLOAD_TYPES,
     AuditEvent,
     ChangeFailed,
+    ChangeInterrupted,
     ChangeStarted,
     ChangeSucceeded,
     CompensationFailed,
     CompensationStarted,
     CompensationSucceeded,
     ErrorInfo,
+    HistoryVouched,
     LockAcquired,
     LockLost,
     LockReleased,
     ManualMark,
     MarkedAs,
     Payload,
+    RecordQuarantined,
+    Requester,
     RunFinished,
     RunOutcome,
     RunStarted,
@@ -38,6 +43,7 @@ from flamingock_es.events import (
 from .fakes import ACTOR, event
 
 CONTRACT = Path(__file__).resolve().parents[2] / "schemas" / "AuditEvent.avsc"
+CONTRACT_V1 = CONTRACT.with_name("AuditEvent.v1.avsc")
 BOOM = ErrorInfo(type="RuntimeError", message="boom")
 
 PAYLOADS: list[Payload] = [
@@ -61,6 +67,16 @@ PAYLOADS: list[Payload] = [
     LockLost(holder="laptop:4242:run", reason="evicted"),
     RunFinished(outcome=RunOutcome.SUCCEEDED, applied=("a", "b")),
     RunFinished(outcome=RunOutcome.ROLLED_BACK, applied=(), error=BOOM),
+    RunStarted(workflow="shop", trigger="request", planned=("a",),
+               requester=Requester(principal="alice", key_id="ab" * 8, reason="JIRA-7",
+                                   service="orders 2.0")),
+    ChangeFailed(unit_id="a", checksum="c" * 64, duration_ms=0.5, error=BOOM, not_started=True),
+    RunFinished(outcome=RunOutcome.FAILED, applied=("a",), error=BOOM, not_started=("b", "c")),
+    ChangeInterrupted(unit_id="a", signal="SIGTERM", reason="grace period of 30s ran out"),
+    ChangeInterrupted(unit_id="a", signal="SIGINT", reason="second signal", compensating=True),
+    RecordQuarantined(position=4096, record_sha256="f" * 64, finding="undecodable",
+                      reason="garbage from a test client"),
+    HistoryVouched(through=900, head=b"\x07" * 32, unsigned=12, reason="adopting signatures"),
 ]
 
 
@@ -137,9 +153,56 @@ def test_hash_is_sha256_of_prev_hash_and_the_body_before_it(codec: AuditCodec) -
     original, blob = sealed(codec, prev_hash=prev)
     body = blob[10:]
 
-    assert original.hash == hashlib.sha256(prev + body[:-32]).digest()
-    assert body[-32:] == original.hash  # the hash is the envelope's last field
+    # unsigned: the hash, then the signature union's null branch (one byte) end the body
+    assert original.hash == hashlib.sha256(prev + body[:-33]).digest()
+    assert body[-33:] == original.hash + b"\x00"
     assert original.hash != sealed(codec, prev_hash=bytes(32))[0].hash
+
+
+def test_a_signature_follows_the_hash_and_signs_it(codec: AuditCodec) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    prev = hashlib.sha256(b"before").digest()
+    unsigned, plain = sealed(codec, prev_hash=prev, key_id="k1")
+    signed, blob = codec.seal(event(LockReleased(holder="h"), prev_hash=prev, key_id="k1"),
+                              key.sign)
+
+    assert signed.hash == unsigned.hash  # the signature is outside what the hash covers
+    assert blob[-65] == 2
+    assert blob[-64:] == signed.signature
+    assert signed.signature is not None
+    key.public_key().verify(signed.signature, b"flamingock-es audit " + signed.hash)
+    decoded = codec.decode(blob)
+    assert decoded.intact
+    assert decoded.event == signed
+    assert codec.decode(plain).event.signature is None
+
+
+def test_events_of_the_first_writer_schema_stay_readable(codec: AuditCodec) -> None:
+    v1 = fastavro.parse_schema(json.loads(CONTRACT_V1.read_text()))
+    prev = b"\x05" * 32
+    record = {"event_id": "e", "seq": 4, "time": datetime(2026, 11, 1, tzinfo=UTC),
+              "namespace": "shop", "run_id": "r", "trace": None, "request_id": None,
+              "actor": {"principal": "ana", "host": "h", "pid": 1, "service_version": None,
+                        "tool_version": "0.1.0"},
+              "payload": ("io.flamingock.es.RunFinished",
+                          {"outcome": "SUCCEEDED", "applied": ["a"], "error": None}),
+              "prev_hash": prev, "hash": bytes(32)}
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, v1, record)
+    body = buf.getvalue()[:-32]
+    digest = hashlib.sha256(prev + body).digest()
+    header = b"\xc3\x01" + bytes.fromhex(fingerprint(to_parsing_canonical_form(
+        json.loads(CONTRACT_V1.read_text())), "CRC-64-AVRO"))
+
+    decoded = codec.decode(header + body + digest, 7)
+
+    assert decoded.intact
+    assert decoded.event.hash == digest
+    assert decoded.event.payload == RunFinished(outcome=RunOutcome.SUCCEEDED, applied=("a",))
+    assert (decoded.event.key_id, decoded.event.signature) == (None, None)
+    assert header != codec.header
 
 
 def test_an_altered_byte_is_decoded_but_not_intact(codec: AuditCodec) -> None:
@@ -155,7 +218,8 @@ def test_an_altered_byte_is_decoded_but_not_intact(codec: AuditCodec) -> None:
 
 def test_an_altered_hash_is_not_intact(codec: AuditCodec) -> None:
     _, blob = sealed(codec)
-    assert not codec.decode(blob[:-1] + bytes([blob[-1] ^ 0xFF])).intact
+    at = len(blob) - 2  # inside the hash: it is followed by the one-byte null signature
+    assert not codec.decode(blob[:at] + bytes([blob[at] ^ 0xFF]) + blob[at + 1:]).intact
 
 
 def test_an_unknown_fingerprint_names_the_offset(codec: AuditCodec) -> None:
@@ -207,12 +271,14 @@ def test_a_plain_avro_reader_decodes_events_with_the_contract_alone(codec: Audit
     assert record["actor"]["principal"] == "ana"
     assert record["payload"] == ("io.flamingock.es.ChangeFailed", {
         "unit_id": "a", "checksum": "c" * 64, "duration_ms": 3.25,
-        "error": {"type": "RuntimeError", "message": "boom"}})
+        "error": {"type": "RuntimeError", "message": "boom"}, "not_started": False})
     assert record["hash"] == original.hash == hashlib.sha256(
-        record["prev_hash"] + blob[10:-32]).digest()
+        record["prev_hash"] + blob[10:-33]).digest()
+    assert record["signature"] is None
 
 
 def test_load_schema_is_the_parsed_contract() -> None:
     schema = load_schema("AuditEvent")
     assert schema["name"] == "io.flamingock.es.AuditEvent"
-    assert [f["name"] for f in schema["fields"]][-2:] == ["prev_hash", "hash"]
+    assert [f["name"] for f in schema["fields"]][-4:] == ["prev_hash", "key_id", "hash",
+                                                          "signature"]
