@@ -44,9 +44,12 @@ DEFAULT_BUS = "local:.flamingock"
 DEFAULT_STORE = "sqlite:.flamingock/projections.db"
 
 _ENVIRONMENT = {"namespace": "FLAMINGOCK_NAMESPACE", "bus": "FLAMINGOCK_BUS",
-                "store": "FLAMINGOCK_STORE", "lock_timeout": "FLAMINGOCK_LOCK_TIMEOUT"}
+                "store": "FLAMINGOCK_STORE", "lock_timeout": "FLAMINGOCK_LOCK_TIMEOUT",
+                "grace_period": "FLAMINGOCK_GRACE_PERIOD", "signing_key": "FLAMINGOCK_SIGNING_KEY"}
 _KEYS = frozenset({"namespace", "name", "bus", "kafka", "bus_options", "store",
-                   "store_options", "settings", "stages", "compensate", "lock_timeout"})
+                   "store_options", "settings", "stages", "compensate", "lock_timeout",
+                   "grace_period", "signing_key", "trust"})
+_SECONDS = ("lock_timeout", "grace_period")
 
 
 class CompensationScope(enum.StrEnum):
@@ -79,6 +82,12 @@ class Settings:
     store: str = DEFAULT_STORE
     store_options: Mapping[str, str] = field(default_factory=dict)
     lock_timeout: float = 60.0
+    grace_period: float = 30.0
+    """After a first SIGTERM/SIGINT, how long the current change may take to finish."""
+    signing_key: str | None = None
+    """This runner's (or requester's) Ed25519 private key file (see docs/compliance.md)."""
+    trust: str | tuple[Mapping[str, Any], ...] | None = None
+    """The trust store: a list of trusted keys, or a folder with a trust.yaml."""
     compensate: CompensationScope = CompensationScope.RUN
     unit_settings: Mapping[str, Any] = field(default_factory=dict)
     """The ``settings`` block: handed to every unit as ``ctx.settings``."""
@@ -124,11 +133,13 @@ def resolve_settings(config: str | Path | None = None, *, required: bool = False
             "--config PATH.")
     values.update({k: v for k, v in flags.items() if v is not None})
     values.setdefault("name", values.get("namespace", "default"))
-    try:
-        values["lock_timeout"] = float(values.get("lock_timeout", 60.0))
-    except ValueError as exc:
-        raise ConfigError(f"lock_timeout must be a number of seconds, not "
-                          f"{values['lock_timeout']!r}") from exc
+    for key in _SECONDS:
+        if key in values:
+            try:
+                values[key] = float(values[key])
+            except ValueError as exc:
+                raise ConfigError(f"{key} must be a number of seconds, not "
+                                  f"{values[key]!r}") from exc
     values["compensate"] = _compensate(values.get("compensate", "run"), values.get("source"))
     return Settings(**values)
 
@@ -154,9 +165,17 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{doc.where()}: missing 'namespace'")
     base = path.parent
     out: dict[str, Any] = {"source": str(path), "namespace": str(doc["namespace"])}
-    for key in ("name", "compensate", "lock_timeout"):
+    for key in ("name", "compensate", *_SECONDS):
         if key in doc:
             out[key] = doc[key]
+    if "signing_key" in doc:
+        out["signing_key"] = str(base / str(doc["signing_key"]))
+    if "trust" in doc:
+        trust = doc["trust"]
+        if not isinstance(trust, str | list):
+            raise ConfigError(f"{doc.where('trust')}: trust is a list of trusted keys or the "
+                              "folder of a trust.yaml")
+        out["trust"] = str(base / trust) if isinstance(trust, str) else tuple(trust)
     for key in ("bus", "store"):
         if key in doc:
             out[key] = _anchor(str(doc[key]), base)

@@ -3,6 +3,12 @@
 The runner folds the log to plan, the projection worker folds it to write documents, and the
 compliance replay folds it to report: all three call :func:`fold` (or :meth:`State.apply` for
 one event at a time), so there is one definition of what the history means.
+
+The fold also keeps what a reader must not decide on (:meth:`State.findings`): chain breaks,
+records that could not be decoded, signatures that did not verify, events no signature covers
+yet. An operator's quarantine decision (a ``RecordQuarantined`` event) excludes a record: the
+fold skips it, and every later reader sees that it did, by whom and why. Checking signatures
+is :mod:`flamingock_es.trust`'s job; the fold only collects them (:class:`Seal`).
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from .events import (
     Actor,
     AuditEvent,
     ChangeFailed,
+    ChangeInterrupted,
     ChangeStarted,
     ChangeSucceeded,
     CompensationFailed,
     CompensationStarted,
     CompensationSucceeded,
     ErrorInfo,
+    HistoryVouched,
     LockAcquired,
     LockLost,
     LockReleased,
@@ -30,12 +38,24 @@ from .events import (
     MarkedAs,
     Payload,
     Recorded,
+    RecordQuarantined,
     RunFinished,
     RunOutcome,
     RunStarted,
 )
 
-__all__ = ["ChainBreak", "LockState", "RunState", "State", "UnitState", "UnitStatus", "fold"]
+__all__ = [
+    "ChainBreak",
+    "Finding",
+    "LockState",
+    "Quarantine",
+    "RunState",
+    "Seal",
+    "State",
+    "UnitState",
+    "UnitStatus",
+    "fold",
+]
 
 
 class UnitStatus(enum.StrEnum):
@@ -80,9 +100,18 @@ class UnitState:
     compensating: bool = False
     mark_reason: str | None = None
     trace_id: str | None = None
+    interrupted: str | None = None
+    """Which signal stopped its last step, and why it could not finish."""
+    failed_before_start: bool = False
+    """Its last attempt failed before its side effect could start: nothing to decide."""
     runs: list[str] = field(default_factory=list)
     position: int = -1
     seq: int = -1
+
+    @property
+    def needs_attention(self) -> bool:
+        """Failed, in doubt or half-compensated: its recovery strategy decides, or a person."""
+        return self.status.needs_attention and not self.failed_before_start
 
 
 @dataclass(slots=True)
@@ -106,6 +135,9 @@ class RunState:
     finished_at: datetime | None = None
     outcome: RunOutcome | None = None
     error: ErrorInfo | None = None
+    not_started: tuple[str, ...] = ()
+    holder: str | None = None
+    """The lock holder of this run (``host:pid:run-id``), as its ``LockAcquired`` says."""
     position: int = -1
     seq: int = -1
 
@@ -131,6 +163,42 @@ class ChainBreak:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Seal:
+    """A signature found in the log, to be checked against the trust store."""
+
+    position: int
+    key_id: str | None
+    signature: bytes
+    hash: bytes
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    """An operator's decision that the record at ``position`` is not part of the history."""
+
+    position: int
+    finding: str
+    reason: str
+    by: str
+    at: datetime
+    decided_at: int
+    """Where the decision itself is in the log."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A record that a reader must not decide on: the log position, what kind, and why."""
+
+    position: int
+    kind: str
+    """``break``, ``unreadable``, ``untrusted``, ``unsigned`` (or ``checkpoint``)."""
+    reason: str
+    seq: int = -1
+    """The event's sequence number, where it has one that can be read."""
+
+
 @dataclass(slots=True)
 class State:
     """The whole derived state of one namespace's audit log."""
@@ -144,22 +212,80 @@ class State:
     events: int = 0
     last_time: datetime | None = None
     breaks: list[ChainBreak] = field(default_factory=list)
+    unreadable: dict[int, str] = field(default_factory=dict)
+    """Records that could not be decoded, by position; never applied, never in the chain."""
+    quarantined: dict[int, Quarantine] = field(default_factory=dict)
+    skip: frozenset[int] = frozenset()
+    """Quarantined positions whose payload this fold ignores (they still chain)."""
+    needs_refold: bool = False
+    """A quarantine decision excluded a record this fold had already applied: fold again
+    from the start with ``skip`` (see :func:`flamingock_es.reading.read_log`)."""
+    seals: list[Seal] = field(default_factory=list)
+    """Signatures folded since the trust store last checked them."""
+    unsealed: list[int] = field(default_factory=list)
+    """Positions of the events after the last signature: no signature covers them yet."""
+    signed_through: int = -1
+    """The last position a trusted signature covers (set by the trust check)."""
+    untrusted: dict[int, str] = field(default_factory=dict)
+    """Signatures that the trust check refused, by position, with why."""
 
     def apply(self, record: Recorded) -> bool:
         """Fold one record in. Returns False (and changes nothing) for a redelivered one."""
         position, event = record.position, record.event
         if 0 <= position <= self.position:
             return False
-        if not record.intact or event.seq != self.next_seq or event.prev_hash != self.head_hash:
+        skipped = position in self.skip
+        if not skipped and (not record.intact or event.seq != self.next_seq
+                            or event.prev_hash != self.head_hash):
             self._check_chain(record)  # the rare path: say exactly what does not hold
         self.position = position
         self.events += 1
         self.next_seq = event.seq + 1
         self.head_hash = event.hash
         self.last_time = event.time
-        payload = event.payload
-        _HANDLERS[type(payload)](self, event, payload, position)
+        if event.signature is not None:
+            self.seals.append(Seal(position, event.key_id, event.signature, event.hash,
+                                   event.namespace))
+            self.unsealed.clear()
+        else:
+            self.unsealed.append(position)
+        if not skipped:
+            payload = event.payload
+            _HANDLERS[type(payload)](self, event, payload, position)
         return True
+
+    def start_over(self) -> None:
+        """Forget everything but the quarantine decisions, to fold again from the start
+        without the records they exclude (the object stays the same: holders keep it)."""
+        fresh = State(skip=frozenset(self.quarantined))
+        for name in State.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
+
+    def note_unreadable(self, position: int, why: str) -> None:
+        """A record at ``position`` could not be decoded: noted, never applied; reading goes
+        on after it (it is not part of the chain: the next event chains to the one before)."""
+        self.unreadable[position] = why
+        self.position = max(self.position, position)
+
+    def findings(self, signatures: bool = False) -> list[Finding]:
+        """What a reader must not decide on, oldest first: chain breaks, undecodable records,
+        refused signatures and, when ``signatures`` are required, events none covers.
+        Quarantined records are not findings: an operator decided about them."""
+        out = [Finding(b.position, "break", b.reason, b.seq) for b in self.breaks]
+        out += [Finding(p, "unreadable", why) for p, why in self.unreadable.items()]
+        out += [Finding(p, "untrusted", why) for p, why in self.untrusted.items()]
+        if signatures:
+            out += [Finding(p, "unsigned", "no trusted signature covers it")
+                    for p in self.unsealed if p > self.signed_through]
+        return sorted((f for f in out if f.position not in self.quarantined),
+                      key=lambda f: f.position)
+
+    def in_progress(self, unit: UnitState) -> bool:
+        """True if ``unit`` started in a run that, per the log, still holds the lock: it may
+        be running right now (only the lock itself can tell a live runner from a dead one)."""
+        run = self.runs.get(unit.last_run_id)
+        return (unit.status is UnitStatus.STARTED and run is not None and run.outcome is None
+                and self.lock is not None and self.lock.run_id == run.run_id)
 
     def _check_chain(self, record: Recorded) -> None:
         event = record.event
@@ -181,8 +307,9 @@ class State:
         return self.units.get(unit_id)
 
     def attention(self) -> list[UnitState]:
-        """Units that are failed, in doubt or failed to roll back."""
-        return [u for u in self.units.values() if u.status.needs_attention]
+        """Units that are failed, in doubt or failed to roll back (not those still running
+        in a run that holds the lock)."""
+        return [u for u in self.units.values() if u.needs_attention and not self.in_progress(u)]
 
     def counts(self) -> dict[str, int]:
         """Number of units in each status."""
@@ -233,11 +360,14 @@ def _run_started(state: State, event: AuditEvent, p: RunStarted, position: int) 
     run = _run(state, event)
     run.workflow, run.trigger, run.planned = p.workflow, p.trigger, p.planned
     run.request_id, run.trace_id = event.request_id, event.trace_id
+    if p.requester is not None:
+        run.requested_by, run.request_reason = p.requester.principal, p.requester.reason
     run.position, run.seq = position, event.seq
 
 
 def _lock_acquired(state: State, event: AuditEvent, p: LockAcquired, position: int) -> None:
     state.lock = LockState(p.holder, p.lock, p.generation, event.run_id, event.time, position)
+    _run(state, event).holder = p.holder
 
 
 def _lock_gone(state: State, event: AuditEvent, p: LockReleased | LockLost, pos: int) -> None:
@@ -252,8 +382,8 @@ def _change_started(state: State, event: AuditEvent, p: ChangeStarted, position:
     unit.template, unit.parameters = p.template, p.parameters
     unit.attempts += 1
     unit.started_at, unit.finished_at, unit.duration_ms = event.time, None, None
-    unit.error = unit.rollback_error = unit.mark_reason = None
-    unit.compensating = False
+    unit.error = unit.rollback_error = unit.mark_reason = unit.interrupted = None
+    unit.compensating = unit.failed_before_start = False
     unit.trace_id = event.trace_id
     _touch(unit, event, position)
 
@@ -269,6 +399,7 @@ def _change_succeeded(state: State, event: AuditEvent, p: ChangeSucceeded, pos: 
 def _change_failed(state: State, event: AuditEvent, p: ChangeFailed, pos: int) -> None:
     unit = _unit(state, p.unit_id, UnitStatus.FAILED, p.checksum)
     unit.status, unit.error = UnitStatus.FAILED, p.error
+    unit.failed_before_start = p.not_started
     unit.finished_at, unit.duration_ms = event.time, p.duration_ms
     _touch(unit, event, pos)
     _run(state, event).failed.append(p.unit_id)
@@ -311,7 +442,27 @@ def _manual_mark(state: State, event: AuditEvent, p: ManualMark, pos: int) -> No
 def _run_finished(state: State, event: AuditEvent, p: RunFinished, pos: int) -> None:
     run = _run(state, event)
     run.finished_at, run.outcome, run.error = event.time, p.outcome, p.error
+    run.not_started = p.not_started
     run.position, run.seq = pos, event.seq
+
+
+def _interrupted(state: State, event: AuditEvent, p: ChangeInterrupted, pos: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.STARTED)
+    unit.status, unit.interrupted = UnitStatus.STARTED, f"{p.signal}: {p.reason}"
+    unit.compensating = p.compensating
+    _touch(unit, event, pos)
+
+
+def _quarantined(state: State, event: AuditEvent, p: RecordQuarantined, pos: int) -> None:
+    state.quarantined[p.position] = Quarantine(
+        p.position, p.finding, p.reason, f"{event.actor.principal}@{event.actor.host}",
+        event.time, pos)
+    if p.position not in state.unreadable and p.position not in state.skip:
+        state.needs_refold = True  # its payload was applied: only a fold without it is right
+
+
+def _vouched(state: State, event: AuditEvent, p: HistoryVouched, pos: int) -> None:
+    """Nothing to change: the signature on this decision is what covers the history."""
 
 
 _HANDLERS: dict[type[Payload], Callable[[State, AuditEvent, Payload, int], None]] = {
@@ -327,4 +478,7 @@ _HANDLERS: dict[type[Payload], Callable[[State, AuditEvent, Payload, int], None]
     CompensationFailed: _comp_failed,  # type: ignore[dict-item]
     ManualMark: _manual_mark,  # type: ignore[dict-item]
     RunFinished: _run_finished,  # type: ignore[dict-item]
+    ChangeInterrupted: _interrupted,  # type: ignore[dict-item]
+    RecordQuarantined: _quarantined,  # type: ignore[dict-item]
+    HistoryVouched: _vouched,  # type: ignore[dict-item]
 }

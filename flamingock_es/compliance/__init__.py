@@ -7,15 +7,20 @@
 
 from __future__ import annotations
 
+from .checkpoint import Checkpoint, check_expectations, latest_checkpoint, parse_head
 from .render import FORMATS, render, to_csv
 from .replay import ChangeRow, ReplayReport, RunRow, Window, replay_records, select_events
 
 __all__ = [
     "FORMATS",
     "ChangeRow",
+    "Checkpoint",
     "ReplayReport",
     "RunRow",
     "Window",
+    "check_expectations",
+    "latest_checkpoint",
+    "parse_head",
     "render",
     "replay_records",
     "select_events",

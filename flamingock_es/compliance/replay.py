@@ -11,11 +11,11 @@ without the rows. Rendering is in :mod:`.render` and :mod:`.html`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..codec import Recorded
+from ..codec import AuditCodec, Recorded
 from ..events import (
     AuditEvent,
     ChangeFailed,
@@ -23,8 +23,13 @@ from ..events import (
     CompensationFailed,
     CompensationSucceeded,
     ManualMark,
+    RecordQuarantined,
 )
-from ..state import ChainBreak, RunState, State
+from ..ports import StoredRecord
+from ..reading import decoded, settle
+from ..state import ChainBreak, Finding, Quarantine, RunState, State
+from ..trust import TrustStore
+from .checkpoint import Checkpoint, check_expectations
 
 __all__ = ["ChangeRow", "ReplayReport", "RunRow", "Window", "replay_records", "select_events"]
 
@@ -108,11 +113,20 @@ class ReplayReport:
     changes: list[ChangeRow] = field(default_factory=list)
     since: str | None = None
     until: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+    """Everything that does not hold: chain breaks, undecodable records, refused or missing
+    signatures (with a trust store), checkpoints the log no longer holds."""
+    signatures_checked: bool = False
 
     @property
     def ok(self) -> bool:
-        """True if the hash chain and the sequence hold from the first event to the last."""
-        return not self.state.breaks
+        """True if nothing is wrong from the first event to the last (quarantined records,
+        excluded by an operator's audited decision, are not findings)."""
+        return not self.findings
+
+    @property
+    def quarantined(self) -> list[Quarantine]:
+        return sorted(self.state.quarantined.values(), key=lambda q: q.position)
 
     @property
     def breaks(self) -> list[ChainBreak]:
@@ -146,26 +160,41 @@ def select_events(records: Iterable[Recorded], *, unit: str | None = None,
     return events
 
 
-def replay_records(records: Iterable[Recorded], *, log: str = "", namespace: str = "",
-                   window: Window = Window(), rows: bool = True) -> ReplayReport:
-    """Fold ``records`` one by one and report (``rows=False``: integrity and state only)."""
-    state = State()
-    kept: list[Recorded] = []
+def replay_records(stored: Iterable[StoredRecord], *, log: str = "", namespace: str = "",
+                   window: Window = Window(), rows: bool = True,
+                   trust: TrustStore | None = None,
+                   expect: Sequence[Checkpoint] = ()) -> ReplayReport:
+    """Decode and fold a whole log's records one by one and report (``rows=False``:
+    integrity and state only). With ``trust``, every signature is checked; ``expect`` are
+    checkpoints the log must still hold."""
+    undecodable = State()  # where decoding failed, noted while the records are read
+    records = list(decoded(stored, undecodable, AuditCodec()))
+    # The replay holds the whole log: the quarantine decisions are known before the fold.
+    state = State(skip=frozenset(r.event.payload.position for r in records
+                                 if isinstance(r.event.payload, RecordQuarantined)))
     changes: list[ChangeRow] = []
     for record in records:
         state.apply(record)
-        kept.append(record)
         event, payload = record.event, record.event.payload
-        if not rows or not isinstance(payload, _OUTCOMES) or event.time not in window:
+        if not rows or not isinstance(payload, _OUTCOMES) or event.time not in window \
+                or record.position in state.skip:
             continue
         changes.append(_change_row(state, record))
+    for position, why in undecodable.unreadable.items():
+        state.note_unreadable(position, why)
+    if trust is not None:
+        settle(state, trust, every=True)
+    findings = state.findings(signatures=trust is not None)
+    findings += check_expectations(records, expect, trust)
     if rows:
         changes += _in_doubt(state, namespace, window)
     runs = [_run_row(run) for run in state.runs.values() if run.started_at in window] \
         if rows else []
-    return ReplayReport(log=log, namespace=namespace, state=state, records=kept, runs=runs,
+    return ReplayReport(log=log, namespace=namespace, state=state, records=records, runs=runs,
                         changes=changes, since=_iso(window.since) or None,
-                        until=_iso(window.until) or None)
+                        until=_iso(window.until) or None,
+                        findings=sorted(findings, key=lambda f: f.position),
+                        signatures_checked=trust is not None)
 
 
 def _change_row(state: State, record: Recorded) -> ChangeRow:
