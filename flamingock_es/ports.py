@@ -65,6 +65,11 @@ class Lock(Protocol):
         """Block until held or ``timeout`` seconds pass (then raise ``LockTimeoutError``)."""
         ...
 
+    def holder(self) -> str | None:
+        """Who holds the lock right now (``host:pid:run-id``), if anyone; asked without
+        taking it. What tells a change that is running from one whose process is gone."""
+        ...
+
     def close(self) -> None:
         ...
 

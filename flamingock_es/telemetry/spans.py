@@ -189,8 +189,8 @@ class TracedLock:
                                  "flamingock.lock.generation": lease.generation})
             return lease
 
-    def __getattr__(self, name: str) -> Any:  # the rest of the adapter's surface, unchanged
-        return getattr(self.inner, name)
+    def holder(self) -> str | None:
+        return self.inner.holder()
 
     def close(self) -> None:
         self.inner.close()

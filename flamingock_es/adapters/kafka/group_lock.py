@@ -28,14 +28,18 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from ...errors import LockLostError, LockTimeoutError
 from ...ports import WaitCallback
+from .admin import admin_client
 from .config import KafkaSettings, Topics
-from .errors import unavailable
+from .errors import error_of, unavailable
 
 __all__ = ["KafkaGroupLock", "KafkaLease"]
 
 log = logging.getLogger(__name__)
 
 _POLL = 0.05
+_CLIENT_PREFIX = "flamingock-lock-"
+"""The lock consumers' client ids name their holder: the group's description tells who."""
+_DESCRIBE_TIMEOUT = 10.0
 _REPORT_EVERY = 1.0
 _CLAIM_TIMEOUT = 15.0
 _CLASSIC_SESSION_MS = 6000
@@ -56,7 +60,7 @@ class _Membership:
             "group.protocol": protocol,
             "enable.auto.commit": False,
             "auto.offset.reset": "latest",
-            "client.id": f"flamingock-lock-{holder}"[:200],
+            "client.id": f"{_CLIENT_PREFIX}{holder}"[:200],
             "error_cb": self._on_error,
         }
         if protocol == "classic":  # KIP-848 keeps these on the broker; classic needs them
@@ -224,6 +228,25 @@ class KafkaGroupLock:
                 "acks": "all", "enable.idempotence": True, "linger.ms": 0,
             }))
         return self._producer
+
+    def holder(self) -> str | None:
+        """The member the coordinator assigned the lock partition to, from its client id."""
+        admin = admin_client(self.settings)
+        group = self.topics.lock_group
+        try:
+            description = admin.describe_consumer_groups(
+                [group], request_timeout=_DESCRIBE_TIMEOUT)[group].result(_DESCRIBE_TIMEOUT)
+        except KafkaException as exc:
+            err = error_of(exc)
+            if err is not None and err.code() == KafkaError.GROUP_ID_NOT_FOUND:
+                return None
+            raise unavailable(f"describe the lock group {group}", self.settings.describe(),
+                              exc) from exc
+        for member in description.members:
+            assignment = member.assignment.topic_partitions if member.assignment else []
+            if any(tp.topic == self.topics.lock and tp.partition == 0 for tp in assignment):
+                return str(member.client_id).removeprefix(_CLIENT_PREFIX)
+        return None
 
     def close(self) -> None:
         if self._producer is not None:

@@ -1,7 +1,8 @@
 """``FileLock``: the namespace lock as an OS advisory lock (``flock``) on a file.
 
 The kernel drops the lock when its holder dies, so a killed runner never leaves it stuck. The
-file also keeps a generation counter, bumped at each acquisition, for the audit trail.
+file also says who holds it and keeps a generation counter, bumped at each acquisition, for
+the audit trail: ``7 laptop:4242:20261127T103015-abcdef01``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from ...errors import LockLostError, LockTimeoutError
+from ...errors import AppendError, LockLostError, LockTimeoutError
 from ...ports import WaitCallback
 
 __all__ = ["FileLease", "FileLock"]
@@ -61,18 +62,17 @@ class FileLock:
     def acquire(
         self, holder: str, timeout: float, on_wait: WaitCallback | None = None
     ) -> FileLease:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         next_report = started + _REPORT_EVERY
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
             else:
                 if os.fstat(fd).st_ino == _inode(self.path):
-                    return FileLease(self.path, fd, holder, _bump_generation(fd))
+                    return FileLease(self.path, fd, holder, _claim(fd, holder))
                 os.close(fd)  # the file was replaced between open and flock: retry
                 continue
             now = time.monotonic()
@@ -85,6 +85,31 @@ class FileLock:
                 next_report = now + _REPORT_EVERY
             time.sleep(_POLL)
 
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise AppendError(f"cannot create the lock file {self.path}: "
+                              f"{exc.strerror or exc}. Check that its directory exists and is "
+                              "writable.") from exc
+
+    def holder(self) -> str | None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:  # a shared lock is granted only while nobody holds the exclusive one
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                claim = os.pread(fd, 1024, 0).decode(errors="replace").split(maxsplit=1)
+                return claim[1].strip() if len(claim) > 1 else "an unnamed holder"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def close(self) -> None:
         pass
 
@@ -96,9 +121,10 @@ def _inode(path: Path) -> int:
         return -1
 
 
-def _bump_generation(fd: int) -> int:
-    raw = os.pread(fd, 32, 0).strip()
-    generation = int(raw) + 1 if raw.isdigit() else 1
+def _claim(fd: int, holder: str) -> int:
+    """Write who holds the lock, with the next generation; return the generation."""
+    raw = os.pread(fd, 32, 0).split(maxsplit=1)
+    generation = int(raw[0]) + 1 if raw and raw[0].isdigit() else 1
     os.ftruncate(fd, 0)
-    os.pwrite(fd, str(generation).encode(), 0)
+    os.pwrite(fd, f"{generation} {holder}\n".encode(), 0)
     return generation
