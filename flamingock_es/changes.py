@@ -75,6 +75,9 @@ class ChangeUnit:
     """Where it was defined, ``file:line``, for messages."""
     body: str = ""
     """The definition its checksum covers besides the fields: code or template blocks."""
+    check: Callable[[Mapping[str, Any]], None] | None = field(default=None, compare=False)
+    """Checks the resolved parameters before a run takes the lock (templates' models);
+    raises ``ConfigError``."""
 
     @cached_property
     def checksum(self) -> str:

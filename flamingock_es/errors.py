@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "AppendError",
     "ChainBrokenError",
+    "ChangedMeanwhileError",
     "ChecksumDriftError",
     "ConfigError",
     "CorruptLogError",
@@ -21,6 +22,7 @@ __all__ = [
     "NamespaceNotFoundError",
     "RequestTimeoutError",
     "RunInterrupted",
+    "StepNotStarted",
     "StoreError",
     "TemplateError",
     "UnitFailedError",
@@ -120,6 +122,21 @@ class ManualInterventionRequired(FlamingockError):
     exit_code = 7
 
 
+class StepNotStarted(FlamingockError):
+    """Raised by a unit's step that fails before its side effect could start (its parameters
+    or preconditions do not hold): the unit is recorded as failed-not-started, and its own
+    rollback is not run, since there is nothing to compensate."""
+
+    exit_code = 8
+
+
+class ChangedMeanwhileError(FlamingockError):
+    """A person's decision was refused: what it was about changed since they looked (while
+    the command waited for the lock, say). Nothing was recorded; look again and decide."""
+
+    exit_code = 7
+
+
 class UnitFailedError(FlamingockError):
     """A unit failed during a run (after its compensation ran, when it has one)."""
 
@@ -127,6 +144,13 @@ class UnitFailedError(FlamingockError):
 
 
 class RunInterrupted(FlamingockError):
-    """The run was asked to stop (SIGTERM) and did, between two units, lock released."""
+    """The run was asked to stop (SIGTERM, SIGINT) and did, its outcome recorded and the lock
+    released: between two units (exit 9: nothing in doubt), or, when the change in progress
+    could not finish in the grace period, with that change recorded as interrupted (exit
+    128 + the signal's number: 143 for SIGTERM, 130 for SIGINT)."""
 
     exit_code = 9
+
+    def __init__(self, message: str, exit_code: int = 9) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -10,17 +10,20 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import json
+import os
 import pkgutil
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .changes import ChangeContext, ChangeUnit, Recovery, resolve
-from .errors import ConfigError
+from .errors import ConfigError, StepNotStarted, TemplateError
 from .yamlfile import Located, load_document
+
+if TYPE_CHECKING:
+    from .templates import Template
 
 __all__ = ["declarative_unit", "load_units"]
 
@@ -118,22 +121,26 @@ def declarative_unit(doc: Any, path: Path) -> ChangeUnit:
     where = doc.where("template")
     template = get_template(str(doc["template"]), where)
     blocks = {"apply": _plain(doc["apply"])}
-    for phase, block in blocks.items():  # check now what can be checked before ${VAR}s resolve
-        if "${" not in json.dumps(block):
-            template.validate(block, phase, doc.where(phase))
     rollback_block = doc.get("rollback")
     if rollback_block is not None:
         blocks["rollback"] = _plain(rollback_block)
         if not template.has_rollback:
             raise ConfigError(f"{doc.where('rollback')}: template {template.name!r} has no "
                               "rollback; remove the block")
-        if "${" not in json.dumps(blocks["rollback"]):
-            template.validate(blocks["rollback"], "rollback", doc.where("rollback"))
+    for phase, block in blocks.items():
+        _check_shape(template, block, phase, doc.where(phase))
     secrets = frozenset(doc.get("secrets", ())) | template.secret_fields
+
+    def check(params: Mapping[str, Any]) -> None:
+        for phase in blocks:
+            template.validate(params[phase], phase, f"{path} ({phase})")
 
     def step(phase: str) -> Any:
         def run(ctx: ChangeContext) -> None:
-            params = template.validate(ctx.params[phase], phase, f"{path} ({phase})")
+            try:
+                params = template.validate(ctx.params[phase], phase, f"{path} ({phase})")
+            except TemplateError as exc:  # nothing was sent anywhere yet
+                raise StepNotStarted(str(exc)) from exc
             getattr(template, phase)(params, ctx)
 
         return run
@@ -153,7 +160,40 @@ def declarative_unit(doc: Any, path: Path) -> ChangeUnit:
         accept_drift=bool(doc.get("accept_drift", False)),
         source=doc.where(),
         body="",
+        check=check,
     )
+
+
+def _check_shape(template: Template, block: Mapping[str, Any], phase: str, where: str) -> None:
+    """Check ``block`` before the run: ``${VAR}``s set in this environment are resolved; an
+    unset one is a placeholder whose value may not fit its field's type yet, so only that
+    field's type is left for the run to check. Everything else (an unknown or misspelt key, a
+    missing field, a literal of the wrong type) is an error now."""
+    probe, unknown = _placeholders(block, os.environ)
+    problems = [p for p in template.problems(probe, phase)
+                if p.kind == "extra_forbidden" or p.loc[:len(p.loc)] not in unknown]
+    if problems:
+        raise template.misfit(where, phase, problems)
+
+
+def _placeholders(value: Any, env: Mapping[str, str], loc: tuple[str | int, ...] = ()
+                  ) -> tuple[Any, set[tuple[str | int, ...]]]:
+    """``value`` with the variables ``env`` has resolved, and where unresolved ones remain."""
+    if isinstance(value, Mapping):
+        out, unknown = {}, set()
+        for key, item in value.items():
+            out[key], found = _placeholders(item, env, (*loc, key))
+            unknown |= found
+        return out, unknown
+    if isinstance(value, list):
+        items = [_placeholders(item, env, (*loc, i)) for i, item in enumerate(value)]
+        return [v for v, _ in items], set().union(*(u for _, u in items))
+    if isinstance(value, str) and "${" in value:
+        try:
+            return resolve(value, env), set()
+        except KeyError:
+            return value, {loc}
+    return value, set()
 
 
 def _plain(value: Any) -> Any:

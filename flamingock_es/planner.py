@@ -25,7 +25,7 @@ __all__ = [
     "PlannedUnit",
     "StatusRow",
     "make_plan",
-    "mark_command",
+    "mark_commands",
     "namespace_status",
     "only",
     "undo_targets",
@@ -52,13 +52,14 @@ class PlannedUnit:
 
 @dataclass(frozen=True)
 class Blocker:
-    """Why the run cannot go on without a person's decision, and the command that decides."""
+    """Why the run cannot go on without a person's decision, and the commands that decide."""
 
     unit_id: str
     kind: str
     """``drift`` or ``manual-intervention``."""
     message: str
     resolve: str
+    """The command(s) that resolve it, one per line."""
 
 
 @dataclass(frozen=True)
@@ -146,14 +147,25 @@ class NamespaceStatus:
         return [row for row in self.rows if row.resolve]
 
 
-def namespace_status(workflow: Workflow, state: State, plan: Plan) -> NamespaceStatus:
-    """The rows of ``status``: each unit's derived status and, if blocked, how to resolve it."""
+def namespace_status(workflow: Workflow, state: State, plan: Plan,
+                     holder: str | None = None) -> NamespaceStatus:
+    """The rows of ``status``: each unit's derived status and, if blocked, how to resolve it.
+
+    ``holder`` is who holds the lock right now: a unit started by that holder's run is
+    running, not in doubt, and needs no one.
+    """
     blockers = {b.unit_id: b for b in plan.blockers}
     rows = []
     for planned in plan.units:
         unit = state.units.get(planned.unit.id)
         blocker = blockers.get(planned.unit.id)
         detail = planned.reason
+        run = state.runs.get(unit.last_run_id) if unit is not None else None
+        if unit is not None and run is not None and unit.status is UnitStatus.STARTED \
+                and holder is not None and run.holder == holder:
+            since = f"{unit.started_at:%Y-%m-%d %H:%M:%S} UTC" if unit.started_at else "?"
+            detail, blocker = f"running now in run {run.run_id} (held by {holder}, started " \
+                              f"{since})", None
         if unit is not None and unit.error:
             detail += f"; error: {unit.error}"
         if unit is not None and unit.rollback_error:
@@ -166,15 +178,11 @@ def namespace_status(workflow: Workflow, state: State, plan: Plan) -> NamespaceS
                            state.events)
 
 
-def mark_command(unit_id: str, status: UnitStatus) -> str:
-    """The exact command that resolves a unit needing attention."""
-    if status is UnitStatus.ROLLBACK_FAILED:
-        hint = "rolled-back"
-    elif status is UnitStatus.STARTED:
-        hint = "applied|rolled-back"
-    else:
-        hint = "rolled-back"
-    return f"flamingock-es mark {unit_id} --as {hint} --reason \"...\""
+def mark_commands(unit: UnitState) -> tuple[str, ...]:
+    """The commands that resolve a unit needing attention, one per decision a person can
+    take. ``--seen`` carries where its history was: a mark refuses if it moved meanwhile."""
+    return tuple(f'flamingock-es mark {unit.unit_id} --as {choice} --reason "..." '
+                 f"--seen {unit.position}" for choice in ("applied", "rolled-back"))
 
 
 def make_plan(workflow: Workflow, state: State, accept_drift: bool = False) -> Plan:
@@ -216,8 +224,10 @@ def _decide(
     if status in (UnitStatus.ROLLED_BACK, UnitStatus.MANUAL_MARKED_AS_ROLLED_BACK):
         return entry(Action.RUN, f"pending again: {status.value.lower().replace('_', ' ')}"), None
     # STARTED (in doubt), FAILED, ROLLBACK_FAILED
-    doubt = "in doubt: started, never finished (the process died)" \
-        if status is UnitStatus.STARTED else status.value.lower().replace("_", " ")
+    if last.failed_before_start:
+        return entry(Action.RUN, "retry: its last attempt failed before it started "
+                                 "(nothing was changed)"), None
+    doubt = _doubt(last)
     if unit.recovery is Recovery.ALWAYS_RETRY and status is not UnitStatus.ROLLBACK_FAILED:
         return entry(Action.RUN, f"retry ({doubt})"), None
     message = (f"unit {unit.id!r} is {doubt} in run {last.last_run_id}"
@@ -227,4 +237,12 @@ def _decide(
                + ". Its recovery strategy is manual-intervention: check the target system, "
                  "then record what you found.")
     return (entry(Action.BLOCKED, doubt),
-            Blocker(unit.id, "manual-intervention", message, mark_command(unit.id, status)))
+            Blocker(unit.id, "manual-intervention", message, "\n".join(mark_commands(last))))
+
+
+def _doubt(last: UnitState) -> str:
+    if last.status is not UnitStatus.STARTED:
+        return last.status.value.lower().replace("_", " ")
+    if last.interrupted:
+        return f"in doubt: interrupted by {last.interrupted}"
+    return "in doubt: started, never finished (the process died)"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ._version import __version__
-from .codec import AuditCodec, Recorded
+from .codec import AuditCodec, Recorded, Sign
 from .events import Actor, AuditEvent, Payload, TraceContext
 from .ports import LogWriter
 from .state import State
@@ -54,7 +54,11 @@ class RunIdentity:
 
 
 class Recorder:
-    """Seals payloads into chained events, appends them durably, then folds them in."""
+    """Seals payloads into chained events, appends them durably, then folds them in.
+
+    With a signing key, every event names it and the last event of each append carries its
+    signature of the chain's new head: one signature vouches for the whole history before it.
+    """
 
     def __init__(
         self,
@@ -63,12 +67,15 @@ class Recorder:
         identity: RunIdentity,
         codec: AuditCodec | None = None,
         trace: Callable[[], TraceContext | None] = lambda: None,
+        sign: Sign | None = None,
+        key_id: str | None = None,
     ) -> None:
         self.writer = writer
         self.state = state
         self.identity = identity
         self.codec = codec or AuditCodec()
         self._trace = trace
+        self._sign, self._key_id = sign, key_id
 
     def record(self, *payloads: Payload) -> list[AuditEvent]:
         """Append ``payloads`` as one batch; returns once they are durable."""
@@ -88,8 +95,10 @@ class Recorder:
                 request_id=ident.request_id,
                 payload=payload,
                 prev_hash=prev,
+                key_id=self._key_id,
             )
-            event, blob = self.codec.seal(event)
+            last = offset == len(payloads) - 1
+            event, blob = self.codec.seal(event, self._sign if last else None)
             prev = event.hash
             sealed.append(event)
             blobs.append(blob)

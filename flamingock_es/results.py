@@ -18,5 +18,7 @@ class RunResult:
     """``None`` when nothing was pending: no lock was taken, nothing was written."""
     applied: list[str] = field(default_factory=list)
     compensated: list[str] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)
+    """Planned units the run never started (it failed or was stopped first)."""
     skipped: int = 0
     error: ErrorInfo | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import import_module
 from importlib.metadata import entry_points
 from importlib.util import find_spec
@@ -13,7 +14,22 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..changes import ChangeContext
 from ..errors import MissingExtraError, TemplateError
 
-__all__ = ["Template", "TemplateParams", "get_template", "register", "template_names"]
+__all__ = ["Problem", "Template", "TemplateParams", "get_template", "register",
+           "template_names"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One way a block does not fit a template: where in the block, what kind, and why."""
+
+    loc: tuple[str | int, ...]
+    kind: str
+    """pydantic's error type: ``extra_forbidden`` for an unknown key, ``missing``, ..."""
+    message: str
+
+    @classmethod
+    def of(cls, error: Any) -> Problem:
+        return cls(tuple(error["loc"]), str(error["type"]), str(error["msg"]))
 
 
 class TemplateParams(BaseModel):
@@ -38,17 +54,28 @@ class Template:
 
     def validate(self, block: Mapping[str, Any], phase: str, where: str) -> TemplateParams:
         """Check ``block`` against the phase's parameter model; errors name ``where``."""
-        model = self.Params if phase == "apply" else (self.RollbackParams or self.Params)
         try:
-            return model.model_validate(dict(block))
+            return self._model(phase).model_validate(dict(block))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(block)'}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise TemplateError(
-                f"{where}: the {phase} block does not fit template {self.name!r}: {problems}"
-            ) from exc
+            raise self.misfit(where, phase, [Problem.of(err) for err in exc.errors()]) from exc
+
+    def problems(self, block: Mapping[str, Any], phase: str) -> list[Problem]:
+        """What in ``block`` does not fit the phase's parameter model (nothing raised)."""
+        try:
+            self._model(phase).model_validate(dict(block))
+        except ValidationError as exc:
+            return [Problem.of(err) for err in exc.errors()]
+        return []
+
+    def misfit(self, where: str, phase: str, problems: list[Problem]) -> TemplateError:
+        """The error for ``problems`` in the ``phase`` block at ``where``."""
+        text = "; ".join(f"{'.'.join(map(str, p.loc)) or '(block)'}: {p.message}"
+                         for p in problems)
+        return TemplateError(f"{where}: the {phase} block does not fit template "
+                             f"{self.name!r}: {text}")
+
+    def _model(self, phase: str) -> type[TemplateParams]:
+        return self.Params if phase == "apply" else (self.RollbackParams or self.Params)
 
     def apply(self, params: Any, ctx: ChangeContext) -> None:
         raise NotImplementedError

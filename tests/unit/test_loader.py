@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from flamingock_es.changes import ChangeContext, ChangeUnit, Recovery
-from flamingock_es.errors import ConfigError, TemplateError
+from flamingock_es.errors import ConfigError, StepNotStarted, TemplateError
 from flamingock_es.loader import load_units, resolved_parameters
 from flamingock_es.workflow import load_workflow
 
@@ -375,7 +375,8 @@ def test_a_missing_var_names_the_unit_and_the_variable(tmp_path: Path, write: Wr
     assert "not set in the environment" in message
 
 
-def test_blocks_with_vars_are_validated_once_resolved(tmp_path: Path, write: Write) -> None:
+def test_a_misspelt_key_beside_a_variable_is_refused_at_load(tmp_path: Path,
+                                                              write: Write) -> None:
     write("u.yaml", """
         id: later
         order: 1
@@ -383,10 +384,27 @@ def test_blocks_with_vars_are_validated_once_resolved(tmp_path: Path, write: Wri
         template: python-call
         apply: {function: "${FN}", colour: red}
     """)
-    (unit,) = load_units("u.yaml", tmp_path)  # cannot be checked before ${FN} is known
-    params = resolved_parameters(unit, {"FN": "json:dumps"})
-    with pytest.raises(TemplateError, match=r"u\.yaml \(apply\): the apply block .*colour"):
-        unit.apply(context(unit, dict(params)))
+    with pytest.raises(TemplateError, match=r"u\.yaml:5: the apply block .*colour"):
+        load_units("u.yaml", tmp_path)  # the typo is known before ${FN} is
+
+
+def test_a_value_that_only_its_variable_can_tell_is_checked_before_the_run(
+        tmp_path: Path, write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIMIT", raising=False)
+    write("u.yaml", """
+        id: later
+        order: 1
+        author: ana
+        template: http-request
+        apply: {url: "http://flags/x", timeout: "${LIMIT}"}
+    """)
+    (unit,) = load_units("u.yaml", tmp_path)  # ${LIMIT} may be a number at run time
+    assert unit.check is not None
+    params = resolved_parameters(unit, {"LIMIT": "soon"})
+    with pytest.raises(TemplateError, match=r"u\.yaml \(apply\): .*timeout"):
+        unit.check(params)  # what the runner does before it takes the lock
+    with pytest.raises(StepNotStarted, match="timeout"):
+        unit.apply(context(unit, dict(params)))  # nothing sent: not started, not compensated
 
 
 def test_secrets_are_redacted_in_audit_parameters(tmp_path: Path, write: Write) -> None:

@@ -14,8 +14,8 @@ from flamingock_es.events import (
     ManualMark,
     MarkedAs,
 )
-from flamingock_es.planner import Action, Plan, make_plan, mark_command
-from flamingock_es.state import State, UnitStatus
+from flamingock_es.planner import Action, Plan, make_plan
+from flamingock_es.state import State
 from flamingock_es.workflow import Workflow
 
 from .fakes import Journal
@@ -123,7 +123,9 @@ def test_in_doubt_under_manual_intervention_blocks_with_the_mark_command(journal
     (blocker,) = plan.blockers
     assert blocker.unit_id == "u1"
     assert blocker.kind == "manual-intervention"
-    assert blocker.resolve == 'flamingock-es mark u1 --as applied|rolled-back --reason "..."'
+    assert blocker.resolve.splitlines() == [  # one concrete command for each decision
+        'flamingock-es mark u1 --as applied --reason "..." --seen 0',
+        'flamingock-es mark u1 --as rolled-back --reason "..." --seen 0']
     assert "in run r1" in blocker.message
     assert "manual-intervention" in blocker.message
     assert not plan.has_work
@@ -134,7 +136,7 @@ def test_failed_under_manual_intervention_blocks_and_names_the_error(journal: Jo
     journal.run("r1", started(), ChangeFailed(unit_id="u1", checksum="a" * 64,
                                               duration_ms=1.0, error=BOOM))
     (blocker,) = plan_for([unit()], journal).blockers
-    assert blocker.resolve == 'flamingock-es mark u1 --as rolled-back --reason "..."'
+    assert 'flamingock-es mark u1 --as rolled-back --reason "..." --seen 100' in blocker.resolve
     assert "is failed in run r1 (RuntimeError: boom)" in blocker.message
 
 
@@ -162,8 +164,7 @@ def test_a_failed_rollback_always_needs_a_person(journal: Journal, recovery: Rec
     plan = plan_for([unit(recovery=recovery)], journal)
 
     (blocker,) = plan.blockers
-    assert blocker.resolve == mark_command("u1", UnitStatus.ROLLBACK_FAILED)
-    assert blocker.resolve == 'flamingock-es mark u1 --as rolled-back --reason "..."'
+    assert 'flamingock-es mark u1 --as rolled-back --reason "..." --seen 300' in blocker.resolve
     assert "(RuntimeError: boom)" in blocker.message
     assert "its rollback failed too (OSError: undo boom)" in blocker.message
 
