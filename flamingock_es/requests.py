@@ -10,27 +10,31 @@ follows the audit log until that answer is there.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fastavro
 
 from .adapters import open_backend
-from .codec import AuditCodec, fingerprint, load_schema
+from .codec import AuditCodec, Sign, fingerprint, writer_schemas
 from .errors import ConfigError, DecodeError, RequestTimeoutError
 from .events import TraceContext
 from .ports import EventLog, StoredRecord
 from .recorder import local_actor
 from .state import RunState, State
 from .telemetry.spans import request_span
+from .trust import Signer
 
 __all__ = [
+    "DEFAULT_TTL",
+    "REQUEST_CONTEXT",
     "ChangeRequest",
     "OutcomeFollower",
     "RequestCodec",
@@ -44,6 +48,9 @@ __all__ = [
 ]
 
 _AVRO_NS = "io.flamingock.es"
+DEFAULT_TTL = 600.0
+"""Seconds a request stays valid by default: long enough for a busy runner, short enough
+that a captured request is soon worthless."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +91,16 @@ class ChangeRequest:
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     target: Target = WholeWorkflow()
     requested_by: str
+    """The principal the requester names; with a trust store, the runner records the one its
+    key is bound to instead."""
     service: str | None = None
     reason: str
     trace: TraceContext | None = None
+    expires: datetime | None = None
+    key_id: str | None = None
+    signature: bytes | None = None
+    signed: bytes = field(default=b"", compare=False, repr=False)
+    """What the signature signs (set by the codec when it decodes a request)."""
 
     def describe(self) -> str:
         """The target in words, for messages and the audit trail."""
@@ -100,35 +114,61 @@ class ChangeRequest:
         return "the whole workflow"
 
 
+REQUEST_CONTEXT = b"flamingock-es request "
+"""What a request's signature signs, before the SHA-256 of its body (domain separation)."""
+
+
 class RequestCodec:
-    """Encodes and decodes :class:`ChangeRequest` as Avro single-object bytes."""
+    """Encodes (and signs) and decodes :class:`ChangeRequest` as Avro single-object bytes.
+
+    The signature is the last field, so it signs the SHA-256 of every body byte before it;
+    requests of the first writer schema (unsigned) stay readable.
+    """
 
     def __init__(self) -> None:
-        self.schema = load_schema("ChangeRequest")
+        writers = writer_schemas("ChangeRequest")
+        self.schema = writers[-1]
         self.header = fingerprint(self.schema)
+        self._writers = {fingerprint(w): w for w in writers}
 
-    def encode(self, request: ChangeRequest) -> bytes:
+    def encode(self, request: ChangeRequest, sign: Sign | None = None,
+               key_id: str | None = None) -> bytes:
+        """The request's bytes; signed with ``sign`` (naming ``key_id``) when given."""
         buf = io.BytesIO()
-        buf.write(self.header)
-        fastavro.schemaless_writer(buf, self.schema, _to_avro(request))
-        return buf.getvalue()
+        fastavro.schemaless_writer(buf, self.schema, _to_avro(replace(
+            request, key_id=key_id if sign else request.key_id, signature=None)))
+        body = buf.getvalue()[:-1]  # the signature union's null branch
+        if sign is None:
+            return self.header + body + b"\x00"
+        signature = sign(REQUEST_CONTEXT + hashlib.sha256(body).digest())
+        return self.header + body + b"\x02" + signature
 
     def decode(self, data: bytes, position: int = -1) -> ChangeRequest:
         """Raises :class:`DecodeError` (naming ``position``) for anything but a valid request."""
-        if not data.startswith(self.header):
+        writer = self._writers.get(data[:10])
+        if writer is None:
             raise DecodeError(
                 f"request at offset {position} is not a ChangeRequest in Avro single-object "
                 f"encoding (header {data[:10].hex() or 'empty'}, expected {self.header.hex()})",
                 position)
+        stream = io.BytesIO(data)
+        stream.seek(10)
         try:
-            raw = fastavro.schemaless_reader(io.BytesIO(data[len(self.header):]), self.schema,
-                                             None, return_record_name=True,
+            raw = fastavro.schemaless_reader(stream, writer,
+                                             None if writer is self.schema else self.schema,
+                                             return_record_name=True,
                                              return_record_name_override=True)
             assert isinstance(raw, dict)
-            return _from_avro(raw)
+            if stream.tell() != len(data):
+                raise ValueError(f"{len(data) - stream.tell()} bytes after the request")
+            request = _from_avro(raw)
         except Exception as exc:  # fastavro raises several types on corrupt input
             raise DecodeError(f"request at offset {position} is corrupt: {exc!r}",
                               position) from exc
+        if request.signature is None:
+            return request
+        body = data[10:len(data) - 1 - len(request.signature)]
+        return replace(request, signed=REQUEST_CONTEXT + hashlib.sha256(body).digest())
 
 
 def _to_avro(request: ChangeRequest) -> dict[str, Any]:
@@ -148,6 +188,7 @@ def _to_avro(request: ChangeRequest) -> dict[str, Any]:
         "service": request.service, "reason": request.reason,
         "trace": {"traceparent": trace.traceparent, "tracestate": trace.tracestate}
         if trace else None,
+        "expires": request.expires, "key_id": request.key_id, "signature": request.signature,
     }
 
 
@@ -167,7 +208,8 @@ def _from_avro(raw: dict[str, Any]) -> ChangeRequest:
     return ChangeRequest(
         request_id=raw["request_id"], namespace=raw["namespace"], time=raw["time"],
         target=target, requested_by=raw["requested_by"], service=raw["service"],
-        reason=raw["reason"], trace=TraceContext(**trace) if trace else None)
+        reason=raw["reason"], trace=TraceContext(**trace) if trace else None,
+        expires=raw["expires"], key_id=raw["key_id"], signature=raw["signature"])
 
 
 def _target(stages: Sequence[str] | None, units: Sequence[str] | None,
@@ -198,18 +240,25 @@ def request_changes(
     wait: bool = False,
     timeout: float = 300.0,
     options: Mapping[str, str] | None = None,
+    signer: Signer | None = None,
+    ttl: float | None = DEFAULT_TTL,
 ) -> str | RunState:
     """Publish a change request for ``namespace``; return its id.
 
+    ``signer`` (the requester's key) signs it; a runner with a trust store accepts only
+    signed requests by keys it trusts to request changes there. After ``ttl`` seconds a
+    runner refuses it, so that a captured request cannot be replayed later.
     With ``wait=True``, block until the runner's answer (the ``RunFinished`` carrying the
     request id) is in the audit log and return that run's folded :class:`RunState` instead;
     raise :class:`~flamingock_es.errors.RequestTimeoutError` after ``timeout`` seconds.
     """
+    now = datetime.now(UTC)
     request = ChangeRequest(
-        request_id=request_id or str(uuid.uuid4()), namespace=namespace,
+        request_id=request_id or str(uuid.uuid4()), namespace=namespace, time=now,
         target=_target(stages, units, undo_to),
         requested_by=requested_by or local_actor().principal, service=service,
-        reason=reason or "requested over the bus")
+        reason=reason or "requested over the bus",
+        expires=now + timedelta(seconds=ttl) if ttl is not None else None)
     codec = RequestCodec()
     with open_backend(bus, namespace, options) as backend:
         follower = OutcomeFollower(backend.log) if wait else None
@@ -218,7 +267,9 @@ def request_changes(
             with request_span(channel.messaging, request.request_id, namespace) as (trace,
                                                                                      headers):
                 traced = replace(request, trace=trace) if trace else request
-                channel.publish(request.request_id, codec.encode(traced), headers)
+                data = codec.encode(traced, signer.sign, signer.key_id) if signer \
+                    else codec.encode(traced)
+                channel.publish(request.request_id, data, headers)
             if follower is None:
                 return request.request_id
             return follower.wait(request.request_id, timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from flamingock_es import ChangeContext, Workflow, change_unit
 from flamingock_es.adapters import open_backend
+from flamingock_es.adapters.local import LocalEventLog
 from flamingock_es.api import history, read_state
 from flamingock_es.errors import DecodeError
 from flamingock_es.events import RunOutcome, TraceContext
@@ -129,18 +131,21 @@ def test_malformed_and_foreign_requests_never_stop_the_service(
                                 reason="r")
         backend.requests.publish(foreign.request_id, codec.encode(foreign))
         garbage = codec.encode(ChangeRequest(namespace="shop", requested_by="x", reason="r"))
-        # a frame no reader can decode
-        backend.requests.publish("g", b"\xc3\x01garbage!" + garbage[len(codec.header):])
+        # a frame no reader can decode, keyed with the id a real request will use later
+        backend.requests.publish("later", b"\xc3\x01garbage!" + garbage[len(codec.header):])
     foreign = wait_for_outcome(workflow.bus, "shop", "other-ns", timeout=20)
     assert foreign.outcome is RunOutcome.REJECTED
     assert foreign.error is not None
     assert "serves namespace 'shop'" in foreign.error.message
-    ok = _ask(workflow, stages=["s1"])
+    ok = _ask(workflow, stages=["s1"], request_id="later")  # the garbage took no id
     assert ok.outcome is RunOutcome.SUCCEEDED
-    rejected = [r for r in read_state(workflow.bus, "shop").runs.values()
-                if r.outcome is RunOutcome.REJECTED]
-    assert len(rejected) == 2
-    assert any(r.error and "malformed request" in r.error.message for r in rejected)
+    state = read_state(workflow.bus, "shop")
+    rejected = [r for r in state.runs.values() if r.outcome is RunOutcome.REJECTED]
+    assert [r.request_id for r in rejected] == ["other-ns"]  # garbage: no lock, no event
+    assert len(state.runs) == 2
+    dead = Path(workflow.bus.removeprefix("local:")) / "shop" / "requests.dead.log"
+    (entry,) = [json.loads(record) for _, record in LocalEventLog(dead).read()]
+    assert entry["reason"].startswith("undecodable: request at offset")
 
 
 def test_undo_request(workflow: Workflow, server: threading.Event) -> None:
