@@ -25,7 +25,7 @@ from typing import Any
 
 from ..codec import Recorded
 from ..events import ErrorInfo
-from ..state import LockState, RunState, State, UnitState
+from ..state import LockState, RunState, State, UnitState, UnitStatus
 
 __all__ = [
     "HISTORY_LIMIT",
@@ -97,8 +97,13 @@ def _parameters(raw: str) -> Any:
         return raw
 
 
-def unit_document(namespace: str, unit: UnitState, position: int) -> Document:
-    """The document of one change unit: its status and last attempt, with a run history."""
+def unit_document(namespace: str, unit: UnitState, position: int,
+                  running: bool = False) -> Document:
+    """The document of one change unit: its status and last attempt, with a run history.
+
+    ``running``: its run still holds the lock per the log, so it is not in need of attention
+    (a dashboard must not alert on every deployment).
+    """
     return {
         "type": "unit",
         "schema": SCHEMA_VERSION,
@@ -106,7 +111,8 @@ def unit_document(namespace: str, unit: UnitState, position: int) -> Document:
         "unit_id": unit.unit_id,
         "status": unit.status.value,
         "applied": unit.status.is_applied,
-        "needs_attention": unit.status.needs_attention,
+        "needs_attention": unit.needs_attention and not running,
+        "running": running,
         "author": unit.author,
         "checksum": unit.checksum,
         "stage": unit.stage,
@@ -122,6 +128,8 @@ def unit_document(namespace: str, unit: UnitState, position: int) -> Document:
             "rollback_error": _error(unit.rollback_error),
             "compensating": unit.compensating,
             "mark_reason": unit.mark_reason,
+            "interrupted": unit.interrupted,
+            "failed_before_start": unit.failed_before_start,
             "trace_id": unit.trace_id,
         },
         "started_at": _time(unit.started_at),
@@ -211,6 +219,12 @@ def summary_document(namespace: str, state: State) -> Document:
         "chain_breaks": [
             {"position": b.position, "seq": b.seq, "reason": b.reason} for b in state.breaks
         ],
+        "quarantined": [
+            {"position": q.position, "finding": q.finding, "reason": q.reason, "by": q.by,
+             "at": _time(q.at)} for q in sorted(state.quarantined.values(),
+                                                 key=lambda q: q.position)
+        ],
+        "stale": None,
         "position": state.position,
     }
 
@@ -262,8 +276,19 @@ class Projection:
         out[run_key(ns, run_id)] = run_document(ns, run, 0) if run is not None else None
         if unit_id is not None:
             unit = state.units.get(unit_id)
-            out[unit_key(ns, unit_id)] = unit_document(ns, unit, 0) if unit else None
+            out[unit_key(ns, unit_id)] = \
+                unit_document(ns, unit, 0, state.in_progress(unit)) if unit else None
+        for uid, unit in state.units.items():  # whether one is running depends on the lock
+            if unit.status is UnitStatus.STARTED:
+                out[unit_key(ns, uid)] = unit_document(ns, unit, 0, state.in_progress(unit))
         return out
+
+    def rederived(self) -> list[str]:
+        """Every document's key, each now said to reflect the current position: after a fold
+        that started over, a document may have changed whatever its last event was."""
+        for key in self.keys():
+            self.positions[key] = self.state.position
+        return self.keys()
 
     def document(self, key: str) -> Document:
         """The current document under ``key`` (which must be a key this projection knows)."""
@@ -271,7 +296,8 @@ class Projection:
         position = self.positions.get(key, -1)
         kind, _, ident = key.removeprefix(key_prefix(ns)).partition("::")
         if kind == "unit":
-            return unit_document(ns, state.units[ident], position)
+            unit = state.units[ident]
+            return unit_document(ns, unit, position, state.in_progress(unit))
         if kind == "run":
             return run_document(ns, state.runs[ident], position)
         if kind == "lock":

@@ -10,6 +10,12 @@ is idle), and writes each changed document with compare-and-set, the checkpoint 
 * the checkpoint is written only after every document of its batch, so a worker killed
   mid-batch redoes that batch on restart, and the result equals a clean rebuild.
 
+A record the readers refuse (undecodable, not a valid event, not covered by a trusted
+signature) stops the documents where they were: the worker keeps following the log, marks
+the summary ``stale`` (what, where, and the command an operator runs) and writes nothing
+more until an operator's quarantine decision arrives. Then it catches up, re-deriving every
+document when the decision excluded a record it had already folded.
+
 ``flamingock-es project`` runs it; :func:`run_projection` is the library entry point.
 """
 
@@ -23,10 +29,13 @@ from dataclasses import dataclass
 
 from ..adapters import open_backend
 from ..codec import AuditCodec, Recorded
-from ..errors import NamespaceNotFoundError, StoreError
+from ..errors import ChainBrokenError, DecodeError, NamespaceNotFoundError, StoreError
 from ..ports import EventLog
+from ..reading import decoded, settle
 from ..settings import DEFAULT_BUS, DEFAULT_STORE
+from ..state import Finding, fold
 from ..telemetry.spans import projection_batch_span
+from ..trust import TrustStore
 from .documents import (
     Document,
     Projection,
@@ -66,8 +75,9 @@ class ProjectionWorker:
 
     def __init__(self, log: EventLog, store: ProjectionStore, namespace: str, *,
                  batch_size: int = 500, max_delay: float = 0.05, rebuild: bool = False,
-                 on_batch: Callable[[ProjectedBatch], None] | None = None) -> None:
-        self.log, self.store, self.namespace = log, store, namespace
+                 on_batch: Callable[[ProjectedBatch], None] | None = None,
+                 trust: TrustStore | None = None) -> None:
+        self.log, self.store, self.namespace, self.trust = log, store, namespace, trust
         self.batch_size, self.rebuild, self.on_batch = batch_size, rebuild, on_batch
         self.max_delay = max_delay
         """Flush a batch at the latest this many seconds after its first event, even while
@@ -83,6 +93,8 @@ class ProjectionWorker:
         self._resume_hash = ""
         self._checked = False
         self.events_written = 0
+        self.stale: dict[str, object] | None = None
+        """What the summary says stopped the projection, while something does."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -94,26 +106,53 @@ class ProjectionWorker:
         stop = stop or threading.Event()
         self._start()
         if once:
-            for record in self.codec.decode_all(self.log.read(0)):
-                self._take(record)
+            for position, data in self.log.read(0):
+                self._take_stored(position, data)
                 if self._pending_events >= self.batch_size:
                     self.flush()
-            self.flush()
+            self.flush(idle=True)
             self._verify_resume()
+            if self.stale is not None:
+                raise ChainBrokenError(f"the projection of {self.namespace!r} stops before "
+                                       f"offset {self.stale['position']}: "
+                                       f"{self.stale['reason']}. {self.stale['resolve']}")
             return self.projection.state.position
         for item in self.log.follow(0, stop):
             if item is None:
                 self._flush_patiently(stop)
                 self._verify_resume()
                 continue
-            self._take(self.codec.decode(item[1], item[0]))
+            self._take_stored(*item)
             if self._pending_events >= self.batch_size or (
                     self._pending_events and time.monotonic() - self._since >= self.max_delay):
-                self._flush_patiently(stop)
+                self._flush_patiently(stop, idle=False)
         self.flush()
         return self.projection.state.position
 
-    def _flush_patiently(self, stop: threading.Event) -> None:
+    def _take_stored(self, position: int, data: bytes) -> None:
+        try:
+            record = self.codec.decode(data, position)
+        except DecodeError as exc:
+            self.projection.state.note_unreadable(position, str(exc))
+            self._pending.add(summary_key(self.namespace))
+            return
+        self._take(record)
+        if self.projection.state.needs_refold:
+            self._rederive()
+
+    def _rederive(self) -> None:
+        """A quarantine decision excluded a record already folded: fold the whole log again
+        without it, and write every document as of now (never backwards in position)."""
+        log.warning("%s: a quarantine decision excludes a record already projected; "
+                    "re-deriving every document", self.namespace)
+        state = self.projection.state
+        state.start_over()
+        self.projection = Projection(self.namespace, state)
+        fold(decoded(self.log.read(0), state, self.codec), state)
+        self._pending |= set(self.projection.rederived())
+        self._pending_events += 1
+
+    def _flush_patiently(self, stop: threading.Event, idle: bool = True) -> None:
         """Flush; while the store is down (past its own retries), wait and try again.
 
         Nothing is lost meanwhile: the pending set only grows, and the checkpoint stays
@@ -122,7 +161,7 @@ class ProjectionWorker:
         delay = 0.5
         while True:
             try:
-                self.flush()
+                self.flush(idle=idle)
                 return
             except StoreUnavailable as exc:
                 if stop.is_set():
@@ -192,9 +231,20 @@ class ProjectionWorker:
                     "`flamingock-es project --rebuild`.")
             self._checked = True
 
-    def flush(self) -> ProjectedBatch | None:
-        """Write the documents the pending events changed, then the checkpoint."""
+    def flush(self, idle: bool = True) -> ProjectedBatch | None:
+        """Write the documents the pending events changed, then the checkpoint; or, while
+        the log holds a record the readers refuse, only mark the summary stale."""
         if not self._pending:
+            return None
+        state = self.projection.state
+        if self.trust is not None:
+            settle(state, self.trust)
+        findings = state.findings(signatures=self.trust is not None)
+        if findings:
+            # The tail of an append in progress is unsigned for an instant: only an idle log
+            # with unsigned events is a finding.
+            if idle or any(f.kind != "unsigned" for f in findings):
+                self._mark_stale(findings[0], len(findings))
             return None
         started = time.monotonic()
         ns = self.namespace
@@ -220,7 +270,8 @@ class ProjectionWorker:
             # Last: the checkpoint says "everything up to here is written".
             self._put(checkpoint_key(ns), self.projection.document(checkpoint_key(ns)))
         report = ProjectedBatch(self._pending_events, written, skipped,
-                             self.projection.state.position, time.monotonic() - started)
+                                self.projection.state.position, time.monotonic() - started)
+        self.stale = None
         self.events_written += self._pending_events
         self._pending.clear()
         self._pending_events = 0
@@ -228,6 +279,33 @@ class ProjectionWorker:
         if self.on_batch is not None:
             self.on_batch(report)
         return report
+
+    def _mark_stale(self, finding: Finding, count: int) -> None:
+        """Say in the summary document, once, that it stopped before ``finding``."""
+        stale = {"position": finding.position, "kind": finding.kind, "reason": finding.reason,
+                 "findings": count,
+                 "resolve": "An operator decides: flamingock-es quarantine --offset "
+                            f'{finding.position} --reason "..." (see docs/recovery.md).'}
+        if stale == self.stale:
+            return
+        log.warning("%s: the log cannot be projected past offset %d (%s: %s); the documents "
+                    "stay as they were and the summary says stale", self.namespace,
+                    finding.position, finding.kind, finding.reason)
+        key = summary_key(self.namespace)
+        for _ in range(100):
+            current = self.store.get(key)
+            doc = dict(current.doc) if current is not None else \
+                self.projection.document(key) | {"position": -1}
+            try:
+                version = self.store.write(key, doc | {"stale": stale},
+                                           current.version if current else None)
+            except VersionConflict:
+                continue
+            self._versions[key] = Versioned(doc | {"stale": stale}, version)
+            self.stale = stale
+            return
+        raise StoreError(f"{self.store.name}: {key!r} kept changing; is something else "
+                         "writing this namespace's documents?")
 
     def _version(self, key: str) -> int | None:
         current = self._versions.get(key)
@@ -269,7 +347,7 @@ def run_projection(bus: str = DEFAULT_BUS, namespace: str = "default",
                    options: Mapping[str, str] | None = None,
                    store_options: Mapping[str, str] | None = None,
                    on_batch: Callable[[ProjectedBatch], None] | None = None,
-                   batch_size: int = 500) -> int:
+                   batch_size: int = 500, trust: TrustStore | None = None) -> int:
     """Project ``namespace`` of ``bus`` into ``store_url``; the library entry point.
 
     Returns the position of the last projected event. With ``once`` it returns when the log is
@@ -290,7 +368,7 @@ def run_projection(bus: str = DEFAULT_BUS, namespace: str = "default",
         store = open_store(store_url, store_options)
         try:
             worker = ProjectionWorker(backend.log, store, namespace, batch_size=batch_size,
-                                      rebuild=rebuild, on_batch=on_batch)
+                                      rebuild=rebuild, on_batch=on_batch, trust=trust)
             return worker.run(stop, once=once)
         finally:
             store.close()
