@@ -15,38 +15,50 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .adapters import Backend, open_backend
-from .codec import AuditCodec
-from .compliance import ReplayReport, Window, replay_records, select_events
-from .errors import ConfigError, LockTimeoutError, NamespaceNotFoundError
+from .compliance import (
+    Checkpoint,
+    ReplayReport,
+    Window,
+    latest_checkpoint,
+    replay_records,
+    select_events,
+)
+from .errors import ChainBrokenError, ConfigError, LockTimeoutError, NamespaceNotFoundError
 from .events import AuditEvent, MarkedAs
 from .planner import NamespaceStatus, Plan, make_plan, namespace_status
 from .progress import LogProgress, Progress
 from .reading import check_integrity, read_log
 from .results import RunResult
 from .runner import Runner
-from .state import State
+from .settings import Settings
+from .signals import Interrupts
+from .state import Finding, State, UnitStatus
 from .telemetry.propagation import current_trace
 from .telemetry.spans import TracingProgress, deploy_span
+from .trust import TrustStore, trust_of, writer_for
 from .workflow import Workflow, load_workflow
 
 __all__ = [
     "WorkflowLike",
+    "checkpoint",
     "history",
     "mark",
     "open_workflow",
     "plan",
+    "quarantine",
     "read_state",
     "replay",
     "run",
     "status",
     "undo",
     "verify",
+    "vouch",
     "wait",
 ]
 
@@ -65,6 +77,13 @@ def _backend(workflow: Workflow) -> Backend:
     return open_backend(workflow.bus, workflow.namespace, workflow.bus_options)
 
 
+def _runner(workflow: Workflow, backend: Backend, progress: Progress, **options: Any) -> Runner:
+    """A runner that signs what it appends, when the namespace's trust store wants that."""
+    trust, signer = writer_for(workflow.config)
+    return Runner(workflow, backend, progress, trust=trust, signer=signer,
+                  trace=current_trace, **options)
+
+
 def run(
     workflow: WorkflowLike = None,
     *,
@@ -73,21 +92,26 @@ def run(
     progress: Progress | None = None,
     trigger: str = "library",
     service_version: str | None = None,
+    handle_signals: bool = True,
     **flags: Any,
 ) -> RunResult:
     """Apply every pending unit of ``workflow`` under the namespace lock.
 
     Returns at once, taking no lock, when nothing is pending. Raises
     :class:`~flamingock_es.errors.UnitFailedError` after compensating when a unit fails.
+    With ``handle_signals`` (and called from the main thread), SIGTERM and SIGINT stop the
+    run cleanly (see docs/recovery.md) and raise :class:`~flamingock_es.RunInterrupted`.
     Traced when the application installed an OpenTelemetry SDK (see docs/tracing.md).
     """
     wf = open_workflow(workflow, **flags)
     traced = TracingProgress.wrap(progress or LogProgress(), wf.namespace)
+    interrupts = Interrupts(wf.config.grace_period)
     try:
         # One root for the lock wait and the run: a deployment is one trace.
-        with _backend(wf) as backend, deploy_span(wf.namespace):
-            runner = Runner(wf, backend, traced, accept_drift=accept_drift, trigger=trigger,
-                            service_version=service_version, trace=current_trace)
+        with _backend(wf) as backend, deploy_span(wf.namespace), \
+                (interrupts.installed() if handle_signals else nullcontext()):
+            runner = _runner(wf, backend, traced, accept_drift=accept_drift, trigger=trigger,
+                             service_version=service_version, interrupts=interrupts)
             return runner.run(units)
     finally:
         if isinstance(traced, TracingProgress):
@@ -97,14 +121,19 @@ def run(
 def plan(workflow: WorkflowLike = None, *, accept_drift: bool = False, **flags: Any) -> Plan:
     """What ``run`` would do, and why; reads the log, takes no lock, writes nothing."""
     wf = open_workflow(workflow, **flags)
-    return make_plan(wf, _state(wf), accept_drift)
+    with _reader(wf.config) as (backend, trust):
+        return make_plan(wf, _state(backend, trust), accept_drift)
 
 
 def status(workflow: WorkflowLike = None, **flags: Any) -> NamespaceStatus:
-    """Each unit's derived status; what needs manual intervention and the command for it."""
+    """Each unit's derived status; a unit still running (its run's holder holds the lock) is
+    told apart from one whose process is gone; what needs a person and the commands for it."""
     wf = open_workflow(workflow, **flags)
-    state = _state(wf)
-    return namespace_status(wf, state, make_plan(wf, state))
+    with _reader(wf.config) as (backend, trust):
+        state = _state(backend, trust)
+        started = any(u.status is UnitStatus.STARTED for u in state.units.values())
+        holder = backend.lock.holder() if started else None
+        return namespace_status(wf, state, make_plan(wf, state), holder)
 
 
 def wait(workflow: WorkflowLike = None, *, timeout: float = 300.0, poll: float = 1.0,
@@ -118,10 +147,11 @@ def wait(workflow: WorkflowLike = None, *, timeout: float = 300.0, poll: float =
     wf = open_workflow(workflow, **flags)
     deadline = time.monotonic() + timeout
     state = State()
-    with open_backend(wf.bus, wf.namespace, wf.bus_options, create=False) as backend:
+    with _reader(wf.config) as (backend, trust):
         while True:
             if backend.log.exists():
-                check_integrity(read_log(backend.log, state), backend.log.name)
+                check_integrity(read_log(backend.log, state, trust=trust), backend.log.name,
+                                trust)
             current = make_plan(wf, state)
             if current.up_to_date:
                 return current
@@ -134,14 +164,19 @@ def wait(workflow: WorkflowLike = None, *, timeout: float = 300.0, poll: float =
             time.sleep(poll)
 
 
-def mark(workflow: WorkflowLike, unit_id: str, marked_as: MarkedAs | str, reason: str,
-         **flags: Any) -> None:
-    """Record a person's decision about a unit (manual intervention). Audited; takes the lock."""
+def mark(workflow: WorkflowLike, unit_id: str, marked_as: MarkedAs | str, reason: str, *,
+         seen: int | None = None, **flags: Any) -> None:
+    """Record a person's decision about a unit (manual intervention). Audited; takes the lock.
+
+    ``seen`` is the offset of the unit's last event as the person saw it (``status`` prints
+    it): the mark is refused if the unit's history moved since.
+    """
     if not reason.strip():
         raise ConfigError("mark needs a --reason: it is written to the audit log")
     wf = open_workflow(workflow, **flags)
     with _backend(wf) as backend:
-        Runner(wf, backend, Progress(), trigger="mark").mark(unit_id, MarkedAs(marked_as), reason)
+        _runner(wf, backend, Progress(), trigger="mark").mark(
+            unit_id, MarkedAs(marked_as), reason, seen)
 
 
 def undo(workflow: WorkflowLike, to: str, *, progress: Progress | None = None,
@@ -149,18 +184,42 @@ def undo(workflow: WorkflowLike, to: str, *, progress: Progress | None = None,
     """Compensate every applied unit that comes after ``to`` in the workflow, newest first."""
     wf = open_workflow(workflow, **flags)
     with _backend(wf) as backend:
-        runner = Runner(wf, backend, progress or LogProgress(), trigger="undo",
-                        trace=current_trace)
-        return runner.undo(to)
+        return _runner(wf, backend, progress or LogProgress(), trigger="undo").undo(to)
 
 
-def _state(workflow: Workflow) -> State:
-    """The namespace's state, for commands that decide nothing: no lock, nothing created."""
-    with open_backend(workflow.bus, workflow.namespace, workflow.bus_options,
+def quarantine(settings: Settings, offset: int, reason: str) -> Finding:
+    """Record an operator's decision that the record at ``offset`` (a finding: undecodable,
+    not a valid event, or not covered by a trusted signature) is not part of the history.
+    Audited; takes the lock; imports no unit code. Returns the finding it excluded."""
+    if not reason.strip():
+        raise ConfigError("quarantine needs a --reason: it is written to the audit log")
+    with _existing_log(settings.bus, settings.namespace, settings.bus_options) as backend:
+        return _runner(Workflow(settings), backend, Progress(),
+                       trigger="quarantine").quarantine(offset, reason)
+
+
+def vouch(settings: Settings, through: int, reason: str) -> int:
+    """Record an operator's decision that the unsigned history up to ``through`` (written
+    before signing was configured) is authentic. Returns how many events it vouched for."""
+    if not reason.strip():
+        raise ConfigError("vouch needs a --reason: it is written to the audit log")
+    with _existing_log(settings.bus, settings.namespace, settings.bus_options) as backend:
+        return _runner(Workflow(settings), backend, Progress(), trigger="vouch").vouch(
+            through, reason)
+
+
+@contextmanager
+def _reader(settings: Settings) -> Iterator[tuple[Backend, TrustStore | None]]:
+    """The backend and trust store of a command that decides nothing: nothing is created."""
+    with open_backend(settings.bus, settings.namespace, settings.bus_options,
                       create=False) as backend:
-        if not backend.log.exists():
-            return State()
-        return check_integrity(read_log(backend.log), backend.log.name)
+        yield backend, trust_of(settings)
+
+
+def _state(backend: Backend, trust: TrustStore | None) -> State:
+    if not backend.log.exists():
+        return State()
+    return check_integrity(read_log(backend.log, trust=trust), backend.log.name, trust)
 
 
 # Reading the log alone: no workflow, no unit code ----------------------------------------
@@ -192,24 +251,45 @@ def history(
     until: datetime | None = None,
     options: Mapping[str, str] | None = None,
 ) -> list[AuditEvent]:
-    """The audit events of a namespace, oldest first, filtered."""
+    """The audit events of a namespace, oldest first, filtered (undecodable records are
+    left out: ``verify`` names them)."""
     with _existing_log(bus, namespace, options) as backend:
-        records = AuditCodec().decode_all(backend.log.read())
+        records = replay_records(backend.log.read(), rows=False).records
         return select_events(records, unit=unit, run_id=run_id, window=Window(since, until))
 
 
-def verify(bus: str, namespace: str, options: Mapping[str, str] | None = None) -> ReplayReport:
-    """Replay the whole log with the shared fold and check its hash chain and sequence."""
+def verify(bus: str, namespace: str, options: Mapping[str, str] | None = None, *,
+           trust: TrustStore | None = None, expect: Sequence[Checkpoint] = ()
+           ) -> ReplayReport:
+    """Replay the whole log with the shared fold: its hash chain and sequence, every
+    signature against ``trust``, and the ``expect``ed checkpoints."""
     with _existing_log(bus, namespace, options) as backend:
-        return replay_records(AuditCodec().decode_all(backend.log.read()),
-                              log=backend.log.name, namespace=namespace, rows=False)
+        return replay_records(backend.log.read(), log=backend.log.name, namespace=namespace,
+                              rows=False, trust=trust, expect=expect)
 
 
 def replay(bus: str, namespace: str, *, since: datetime | None = None,
-           until: datetime | None = None,
-           options: Mapping[str, str] | None = None) -> ReplayReport:
+           until: datetime | None = None, options: Mapping[str, str] | None = None,
+           trust: TrustStore | None = None, expect: Sequence[Checkpoint] = ()
+           ) -> ReplayReport:
     """The compliance replay of ``namespace``'s whole log; rows limited to ``[since, until]``."""
     with _existing_log(bus, namespace, options) as backend:
-        return replay_records(AuditCodec().decode_all(backend.log.read()),
-                              log=backend.log.name, namespace=namespace,
-                              window=Window(since, until))
+        return replay_records(backend.log.read(), log=backend.log.name, namespace=namespace,
+                              window=Window(since, until), trust=trust, expect=expect)
+
+
+def checkpoint(bus: str, namespace: str, options: Mapping[str, str] | None = None, *,
+               trust: TrustStore | None = None) -> Checkpoint:
+    """The log's latest signed event, as a checkpoint an auditor can publish and check later;
+    refused for a log with findings (``verify`` names them)."""
+    report = verify(bus, namespace, options, trust=trust)
+    if not report.ok:
+        first = report.findings[0]
+        raise ChainBrokenError(f"{report.log} has {len(report.findings)} finding(s), the first "
+                               f"at offset {first.position}: {first.reason}. A checkpoint "
+                               "vouches for a log; `flamingock-es verify` lists them.")
+    found = latest_checkpoint(report.records, report.log)
+    if found is None:
+        raise ConfigError(f"namespace {namespace!r} has no signed event yet: checkpoints need "
+                          "runners that sign (see docs/compliance.md)")
+    return found

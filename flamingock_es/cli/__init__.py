@@ -3,7 +3,9 @@
 Exit codes: 0 success (or nothing to do); 1 unexpected error; 2 invalid configuration or
 change file; 3 lock timeout or lock lost; 4 undecodable or inconsistent audit log; 5 an audit
 event or projection could not be written; 6 checksum drift; 7 manual intervention required;
-8 a unit failed (after compensation); 9 the run was stopped between units (SIGTERM).
+8 a unit failed (after compensation); 9 the run was stopped between units (SIGTERM or
+SIGINT; nothing in doubt); 130/143 a signal interrupted a change that could not finish in the
+grace period (it is recorded as interrupted); 141 the output's reader went away.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from collections.abc import Callable, Sequence
 
 from ..errors import FlamingockError
 from ..telemetry import setup as tracing
-from . import audit, bus, projection, run
+from . import audit, bus, keys, projection, run
 
 __all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
-FLOWS = (run, audit, bus, projection)
+FLOWS = (run, audit, bus, projection, keys)
 """The command modules, one per flow; each adds its commands with ``register``."""
 
 

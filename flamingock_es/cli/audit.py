@@ -1,14 +1,18 @@
-"""The compliance flow's commands: ``history``, ``verify``, ``replay``. They read the log only:
-no unit code is imported, and a namespace that was never written is an error."""
+"""The compliance flow's commands: ``history``, ``verify``, ``replay`` and ``checkpoint`` read
+the log only (no unit code is imported; a namespace that was never written is an error);
+``quarantine`` and ``vouch`` record an operator's decision about records the readers refuse."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from .. import api
-from ..compliance import FORMATS, render
+from ..compliance import FORMATS, Checkpoint, ReplayReport, parse_head, render
+from ..state import Finding
+from ..trust import trust_of
 from .output import parse_time, print_json, settings
 
 __all__ = ["register"]
@@ -37,27 +41,74 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expected(args: argparse.Namespace) -> list[Checkpoint]:
+    expected = [Checkpoint.from_json(Path(path).read_text(), path)
+                for path in args.checkpoint or ()]
+    return expected + [parse_head(text) for text in args.expect_head or ()]
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Replay the log with the shared fold; check its hash chain; report any break."""
+    """Replay the log with the shared fold; check its hash chain, its signatures (with a
+    trust store) and the checkpoints given; report every finding with its offset."""
     s = settings(args)
-    report = api.verify(s.bus, s.namespace, s.bus_options)
+    report = api.verify(s.bus, s.namespace, s.bus_options, trust=trust_of(s),
+                        expect=_expected(args))
     if args.json:
         print_json({"log": report.log, "ok": report.ok, "events": report.events,
-                    "head_hash": report.head_hash, "breaks": report.breaks,
+                    "position": report.state.position, "head_hash": report.head_hash,
+                    "breaks": report.breaks, "findings": report.findings,
+                    "quarantined": report.quarantined,
+                    "signatures_checked": report.signatures_checked,
+                    "signed_through": report.state.signed_through,
                     "counts": report.state.counts()})
-    else:
-        print(f"{report.log}: {report.events} events, head {report.head_hash}")
-        for br in report.breaks:
-            print(f"  BREAK at offset {br.position} (seq {br.seq}): {br.reason}")
-        print("chain intact" if report.ok else f"{len(report.breaks)} break(s) found")
+        return 0 if report.ok else 4
+    print(f"{report.log}: {report.events} events, head "
+          f"{report.state.position}:{report.head_hash}")
+    _print_integrity(report, sys.stdout)
+    print("chain intact" if report.ok else f"{len(report.findings)} break(s) found")
     return 0 if report.ok else 4
 
 
+def _print_integrity(report: ReplayReport, out: Any) -> None:
+    if report.signatures_checked:
+        through = report.state.signed_through
+        print(f"  signatures: every one checked against the trust store; trusted through "
+              f"offset {through}" if through >= 0 else
+              "  signatures: checked against the trust store; none is trusted", file=out)
+    for line in _finding_lines(report.findings):
+        print(f"  {line}", file=out)
+    for q in report.quarantined:
+        print(f"  QUARANTINED offset {q.position} by {q.by} at {q.at:%Y-%m-%d %H:%M:%S} UTC: "
+              f"{q.reason} (it was {q.finding})", file=out)
+
+
+def _finding_lines(findings: list[Finding]) -> list[str]:
+    """One line per finding; a run of unsigned events is one line."""
+    lines: list[str] = []
+    unsigned: list[int] = []
+    for finding in [*findings, Finding(-1, "end", "")]:
+        if finding.kind == "unsigned":
+            unsigned.append(finding.position)
+            continue
+        if unsigned:
+            lines.append(f"UNSIGNED offsets {unsigned[0]}..{unsigned[-1]} ({len(unsigned)} "
+                         "event(s)): no trusted signature covers them")
+            unsigned = []
+        if finding.kind == "break":
+            lines.append(f"BREAK at offset {finding.position} (seq {finding.seq}): "
+                         f"{finding.reason}")
+        elif finding.kind != "end":
+            lines.append(f"{finding.kind.upper()} at offset {finding.position}: "
+                         f"{finding.reason}")
+    return lines
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Replay the audit log, verify its hash chain, and export a compliance report."""
+    """Replay the audit log, verify it, and export a compliance report."""
     s = settings(args)
     report = api.replay(s.bus, s.namespace, since=parse_time(args.since),
-                        until=parse_time(args.until, "--until"), options=s.bus_options)
+                        until=parse_time(args.until, "--until"), options=s.bus_options,
+                        trust=trust_of(s), expect=_expected(args))
     text = render(report, args.format)
     if args.output and args.output != "-":
         with open(args.output, "w", encoding="utf-8", newline="") as out:
@@ -67,9 +118,37 @@ def cmd_replay(args: argparse.Namespace) -> int:
                   f"chain {'intact' if report.ok else 'BROKEN'}", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    for br in report.breaks:
-        print(f"BREAK at offset {br.position} (seq {br.seq}): {br.reason}", file=sys.stderr)
+    for line in _finding_lines(report.findings):
+        print(line, file=sys.stderr)
     return 0 if report.ok else 4
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    """Print the log's latest signed point as JSON: publish it, and `verify --checkpoint`
+    proves later that the log still holds it (nothing cut off, nothing rewritten)."""
+    s = settings(args)
+    sys.stdout.write(api.checkpoint(s.bus, s.namespace, s.bus_options,
+                                    trust=trust_of(s)).to_json())
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """Record, under the lock, that the record at --offset is not part of the history
+    (undecodable, not a valid event, or not covered by a trusted signature). Audited."""
+    finding = api.quarantine(settings(args), args.offset, args.reason)
+    if not args.quiet:
+        print(f"quarantined the record at offset {args.offset} ({finding.kind}: "
+              f"{finding.reason}); every reader now skips it, and shows that it did")
+    return 0
+
+
+def cmd_vouch(args: argparse.Namespace) -> int:
+    """Record, under the lock, that the unsigned history up to --through (written before
+    signing was configured) is authentic; this run's signature then covers it. Audited."""
+    count = api.vouch(settings(args), args.through, args.reason)
+    if not args.quiet:
+        print(f"vouched for {count} unsigned event(s) up to offset {args.through}")
+    return 0
 
 
 def register(add: Any) -> None:
@@ -79,9 +158,23 @@ def register(add: Any) -> None:
     p.add_argument("--run", help="only events of this run id")
     p.add_argument("--since", help="ISO time, e.g. 2026-11-27T10:00 (UTC unless an offset)")
     p.add_argument("--until", help="ISO time")
-    add("verify", cmd_verify)
-    p = add("replay", cmd_replay)
+    for name, handler in (("verify", cmd_verify), ("replay", cmd_replay)):
+        p = add(name, handler)
+        p.add_argument("--checkpoint", action="append", metavar="FILE",
+                       help="a checkpoint (from `flamingock-es checkpoint`) the log must "
+                            "still hold; repeatable")
+        p.add_argument("--expect-head", action="append", metavar="OFFSET:HASH",
+                       help="an event the log must still hold, as `verify` prints its head")
     p.add_argument("--since", help="ISO time: report changes from then on")
     p.add_argument("--until", help="ISO time")
     p.add_argument("--format", choices=FORMATS, default="json")
     p.add_argument("--output", "-o", help="file to write (default: stdout)")
+    add("checkpoint", cmd_checkpoint)
+    p = add("quarantine", cmd_quarantine)
+    p.add_argument("--offset", type=int, required=True,
+                   help="the record's offset, as the error or `verify` names it")
+    p.add_argument("--reason", required=True, help="why; written to the audit log")
+    p = add("vouch", cmd_vouch)
+    p.add_argument("--through", type=int, required=True,
+                   help="the log's head offset as you checked it (`verify` prints it)")
+    p.add_argument("--reason", required=True, help="why; written to the audit log")

@@ -7,8 +7,9 @@ import sys
 from typing import Any
 
 from ..events import RunOutcome
-from ..requests import request_changes
+from ..requests import DEFAULT_TTL, request_changes
 from ..serve import serve
+from ..trust import load_signer
 from .output import print_json, progress, settings, workflow
 
 __all__ = ["register"]
@@ -17,10 +18,12 @@ __all__ = ["register"]
 def cmd_request(args: argparse.Namespace) -> int:
     """Publish a change request to the bus for `serve` to execute (optionally --wait)."""
     s = settings(args)
+    key = args.key or s.signing_key
     answer = request_changes(
         s.bus, s.namespace, stages=args.stage, units=args.unit, undo_to=args.undo_to,
         reason=args.reason, requested_by=args.requested_by, service=args.service,
-        request_id=args.id, wait=args.wait, timeout=args.timeout, options=s.bus_options)
+        request_id=args.id, wait=args.wait, timeout=args.timeout, options=s.bus_options,
+        signer=load_signer(key) if key else None, ttl=args.ttl)
     if isinstance(answer, str):
         print_json({"request_id": answer}) if args.json else print(answer)
         return 0
@@ -36,11 +39,12 @@ def cmd_request(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Execute change requests from the bus for the workflow's namespace, until SIGTERM."""
     stats = serve(workflow(args), progress=progress(args), allow=args.allow or (),
-                  max_requests=args.max_requests, handle_signals=True)
+                  max_requests=args.max_requests, handle_signals=True,
+                  require_signed=args.require_signed)
     if not args.quiet:
         print(f"served {stats.handled} request(s): {stats.succeeded} succeeded, "
               f"{stats.failed} failed, {stats.rejected} rejected, {stats.duplicates} "
-              "duplicate(s)", file=sys.stderr)
+              f"duplicate(s), {stats.dead_letters} dead letter(s)", file=sys.stderr)
     return 0
 
 
@@ -56,7 +60,13 @@ def register(add: Any) -> None:
     p.add_argument("--id", help="request id (default: a new UUID); a repeated id runs once")
     p.add_argument("--wait", action="store_true", help="wait for the outcome")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds for --wait")
+    p.add_argument("--key", help="sign with this private key (default: signing_key in the "
+                                 "settings, or FLAMINGOCK_SIGNING_KEY)")
+    p.add_argument("--ttl", type=float, default=DEFAULT_TTL,
+                   help=f"seconds the request stays valid (default {DEFAULT_TTL:g})")
     p = add("serve", cmd_serve)
     p.add_argument("--allow", action="append", help="only requests by this principal "
                    "(repeatable; default: anyone who can write the requests topic)")
     p.add_argument("--max-requests", type=int, help="exit after this many requests")
+    p.add_argument("--require-signed", action="store_true",
+                   help="refuse unsigned requests even without a trust store")

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from ..projections import ProjectedBatch, ProjectionReader, open_store, run_projection
 from ..settings import DEFAULT_STORE
+from ..trust import trust_of
 from .output import settings
 
 __all__ = ["register"]
@@ -21,6 +22,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     """Project the audit log into the read-side store (follows the log unless --once)."""
     s = settings(args)
     stop = threading.Event()
+    trust = trust_of(s)
 
     def progress(batch: ProjectedBatch) -> None:
         if not args.quiet:
@@ -36,7 +38,7 @@ def cmd_project(args: argparse.Namespace) -> int:
         position = run_projection(s.bus, s.namespace, s.store, once=args.once,
                                   rebuild=args.rebuild, stop=stop, options=s.bus_options,
                                   store_options=s.store_options, on_batch=progress,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, trust=trust)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -53,24 +55,29 @@ def cmd_state(args: argparse.Namespace) -> int:
         print(f"flamingock-es: error: `state {what}` needs an id", file=sys.stderr)
         return 2
     store = open_store(s.store, s.store_options)
+    reader = ProjectionReader(store, s.namespace)
     try:
-        reader = ProjectionReader(store, s.namespace)
-        doc: Any
-        if what == "unit":
-            doc = reader.unit(ident)
-        elif what == "run":
-            doc = reader.run(ident)
-        elif what == "lock":
-            doc = reader.lock()
-        elif what == "units":
-            doc = reader.units()
-        else:
-            doc = reader.summary()
+        return _show(args, reader, what, ident)
     finally:
         store.close()
+
+
+def _show(args: argparse.Namespace, reader: ProjectionReader, what: str,
+          ident: str | None) -> int:
+    doc: Any
+    if what == "unit":
+        doc = reader.unit(str(ident))
+    elif what == "run":
+        doc = reader.run(str(ident))
+    elif what == "lock":
+        doc = reader.lock()
+    elif what == "units":
+        doc = reader.units()
+    else:
+        doc = reader.summary()
     if doc is None:
         target = f"{what} {ident}" if ident else what
-        print(f"no {target} in {store.name} for namespace {s.namespace!r} (has "
+        print(f"no {target} in {reader.store.name} for namespace {reader.namespace!r} (has "
               "`flamingock-es project` run?)", file=sys.stderr)
         return 1
     if args.json:
@@ -78,6 +85,13 @@ def cmd_state(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         _print(what, doc, sys.stdout)
+    summary = doc if what == "summary" else reader.summary()
+    stale = (summary or {}).get("stale")
+    if stale:
+        print(f"flamingock-es: STALE: the projection stopped before offset {stale['position']} "
+              f"({stale['kind']}: {stale['reason']}); what is shown may be out of date. "
+              f"{stale['resolve']}", file=sys.stderr)
+        return 4
     return 0
 
 

@@ -62,16 +62,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     if report.lock is not None:
         print(f"lock: last acquired by {report.lock.holder} (run {report.lock.run_id})")
     if report.attention:
-        print("\nneeds manual intervention:")
+        print("\nneeds manual intervention (check the target system, then record one):")
         for row in report.attention:
-            print(f"  {row.unit_id}: {row.detail}\n    {row.resolve}")
+            commands = "".join(f"\n    {line}" for line in (row.resolve or "").splitlines())
+            print(f"  {row.unit_id}: {row.detail}{commands}")
         return 7
     return 0
 
 
 def cmd_mark(args: argparse.Namespace) -> int:
     """Record a manual decision about a unit (applied or rolled back), with a reason."""
-    api.mark(workflow(args), args.unit_id, args.as_.replace("-", "_").upper(), args.reason)
+    api.mark(workflow(args), args.unit_id, args.as_.replace("-", "_").upper(), args.reason,
+             seen=args.seen)
     if not args.quiet:
         print(f"marked {args.unit_id} as {args.as_}")
     return 0
@@ -111,6 +113,9 @@ def register(add: Any) -> None:
     p.add_argument("unit_id")
     p.add_argument("--as", dest="as_", required=True, choices=["applied", "rolled-back"])
     p.add_argument("--reason", required=True, help="why; written to the audit log")
+    p.add_argument("--seen", type=int, metavar="OFFSET",
+                   help="the offset of the unit's last event as you saw it (`status` prints "
+                        "it): refused if the unit changed since (default: as this mark starts)")
     p = add("undo", cmd_undo)
     p.add_argument("--to", required=True, help="the last unit to keep applied")
     p = add("wait", cmd_wait)

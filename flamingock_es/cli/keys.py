@@ -1,0 +1,91 @@
+"""``keys``: create signing keys, list the trust store, export a public key to share."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..errors import ConfigError
+from ..trust import generate_key, key_id, load_signer, public_pem, trust_of
+from .output import print_json, settings, table
+
+__all__ = ["register"]
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Signing keys: `generate NAME`, `list` (the trust store), `export [FILE]`."""
+    if args.action == "generate":
+        return _generate(args)
+    if args.action == "list":
+        return _list(args)
+    return _export(args)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    if not args.name:
+        raise ConfigError("keys generate needs a NAME, e.g. `flamingock-es keys generate "
+                          "runner-prod`")
+    private, public, ident = generate_key(args.name, Path(args.dir))
+    ns = settings(args).namespace
+    print(f"created {private} (the private key: keep it secret; readable by you only)")
+    print(f"created {public} (the public key: share it)")
+    print(f"key id {ident}\n\nto trust it, add to flamingock.yaml (write: a runner; request: "
+          "a requester):\n"
+          f"  trust:\n    - key: {public}\n      principal: {args.name}\n      write: [{ns}]\n"
+          f"and, on the machine that signs with it: signing_key: {private}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    s = settings(args)
+    store = trust_of(s)
+    entries = sorted(store.keys.values(), key=lambda k: k.principal) if store else []
+    if args.json:
+        print_json([{"key_id": k.key_id, "principal": k.principal, "write": sorted(k.write),
+                     "request": sorted(k.request), "key": k.source} for k in entries])
+        return 0
+    if store is None:
+        print("no trust store: signatures are not checked (see docs/compliance.md)")
+    else:
+        print(f"trust store {store.source}:")
+        table([("key id", "principal", "write", "request", "public key"),
+               *((k.key_id, k.principal, ",".join(sorted(k.write)) or "-",
+                  ",".join(sorted(k.request)) or "-", k.source) for k in entries)],
+              indent="  ")
+    if s.signing_key:
+        print(f"this runner signs with {s.signing_key} (key id "
+              f"{load_signer(s.signing_key).key_id})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    path = args.name or settings(args).signing_key
+    if not path:
+        raise ConfigError("keys export needs a key file, or a signing_key in the settings")
+    data = Path(path).read_bytes() if Path(path).exists() else b""
+    if b"PRIVATE KEY" in data:
+        public = load_signer(path).public_key
+    else:
+        try:
+            loaded = serialization.load_pem_public_key(data)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: not a PEM key file ({exc})") from exc
+        if not isinstance(loaded, Ed25519PublicKey):
+            raise ConfigError(f"{path}: not an Ed25519 key")
+        public = loaded
+    print(f"# key id {key_id(public)}")
+    print(public_pem(public), end="")
+    return 0
+
+
+def register(add: Any) -> None:
+    p = add("keys", cmd_keys)
+    p.add_argument("action", choices=["generate", "list", "export"])
+    p.add_argument("name", nargs="?", help="generate: the key's name; export: a key file "
+                                           "(default: the signing key in the settings)")
+    p.add_argument("--dir", default="keys", help="generate: where to write the key files "
+                                                 "(default: ./keys)")
