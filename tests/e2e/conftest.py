@@ -3,7 +3,10 @@
 Units record their side effects by appending a line to ``effects.txt`` in the project, so a
 test can count how often each one really ran. Flag files steer them: ``fail-<id>`` makes an
 apply raise, ``fail-rollback-<id>`` its rollback, ``hold-<id>`` parks the apply until
-``release-<id>`` exists, ``slow-<id>`` makes it take 1.5 s.
+``release-<id>`` exists, ``slow-<id>`` makes it take 1.5 s, ``fill-disk-<id>`` fills the
+filesystem named in the file ``disk`` until one page is left, ``fail-big-<id>`` raises with a
+20 kB message, ``not-started-<id>`` raises ``StepNotStarted`` before doing anything. The
+environment variable ``PAD_U2`` makes u2's parameters that many bytes long.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 import textwrap
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,12 +31,15 @@ stages:
 """
 
 UNITS = '''\
+import os
 import time
 from pathlib import Path
 
 from flamingock_es import change_unit
+from flamingock_es.errors import StepNotStarted
 
 RECOVERY = "{recovery}"
+PAD = {{"pad": "x" * int(os.environ.get("PAD_U2", "0"))}}
 
 
 def _note(line):
@@ -40,8 +47,28 @@ def _note(line):
         f.write(line + "\\n")
 
 
+def _fill_disk():
+    """Fill the log's filesystem for real, until one page is free."""
+    where = Path(Path("disk").read_text().strip())
+    with open(where / "filler", "ab") as f:
+        while True:
+            stat = os.statvfs(where)
+            free = stat.f_bavail * stat.f_frsize
+            if free <= stat.f_frsize:
+                return
+            f.write(bytes(min(free - stat.f_frsize, 1 << 20)))
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def _apply(uid):
+    if Path(f"not-started-{{uid}}").exists():
+        raise StepNotStarted(f"{{uid}}: its precondition does not hold")
     _note(f"start {{uid}}")
+    if Path(f"fill-disk-{{uid}}").exists():
+        _fill_disk()
+    if Path(f"fail-big-{{uid}}").exists():
+        raise RuntimeError(f"{{uid}} boom " + "y" * 20000)
     if Path(f"slow-{{uid}}").exists():
         time.sleep(1.5)
     if Path(f"hold-{{uid}}").exists():
@@ -72,7 +99,8 @@ def undo_u2(ctx):
     _rollback(ctx.unit_id)
 
 
-@change_unit(id="u2", order=2, author="ana", rollback=undo_u2, recovery=RECOVERY)
+@change_unit(id="u2", order=2, author="ana", rollback=undo_u2, recovery=RECOVERY,
+             parameters=PAD)
 def u2(ctx):
     _apply(ctx.unit_id)
 
@@ -164,6 +192,31 @@ class Project:
 def reseal(record: bytes) -> bytes:
     """A frame for ``record`` with a correct length and CRC."""
     return _FRAME.pack(len(record), zlib.crc32(record)) + record
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB tmpfs mounted for the test: a filesystem that truly fills up."""
+    yield from _mounted(tmp_path / "disk", "size=1m")
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real read-only tmpfs: every write to it fails with EROFS, even as root."""
+    yield from _mounted(tmp_path / "ro", "size=64k,ro")
+
+
+def _mounted(where: Path, options: str) -> Iterator[Path]:
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs at {where} (the fault tests need root, as CI has): "
+                    f"{done.stderr.strip()}", pytrace=False)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 @pytest.fixture

@@ -29,13 +29,16 @@ def killed_in_apply_of_u2(project: Project) -> None:
 def test_a_killed_run_leaves_the_unit_in_doubt_and_manual_intervention_refuses(
         project: Project) -> None:
     killed_in_apply_of_u2(project)
-    mark = 'flamingock-es mark u2 --as applied|rolled-back --reason "..."'
+    seen = project.frames()[-1][0]  # the offset of u2's ChangeStarted, its last event
+    mark = f'flamingock-es mark u2 --as applied --reason "..." --seen {seen}'
+    other = f'flamingock-es mark u2 --as rolled-back --reason "..." --seen {seen}'
 
     status = ok(project.cli("status"), 7)
     (row,) = [line for line in status.stdout.splitlines() if "main/u2" in line]
     assert "STARTED" in row
     assert "in doubt" in row
     assert mark in status.stdout
+    assert other in status.stdout  # one concrete command for each decision, never a template
 
     refused = ok(project.cli("run"), 7)
     assert "unit 'u2' is in doubt: started, never finished (the process died)" in refused.stderr

@@ -102,7 +102,7 @@ def test_a_failed_rollback_shows_both_errors(project: Project) -> None:
     failed = [e["payload"] for e in events if e["payload"]["type"] == "CompensationFailed"]
     assert failed[0]["original_error"]["message"] == "u3 boom"
     assert failed[0]["error"]["message"] == "rollback of u3 boom"
-    assert ok(project.cli("run"), 7).stderr.count("flamingock-es mark u3") == 1
+    assert ok(project.cli("run"), 7).stderr.count("flamingock-es mark u3 --as rolled-back") == 1
 
 
 def test_plan_shows_what_run_would_do_and_writes_nothing(project: Project) -> None:
