@@ -105,7 +105,6 @@ def to_html(report: ReplayReport, generated_at: datetime | None = None) -> str:
     steps = all_steps(report)
     findings = Findings(report, steps)
     anchors = Anchors(report)
-    marks_link_to = {row.position: Anchors.step(row) for row in steps}
     body = [
         _header(report, generated),
         "<main>",
@@ -114,7 +113,7 @@ def to_html(report: ReplayReport, generated_at: datetime | None = None) -> str:
         f'<h2 id="runs">Runs ({len(report.runs)})</h2>',
         run_sections(report, steps, findings, anchors),
         '<h2 id="timeline">Timeline per unit</h2>',
-        timeline(steps, _unit_badges(report), marks_link_to),
+        timeline(steps, _unit_badges(report), findings),
         "</main>",
         f"<footer><p class=\"meta\">Generated {text(generated)} by flamingock-es "
         f"{text(__version__)}. Head hash {identifier(report.head_hash, 16)} at "

@@ -22,6 +22,7 @@ from .humanize import (
     trigger_text,
 )
 from .replay import ChangeRow, ReplayReport, RunRow
+from .steps import step_anchor
 
 __all__ = ["Anchors", "outcome_badge", "run_sections", "status_badge"]
 
@@ -39,9 +40,7 @@ class Anchors:
         # A step whose run started before the selected range gets a section of its own.
         return self._runs.setdefault(run_id, f"run-{len(self._runs) + 1}")
 
-    @staticmethod
-    def step(row: ChangeRow) -> str:
-        return f"step-{row.position}"
+    step = staticmethod(step_anchor)
 
 
 def status_badge(status: str) -> str:
@@ -55,21 +54,26 @@ def _unverified(finding: Finding | None) -> str:
             f"finding {finding.number}</a>")
 
 
+def _labelled(label: str, html: str) -> str:
+    # The space keeps label and value apart when the page is copied or read aloud.
+    return f'<span class="label">{label}</span> {html}'
+
+
 def _details(row: ChangeRow, run_trace: str) -> str:
     parts = []
     if row.action == "mark":
-        parts.append(f'<span class="label">Reason</span>{expandable(row.error, css="reason")}')
+        parts.append(_labelled("Reason", expandable(row.error, css="reason")))
     elif in_doubt(row):
-        parts.append('<span class="label">In doubt</span>started, no outcome recorded: '
-                     "the process died mid-change")
+        parts.append(_labelled("In doubt", "started, no outcome recorded: the process died "
+                                           "mid-change"))
     elif row.error:
-        parts.append(f'<span class="label">Error</span>{expandable(row.error, css="error")}')
+        parts.append(_labelled("Error", expandable(row.error, css="error")))
     if row.template:
-        parts.append(f'<span class="label">Template</span>{text(row.template)}')
+        parts.append(_labelled("Template", text(row.template)))
     if row.parameters not in ("", "{}"):
-        parts.append(f'<span class="label">Parameters</span>{_parameters(row.parameters)}')
+        parts.append(_labelled("Parameters", _parameters(row.parameters)))
     if row.trace_id and row.trace_id != run_trace:
-        parts.append(f'<span class="label">Trace</span>{identifier(row.trace_id)}')
+        parts.append(_labelled("Trace", identifier(row.trace_id)))
     return "<br>".join(parts)
 
 
@@ -96,7 +100,7 @@ def _step_row(row: ChangeRow, findings: Findings, run_trace: str) -> str:
         + (f"<br>{_unverified(finding)}" if finding else "") + "</td>",
         f'<td class="num">{text(duration(row.duration_ms))}</td>',
         f'<td class="num">{row.attempt}</td>',
-        f"<td>{identifier(row.checksum) if row.checksum else ''}</td>",
+        f"<td class=\"checksum\">{identifier(row.checksum) if row.checksum else ''}</td>",
         f"<td>{_details(row, run_trace)}</td>",
     ]
     tainted = ' class="tainted"' if finding else ""
@@ -110,8 +114,7 @@ def _requested(run: RunRow) -> str:
                 "</div></div>")
     who = (f'<div class="name">{text(run.requested_by)}</div>' if run.requested_by else
            '<div class="name muted">not recorded by this log</div>')
-    reason = (f'<div><span class="label">Reason</span>'
-              f'{expandable(run.request_reason, css="reason")}</div>'
+    reason = (f'<div>{_labelled("Reason", expandable(run.request_reason, css="reason"))}</div>'
               if run.request_reason else "")
     request = (f'<div class="muted">request <code class="id">{text(run.request_id)}</code></div>'
                if run.request_id else "")

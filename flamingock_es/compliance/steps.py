@@ -23,7 +23,7 @@ from ..events import (
 from .humanize import parse_time
 from .replay import ChangeRow, ReplayReport
 
-__all__ = ["all_steps"]
+__all__ = ["all_steps", "step_anchor"]
 
 _ENDS = (ChangeSucceeded, ChangeFailed, CompensationSucceeded, CompensationFailed)
 IN_DOUBT = "in doubt: started, no outcome recorded"
@@ -81,6 +81,11 @@ def _in_range(report: ReplayReport, row: ChangeRow) -> bool:
                           parse_time(report.until or ""))
     assert when is not None
     return (since is None or when >= since) and (until is None or when <= until)
+
+
+def step_anchor(row: ChangeRow) -> str:
+    """The ``id`` of a step's row on the page: its position, unique in a log."""
+    return f"step-{row.position}"
 
 
 def all_steps(report: ReplayReport) -> list[ChangeRow]:

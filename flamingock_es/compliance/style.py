@@ -130,6 +130,7 @@ min-height:30px}
 font:700 10px/20px system-ui,sans-serif;
 text-align:center;text-decoration:none;overflow:hidden;border:1px solid rgba(0,0,0,.35)}
 .mark:hover,.mark:focus{outline:2px solid var(--ink);z-index:2}
+.mark.tainted{outline:2px dashed var(--bad);outline-offset:1px}
 .swatch{display:inline-block;min-width:2.2em;height:18px;border-radius:4px;text-align:center;
 font:700 10px/18px system-ui,sans-serif;border:1px solid rgba(0,0,0,.35)}
 .axis{position:relative;height:34px;border-top:1px solid #8a93a0}
@@ -159,6 +160,8 @@ th{background:#eee;color:#000}
 .muted,.meta,.facts dt,.label{color:#333}
 .error{color:#000;font-weight:600}
 tr.tainted>td:first-child{box-shadow:inset 4px 0 0 #000}
+.mark.tainted{outline-color:#000}
+td.checksum{width:18ch}
 }
 """
 

@@ -11,9 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from .findings import Findings
 from .htmlkit import css_token, text
 from .humanize import duration, human_time, parse_time
 from .replay import ChangeRow
+from .steps import step_anchor
 from .style import STATUSES
 
 __all__ = ["Scale", "legend", "timeline"]
@@ -111,23 +113,26 @@ def _hover(row: ChangeRow) -> str:
     return " \u00b7 ".join(p for p in parts if p)
 
 
-def _mark_html(mark: _Mark, anchor: str) -> str:
+def _mark_html(mark: _Mark, findings: Findings) -> str:
     tone = STATUSES.get(mark.row.status)
     letter = tone.letter if tone else "\u2022"
+    finding = findings.of_step(mark.row)
+    hover = _hover(mark.row) + (f" \u00b7 UNVERIFIED: after finding {finding.number}"
+                                if finding else "")
+    tainted = " tainted" if finding else ""
     # Keep the mark inside the lane when it sits at the right end.
     left = min(mark.left, 97.0)
-    return (f'<a class="mark s-{css_token(mark.row.status)}" href="#{text(anchor)}" '
-            f'style="left:{left:.2f}%;width:{mark.width:.2f}%;'
-            f'top:{mark.lane_row * _ROW_PX + 4}px" title="{text(_hover(mark.row))}">'
-            f"{text(letter)}</a>")
+    return (f'<a class="mark s-{css_token(mark.row.status)}{tainted}" '
+            f'href="#{step_anchor(mark.row)}" style="left:{left:.2f}%;width:{mark.width:.2f}%;'
+            f'top:{mark.lane_row * _ROW_PX + 4}px" title="{text(hover)}">{text(letter)}</a>')
 
 
 def _lane(unit_id: str, status_badge: str, steps: list[ChangeRow], scale: Scale,
-          ticks: list[float], anchor_of: dict[int, str]) -> str:
+          ticks: list[float], findings: Findings) -> str:
     marks = _marks(steps, scale)
     rows = 1 + max((m.lane_row for m in marks), default=0)
     grid = "".join(f'<span class="grid" style="left:{t:.2f}%"></span>' for t in ticks)
-    inner = "".join(_mark_html(m, anchor_of[m.row.position]) for m in marks)
+    inner = "".join(_mark_html(m, findings) for m in marks)
     count = f'{len(steps)} step{"s" if len(steps) != 1 else ""}'
     return (f'<div class="unit"><strong class="wrap">{text(unit_id)}</strong><br>'
             f'{status_badge} <span class="muted">{count}</span></div>'
@@ -148,12 +153,11 @@ def legend() -> str:
     return f'<ul class="legend" aria-label="Status colours">{items}</ul>'
 
 
-def timeline(rows: list[ChangeRow], unit_badges: dict[str, str],
-             anchor_of: dict[int, str]) -> str:
+def timeline(rows: list[ChangeRow], unit_badges: dict[str, str], findings: Findings) -> str:
     """Lanes for the units of ``rows`` (in order of first appearance), with an axis.
 
-    ``unit_badges`` gives each unit's final-status badge, ``anchor_of`` each row's anchor
-    (by position) for the link from its mark.
+    ``unit_badges`` gives each unit's final-status badge; a step that ``findings`` leave
+    unverified has its mark outlined and says so.
     """
     scale = Scale.of(rows)
     if scale is None:
@@ -164,7 +168,7 @@ def timeline(rows: list[ChangeRow], unit_badges: dict[str, str],
     tick_times = scale.ticks()
     tick_pct = [scale.percent(t) for t in tick_times]
     lanes = "".join(_lane(unit_id, unit_badges.get(unit_id, ""), steps, scale, tick_pct,
-                          anchor_of) for unit_id, steps in units.items())
+                          findings) for unit_id, steps in units.items())
     labels = "".join(f'<span class="tick{_edge(p)}" style="left:{p:.2f}%">'
                      f"{text(scale.label(t))}</span>"
                      for t, p in zip(tick_times, tick_pct, strict=True))

@@ -271,6 +271,9 @@ def test_rows_at_or_after_a_break_are_marked_and_linked_both_ways(
                 for s in page.iter("section") if "run" in _classes(s)}
     assert set(sections) == set(runs)
     assert ["tainted" in _classes(s) for s in sections.values()] == [False, True, True, True]
+    marks = [a for a in page.iter("a") if "mark" in _classes(a)]
+    assert [("tainted" in _classes(a), "UNVERIFIED" in (a.get("title") or "")) for a in marks] \
+        == [(int(a.get("href", "")[6:]) >= chain_break.position,) * 2 for a in marks]
     finding_links = [a.get("href") for a in _by_id(page, "finding-1").iter("a")]
     first_step = min((r for r in all_steps(report) if r.position >= chain_break.position),
                      key=lambda r: r.position)
