@@ -125,6 +125,7 @@ font-size:12px}
 .timeline .unit{padding:4px 0;border-bottom:1px solid var(--line)}
 .lane{position:relative;border-bottom:1px solid var(--line);background:var(--soft);
 min-height:30px}
+.track{position:absolute;top:0;bottom:0;left:0;right:2.8em}
 .grid{position:absolute;top:0;bottom:0;border-left:1px dashed #c9ced6}
 .mark{position:absolute;height:20px;min-width:2.4em;padding:0 2px;border-radius:4px;
 font:700 10px/20px system-ui,sans-serif;
@@ -153,7 +154,10 @@ nav,.screen-only{display:none!important}
 a{color:inherit;text-decoration:none}
 h2{break-after:avoid}
 .banner,.summary section,tr,.legend,.who{break-inside:avoid}
-.run{break-before:page;border-color:#000}
+#runs,.run+.run{break-before:page}
+.run{border-color:#000}
+table{font-size:9pt}td.when{white-space:normal}
+.summary{grid-template-columns:1fr 1fr}
 .run.tainted{border-style:double}
 .run:target,tr:target>td{outline:none}
 th{background:#eee;color:#000}
@@ -161,7 +165,7 @@ th{background:#eee;color:#000}
 .error{color:#000;font-weight:600}
 tr.tainted>td:first-child{box-shadow:inset 4px 0 0 #000}
 .mark.tainted{outline-color:#000}
-td.checksum{width:18ch}
+td.checksum{width:24ch}td.checksum code{font-size:8pt}
 }
 """
 

@@ -120,10 +120,9 @@ def _mark_html(mark: _Mark, findings: Findings) -> str:
     hover = _hover(mark.row) + (f" \u00b7 UNVERIFIED: after finding {finding.number}"
                                 if finding else "")
     tainted = " tainted" if finding else ""
-    # Keep the mark inside the lane when it sits at the right end.
-    left = min(mark.left, 97.0)
     return (f'<a class="mark s-{css_token(mark.row.status)}{tainted}" '
-            f'href="#{step_anchor(mark.row)}" style="left:{left:.2f}%;width:{mark.width:.2f}%;'
+            f'href="#{step_anchor(mark.row)}" style="left:{mark.left:.2f}%;'
+            f'width:{mark.width:.2f}%;'
             f'top:{mark.lane_row * _ROW_PX + 4}px" title="{text(hover)}">{text(letter)}</a>')
 
 
@@ -136,7 +135,8 @@ def _lane(unit_id: str, status_badge: str, steps: list[ChangeRow], scale: Scale,
     count = f'{len(steps)} step{"s" if len(steps) != 1 else ""}'
     return (f'<div class="unit"><strong class="wrap">{text(unit_id)}</strong><br>'
             f'{status_badge} <span class="muted">{count}</span></div>'
-            f'<div class="lane" style="min-height:{rows * _ROW_PX + 8}px">{grid}{inner}</div>')
+            f'<div class="lane" style="min-height:{rows * _ROW_PX + 8}px">'
+            f'<div class="track">{grid}{inner}</div></div>')
 
 
 def _edge(percent: float) -> str:
@@ -173,7 +173,7 @@ def timeline(rows: list[ChangeRow], unit_badges: dict[str, str], findings: Findi
                      f"{text(scale.label(t))}</span>"
                      for t, p in zip(tick_times, tick_pct, strict=True))
     axis = (f'<div class="axis-caption">{text(scale.caption())}</div>'
-            f'<div class="axis">{labels}</div>')
+            f'<div class="axis"><div class="track">{labels}</div></div>')
     span = (f"From {human_time(scale.start)} to {human_time(scale.end)} "
             f"({duration(scale.seconds * 1000)}).")
     return (f'{legend()}<p class="muted">{text(span)} Each mark is a step; select it '

@@ -366,7 +366,7 @@ def test_the_timeline_has_a_lane_per_unit_an_axis_and_a_legend(report: ReplayRep
     assert len(marks) == len(steps)
     assert {m.get("href") for m in marks} == {f"#step-{r.position}" for r in steps}
     assert all(m.get("title") for m in marks)
-    assert timeline.findall(".//div[@class='axis']/span[@class='tick']")
+    assert timeline.findall(".//div[@class='axis']//span[@class='tick']")
     legend = _text(page.find(".//ul[@class='legend']"))
     for status in ("APPLIED", "FAILED", "ROLLED_BACK", "ROLLBACK_FAILED", "STARTED",
                    "MANUAL_MARKED_AS_APPLIED", "MANUAL_MARKED_AS_ROLLED_BACK"):
@@ -398,7 +398,7 @@ def test_markup_in_the_log_is_shown_never_run(tmp_path: Path) -> None:
 def test_print_rules_keep_everything_readable_on_paper(report: ReplayReport) -> None:
     html = to_html(report)
     print_css = html[html.index("@media print"):]
-    assert ".run{break-before:page" in print_css
+    assert "#runs,.run+.run{break-before:page}" in print_css
     assert ".print-only{display:revert!important}" in print_css
     assert ".screen-only{display:none!important}" in print_css or \
         "nav,.screen-only{display:none!important}" in print_css
