@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 
 from .._version import __version__
 from .findings import Finding, Findings
-from .htmlkit import identifier, text, time_tag
+from .htmlkit import facts, identifier, text, time_tag
 from .humanize import human_time
 from .replay import ReplayReport
 from .run_sections import Anchors, run_sections, status_badge
-from .steps import all_steps
+from .steps import all_steps, step_anchor
 from .style import stylesheet
 from .summary import summary
 from .timeline import timeline
@@ -36,29 +36,27 @@ def _verified_facts(report: ReplayReport) -> str:
     """What the verdict covers: the log, its events, their time range, the head hash."""
     records = report.records
     first_seq = records[0].event.seq if records else 0
-    facts = [
+    last_seq = records[-1].event.seq if records else first_seq
+    span = (f"{time_tag(records[0].event.time.isoformat())} to "
+            f"{time_tag(records[-1].event.time.isoformat())}" if records else "")
+    chosen = (f"from {time_tag(report.since or '') or 'the start'} until "
+              f"{time_tag(report.until or '') or 'the end'}; the chain is verified whole "
+              "regardless" if report.since or report.until else "")
+    return facts([
         ("Log", f'<code class="id">{text(report.log)}</code>'),
         ("Namespace", text(report.namespace)),
-        ("Events", f"{report.events} (sequence {first_seq} to "
-                   f"{records[-1].event.seq if records else first_seq}), read from the first"),
-    ]
-    if records:
-        facts.append(("Time range", f"{time_tag(records[0].event.time.isoformat())} to "
-                                    f"{time_tag(records[-1].event.time.isoformat())}"))
-    facts.append(("Head hash", f'<code class="id">{text(report.head_hash)}</code>'))
-    if report.since or report.until:
-        chosen = (f"from {time_tag(report.since or '') or 'the start'} "
-                  f"until {time_tag(report.until or '') or 'the end'}")
-        facts.append(("Rows shown", f"{chosen}; the chain is verified whole regardless"))
-    return ('<dl class="facts">'
-            + "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in facts) + "</dl>")
+        ("Events", f"{report.events} (sequence {first_seq} to {last_seq})"),
+        ("Time range", span),
+        ("Head hash", f'<code class="id">{text(report.head_hash)}</code>'),
+        ("Rows shown", chosen),
+    ])
 
 
 def _finding(finding: Finding, anchors: Anchors) -> str:
     links = []
     if finding.first_step is not None:
         step = finding.first_step
-        links.append(f'<a href="#{Anchors.step(step)}">step {step.seq}: '
+        links.append(f'<a href="#{step_anchor(step)}">step {step.seq}: '
                      f"{text(step.unit_id)} {text(step.action)}</a>")
     if finding.first_run is not None:
         links.append(f'<a href="#{anchors.run(finding.first_run.run_id)}">run '

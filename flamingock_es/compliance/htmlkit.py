@@ -9,6 +9,7 @@ values are shortened on screen with the full value one click (``<details>``) or 
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from html import escape
 
 from .humanize import compress_number_lists, human_time, parse_time, shorten
@@ -17,6 +18,7 @@ __all__ = [
     "badge",
     "css_token",
     "expandable",
+    "facts",
     "identifier",
     "table",
     "text",
@@ -37,13 +39,14 @@ def css_token(value: str) -> str:
 
 
 def time_tag(iso: str) -> str:
-    """An ISO time shown as ``2026-11-27 10:30:15 UTC``; the exact value in ``datetime``."""
-    if not iso:
-        return ""
+    """An ISO time shown as ``2026-11-27 10:30:15 UTC``; to the millisecond in ``datetime``
+    (HTML allows no finer), to the microsecond in the tooltip."""
     exact = parse_time(iso)
-    machine = exact.isoformat() if exact is not None else iso
+    if exact is None:
+        return ""
+    machine = exact.astimezone(UTC).isoformat(timespec="milliseconds")
     return (f'<time datetime="{text(machine)}" title="{text(iso)}">'
-            f"{text(human_time(iso))}</time>")
+            f"{text(human_time(exact))}</time>")
 
 
 def identifier(value: str, keep: int = 12) -> str:
@@ -69,10 +72,15 @@ def expandable(value: str, limit: int = 160, css: str = "", summary: str = "") -
             f'<pre class="print-only{classes}">{text(full)}</pre>')
 
 
-def badge(label: str, kind: str, title: str = "") -> str:
+def badge(label: str, kind: str) -> str:
     """A status word in a coloured box; the word itself carries the meaning in print."""
-    tip = f' title="{text(title)}"' if title else ""
-    return f'<span class="badge {text(kind)}"{tip}>{text(label)}</span>'
+    return f'<span class="badge {text(kind)}">{text(label)}</span>'
+
+
+def facts(pairs: list[tuple[str, str]]) -> str:
+    """A two-column list of facts: names, and values already in HTML; empty ones left out."""
+    items = "".join(f"<dt>{text(name)}</dt><dd>{value}</dd>" for name, value in pairs if value)
+    return f'<dl class="facts">{items}</dl>'
 
 
 def table(head: list[str], rows: list[str], css: str = "") -> str:

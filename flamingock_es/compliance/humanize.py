@@ -13,6 +13,7 @@ from .replay import ChangeRow, RunRow
 
 __all__ = [
     "INCOMPLETE",
+    "answers_request",
     "compress_number_lists",
     "duration",
     "human_time",
@@ -125,6 +126,11 @@ def outcome_text(run: RunRow) -> str:
 def trigger_text(trigger: str) -> str:
     """What started a run, in words."""
     return _TRIGGERS.get(trigger, f"trigger {trigger!r}" if trigger else "trigger not recorded")
+
+
+def answers_request(run: RunRow) -> bool:
+    """The run was asked for by a change request (rather than started directly)."""
+    return bool(run.request_id) or run.trigger == "request"
 
 
 def in_doubt(row: ChangeRow) -> bool:

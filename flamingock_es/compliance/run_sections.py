@@ -9,10 +9,12 @@ untrustworthy say so in words and link to the finding that explains why.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 from .findings import Finding, Findings
-from .htmlkit import badge, css_token, expandable, identifier, table, text, time_tag
+from .htmlkit import badge, css_token, expandable, facts, identifier, table, text, time_tag
 from .humanize import (
+    answers_request,
     duration,
     in_doubt,
     outcome_key,
@@ -21,7 +23,7 @@ from .humanize import (
     span_between,
     trigger_text,
 )
-from .replay import ChangeRow, ReplayReport, RunRow
+from .replay import ChangeRow, ReplayReport, RunRow, replay_records
 from .steps import step_anchor
 
 __all__ = ["Anchors", "outcome_badge", "run_sections", "status_badge"]
@@ -31,16 +33,15 @@ _STEP_COLUMNS = ["Seq", "Recorded", "Unit", "Action", "Status", "Took", "Attempt
 
 
 class Anchors:
-    """The ``id`` of each run section and step row, so findings and marks can link to them."""
+    """The ``id`` of each run's section, so findings can link to it (a step's row has
+    :func:`~.steps.step_anchor`)."""
 
     def __init__(self, report: ReplayReport) -> None:
         self._runs = {run.run_id: f"run-{i}" for i, run in enumerate(report.runs, start=1)}
 
     def run(self, run_id: str) -> str:
-        # A step whose run started before the selected range gets a section of its own.
+        # A run that started before the selected range is numbered when it is first shown.
         return self._runs.setdefault(run_id, f"run-{len(self._runs) + 1}")
-
-    step = staticmethod(step_anchor)
 
 
 def status_badge(status: str) -> str:
@@ -104,11 +105,11 @@ def _step_row(row: ChangeRow, findings: Findings, run_trace: str) -> str:
         f"<td>{_details(row, run_trace)}</td>",
     ]
     tainted = ' class="tainted"' if finding else ""
-    return f'<tr id="{Anchors.step(row)}"{tainted}>{"".join(cells)}</tr>'
+    return f'<tr id="{step_anchor(row)}"{tainted}>{"".join(cells)}</tr>'
 
 
 def _requested(run: RunRow) -> str:
-    if not (run.request_id or run.trigger == "request"):
+    if not answers_request(run):
         return ('<div class="requested"><div class="role">Requested by</div>'
                 f'<div class="muted">no change request: {text(trigger_text(run.trigger))}'
                 "</div></div>")
@@ -128,24 +129,19 @@ def _applied(run: RunRow) -> str:
             f'<div class="muted">{text(trigger_text(run.trigger))}</div></div>')
 
 
-def _facts(run: RunRow, outside_range: bool) -> str:
-    finished = time_tag(run.finished_at) or (
-        '<span class="muted">before the selected range</span>' if outside_range else
-        '<span class="muted">never: no outcome recorded</span>')
-    facts = [("Started", time_tag(run.started_at) or '<span class="muted">before the '
-              "selected range</span>"),
-             ("Finished", finished),
-             ("Took", text(duration(span_between(run.started_at, run.finished_at)))),
-             ]
-    if not outside_range:
-        facts += [("Applied", text(run.applied) or '<span class="muted">none</span>'),
-                  ("Compensated", text(run.compensated) or '<span class="muted">none</span>')]
-    if run.trace_id:
-        facts.append(("Trace id", f'<code class="id">{text(run.trace_id)}</code>'))
-    if run.error:
-        facts.append(("Error", expandable(run.error, css="error")))
-    items = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in facts if value)
-    return f'<dl class="facts">{items}</dl>'
+def _facts(run: RunRow) -> str:
+    none = '<span class="muted">none</span>'
+    trace = f'<code class="id">{text(run.trace_id)}</code>' if run.trace_id else ""
+    return facts([
+        ("Started", time_tag(run.started_at)),
+        ("Finished", time_tag(run.finished_at)
+         or '<span class="muted">never: no outcome recorded</span>'),
+        ("Took", text(duration(span_between(run.started_at, run.finished_at)))),
+        ("Applied", text(run.applied) or none),
+        ("Compensated", text(run.compensated) or none),
+        ("Trace id", trace),
+        ("Error", expandable(run.error, css="error") if run.error else ""),
+    ])
 
 
 def outcome_badge(run: RunRow) -> str:
@@ -155,7 +151,7 @@ def outcome_badge(run: RunRow) -> str:
 
 
 def _section(run: RunRow, steps: list[ChangeRow], findings: Findings, anchor: str,
-             outside_range: bool = False) -> str:
+             before_range: bool = False) -> str:
     finding = findings.of_run(run) or next(
         (f for f in map(findings.of_step, steps) if f is not None), None)
     rows = [_step_row(step, findings, run.trace_id) for step in steps]
@@ -163,33 +159,36 @@ def _section(run: RunRow, steps: list[ChangeRow], findings: Findings, anchor: st
             '<p class="muted">No change steps: nothing was pending, or nothing was '
             "started.</p>")
     tainted = " tainted" if finding else ""
-    outcome = (badge("outcome outside the selected range", "plain") if outside_range
-               else outcome_badge(run))
+    note = badge("started before the selected range", "plain") if before_range else ""
     return (f'<section class="run{tainted}" id="{anchor}"><header>'
             f'<h3>Run <code class="id">{text(run.run_id)}</code></h3>'
-            f"{outcome} {_unverified(finding)}</header>"
+            f"{outcome_badge(run)} {note} {_unverified(finding)}</header>"
             f'<div class="who">{_requested(run)}{_applied(run)}</div>'
-            f"{_facts(run, outside_range)}{body}</section>")
+            f"{_facts(run)}{body}</section>")
 
 
-def _run_of_orphan_steps(steps: list[ChangeRow]) -> RunRow:
-    """A stand-in for a run that started before the selected range, from its steps."""
-    first = steps[0]
-    return RunRow(run_id=first.run_id, trigger=first.trigger, request_id=first.request_id,
-                  requested_by="", request_reason="", principal=first.principal,
-                  host=first.host, started_at="", finished_at="", outcome="", applied="",
-                  compensated="", error="", trace_id=first.trace_id)
+def _runs_started_before(report: ReplayReport, run_ids: Iterable[str]) -> list[RunRow]:
+    """The rows of runs that started before ``--since`` but have steps after it.
+
+    The report lists runs by start time; replaying its records again with no window (rare:
+    only when a range cuts a run) gives their rows exactly as the replay makes them.
+    """
+    wanted = set(run_ids)
+    if not wanted:
+        return []
+    whole = replay_records(report.records, log=report.log, namespace=report.namespace)
+    return [run for run in whole.runs if run.run_id in wanted]
 
 
 def run_sections(report: ReplayReport, steps: list[ChangeRow], findings: Findings,
                  anchors: Anchors) -> str:
-    """A section per run in log order, each with its steps; then steps of runs outside the
-    selected time range, grouped by run."""
+    """A section per run in log order, each with its steps; then the runs that started
+    before the selected time range and have steps in it."""
     steps_of: dict[str, list[ChangeRow]] = {}
     for row in steps:
         steps_of.setdefault(row.run_id, []).append(row)
     out = [_section(run, steps_of.pop(run.run_id, []), findings, anchors.run(run.run_id))
            for run in report.runs]
-    out += [_section(_run_of_orphan_steps(rows), rows, findings, anchors.run(run_id),
-                     outside_range=True) for run_id, rows in steps_of.items()]
+    out += [_section(run, steps_of[run.run_id], findings, anchors.run(run.run_id),
+                     before_range=True) for run in _runs_started_before(report, steps_of)]
     return "".join(out) or '<p class="muted">No runs in this report.</p>'

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from .htmlkit import expandable, table, text
-from .humanize import INCOMPLETE, outcome_key
+from .humanize import INCOMPLETE, answers_request, outcome_key
 from .replay import ChangeRow, ReplayReport
 from .run_sections import outcome_badge, status_badge
 from .style import OUTCOMES, STATUSES
@@ -57,7 +57,7 @@ def _appliers(report: ReplayReport, steps: list[ChangeRow]) -> str:
 
 
 def _requesters(report: ReplayReport) -> str:
-    requested = [run for run in report.runs if run.request_id or run.trigger == "request"]
+    requested = [run for run in report.runs if answers_request(run)]
     runs = Counter(run.requested_by or "" for run in requested)
     unnamed = '<span class="muted">not recorded</span>'
     rows = [f'<tr><td>{text(who) if who else unnamed}</td><td class="num">{runs[who]}</td></tr>'

@@ -45,7 +45,7 @@ class Browser:
         self._closing.callback(_stop, process)
         try:
             self._socket: ClientConnection = self._closing.enter_context(
-                connect(_endpoint(profile, process), max_size=None, open_timeout=30))
+                connect(_endpoint(profile, process), max_size=None, open_timeout=60))
             self._next_id = 0
             self.events: list[dict[str, Any]] = []
             target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -68,7 +68,7 @@ class Browser:
     # The protocol ---------------------------------------------------------------------------
 
     def send(self, method: str, params: dict[str, Any] | None = None,
-             session: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+             session: str | None = None, timeout: float = 60.0) -> dict[str, Any]:
         """Send one command and return its result; events that arrive meanwhile are kept."""
         self._next_id += 1
         message: dict[str, Any] = {"id": self._next_id, "method": method,
@@ -94,7 +94,7 @@ class Browser:
             self.events.append(message)
         return message
 
-    def wait_for(self, method: str, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_for(self, method: str, timeout: float = 60.0) -> dict[str, Any]:
         """The first event named ``method`` (already received, or the next to come)."""
         deadline = time.monotonic() + timeout
         seen = 0
@@ -167,7 +167,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _endpoint(profile: Path, process: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
+def _endpoint(profile: Path, process: subprocess.Popen[bytes], timeout: float = 60.0) -> str:
     """The browser's websocket URL, from the DevToolsActivePort file Chromium writes."""
     port_file = profile / "DevToolsActivePort"
     deadline = time.monotonic() + timeout

@@ -1,7 +1,7 @@
 """The HTML compliance report of a real history, opened in headless Chromium.
 
-The CLI writes the history as a user would (a failed and compensated run, a change request
-served, a run killed mid-change, a person's mark, a clean run) and renders it; the browser
+The CLI writes the history as a user would (a run killed mid-change, a person's mark, a
+failed and compensated run, a change request served) and renders it; the browser
 checks what a reader sees: no console error, the verdict at the top, every run and step
 visible, nothing clipped, and the print rules showing the whole of every shortened value.
 Screenshots (and the printed PDF) are saved for CI as artefacts. Chromium is a requirement
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,11 @@ import pytest
 
 from .browser import INSTALL, Browser, chromium_path
 from .conftest import Project, ok, reseal
+from .test_recovery import killed_in_apply_of_u2
 
 pytestmark = pytest.mark.e2e
 
-MARK_REASON = "row is in the db"
+MARK_REASON = "reverted by hand"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,23 +48,13 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
 
 def _history(project: Project) -> None:
     """Every kind of run a report must show, written by the CLI."""
+    killed_in_apply_of_u2(project)  # u1 applied, then the runner dies in u2's apply
+    ok(project.cli("mark", "u2", "--as", "rolled-back", "--reason", MARK_REASON))
     project.flag("fail-u2")
-    ok(project.cli("run"), 8)  # u2 fails; u2 then u1 are compensated
+    ok(project.cli("run"), 8)  # u2 fails and is compensated
     project.unflag("fail-u2")
-    ok(project.cli("request", "--unit", "u1", "--reason", "CHG-1234 winter sale",
-                   "--requested-by", "alice"))
-    ok(project.cli("serve", "--max-requests", "1"))
-    (project.path / "effects.txt").unlink()  # so that the wait below sees this run's start
-    project.flag("hold-u2")
-    runner = project.spawn("run")
-    try:
-        project.wait_for_effect("start u2")
-    finally:
-        runner.send_signal(signal.SIGKILL)
-        runner.communicate(timeout=30)
-    project.unflag("hold-u2")
-    ok(project.cli("mark", "u2", "--as", "applied", "--reason", MARK_REASON))
-    ok(project.cli("run"))
+    ok(project.cli("request", "--reason", "CHG-1234 winter sale", "--requested-by", "alice"))
+    ok(project.cli("serve", "--max-requests", "1"))  # applies u2 and u3
 
 
 def _render(project: Project, bus: str | None = None, code: int = 0) -> tuple[Path, Any]:
@@ -129,7 +119,7 @@ def test_the_report_reads_well_in_a_browser_and_on_paper(project: Project,
     steps = _query(browser, "tr[id^='step-']")
     assert len(steps) == len(data["changes"]) + 1  # and the killed run's interrupted step
     assert all(s["height"] > 0 for s in steps)
-    (mark,) = [s for s in steps if "MANUAL_MARKED_AS_APPLIED" in s["text"]]
+    (mark,) = [s for s in steps if "MANUAL_MARKED_AS_ROLLED_BACK" in s["text"]]
     assert f"REASON {MARK_REASON}" in mark["text"]
     assert len(_query(browser, ".timeline a.mark")) == len(steps)
     assert browser.evaluate(OVERFLOWING) == []
@@ -152,7 +142,7 @@ def test_a_tampered_log_shows_its_finding_and_the_rows_it_leaves_unverified(
     (copy / "shop").mkdir(parents=True)
     frames = [record for _, record in project.frames()]
     (index,) = [i for i, record in enumerate(frames) if MARK_REASON.encode() in record]
-    frames[index] = frames[index].replace(MARK_REASON.encode(), b"row is in the DB")
+    frames[index] = frames[index].replace(MARK_REASON.encode(), b"reverted by HAND")
     (copy / "shop" / "audit.log").write_bytes(b"".join(reseal(r) for r in frames))
     page, data = _render(project, bus=f"local:{copy}", code=4)
     browser.open(page.as_uri())
@@ -164,7 +154,7 @@ def test_a_tampered_log_shows_its_finding_and_the_rows_it_leaves_unverified(
     target = browser.evaluate("document.querySelector('#finding-1 a').getAttribute('href')")
     (row,) = _query(browser, target)
     assert "tainted" in row["cls"]
-    assert "row is in the DB" in row["text"]
+    assert "reverted by HAND" in row["text"]
     position = data["breaks"][0]["position"]
     for step in _query(browser, "tr[id^='step-']"):
         assert ("tainted" in step["cls"]) is (int(step["id"].removeprefix("step-")) >= position)

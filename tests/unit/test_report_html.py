@@ -11,7 +11,7 @@ import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import html5lib
@@ -22,7 +22,12 @@ from flamingock_es.adapters.local import LocalEventLog
 from flamingock_es.api import replay
 from flamingock_es.compliance import ReplayReport, render
 from flamingock_es.compliance.html import to_html
-from flamingock_es.compliance.humanize import compress_number_lists, duration, human_time
+from flamingock_es.compliance.humanize import (
+    compress_number_lists,
+    duration,
+    human_time,
+    parse_time,
+)
 from flamingock_es.compliance.steps import all_steps
 from flamingock_es.compliance.timeline import Scale
 from flamingock_es.events import (
@@ -351,6 +356,23 @@ def test_a_long_list_of_status_codes_is_folded_and_long_values_are_kept_whole(
     assert checksum.get("title") == "9f" * 32
 
 
+def test_a_run_cut_by_the_time_range_keeps_its_steps_in_range_and_says_so(
+        tmp_path: Path) -> None:
+    _write_history(tmp_path)
+    whole = replay(f"local:{tmp_path}", "shop")
+    failed = next(r for r in whole.changes if r.status == "FAILED")
+    report = replay(f"local:{tmp_path}", "shop", since=parse_time(failed.time))
+    assert "r2-request" not in [r.run_id for r in report.runs]  # it started before
+    page = _tree(to_html(report, generated_at=GENERATED))
+    section = _section(page, "r2-request")
+    assert "started before the selected range" in _text(section.find(".//header"))
+    assert "ROLLED_BACK" in _text(section.find(".//header"))  # its outcome, from the log
+    assert [tr.get("id") for tr in section.findall(".//tbody/tr")] == [
+        f"step-{r.position}" for r in report.changes if r.run_id == "r2-request"]
+    assert "Rows shown from" in _text(_by_id(page, "verdict"))
+    assert "r1-cli" not in _text(page.find(".//main"))
+
+
 # The timeline --------------------------------------------------------------------------------
 
 
@@ -381,6 +403,10 @@ def test_axis_ticks_are_round_times_inside_the_range() -> None:
     assert all(scale.start <= t <= scale.end for t in ticks)
     assert [scale.label(t) for t in ticks[:2]] == ["10:31:00", "10:32:00"]
     assert scale.caption() == "UTC, 2026-11-27"
+    months = Scale(start, start + timedelta(days=90))
+    assert all(t.time() == time(0) for t in months.ticks())  # whole days
+    assert months.label(months.ticks()[0]) == "2026-12-03"
+    assert months.caption() == "UTC"
 
 
 # Escaping and print ---------------------------------------------------------------------------
