@@ -52,10 +52,12 @@ class Finding:
 
     @property
     def anchor(self) -> str:
+        """The ``id`` of the finding in the verdict, for the rows that link back to it."""
         return f"finding-{self.number}"
 
     @property
     def meaning(self) -> str:
+        """What the finding means, in words."""
         return meaning(self.reason)
 
 
@@ -86,6 +88,7 @@ class Findings:
         return self.items[index - 1] if index else None
 
     def of_step(self, row: ChangeRow) -> Finding | None:
+        """The finding that leaves this step unverified, if any."""
         return self.at(row.position)
 
     def of_run(self, row: RunRow) -> Finding | None:

@@ -40,11 +40,13 @@ class Anchors:
         self._runs = {run.run_id: f"run-{i}" for i, run in enumerate(report.runs, start=1)}
 
     def run(self, run_id: str) -> str:
+        """The ``id`` of the run's section."""
         # A run that started before the selected range is numbered when it is first shown.
         return self._runs.setdefault(run_id, f"run-{len(self._runs) + 1}")
 
 
 def status_badge(status: str) -> str:
+    """A unit status in its palette colour."""
     return badge(status, f"s-{css_token(status)}")
 
 

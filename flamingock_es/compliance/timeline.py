@@ -41,6 +41,7 @@ class Scale:
 
     @classmethod
     def of(cls, rows: Iterable[ChangeRow]) -> Scale | None:
+        """The range the steps' times span, or None when there are no steps."""
         times = [t for row in rows for t in (parse_time(row.started_at),
                                              parse_time(row.finished_at)) if t is not None]
         if not times:
@@ -52,9 +53,11 @@ class Scale:
 
     @property
     def seconds(self) -> float:
+        """The range's length."""
         return (self.end - self.start).total_seconds()
 
     def percent(self, when: datetime) -> float:
+        """Where ``when`` falls on a lane, from 0 (start) to 100 (end)."""
         return 100 * (when - self.start).total_seconds() / self.seconds
 
     def ticks(self) -> list[datetime]:
