@@ -1,89 +1,125 @@
-"""The compliance report as one self-contained HTML page: runs, then a timeline per unit."""
+"""The compliance report as one self-contained HTML page, for a person to read and print.
+
+Top to bottom: the verdict (chain intact, or its findings tied to the rows they taint) with
+what was verified; a summary; a section per run with its steps; a timeline per unit; who
+made the page and when. Inline CSS only, no script, no external asset: the file is the
+evidence, and it must read the same offline, years later, and on paper.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from html import escape
+from datetime import UTC, datetime
 
-from .replay import ChangeRow, ReplayReport
+from .._version import __version__
+from .findings import Finding, Findings
+from .htmlkit import facts, identifier, text, time_tag
+from .humanize import human_time
+from .replay import ReplayReport
+from .run_sections import Anchors, run_sections, status_badge
+from .steps import all_steps, step_anchor
+from .style import stylesheet
+from .summary import summary
+from .timeline import timeline
 
 __all__ = ["to_html"]
 
-_COLOURS = {
-    "APPLIED": "#2e7d32", "MANUAL_MARKED_AS_APPLIED": "#66bb6a", "FAILED": "#c62828",
-    "ROLLED_BACK": "#ef6c00", "MANUAL_MARKED_AS_ROLLED_BACK": "#ffa726",
-    "ROLLBACK_FAILED": "#6a1b9a", "STARTED": "#757575",
-}
 
-_STYLE = """
-body{font:14px system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 6px;
-text-align:left;vertical-align:top}th{background:#f4f4f4}.ok{color:#2e7d32}.bad{color:#c62828}
-.lane{position:relative;height:22px;background:#fafafa;border:1px solid #eee;margin:2px 0}
-.mark{position:absolute;top:2px;height:16px;min-width:6px;border-radius:3px;opacity:.85}
-code{font-size:12px}
-"""
+_CHECKED = ("Checked for every event, from the first: its hash matches its content, it links "
+            "to the hash of the one before it, and the sequence has no gap.")
 
 
-def _time(text: str) -> float | None:
-    return datetime.fromisoformat(text).timestamp() if text else None
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def _bar(row: ChangeRow, lo: float, span: float) -> str:
-    start = _time(row.started_at) or _time(row.finished_at) or lo
-    end = _time(row.finished_at) or start
-    left = 100 * (start - lo) / span
-    width = max(100 * (end - start) / span, 0.4)
-    title = (f"{row.action} {row.status} at {row.finished_at or row.started_at} by "
-             f"{row.principal}@{row.host} run {row.run_id}"
-             + (f" request {row.request_id}" if row.request_id else "")
-             + (f": {row.error}" if row.error else ""))
-    colour = _COLOURS.get(row.status, "#999")
-    return (f'<div class="mark" style="left:{left:.2f}%;width:{width:.2f}%;'
-            f'background:{colour}" title="{escape(title)}"></div>')
+def _verified_facts(report: ReplayReport) -> str:
+    """What the verdict covers: the log, its events, their time range, the head hash."""
+    records = report.records
+    first_seq = records[0].event.seq if records else 0
+    last_seq = records[-1].event.seq if records else first_seq
+    span = (f"{time_tag(records[0].event.time.isoformat())} to "
+            f"{time_tag(records[-1].event.time.isoformat())}" if records else "")
+    chosen = (f"from {time_tag(report.since or '') or 'the start'} until "
+              f"{time_tag(report.until or '') or 'the end'}; the chain is verified whole "
+              "regardless" if report.since or report.until else "")
+    return facts([
+        ("Log", f'<code class="id">{text(report.log)}</code>'),
+        ("Namespace", text(report.namespace)),
+        ("Events", f"{report.events} (sequence {first_seq} to {last_seq})"),
+        ("Time range", span),
+        ("Head hash", f'<code class="id">{text(report.head_hash)}</code>'),
+        ("Rows shown", chosen),
+    ])
 
 
-def to_html(report: ReplayReport) -> str:
-    """Render ``report``; the timeline of each unit is scaled to the whole report's range."""
-    rows = report.changes
-    times = [t for r in rows for t in (_time(r.started_at), _time(r.finished_at)) if t]
-    lo, hi = (min(times), max(times)) if times else (0.0, 1.0)
-    span = max(hi - lo, 1e-3)
-    verdict = ('<p class="ok">Hash chain and sequence intact.</p>' if report.ok else
-               '<p class="bad">INTEGRITY BREAKS:</p><ul>' + "".join(
-                   f"<li>offset {b.position} (seq {b.seq}): {escape(b.reason)}</li>"
-                   for b in report.breaks) + "</ul>")
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>Compliance report "
-           f"{escape(report.namespace)}</title><style>{_STYLE}</style></head><body>",
-           f"<h1>Compliance report: {escape(report.namespace)}</h1>",
-           f"<p>{escape(report.log)}: {report.events} events, head hash "
-           f"<code>{report.head_hash}</code>"
-           + (f"; from {escape(report.since)}" if report.since else "")
-           + (f" until {escape(report.until)}" if report.until else "") + "</p>", verdict,
-           "<h2>Runs</h2><table><tr><th>run</th><th>trigger</th><th>request</th><th>by</th>"
-           "<th>started</th><th>finished</th><th>outcome</th><th>applied</th>"
-           "<th>compensated</th><th>error</th><th>trace</th></tr>"]
-    for run in report.runs:
-        cells: tuple[str, ...] = (
-            run.run_id, run.trigger, run.request_id, f"{run.principal}@{run.host}",
-            run.started_at, run.finished_at, run.outcome, run.applied, run.compensated,
-                 run.error, run.trace_id)
-        out.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
-    out.append("</table><h2>Timeline per unit</h2>")
-    units: dict[str, list[ChangeRow]] = {}
-    for row in rows:
-        units.setdefault(row.unit_id, []).append(row)
-    for unit_id, steps in units.items():
-        out.append(f"<h3>{escape(unit_id)} <small>({escape(steps[-1].status)})</small></h3>"
-                   f'<div class="lane">{"".join(_bar(r, lo, span) for r in steps)}</div>')
-        out.append("<table><tr><th>seq</th><th>action</th><th>status</th><th>by</th>"
-                   "<th>finished</th><th>ms</th><th>run</th><th>request</th><th>error</th>"
-                   "<th>trace</th></tr>")
-        for r in steps:
-            cells = (str(r.seq), r.action, r.status, f"{r.principal}@{r.host}", r.finished_at,
-                     "" if r.duration_ms is None else f"{r.duration_ms:.1f}", r.run_id,
-                     r.request_id, r.error, r.trace_id)
-            out.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
-        out.append("</table>")
-    out.append("</body></html>\n")
-    return "\n".join(out)
+def _finding(finding: Finding, anchors: Anchors) -> str:
+    links = []
+    if finding.first_step is not None:
+        step = finding.first_step
+        links.append(f'<a href="#{step_anchor(step)}">step {step.seq}: '
+                     f"{text(step.unit_id)} {text(step.action)}</a>")
+    if finding.first_run is not None:
+        links.append(f'<a href="#{anchors.run(finding.first_run.run_id)}">run '
+                     f"{text(finding.first_run.run_id)}</a>")
+    first = ("First affected: " + ", ".join(links) + " and everything after."
+             if links else "No report row comes after it.")
+    return (f'<li id="{finding.anchor}"><span class="what">Finding {finding.number}: at '
+            f"position {finding.position} (seq {finding.seq}): {text(finding.reason)}</span>"
+            f"<br>{text(finding.meaning)}<br>{first}</li>")
+
+
+def _banner(report: ReplayReport, findings: Findings, anchors: Anchors) -> str:
+    if not findings:
+        return (f'<section class="banner ok" id="verdict" aria-label="Verdict">'
+                f'<p class="verdict">\u2714 Chain intact: all {_plural(report.events, "event")}'
+                f" verified</p><p>{_CHECKED} All of it holds.</p>{_verified_facts(report)}"
+                "</section>")
+    items = "".join(_finding(f, anchors) for f in findings.items)
+    return (f'<section class="banner bad" id="verdict" aria-label="Verdict">'
+            f'<p class="verdict">\u2716 {_plural(len(findings), "integrity finding")}: the '
+            "log was altered or damaged</p>"
+            f"<p>{_CHECKED} It does not hold at the places below: the report's rows from the "
+            f"first of them on are unverified, and marked so.</p>{_verified_facts(report)}"
+            f'<ol class="findings">{items}</ol></section>')
+
+
+def _header(report: ReplayReport, generated: str) -> str:
+    return (f"<header><h1>Compliance report: {text(report.namespace)}</h1>"
+            f'<p class="meta">Generated {text(generated)} by flamingock-es '
+            f"{text(__version__)} from <code class=\"id\">{text(report.log)}</code></p>"
+            f'<nav class="screen-only"><a href="#verdict">Verdict</a>'
+            f'<a href="#summary">Summary</a><a href="#runs">Runs ({len(report.runs)})</a>'
+            f'<a href="#timeline">Timeline</a></nav></header>')
+
+
+def _unit_badges(report: ReplayReport) -> dict[str, str]:
+    return {unit_id: status_badge(unit.status.value)
+            for unit_id, unit in report.state.units.items()}
+
+
+def to_html(report: ReplayReport, generated_at: datetime | None = None) -> str:
+    """Render ``report`` as a page; ``generated_at`` (default: now) is printed on it."""
+    generated = human_time(generated_at or datetime.now(UTC))
+    steps = all_steps(report)
+    findings = Findings(report, steps)
+    anchors = Anchors(report)
+    body = [
+        _header(report, generated),
+        "<main>",
+        _banner(report, findings, anchors),
+        '<h2 id="summary">Summary</h2>', summary(report, steps),
+        f'<h2 id="runs">Runs ({len(report.runs)})</h2>',
+        run_sections(report, steps, findings, anchors),
+        '<h2 id="timeline">Timeline per unit</h2>',
+        timeline(steps, _unit_badges(report), findings),
+        "</main>",
+        f"<footer><p class=\"meta\">Generated {text(generated)} by flamingock-es "
+        f"{text(__version__)}. Head hash {identifier(report.head_hash, 16)} at "
+        f"{_plural(report.events, 'event')}: a later replay showing the same hash at the same "
+        "count proves the history was not rewritten since.</p></footer>",
+    ]
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>Compliance report: {text(report.namespace)}</title>"
+            f"<style>{stylesheet()}</style></head>\n<body>\n" + "\n".join(body)
+            + "\n</body></html>\n")

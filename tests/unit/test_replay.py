@@ -141,7 +141,7 @@ def test_renderings(tmp_path: Path) -> None:
     assert [(r["unit_id"], r["action"], r["status"]) for r in rows] == [
         ("u1", "apply", "APPLIED"), ("u2", "apply", "FAILED"), ("u2", "compensate", "ROLLED_BACK")]
     html = render(report, "html")
-    assert "<h3>u2 <small>(ROLLED_BACK)</small></h3>" in html
+    assert "<strong class=\"wrap\">u2</strong>" in html  # its timeline lane and step rows
     assert "req-7" in html
 
 
