@@ -31,7 +31,8 @@ from ..state import ChainBreak, Finding, Quarantine, RunState, State
 from ..trust import TrustStore
 from .checkpoint import Checkpoint, check_expectations
 
-__all__ = ["ChangeRow", "ReplayReport", "RunRow", "Window", "replay_records", "select_events"]
+__all__ = ["ChangeRow", "ReplayReport", "RunRow", "Window", "replay_records", "run_row",
+           "select_events"]
 
 _OUTCOMES = (ChangeSucceeded, ChangeFailed, CompensationSucceeded, CompensationFailed,
              ManualMark)
@@ -188,7 +189,7 @@ def replay_records(stored: Iterable[StoredRecord], *, log: str = "", namespace: 
     findings += check_expectations(records, expect, trust)
     if rows:
         changes += _in_doubt(state, namespace, window)
-    runs = [_run_row(run) for run in state.runs.values() if run.started_at in window] \
+    runs = [run_row(run) for run in state.runs.values() if run.started_at in window] \
         if rows else []
     return ReplayReport(log=log, namespace=namespace, state=state, records=records, runs=runs,
                         changes=changes, since=_iso(window.since) or None,
@@ -246,7 +247,7 @@ def _in_doubt(state: State, namespace: str, window: Window) -> list[ChangeRow]:
     return out
 
 
-def _run_row(run: RunState) -> RunRow:
+def run_row(run: RunState) -> RunRow:
     return RunRow(
         run_id=run.run_id, trigger=run.trigger, request_id=run.request_id or "",
         requested_by=run.requested_by or "", request_reason=run.request_reason or "",

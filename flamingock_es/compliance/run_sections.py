@@ -23,7 +23,7 @@ from .humanize import (
     span_between,
     trigger_text,
 )
-from .replay import ChangeRow, ReplayReport, RunRow, replay_records
+from .replay import ChangeRow, ReplayReport, RunRow, run_row
 from .steps import step_anchor
 
 __all__ = ["Anchors", "outcome_badge", "run_sections", "status_badge"]
@@ -172,14 +172,11 @@ def _section(run: RunRow, steps: list[ChangeRow], findings: Findings, anchor: st
 def _runs_started_before(report: ReplayReport, run_ids: Iterable[str]) -> list[RunRow]:
     """The rows of runs that started before ``--since`` but have steps after it.
 
-    The report lists runs by start time; replaying its records again with no window (rare:
-    only when a range cuts a run) gives their rows exactly as the replay makes them.
+    The report lists the runs that started in the range; the folded state knows every run,
+    so their rows are made exactly as the replay makes them.
     """
-    wanted = set(run_ids)
-    if not wanted:
-        return []
-    whole = replay_records(report.records, log=report.log, namespace=report.namespace)
-    return [run for run in whole.runs if run.run_id in wanted]
+    runs = report.state.runs
+    return [run_row(runs[run_id]) for run_id in run_ids if run_id in runs]
 
 
 def run_sections(report: ReplayReport, steps: list[ChangeRow], findings: Findings,
