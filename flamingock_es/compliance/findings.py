@@ -1,10 +1,12 @@
 """Integrity findings, tied to the report rows they make untrustworthy.
 
-The replay reports each place where the hash chain or the sequence does not hold as a
-:class:`~flamingock_es.state.ChainBreak` (position, seq, reason). A break taints everything
-recorded at or after its position: from there on the log cannot prove it is what was written.
-This module says which rows that is, and what each finding means in words. Positions, not
-sequence numbers, order the log here: a tampered record's ``seq`` may be the forged part.
+The replay reports each place where the log does not hold as a
+:class:`~flamingock_es.state.Finding` (position, kind, reason): a chain break, a record that
+cannot be decoded, a signature the trust store refuses, events no trusted signature covers,
+a checkpoint the log no longer holds. A finding taints everything recorded at or after its
+position: from there on the log cannot prove it is what was written. This module says which
+rows that is, and what each finding means in words. Positions, not sequence numbers, order
+the log here: a tampered record's ``seq`` may be the forged part.
 """
 
 from __future__ import annotations
@@ -31,8 +33,23 @@ _AFTERMATH = ("Nothing recorded at or after this point can be proven to be what 
               "written: the rows marked unverified below depend on it.")
 
 
-def meaning(reason: str) -> str:
-    """What a break's ``reason`` means for a reader of the report, in words."""
+_KINDS = {
+    "unreadable": "This record cannot be decoded as an audit event: something other than "
+                  "flamingock-es wrote it, or the storage damaged it. It changes nothing in "
+                  "the history, but until an operator quarantines it no runner decides.",
+    "untrusted": "The signature here is not one the trust store accepts: the events it "
+                 "should vouch for may have been written by someone without a trusted key.",
+    "unsigned": "No trusted signature covers these events: they were appended by someone "
+                "without a trusted key (or before signing was configured).",
+    "checkpoint": "A checkpoint published earlier is no longer in the log as it was: "
+                  "events were cut off its end, or it was rewritten.",
+}
+
+
+def meaning(reason: str, kind: str = "break") -> str:
+    """What a finding means for a reader of the report, in words."""
+    if kind in _KINDS:
+        return f"{_KINDS[kind]} {_AFTERMATH}"
     for needle, text in _MEANINGS:
         if needle in reason:
             return f"{text} {_AFTERMATH}"
@@ -47,6 +64,7 @@ class Finding:
     position: int
     seq: int
     reason: str
+    kind: str
     first_step: ChangeRow | None
     first_run: RunRow | None
 
@@ -58,19 +76,19 @@ class Finding:
     @property
     def meaning(self) -> str:
         """What the finding means, in words."""
-        return meaning(self.reason)
+        return meaning(self.reason, self.kind)
 
 
 class Findings:
-    """The report's breaks as numbered findings, and which finding taints which row
-    (``steps`` in log order: the report's rows and the interrupted steps)."""
+    """The report's findings, numbered, and which finding taints which row (``steps`` in
+    log order: the report's rows and the interrupted steps)."""
 
     def __init__(self, report: ReplayReport, steps: list[ChangeRow]) -> None:
-        breaks = sorted(report.breaks, key=lambda b: b.position)
+        breaks = sorted(report.findings, key=lambda b: b.position)
         self._positions = [b.position for b in breaks]
         self._run_end = _last_position_of_each_run(report)
         self.items = [
-            Finding(number, b.position, b.seq, b.reason,
+            Finding(number, b.position, b.seq, b.reason, b.kind,
                     first_step=next((c for c in steps if c.position >= b.position), None),
                     first_run=next((r for r in report.runs
                                     if self._run_end.get(r.run_id, -1) >= b.position), None))

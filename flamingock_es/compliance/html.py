@@ -63,9 +63,22 @@ def _finding(finding: Finding, anchors: Anchors) -> str:
                      f"{text(finding.first_run.run_id)}</a>")
     first = ("First affected: " + ", ".join(links) + " and everything after."
              if links else "No report row comes after it.")
+    seq = f" (seq {finding.seq})" if finding.seq >= 0 else ""
     return (f'<li id="{finding.anchor}"><span class="what">Finding {finding.number}: at '
-            f"position {finding.position} (seq {finding.seq}): {text(finding.reason)}</span>"
+            f"position {finding.position}{seq}: {text(finding.reason)}</span>"
             f"<br>{text(finding.meaning)}<br>{first}</li>")
+
+
+def _quarantined(report: ReplayReport) -> str:
+    """The records an operator excluded: not findings any more, but never out of sight."""
+    if not report.quarantined:
+        return ""
+    items = "".join(
+        f"<li>position {q.position}: {text(q.finding)}. Excluded by {text(q.by)} on "
+        f"{time_tag(q.at.isoformat())}: {text(q.reason)}</li>" for q in report.quarantined)
+    return (f'<p>{_plural(len(report.quarantined), "record")} excluded from the history by '
+            f'an audited operator decision (quarantine):</p><ul class="quarantined">{items}'
+            "</ul>")
 
 
 def _banner(report: ReplayReport, findings: Findings, anchors: Anchors) -> str:
@@ -73,14 +86,14 @@ def _banner(report: ReplayReport, findings: Findings, anchors: Anchors) -> str:
         return (f'<section class="banner ok" id="verdict" aria-label="Verdict">'
                 f'<p class="verdict">\u2714 Chain intact: all {_plural(report.events, "event")}'
                 f" verified</p><p>{_CHECKED} All of it holds.</p>{_verified_facts(report)}"
-                "</section>")
+                f"{_quarantined(report)}</section>")
     items = "".join(_finding(f, anchors) for f in findings.items)
     return (f'<section class="banner bad" id="verdict" aria-label="Verdict">'
             f'<p class="verdict">\u2716 {_plural(len(findings), "integrity finding")}: the '
             "log was altered or damaged</p>"
             f"<p>{_CHECKED} It does not hold at the places below: the report's rows from the "
             f"first of them on are unverified, and marked so.</p>{_verified_facts(report)}"
-            f'<ol class="findings">{items}</ol></section>')
+            f'<ol class="findings">{items}</ol>{_quarantined(report)}</section>')
 
 
 def _header(report: ReplayReport, generated: str) -> str:
