@@ -33,7 +33,7 @@ CONTENTION_ROUNDS = int(os.environ.get("FLAMINGOCK_IT_CONTENTION_ROUNDS", "200")
 """Each round pends one unit and starts all four runners at once: one applies it, the three
 others queue for the lock one after another, so a round costs about four lock sessions."""
 CROWD = 20
-MARK = 'flamingock-es mark u0002 --as applied|rolled-back --reason "..."'
+MARK = 'flamingock-es mark u0002 --as applied --reason "..." --seen '
 
 
 @pytest.fixture
