@@ -176,6 +176,8 @@ def run_document(namespace: str, run: RunState, position: int) -> Document:
         "error": _error(run.error),
         "trace_id": run.trace_id,
         "request_id": run.request_id,
+        "requested_by": run.requested_by,
+        "request_reason": run.request_reason,
         "position": position,
     }
 

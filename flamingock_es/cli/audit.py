@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import api
 from ..compliance import FORMATS, Checkpoint, ReplayReport, parse_head, render
+from ..events import RunStarted
 from ..state import Finding
 from ..trust import trust_of
 from .output import parse_time, print_json, settings
@@ -36,6 +37,8 @@ def cmd_history(args: argparse.Namespace) -> int:
             if value:
                 extra = f"{name}={value}"
                 break
+        if isinstance(payload, RunStarted) and payload.requester is not None:
+            extra = f"requested by {payload.requester.principal}: {payload.requester.reason}"
         print(f"{event.seq:>6} {event.time:%Y-%m-%d %H:%M:%S} {event.kind:<22} {subject:<28} "
               f"run={event.run_id} by={event.actor.principal}@{event.actor.host} {extra}")
     return 0

@@ -66,6 +66,8 @@ class ChangeRow:
     parameters: str
     error: str
     trace_id: str
+    requested_by: str = ""
+    """Who asked for the step's run (a change request's verified principal), else empty."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,7 @@ def _change_row(state: State, record: Recorded) -> ChangeRow:
     return ChangeRow(
         seq=event.seq, position=record.position, time=_iso(event.time),
         namespace=event.namespace, run_id=event.run_id, request_id=event.request_id or "",
+        requested_by=(run.requested_by or "") if run else "",
         trigger=run.trigger if run else "", unit_id=unit.unit_id, stage=unit.stage,
         action=action, status=unit.status.value, principal=event.actor.principal,
         host=event.actor.host, started_at=_iso(started), finished_at=_iso(event.time),
@@ -237,6 +240,7 @@ def _in_doubt(state: State, namespace: str, window: Window) -> list[ChangeRow]:
             seq=unit.seq, position=unit.position, time=_iso(unit.started_at),
             namespace=namespace, run_id=unit.last_run_id,
             request_id=(run.request_id or "") if run else "",
+            requested_by=(run.requested_by or "") if run else "",
             trigger=run.trigger if run else "", unit_id=unit.unit_id, stage=unit.stage,
             action="compensate" if unit.compensating else "apply", status=unit.status.value,
             principal=run.actor.principal if run else "", host=run.actor.host if run else "",
