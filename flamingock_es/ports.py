@@ -39,8 +39,11 @@ class Lease(Protocol):
     """Who holds it, e.g. ``host:pid:run-id``."""
     lock: str
     """Which lock, e.g. ``file:/path/lock`` or ``kafka-group:flamingock.lock.ns``."""
-    generation: int
-    """Fencing generation: grows with every acquisition (Kafka: the member epoch)."""
+
+    @property
+    def generation(self) -> int:
+        """Fencing generation: grows with every acquisition that records anything."""
+        ...
 
     @property
     def lost(self) -> bool:

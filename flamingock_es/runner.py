@@ -99,6 +99,7 @@ class Runner:
         interrupts: Interrupts | None = None,
         trust: TrustStore | None = None,
         signer: Signer | None = None,
+        state: State | None = None,
     ) -> None:
         self.workflow, self.backend, self.progress = workflow, backend, progress
         self.accept_drift, self.trigger = accept_drift, trigger
@@ -108,7 +109,9 @@ class Runner:
         current unit, its outcome recorded and the lock released."""
         self.trust, self.signer = trust, signer
         self.codec = AuditCodec()
-        self.state = State()
+        self.state = state if state is not None else State()
+        """What the log said when last read; a long-lived caller (``serve``) passes the one it
+        keeps, so that each run reads only what the log gained since."""
         self.run_id = new_run_id()
         self.identity = RunIdentity(workflow.namespace, self.run_id,
                                     local_actor(service_version), request_id)

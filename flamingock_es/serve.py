@@ -46,6 +46,7 @@ from .progress import LogProgress, Progress
 from .requests import ChangeRequest, RequestCodec, Stages, UndoTo, Units
 from .runner import Runner
 from .signals import Interrupts
+from .state import State
 from .telemetry.propagation import current_trace
 from .telemetry.spans import OUTCOME, TracingProgress, process_span
 from .trust import Signer, TrustStore, writer_for
@@ -86,6 +87,8 @@ class RequestService:
         self.require_signed = require_signed or trust is not None
         self.codec = RequestCodec()
         self.stats = ServeStats()
+        self.state = State()
+        """The namespace's folded log, kept across requests: each reads only what is new."""
 
     def handle(self, delivery: Delivery, group: str) -> None:
         """Answer one request in the audit log (run, skip as duplicate, or reject), or send
@@ -158,7 +161,7 @@ class RequestService:
                       TracingProgress.wrap(self.progress, self.workflow.namespace),
                       trigger="request", request_id=rid, requester=requester,
                       trace=current_trace, interrupts=self.interrupts, trust=self.trust,
-                      signer=self.signer)
+                      signer=self.signer, state=self.state)
 
     def _refusal(self, request: ChangeRequest, requester: Requester) -> str | None:
         """Why ``request`` may not run here, or None."""

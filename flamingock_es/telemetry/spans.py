@@ -185,8 +185,7 @@ class TracedLock:
                 "flamingock.lock.wait", attributes={NAMESPACE: self.namespace,
                                                     "flamingock.lock.holder": holder}) as span:
             lease = self.inner.acquire(holder, timeout, on_wait)
-            span.set_attributes({"flamingock.lock.name": lease.lock,
-                                 "flamingock.lock.generation": lease.generation})
+            span.set_attribute("flamingock.lock.name", lease.lock)
             return lease
 
     def holder(self) -> str | None:

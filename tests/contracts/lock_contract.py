@@ -48,12 +48,13 @@ class LockContract:
     def test_release_hands_the_lock_over(self, backends: tuple[Backend, Backend]) -> None:
         first, second = backends
         lease = first.lock.acquire("first", self.acquire_timeout)
+        generation = lease.generation  # asked while held: a holder that records has one
         lease.release()
         assert lease.lost
         started = time.monotonic()
         next_lease = second.lock.acquire("second", self.acquire_timeout)
         handover = time.monotonic() - started
-        assert next_lease.generation > lease.generation
+        assert next_lease.generation > generation
         assert next_lease.holder == "second"
         next_lease.release()
         assert handover < self.acquire_timeout

@@ -238,3 +238,25 @@ def test_a_namespace_typo_is_an_error_and_creates_no_topic(
         assert f"namespace '{typo}' has no audit log" in result.stderr
     topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
     assert not [t for t in topics if typo in t]
+
+
+def test_a_transaction_a_dead_holder_left_open_is_aborted_not_waited_for(
+        project: RunnerProject, kafka_bootstrap: str) -> None:
+    ok(project.cli("run"))
+    topic = f"flamingock.audit.{project.namespace}"
+    dead = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": topic,
+                     "transaction.timeout.ms": 120_000})
+    dead.init_transactions(30)
+    dead.begin_transaction()
+    dead.produce(topic, b"never committed", partition=0)
+    dead.flush(30)  # in the log, hidden from read_committed readers, until aborted
+    project.add_unit(4)
+
+    started = time.monotonic()
+    result = ok(project.cli("run"))
+    seconds = time.monotonic() - started
+
+    assert "left open" in result.stderr
+    assert seconds < 30, f"the run waited {seconds:.1f}s for the dead transaction"
+    assert project.applied_effects() == ["u0001", "u0002", "u0003", "u0004"]
+    read_audit(project.bus, project.namespace).assert_intact()

@@ -6,9 +6,10 @@ from __future__ import annotations
 from .admin import ensure_topics
 from .config import KafkaSettings, Topics, parse_bus, topic_name, topics_for
 from .errors import KafkaUnavailableError
-from .event_log import KafkaEventLog, KafkaLogWriter
+from .event_log import KafkaEventLog
 from .group_lock import KafkaGroupLock, KafkaLease
 from .requests import KafkaRequestChannel, KafkaRequestConsumer
+from .writer import KafkaLogWriter
 
 __all__ = [
     "KafkaEventLog",

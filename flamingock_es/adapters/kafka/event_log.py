@@ -2,12 +2,14 @@
 
 Reads use a ``read_committed`` consumer without a group (the partition is assigned), so a
 reader sees exactly the committed transactions, in order; a record's position is its offset.
+One reader is kept per log and re-positioned for each read: a new consumer costs a connection.
 
-Writes go through a transactional producer whose ``transactional.id`` is per namespace, so
-a new holder's ``init_transactions`` fences every older producer. Each transaction also
-commits the lock group's offset with the holder's ``consumer_group_metadata()``: the group
-coordinator refuses that commit from a member that was evicted or replaced, which aborts the
-transaction. A runner that lost its lock can therefore never append.
+Writes go through :mod:`.writer`: transactions fenced by the producer epoch and the lock
+group. Before a new holder reads, :meth:`KafkaEventLog.writer` makes sure no transaction of
+an earlier holder is still open (its records would be hidden from ``read_committed``
+readers until it times out): the common case costs two offset lookups; only after a holder
+died mid-append does it start the transactional producer, whose ``init_transactions`` aborts
+the dead one's transaction.
 """
 
 from __future__ import annotations
@@ -15,31 +17,41 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_NAME,
     MESSAGING_SYSTEM,
 )
 
-from ...errors import AppendError, ConfigError, LockLostError
+from ...errors import ConfigError
 from ...ports import Lease, StoredRecord
-from .admin import topic_exists
+from .admin import admin_client, topic_exists
 from .config import KafkaSettings, Topics, redacted
-from .errors import error_of, is_fencing, is_transient, transient_retry, unavailable
+from .errors import is_transient, transient_retry, unavailable
 from .group_lock import KafkaLease
+from .writer import TXN_TIMEOUT, KafkaLogWriter, TransactionalProducer
 
-__all__ = ["KafkaEventLog", "KafkaLogWriter"]
+__all__ = ["KafkaEventLog"]
 
 log = logging.getLogger(__name__)
 
 READ_BATCH = 10_000
+SETTLE_WAIT = 0.25
+"""How long the end of a just-committed transaction may stay hidden before it counts as left
+open (its commit markers take a few milliseconds)."""
 IDLE_LIMIT = 30.0
 """A read that gets nothing at all from the broker for this long fails (broker down)."""
-TXN_TIMEOUT = 30.0
-_APPEND_ATTEMPTS = 4
 
 _READ_CONFIG: dict[str, Any] = {
     "enable.auto.commit": False,
@@ -48,7 +60,6 @@ _READ_CONFIG: dict[str, Any] = {
     "enable.partition.eof": True,
     "fetch.max.bytes": 64 * 1024 * 1024,
     "max.partition.fetch.bytes": 32 * 1024 * 1024,
-    "fetch.wait.max.ms": 50,
     "queued.min.messages": 200_000,
     "queued.max.messages.kbytes": 256 * 1024,
     "socket.timeout.ms": 15_000,
@@ -63,60 +74,70 @@ class KafkaEventLog:
         self.topic = topics.audit
         self.name = f"kafka:{self.topic}@{settings.bootstrap}"
         self.messaging = {MESSAGING_SYSTEM: "kafka", MESSAGING_DESTINATION_NAME: self.topic}
+        self._reader: Consumer | None = None
+        self._admin: AdminClient | None = None
+        self._transactions = TransactionalProducer(settings, self.topic)
 
     def exists(self) -> bool:
         return topic_exists(self.settings, self.topic)
 
-    def _consumer(self, start: int) -> tuple[Consumer, TopicPartition]:
-        conf = self.settings.config({**_READ_CONFIG, "group.id": f"{self.topic}.reader"})
+    def _consumer(self, start: int, fetch_wait_ms: int = 50) -> tuple[Consumer, TopicPartition]:
+        conf = self.settings.config({**_READ_CONFIG, "group.id": f"{self.topic}.reader",
+                                     "fetch.wait.max.ms": fetch_wait_ms})
         log.debug("audit reader config: %s", redacted(conf))
         consumer = Consumer(conf)
         tp = TopicPartition(self.topic, 0, start)
         consumer.assign([tp])
         return consumer, tp
 
-    def _end(self, consumer: Consumer, tp: TopicPartition) -> int:
-        """The last stable offset now (read_committed: open transactions excluded)."""
+    def _reading(self, start: int) -> tuple[Consumer, TopicPartition]:
+        """The log's reader, positioned at ``start``."""
+        tp = TopicPartition(self.topic, 0, start)
+        if self._reader is None:
+            # A read knows where the end is: the broker has the records, so it need not hold
+            # a fetch back waiting for more (a long wait would delay every re-positioning).
+            self._reader, _ = self._consumer(start, fetch_wait_ms=2)
+        else:
+            self._reader.assign([tp])
+        return self._reader, tp
 
-        @transient_retry(seconds=IDLE_LIMIT)
-        def query() -> int:
-            _, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            return int(high)
-
+    def _offsets(self) -> tuple[int, int]:
+        """The last stable offset (the end a ``read_committed`` reader sees: an open
+        transaction's records excluded) and the high watermark, asked of the broker by an
+        admin client: the reader's own fetches would make it wait."""
         try:
-            return query()
+            if self._admin is None:
+                self._admin = admin_client(self.settings)
+            return _ends(self._admin, self.topic)
         except KafkaException as exc:
             raise unavailable(f"find the end of {self.topic}", self.settings.describe(),
                               exc) from exc
 
     def read(self, start: int = 0) -> Iterator[StoredRecord]:
-        consumer, tp = self._consumer(start)
-        try:
-            end = self._end(consumer, tp)
-            if start >= end:
-                return
+        end = self._offsets()[0]
+        if start >= end:
+            return
+        consumer, _ = self._reading(start)
+        deadline = time.monotonic() + IDLE_LIMIT
+        while True:
+            batch = _fetch(consumer, 1.0)
+            if not batch:
+                if time.monotonic() > deadline:
+                    raise unavailable(f"read {self.topic} (no data for {IDLE_LIMIT:g}s)",
+                                      self.settings.describe(), None)
+                continue
             deadline = time.monotonic() + IDLE_LIMIT
-            while True:
-                batch = _fetch(consumer, 1.0)
-                if not batch:
-                    if time.monotonic() > deadline:
-                        raise unavailable(f"read {self.topic} (no data for {IDLE_LIMIT:g}s)",
-                                          self.settings.describe(), None)
+            for msg in batch:
+                if msg.error() is not None:
+                    if self._eof_or_raise(msg) >= end:
+                        return
                     continue
-                deadline = time.monotonic() + IDLE_LIMIT
-                for msg in batch:
-                    if msg.error() is not None:
-                        if self._eof_or_raise(msg) >= end:
-                            return
-                        continue
-                    offset: int = msg.offset()  # type: ignore[assignment]
-                    if offset >= end:
-                        return
-                    yield offset, msg.value()  # type: ignore[misc]
-                    if offset + 1 >= end:
-                        return
-        finally:
-            consumer.close()
+                offset: int = msg.offset()  # type: ignore[assignment]
+                if offset >= end:
+                    return
+                yield offset, msg.value()  # type: ignore[misc]
+                if offset + 1 >= end:
+                    return
 
     def _eof_or_raise(self, msg: Message) -> int:
         """The position an end-of-partition event reports; other errors are raised."""
@@ -152,10 +173,47 @@ class KafkaEventLog:
                 f"{lease.lock!r}."
             )
         lease.check()
-        return KafkaLogWriter(self.settings, self.topic, lease)
+        self._settle()
+        return KafkaLogWriter(self._transactions, lease)
+
+    def _settle(self) -> None:
+        """Return once no earlier holder's transaction is open: what follows is readable."""
+        settled_at = time.monotonic() + SETTLE_WAIT
+        started = False
+        while not self._stable():
+            if not started and time.monotonic() > settled_at:
+                log.warning("%s: a transaction an earlier holder left open hides the end of "
+                            "the log; aborting it", self.topic)
+                self._transactions.restart()  # init_transactions aborts or completes it
+                started, settled_at = True, time.monotonic() + TXN_TIMEOUT
+            elif started and time.monotonic() > settled_at:
+                raise unavailable(f"settle the open transaction on {self.topic}",
+                                  self.settings.describe(), None)
+            time.sleep(0.01)
+
+    def _stable(self) -> bool:
+        """True if the last stable offset has reached the end: no transaction is open."""
+        committed, written = self._offsets()
+        return committed >= written
 
     def close(self) -> None:
-        pass
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._transactions.close()
+
+
+@transient_retry(seconds=IDLE_LIMIT)
+def _ends(admin: AdminClient, topic: str) -> tuple[int, int]:
+    """The audit partition's last stable offset and its high watermark."""
+    partition = TopicPartition(topic, 0)
+    ends = []
+    for level in (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED):
+        found = admin.list_offsets({partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
+                                   isolation_level=level,
+                                   request_timeout=10)[partition].result(timeout=15)
+        ends.append(int(found.offset))
+    return ends[0], ends[1]
 
 
 def _fetch(consumer: Consumer, timeout: float) -> list[Message]:
@@ -166,155 +224,3 @@ def _fetch(consumer: Consumer, timeout: float) -> list[Message]:
     """
     first = consumer.poll(timeout)
     return [] if first is None else [first, *consumer.consume(READ_BATCH, 0)]
-
-
-class KafkaLogWriter:
-    """Appends in transactions fenced by the producer epoch and the lock group's metadata."""
-
-    def __init__(self, settings: KafkaSettings, topic: str, lease: KafkaLease) -> None:
-        self.settings, self.topic, self._lease = settings, topic, lease
-        self._disconnected = False
-        self._producer: Producer | None = None
-        self._open()
-
-    def _open(self) -> None:
-        """A fresh transactional producer; its ``init_transactions`` fences any older one."""
-        self._disconnected = False
-        self._producer = Producer(self.settings.config({
-            "transactional.id": self.topic,
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 0,
-            # The coordinator answers CONCURRENT_TRANSACTIONS while the previous commit's
-            # markers are still being written; retrying after the default 100 ms would
-            # dominate the cost of an append.
-            "retry.backoff.ms": 5,
-            "retry.backoff.max.ms": 200,
-            "transaction.timeout.ms": int(TXN_TIMEOUT * 1000),
-            "message.timeout.ms": int(TXN_TIMEOUT * 1000),
-            "error_cb": self._on_error,
-        }))
-        try:
-            self._init()
-        except KafkaException as exc:
-            self._producer = None
-            if is_fencing(exc):
-                self._lease.mark_lost(f"fenced while starting the audit writer: {exc}")
-                raise LockLostError(
-                    f"the audit writer for {self.topic} was fenced ({exc}).") from exc
-            raise unavailable(f"start a transactional writer for {self.topic}",
-                              self.settings.describe(), exc) from exc
-
-    def _on_error(self, err: KafkaError) -> None:
-        if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
-            self._disconnected = True
-
-    def _reconnect_if_needed(self) -> None:
-        """Start over with a new producer if the broker connection was lost since the last
-        append: after a broker restart librdkafka (2.16) can keep a stale coordinator and
-        block forever in ``send_offsets_to_transaction`` (confluentinc/librdkafka#5511)."""
-        assert self._producer is not None
-        self._producer.poll(0)  # serve the error events queued while the unit ran
-        if self._disconnected:
-            log.warning("the connection to %s was lost since the last append; starting a new "
-                        "transactional writer", self.settings.describe())
-            self._producer = None
-            self._open()
-
-    @transient_retry(seconds=TXN_TIMEOUT)
-    def _init(self) -> None:
-        assert self._producer is not None
-        self._producer.init_transactions(TXN_TIMEOUT)
-
-    def append(
-        self, records: Sequence[bytes], headers: Mapping[str, str] | None = None
-    ) -> list[int]:
-        self._lease.check()
-        if self._producer is None:
-            raise AppendError(f"the audit writer for {self.topic} is closed or was fenced.")
-        kafka_headers: list[tuple[str, str | bytes | None]] = [
-            (k, v.encode()) for k, v in (headers or {}).items()
-        ]
-        last: KafkaException | None = None
-        for attempt in range(1, _APPEND_ATTEMPTS + 1):
-            self._lease.check()
-            try:
-                self._reconnect_if_needed()
-                assert self._producer is not None
-                return self._transaction(self._producer, records, kafka_headers)
-            except KafkaException as exc:
-                last = exc
-                if self._producer is not None:
-                    self._abort(self._producer)
-                err = error_of(exc)
-                stale_epoch = err is not None and err.code() in (
-                    KafkaError.STALE_MEMBER_EPOCH, KafkaError.ILLEGAL_GENERATION)
-                if is_fencing(exc) and not (stale_epoch and attempt < _APPEND_ATTEMPTS):
-                    self._fenced(exc)
-                retriable = stale_epoch or is_transient(exc) or (
-                    err is not None and err.txn_requires_abort() and not err.fatal())
-                if not retriable or attempt == _APPEND_ATTEMPTS:
-                    break
-                log.warning("audit append to %s failed (attempt %d): %s; retrying the "
-                            "transaction", self.topic, attempt, exc)
-                # A waiter joining bumps the holder's member epoch; give the lock thread a
-                # moment to learn the new one (or to learn that the lock is gone).
-                time.sleep(0.2 * attempt)
-        raise AppendError(
-            f"could not make {len(records)} audit event(s) durable on {self.topic}: {last}. "
-            "Nothing of this batch is visible (the transaction was aborted); the run stops "
-            "here. Check the broker, then rerun."
-        ) from last
-
-    def _transaction(self, producer: Producer, records: Sequence[bytes],
-                     headers: list[tuple[str, str | bytes | None]]) -> list[int]:
-        positions: list[int] = [-1] * len(records)
-        failures: list[KafkaError] = []
-
-        def delivered(index: int) -> Any:
-            def report(err: KafkaError | None, msg: Message) -> None:
-                if err is not None:
-                    failures.append(err)
-                else:
-                    positions[index] = int(msg.offset() or 0)
-            return report
-
-        producer.begin_transaction()
-        for index, record in enumerate(records):
-            producer.produce(self.topic, record, partition=0, headers=headers or None,
-                             on_delivery=delivered(index))
-        lease = self._lease
-        producer.send_offsets_to_transaction(
-            [TopicPartition(lease.topic, 0, lease.claim_offset + 1)],
-            lease.group_metadata(), TXN_TIMEOUT,
-        )
-        producer.commit_transaction(TXN_TIMEOUT)
-        producer.poll(0)  # serve any delivery report not served by the commit's flush
-        if failures or min(positions, default=0) < 0:
-            raise AppendError(
-                f"the broker committed a transaction on {self.topic} but did not confirm "
-                f"every record ({failures or 'missing delivery reports'}); check the log "
-                "with `flamingock-es verify` before rerunning."
-            )
-        return positions
-
-    def _abort(self, producer: Producer) -> None:
-        try:
-            producer.abort_transaction(TXN_TIMEOUT)
-        except KafkaException as exc:
-            log.debug("aborting the audit transaction on %s: %s", self.topic, exc)
-
-    def _fenced(self, exc: KafkaException) -> None:
-        self._lease.mark_lost(f"fenced: {exc}")
-        err = error_of(exc)
-        if err is not None and err.fatal():
-            self._producer = None
-        raise LockLostError(
-            f"this runner's audit writer was fenced on {self.topic} ({exc}): another runner "
-            "holds the lock now. Nothing of this batch was written; stopping here."
-        ) from exc
-
-    def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(5)
-            self._producer = None

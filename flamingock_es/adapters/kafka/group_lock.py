@@ -6,11 +6,12 @@ holds the lock until it leaves (release), dies (session timeout) or is fenced. T
 consumer protocol is used where the broker has it (heartbeats and session timeouts are then
 broker-side settings), the classic protocol otherwise.
 
-On acquisition the holder writes a *claim record* (JSON: holder, host, pid, since,
-generation) to the lock topic, for operators. Its offset is the lease's ``generation``: it
-grows strictly with each acquisition. Writers commit ``claim offset + 1`` for the group in
-every audit transaction, so the coordinator refuses the commit of a member that is no longer
-current (see ``event_log.py``).
+Before its first append the holder writes a *claim record* (JSON: holder, host, pid, since,
+group) to the lock topic, for operators. Its offset is the lease's ``generation``: it grows
+strictly with each claim. Writers commit ``claim offset + 1`` for the group in every audit
+transaction, so the coordinator refuses the commit of a member that is no longer current
+(see ``writer.py``). A session that appends nothing (nothing was pending once it held the
+lock) writes no claim: a lock session is a group join, a read and a leave.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,10 +107,10 @@ class KafkaLease:
     a revocation or loss makes the lease ``lost``.
     """
 
-    def __init__(self, membership: _Membership, holder: str, lock: str, generation: int,
-                 claim_offset: int) -> None:
-        self.holder, self.lock, self.generation = holder, lock, generation
-        self.claim_offset = claim_offset
+    def __init__(self, membership: _Membership, holder: str, lock: str,
+                 claim: Callable[[], int]) -> None:
+        self.holder, self.lock = holder, lock
+        self._claim, self._claim_offset = claim, -1
         self.topic = membership.topic
         self._membership = membership
         self._released = False
@@ -118,6 +120,18 @@ class KafkaLease:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"lock-{lock}", daemon=True)
         self._thread.start()
+
+    @property
+    def claim_offset(self) -> int:
+        """The offset of this holder's claim record, written the first time it is asked."""
+        if self._claim_offset < 0:
+            self.check()
+            self._claim_offset = self._claim()
+        return self._claim_offset
+
+    @property
+    def generation(self) -> int:
+        return self.claim_offset
 
     def group_metadata(self) -> Any:
         """The member's current ``consumer_group_metadata()``, for audit transactions."""
@@ -203,13 +217,12 @@ class KafkaGroupLock:
                 if on_wait is not None and now >= next_report:
                     on_wait(now - started)
                     next_report = now + _REPORT_EVERY
-            claim = self._claim(holder, membership.consumer)
         except BaseException:
             membership.close()
             raise
-        return KafkaLease(membership, holder, self.name, claim, claim)
+        return KafkaLease(membership, holder, self.name, lambda: self._claim(holder))
 
-    def _claim(self, holder: str, consumer: Consumer) -> int:
+    def _claim(self, holder: str) -> int:
         """Write the claim record; its offset, which grows with every claim, is the generation.
 
         (The record does not carry its own offset: predicting it would cost a watermark query

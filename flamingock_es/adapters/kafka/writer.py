@@ -1,0 +1,239 @@
+"""Appending to the audit topic: transactions fenced by the producer epoch and the lock group.
+
+Every append is one transaction that also commits the lock group's offset with the holder's
+``consumer_group_metadata()``: the group coordinator refuses that commit from a member that
+was evicted or replaced, which aborts the transaction. And the transactional id is per
+namespace, so a new holder's ``init_transactions`` fences every older producer. A runner
+that lost its lock can therefore never append.
+
+``init_transactions`` costs a few hundred milliseconds, so the namespace's transactional
+producer (:class:`TransactionalProducer`) is started only when a session first appends, and
+kept for the next sessions of the same process (``serve`` answers many requests). If another
+runner started its own in between, ours was fenced: the first append of a session then starts
+a fresh one (fencing theirs; this session holds the lock) and tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from ...errors import AppendError, LockLostError
+from .config import KafkaSettings
+from .errors import error_of, is_fencing, is_transient, transient_retry, unavailable
+from .group_lock import KafkaLease
+
+__all__ = ["KafkaLogWriter", "TransactionalProducer"]
+
+log = logging.getLogger(__name__)
+
+TXN_TIMEOUT = 30.0
+_APPEND_ATTEMPTS = 4
+_PRODUCER_FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                              KafkaError.INVALID_PRODUCER_EPOCH})
+
+
+class TransactionalProducer:
+    """The namespace's transactional producer, started on demand and kept across sessions."""
+
+    def __init__(self, settings: KafkaSettings, topic: str) -> None:
+        self.settings, self.topic = settings, topic
+        self._producer: Producer | None = None
+        self._disconnected = False
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    def get(self) -> Producer:
+        """The producer, started (``init_transactions``) if it is not; a fresh one if the
+        broker connection was lost since: after a broker restart librdkafka (2.16) can keep a
+        stale coordinator and block forever (confluentinc/librdkafka#5511)."""
+        if self._producer is not None:
+            self._producer.poll(0)  # serve the error events queued meanwhile
+            if self._disconnected:
+                log.warning("the connection to %s was lost since the last append; starting "
+                            "a new transactional writer", self.settings.describe())
+                self._producer = None
+        if self._producer is None:
+            self.restart()
+        assert self._producer is not None
+        return self._producer
+
+    def restart(self) -> None:
+        """Start a fresh producer: its ``init_transactions`` fences every older one, and
+        aborts (or waits for) a transaction an earlier holder left open."""
+        self._producer, self._disconnected = None, False
+        producer = Producer(self.settings.config({
+            "transactional.id": self.topic,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 0,
+            # The coordinator answers CONCURRENT_TRANSACTIONS while the previous commit's
+            # markers are still being written; retrying after the default 100 ms would
+            # dominate the cost of an append.
+            "retry.backoff.ms": 5,
+            "retry.backoff.max.ms": 200,
+            "transaction.timeout.ms": int(TXN_TIMEOUT * 1000),
+            "message.timeout.ms": int(TXN_TIMEOUT * 1000),
+            "error_cb": self._on_error,
+        }))
+        try:
+            _init(producer)
+        except KafkaException as exc:
+            if is_fencing(exc):
+                raise LockLostError(
+                    f"the audit writer for {self.topic} was fenced ({exc}).") from exc
+            raise unavailable(f"start a transactional writer for {self.topic}",
+                              self.settings.describe(), exc) from exc
+        self._producer = producer
+
+    def drop(self) -> None:
+        """Forget the producer (fenced or failed): the next append starts a fresh one."""
+        self._producer = None
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+            self._disconnected = True
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(5)
+            self._producer = None
+
+
+@transient_retry(seconds=TXN_TIMEOUT)
+def _init(producer: Producer) -> None:
+    producer.init_transactions(TXN_TIMEOUT)
+
+
+class KafkaLogWriter:
+    """Appends in transactions fenced by the producer epoch and the lock group's metadata."""
+
+    def __init__(self, producer: TransactionalProducer, lease: KafkaLease) -> None:
+        self._producer, self._lease = producer, lease
+        self.topic = producer.topic
+        self._inherited = producer.started
+        """The producer was started in an earlier session: someone may have fenced it."""
+        self._closed = False
+
+    def append(
+        self, records: Sequence[bytes], headers: Mapping[str, str] | None = None
+    ) -> list[int]:
+        self._lease.check()
+        if self._closed:
+            raise AppendError(f"the audit writer for {self.topic} is closed or was fenced.")
+        kafka_headers: list[tuple[str, str | bytes | None]] = [
+            (k, v.encode()) for k, v in (headers or {}).items()
+        ]
+        last: KafkaException | None = None
+        attempt = 0
+        while attempt < _APPEND_ATTEMPTS:
+            attempt += 1
+            self._lease.check()
+            try:
+                positions = self._transaction(self._producer.get(), records, kafka_headers)
+            except KafkaException as exc:
+                last = exc
+                if self._inherited and _producer_fenced(exc):
+                    # Another runner started the namespace's producer since our last session;
+                    # this session holds the lock: start ours again (fencing theirs).
+                    self._inherited = False
+                    self._producer.drop()
+                    attempt -= 1
+                    continue
+                if not self._retry(exc, attempt):
+                    break
+                continue
+            self._inherited = False
+            return positions
+        raise AppendError(
+            f"could not make {len(records)} audit event(s) durable on {self.topic}: {last}. "
+            "Nothing of this batch is visible (the transaction was aborted); the run stops "
+            "here. Check the broker, then rerun."
+        ) from last
+
+    def _retry(self, exc: KafkaException, attempt: int) -> bool:
+        """Abort; raise if fenced; True if another attempt may succeed."""
+        err = error_of(exc)
+        if err is not None and err.fatal():
+            self._producer.drop()  # a fatal error leaves it unusable for good
+        elif self._producer.started:
+            _abort(self._producer.get(), self.topic)
+        stale_epoch = err is not None and err.code() in (
+            KafkaError.STALE_MEMBER_EPOCH, KafkaError.ILLEGAL_GENERATION)
+        if is_fencing(exc) and not (stale_epoch and attempt < _APPEND_ATTEMPTS):
+            self._fenced(exc)
+        retriable = stale_epoch or is_transient(exc) or (
+            err is not None and err.txn_requires_abort() and not err.fatal())
+        if not retriable or attempt == _APPEND_ATTEMPTS:
+            return False
+        log.warning("audit append to %s failed (attempt %d): %s; retrying the transaction",
+                    self.topic, attempt, exc)
+        # A waiter joining bumps the holder's member epoch; give the lock thread a moment to
+        # learn the new one (or to learn that the lock is gone).
+        time.sleep(0.2 * attempt)
+        return True
+
+    def _transaction(self, producer: Producer, records: Sequence[bytes],
+                     headers: list[tuple[str, str | bytes | None]]) -> list[int]:
+        positions: list[int] = [-1] * len(records)
+        failures: list[KafkaError] = []
+
+        def delivered(index: int) -> Any:
+            def report(err: KafkaError | None, msg: Message) -> None:
+                if err is not None:
+                    failures.append(err)
+                else:
+                    positions[index] = int(msg.offset() or 0)
+            return report
+
+        producer.begin_transaction()
+        for index, record in enumerate(records):
+            producer.produce(self.topic, record, partition=0, headers=headers or None,
+                             on_delivery=delivered(index))
+        lease = self._lease
+        producer.send_offsets_to_transaction(
+            [TopicPartition(lease.topic, 0, lease.claim_offset + 1)],
+            lease.group_metadata(), TXN_TIMEOUT,
+        )
+        producer.commit_transaction(TXN_TIMEOUT)
+        producer.poll(0)  # serve any delivery report not served by the commit's flush
+        if failures or min(positions, default=0) < 0:
+            raise AppendError(
+                f"the broker committed a transaction on {self.topic} but did not confirm "
+                f"every record ({failures or 'missing delivery reports'}); check the log "
+                "with `flamingock-es verify` before rerunning."
+            )
+        return positions
+
+    def _fenced(self, exc: KafkaException) -> None:
+        self._lease.mark_lost(f"fenced: {exc}")
+        err = error_of(exc)
+        if err is not None and err.fatal():
+            self._producer.drop()
+            self._closed = True
+        raise LockLostError(
+            f"this runner's audit writer was fenced on {self.topic} ({exc}): another runner "
+            "holds the lock now. Nothing of this batch was written; stopping here."
+        ) from exc
+
+    def close(self) -> None:
+        """The producer stays with the log for the next session; only this writer ends."""
+        self._closed = True
+
+
+def _producer_fenced(exc: KafkaException) -> bool:
+    err = error_of(exc)
+    return err is not None and err.code() in _PRODUCER_FENCED
+
+
+def _abort(producer: Producer, topic: str) -> None:
+    try:
+        producer.abort_transaction(TXN_TIMEOUT)
+    except KafkaException as exc:
+        log.debug("aborting the audit transaction on %s: %s", topic, exc)
