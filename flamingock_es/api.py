@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import snapshots
 from .adapters import Backend, open_backend
 from .compliance import (
     Checkpoint,
@@ -55,6 +56,7 @@ __all__ = [
     "read_state",
     "replay",
     "run",
+    "snapshot",
     "status",
     "undo",
     "verify",
@@ -122,7 +124,7 @@ def plan(workflow: WorkflowLike = None, *, accept_drift: bool = False, **flags: 
     """What ``run`` would do, and why; reads the log, takes no lock, writes nothing."""
     wf = open_workflow(workflow, **flags)
     with _reader(wf.config) as (backend, trust):
-        return make_plan(wf, _state(backend, trust), accept_drift)
+        return make_plan(wf, _state(backend, trust, wf.namespace), accept_drift)
 
 
 def status(workflow: WorkflowLike = None, **flags: Any) -> NamespaceStatus:
@@ -130,7 +132,7 @@ def status(workflow: WorkflowLike = None, **flags: Any) -> NamespaceStatus:
     told apart from one whose process is gone; what needs a person and the commands for it."""
     wf = open_workflow(workflow, **flags)
     with _reader(wf.config) as (backend, trust):
-        state = _state(backend, trust)
+        state = _state(backend, trust, wf.namespace)
         started = any(u.status is UnitStatus.STARTED for u in state.units.values())
         holder = backend.lock.holder() if started else None
         return namespace_status(wf, state, make_plan(wf, state), holder)
@@ -216,10 +218,11 @@ def _reader(settings: Settings) -> Iterator[tuple[Backend, TrustStore | None]]:
         yield backend, trust_of(settings)
 
 
-def _state(backend: Backend, trust: TrustStore | None) -> State:
+def _state(backend: Backend, trust: TrustStore | None, namespace: str) -> State:
     if not backend.log.exists():
         return State()
-    return check_integrity(read_log(backend.log, trust=trust), backend.log.name, trust)
+    return check_integrity(snapshots.read(backend.log, backend.snapshots, namespace, trust),
+                           backend.log.name, trust)
 
 
 # Reading the log alone: no workflow, no unit code ----------------------------------------
@@ -276,6 +279,16 @@ def replay(bus: str, namespace: str, *, since: datetime | None = None,
     with _existing_log(bus, namespace, options) as backend:
         return replay_records(backend.log.read(), log=backend.log.name, namespace=namespace,
                               window=Window(since, until), trust=trust, expect=expect)
+
+
+def snapshot(settings: Settings) -> int:
+    """Write a snapshot of the namespace's whole log (signed with the settings' key), for
+    the next start-ups to fold only what follows it. Returns its position."""
+    trust, signer = writer_for(settings)
+    with _existing_log(settings.bus, settings.namespace, settings.bus_options) as backend:
+        state = check_integrity(read_log(backend.log, trust=trust), backend.log.name, trust)
+        snapshots.save(backend.snapshots, state, settings.namespace, signer)
+        return state.position
 
 
 def checkpoint(bus: str, namespace: str, options: Mapping[str, str] | None = None, *,

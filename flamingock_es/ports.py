@@ -20,6 +20,7 @@ __all__ = [
     "LogWriter",
     "RequestChannel",
     "RequestConsumer",
+    "SnapshotStore",
     "StoredRecord",
     "WaitCallback",
 ]
@@ -183,4 +184,16 @@ class RequestChannel(Protocol):
         ...
 
     def close(self) -> None:
+        ...
+
+
+class SnapshotStore(Protocol):
+    """Where a namespace's latest snapshot lives, beside its log (a cache: the log decides)."""
+
+    def latest(self) -> bytes | None:
+        """The latest snapshot's bytes, or ``None`` if there is none."""
+        ...
+
+    def save(self, data: bytes) -> None:
+        """Make ``data`` the latest snapshot. Raises ``AppendError`` if it cannot."""
         ...

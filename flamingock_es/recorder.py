@@ -76,6 +76,8 @@ class Recorder:
         self.codec = codec or AuditCodec()
         self._trace = trace
         self._sign, self._key_id = sign, key_id
+        self.appended = 0
+        """How many events this recorder made durable."""
 
     def record(self, *payloads: Payload) -> list[AuditEvent]:
         """Append ``payloads`` as one batch; returns once they are durable."""
@@ -104,6 +106,7 @@ class Recorder:
             blobs.append(blob)
         headers = {"traceparent": trace.traceparent} if trace else None
         positions = self.writer.append(blobs, headers)
+        self.appended += len(blobs)
         for position, event in zip(positions, sealed, strict=True):
             self.state.apply(Recorded(position, event, True))
         return sealed

@@ -13,12 +13,14 @@ start fast.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
+from . import snapshots
 from .adapters import Backend
 from .changes import ChangeContext, ChangeUnit
 from .codec import AuditCodec
@@ -71,6 +73,8 @@ from .workflow import CompensationScope, Workflow
 
 __all__ = ["Frame", "Runner"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Frame:
@@ -116,12 +120,20 @@ class Runner:
         self.identity = RunIdentity(workflow.namespace, self.run_id,
                                     local_actor(service_version), request_id)
         self._trace = trace
+        self._from_snapshot = False
 
     # Reading -------------------------------------------------------------------------------
 
     def refresh(self, *, check: bool = True) -> State:
-        """Fold whatever the log gained since the last read; refuse a log with a finding
-        (unless ``check`` is off: the commands that decide about findings)."""
+        """Fold whatever the log gained since the last read (starting from the latest
+        snapshot, when it holds); refuse a log with a finding (unless ``check`` is off: the
+        commands that decide about findings)."""
+        if self.state.position < 0 and not self._from_snapshot:
+            self._from_snapshot = True
+            found = snapshots.load(self.backend.snapshots, self.backend.log,
+                                   self.workflow.namespace, self.trust)
+            if found is not None:
+                self.state.take(found)
         read_log(self.backend.log, self.state, self.codec, self.trust)
         return check_integrity(self.state, self.backend.log.name, self.trust) if check \
             else self.state
@@ -171,9 +183,14 @@ class Runner:
             writer = self.backend.log.writer(lease)
             self.refresh(check=check)
             signer = self.signer
-            yield Recorder(writer, self.state, self.identity, self.codec, self._trace,
-                           signer.sign if signer else None, signer.key_id if signer else None
-                           ), lease
+            recorder = Recorder(writer, self.state, self.identity, self.codec, self._trace,
+                                signer.sign if signer else None,
+                                signer.key_id if signer else None)
+            try:
+                yield recorder, lease
+            finally:  # whatever the run's outcome: what it recorded is the log now
+                if recorder.appended and not lease.lost:
+                    self._snapshot()
         finally:
             if writer is not None:
                 writer.close()
@@ -225,6 +242,15 @@ class Runner:
                         error=result.error, not_started=tuple(result.not_started)),
             LockReleased(holder=frame.lease.holder))
         self.progress.run_finished(result)
+
+    def _snapshot(self) -> None:
+        """Leave a snapshot of what the log now says, for the next start-up: a cache, so a
+        failure to write it is only a warning."""
+        try:
+            snapshots.save(self.backend.snapshots, self.state, self.workflow.namespace,
+                           self.signer)
+        except FlamingockError as exc:
+            log.warning("no snapshot written: %s", exc)
 
     def _holder_text(self) -> str:
         lock = read_log(self.backend.log, self.state, self.codec).lock

@@ -257,9 +257,12 @@ class State:
     def start_over(self) -> None:
         """Forget everything but the quarantine decisions, to fold again from the start
         without the records they exclude (the object stays the same: holders keep it)."""
-        fresh = State(skip=frozenset(self.quarantined))
+        self.take(State(skip=frozenset(self.quarantined)))
+
+    def take(self, other: State) -> None:
+        """Become ``other`` (a snapshot, a fresh start), in place: holders keep this object."""
         for name in State.__dataclass_fields__:
-            setattr(self, name, getattr(fresh, name))
+            setattr(self, name, getattr(other, name))
 
     def note_unreadable(self, position: int, why: str) -> None:
         """A record at ``position`` could not be decoded: noted, never applied; reading goes

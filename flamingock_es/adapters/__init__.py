@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import ConfigError, MissingExtraError
-from ..ports import EventLog, Lock, RequestChannel
+from ..ports import EventLog, Lock, RequestChannel, SnapshotStore
 from ..telemetry.spans import traced_lock
 
 __all__ = ["DEFAULT_BUS", "Backend", "open_backend"]
@@ -36,6 +36,7 @@ class Backend:
     log: EventLog
     lock: Lock
     requests: RequestChannel
+    snapshots: SnapshotStore
     options: Mapping[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -78,11 +79,11 @@ def open_backend(bus: str, namespace: str, options: Mapping[str, str] | None = N
 
 
 def _local(bus: str, namespace: str, options: Mapping[str, str]) -> Backend:
-    from .local import FileLock, LocalEventLog, LocalRequestChannel
+    from .local import FileLock, LocalEventLog, LocalRequestChannel, LocalSnapshots
 
     root = Path(bus.partition(":")[2] or ".flamingock") / namespace
     return Backend(bus, namespace, LocalEventLog(root / "audit.log"), FileLock(root / "lock"),
-                   LocalRequestChannel(root), options)
+                   LocalRequestChannel(root), LocalSnapshots(root), options)
 
 
 def _kafka(bus: str, namespace: str, options: Mapping[str, str], create: bool) -> Backend:
@@ -91,6 +92,7 @@ def _kafka(bus: str, namespace: str, options: Mapping[str, str], create: bool) -
             KafkaEventLog,
             KafkaGroupLock,
             KafkaRequestChannel,
+            KafkaSnapshots,
             ensure_topics,
             parse_bus,
         )
@@ -103,4 +105,4 @@ def _kafka(bus: str, namespace: str, options: Mapping[str, str], create: bool) -
         ensure_topics(settings, topics)
     return Backend(bus, namespace, KafkaEventLog(settings, topics),
                    KafkaGroupLock(settings, topics), KafkaRequestChannel(settings, topics),
-                   options)
+                   KafkaSnapshots(settings, topics), options)

@@ -119,7 +119,9 @@ def test_an_edit_with_the_chain_recomputed_is_found_by_its_signatures(signed: Pr
     assert "BREAK" not in verify.stdout  # the chain was recomputed: it holds
     assert "UNTRUSTED at offset" in verify.stdout
     assert "bad signature" in verify.stdout
-    assert "bad signature" in ok(signed.cli("run"), 4).stderr
+    refused = ok(signed.cli("run"), 4).stderr  # the signed snapshot is a witness too
+    assert "no longer holds what the signed snapshot" in refused
+    assert "rewritten" in refused
 
 
 def test_a_cut_tail_is_found_by_a_checkpoint(signed: Project) -> None:
@@ -138,6 +140,9 @@ def test_a_cut_tail_is_found_by_a_checkpoint(signed: Project) -> None:
     by_head = ok(signed.cli("verify", "--expect-head", f"{head['position']}:{head['hash']}"),
                  4)
     assert "cut off its end" in by_head.stdout
+    refused = ok(signed.cli("run"), 4).stderr  # the runner's own witness: its snapshot
+    assert "the log ends before it" in refused
+    assert signed.effects().count("apply u2") == 1  # not applied again
 
 
 def test_a_runner_whose_key_is_not_trusted_writes_nothing(signed: Project) -> None:

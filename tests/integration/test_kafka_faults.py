@@ -260,3 +260,24 @@ def test_a_transaction_a_dead_holder_left_open_is_aborted_not_waited_for(
     assert seconds < 30, f"the run waited {seconds:.1f}s for the dead transaction"
     assert project.applied_effects() == ["u0001", "u0002", "u0003", "u0004"]
     read_audit(project.bus, project.namespace).assert_intact()
+
+
+def test_a_replaced_audit_topic_is_refused_by_the_signed_snapshot(
+        project: RunnerProject, kafka_bootstrap: str) -> None:
+    ok(project.cli("keys", "generate", "runner", "--dir", str(project.path / "keys")))
+    project.config.write_text(project.config.read_text().replace("stages:", (
+        "signing_key: keys/runner.key\ntrust:\n  - {key: keys/runner.pub, principal: runner, "
+        f"write: [{project.namespace}]}}\nstages:")))
+    ok(project.cli("run"))
+    topic = f"flamingock.audit.{project.namespace}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.delete_topics([topic])[topic].result(30)
+    deadline = time.monotonic() + 30
+    while topic in admin.list_topics(timeout=10).topics:  # deletion is asynchronous
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+    refused = ok(project.cli("run"), 4)  # the run re-creates the topic, empty
+
+    assert "the log ends before it" in refused.stderr
+    assert project.applied_effects() == ["u0001", "u0002", "u0003"]  # nothing applied twice

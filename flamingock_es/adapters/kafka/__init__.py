@@ -9,6 +9,7 @@ from .errors import KafkaUnavailableError
 from .event_log import KafkaEventLog
 from .group_lock import KafkaGroupLock, KafkaLease
 from .requests import KafkaRequestChannel, KafkaRequestConsumer
+from .snapshots import KafkaSnapshots
 from .writer import KafkaLogWriter
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "KafkaRequestChannel",
     "KafkaRequestConsumer",
     "KafkaSettings",
+    "KafkaSnapshots",
     "KafkaUnavailableError",
     "Topics",
     "ensure_topics",

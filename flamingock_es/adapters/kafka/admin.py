@@ -38,6 +38,8 @@ def topic_specs(settings: KafkaSettings, topics: Topics) -> list[NewTopic]:
         NewTopic(topics.lock, 1, rf, config={"cleanup.policy": "delete", **isr}),
         NewTopic(topics.requests, 1, rf, config=isr),
         NewTopic(topics.dead_letters, 1, rf, config=isr),
+        NewTopic(topics.snapshots, 1, rf, config={
+            "cleanup.policy": "compact", "max.message.bytes": str(16 * 1024 * 1024), **isr}),
     ]
 
 
@@ -54,7 +56,7 @@ def ensure_topics(settings: KafkaSettings, topics: Topics) -> None:
     except KafkaException as exc:
         raise unavailable(
             f"create the topics {topics.audit}, {topics.lock}, {topics.requests}, "
-            f"{topics.dead_letters}",
+            f"{topics.dead_letters}, {topics.snapshots}",
             settings.describe(), exc,
         ) from exc
 

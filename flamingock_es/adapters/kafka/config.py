@@ -39,7 +39,7 @@ _RESERVED = frozenset({
     "enable.auto.commit", "group.protocol", "bootstrap.servers",
 })
 
-KINDS = ("audit", "lock", "requests", "requests-dlq")
+KINDS = ("audit", "lock", "requests", "requests-dlq", "snapshots")
 _LIBRDKAFKA_LOG = logging.getLogger("flamingock_es.kafka.librdkafka")
 
 
@@ -56,6 +56,7 @@ class Topics:
     lock: str
     requests: str
     dead_letters: str
+    snapshots: str
     runner_group: str
 
     @property
@@ -66,8 +67,10 @@ class Topics:
 
 def topics_for(prefix: str, namespace: str) -> Topics:
     """The topic and group names of ``namespace``."""
-    audit, lock, requests, dead_letters = (topic_name(prefix, kind, namespace) for kind in KINDS)
-    return Topics(audit, lock, requests, dead_letters, topic_name(prefix, "runner", namespace))
+    audit, lock, requests, dead_letters, snapshots = (topic_name(prefix, kind, namespace)
+                                                       for kind in KINDS)
+    return Topics(audit, lock, requests, dead_letters, snapshots,
+                  topic_name(prefix, "runner", namespace))
 
 
 @dataclass(frozen=True)

@@ -5,5 +5,6 @@ from __future__ import annotations
 from .event_log import LocalEventLog
 from .file_lock import FileLock
 from .requests import LocalRequestChannel
+from .snapshots import LocalSnapshots
 
-__all__ = ["FileLock", "LocalEventLog", "LocalRequestChannel"]
+__all__ = ["FileLock", "LocalEventLog", "LocalRequestChannel", "LocalSnapshots"]

@@ -1,0 +1,76 @@
+"""``KafkaSnapshots``: the namespace's latest snapshot on a compacted topic, one key.
+
+``{prefix}.snapshots.{ns}`` has one partition, ``cleanup.policy=compact`` (only the latest
+value of the key survives) and room for large values (compressed JSON). Reading the latest
+is reading the record before the high watermark.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from confluent_kafka import Consumer, IsolationLevel, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
+
+from ...errors import AppendError
+from .admin import admin_client
+from .config import KafkaSettings, Topics
+from .errors import unavailable
+
+__all__ = ["SNAPSHOT_KEY", "KafkaSnapshots"]
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_KEY = b"state"
+_TIMEOUT = 15.0
+_LOOKUP = 3.0
+
+
+class KafkaSnapshots:
+    """The latest snapshot of one namespace."""
+
+    def __init__(self, settings: KafkaSettings, topics: Topics) -> None:
+        self.settings, self.topic = settings, topics.snapshots
+
+    def latest(self) -> bytes | None:
+        partition = TopicPartition(self.topic, 0)
+        admin = admin_client(self.settings)  # held: a client collected early never answers
+        try:
+            ends = admin.list_offsets(
+                {partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
+                isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=_LOOKUP)
+            end = int(ends[partition].result(timeout=_LOOKUP + 1).offset)
+        except (KafkaException, TimeoutError) as exc:  # a topic just created has no leader yet
+            log.info("no snapshot read from %s: %s", self.topic, exc or "no answer in time")
+            return None
+        if end <= 0:
+            return None
+        consumer = Consumer(self.settings.config({
+            "group.id": f"{self.topic}.reader.{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False, "fetch.wait.max.ms": 2}))
+        try:
+            consumer.assign([TopicPartition(self.topic, 0, end - 1)])
+            message = consumer.poll(_TIMEOUT)
+            if message is None or message.error() is not None:
+                return None
+            value = message.value()
+            return value if isinstance(value, bytes) else None
+        finally:
+            consumer.close()
+
+    def save(self, data: bytes) -> None:
+        producer = Producer(self.settings.config({
+            "acks": "all", "enable.idempotence": True, "compression.type": "zstd",
+            "message.max.bytes": 16 * 1024 * 1024}))
+        failures: list[object] = []
+        try:
+            producer.produce(self.topic, data, SNAPSHOT_KEY, partition=0,
+                             on_delivery=lambda err, _msg: failures.append(err) if err else None)
+            left = producer.flush(_TIMEOUT)
+        except KafkaException as exc:
+            raise unavailable(f"write a snapshot to {self.topic}", self.settings.describe(),
+                              exc) from exc
+        if failures or left:
+            raise AppendError(f"the broker did not confirm the snapshot on {self.topic}: "
+                              f"{failures or 'no delivery report'}")

@@ -1,0 +1,36 @@
+"""``LocalSnapshots``: the namespace's latest snapshot as one file beside its log, replaced
+atomically (written aside, fsynced, renamed), so a reader sees the old one or the new one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ...errors import AppendError
+
+__all__ = ["LocalSnapshots"]
+
+
+class LocalSnapshots:
+    """``ROOT/snapshot``."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / "snapshot"
+
+    def latest(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def save(self, data: bytes) -> None:
+        aside = self.path.with_suffix(".tmp")
+        try:
+            with aside.open("wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(aside, self.path)
+        except OSError as exc:
+            raise AppendError(f"could not write the snapshot {self.path}: "
+                              f"{exc.strerror or exc}") from exc

@@ -1,0 +1,141 @@
+"""Snapshots: the state they hold is the fold's, a start-up folds only what follows them, and
+one that does not match the log is never believed."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from flamingock_es import snapshots
+from flamingock_es.adapters.local import FileLock, LocalEventLog, LocalSnapshots
+from flamingock_es.codec import AuditCodec
+from flamingock_es.errors import ChainBrokenError
+from flamingock_es.events import (
+    ChangeInterrupted,
+    ChangeStarted,
+    ChangeSucceeded,
+    ErrorInfo,
+    LockAcquired,
+    ManualMark,
+    MarkedAs,
+    Requester,
+    RunFinished,
+    RunOutcome,
+    RunStarted,
+)
+from flamingock_es.reading import read_log
+from flamingock_es.recorder import Recorder, RunIdentity
+from flamingock_es.state import State, fold
+from flamingock_es.trust import Signer, generate_key, load_signer, load_trust
+
+from .fakes import ACTOR
+
+CODEC = AuditCodec()
+
+
+def started(uid: str) -> ChangeStarted:
+    return ChangeStarted(unit_id=uid, stage="s", author="ana", checksum="c", parameters="{}",
+                         attempt=1, reason="pending")
+
+
+def write(path: Path, runs: int, signer: Signer | None = None) -> tuple[LocalEventLog, State]:
+    log, lock, state = LocalEventLog(path / "audit.log"), FileLock(path / "lock"), State()
+    lease = lock.acquire("t", 5)
+    writer = log.writer(lease)
+    for n in range(runs):
+        recorder = Recorder(writer, state, RunIdentity("shop", f"r{n}", ACTOR), CODEC,
+                            sign=signer.sign if signer else None,
+                            key_id=signer.key_id if signer else None)
+        recorder.record(RunStarted(workflow="w", trigger="request", planned=(f"u{n}",),
+                                   requester=Requester(principal="alice", reason="why")),
+                        LockAcquired(holder="h", lock="l", generation=n))
+        recorder.record(started(f"u{n}"))
+        recorder.record(ChangeSucceeded(unit_id=f"u{n}", checksum="c", duration_ms=1.5))
+        recorder.record(RunFinished(outcome=RunOutcome.SUCCEEDED, applied=(f"u{n}",)))
+    recorder.record(started("doubt"), ChangeInterrupted(unit_id="doubt", signal="SIGTERM",
+                                                        reason="grace"))
+    recorder.record(ManualMark(unit_id="u0", marked_as=MarkedAs.APPLIED, reason="x"),
+                    RunFinished(outcome=RunOutcome.FAILED, applied=(),
+                                error=ErrorInfo(type="E", message="m"), not_started=("z",)))
+    writer.close()
+    lease.release()
+    return log, state
+
+
+def test_a_snapshot_holds_exactly_the_folded_state(tmp_path: Path) -> None:
+    _, state = write(tmp_path, 5)
+    as_json = json.loads(json.dumps(snapshots.encode_state(state)))
+    assert snapshots.decode_state(as_json) == dataclasses.replace(state, seals=[])
+
+
+def test_a_start_up_folds_only_what_follows_the_snapshot(tmp_path: Path) -> None:
+    log, state = write(tmp_path, 3)
+    store = LocalSnapshots(tmp_path)
+    assert snapshots.save(store, state, "shop", None)
+    assert not snapshots.save(store, state, "shop", None)  # not newer: left as it is
+    lease = FileLock(tmp_path / "lock").acquire("t", 5)
+    writer = log.writer(lease)
+    Recorder(writer, state, RunIdentity("shop", "r9", ACTOR), CODEC).record(started("u9"))
+    writer.close()
+    lease.release()
+
+    read = []
+    original = log.read
+    log.read = lambda start=0: (read.append(start), original(start))[1]  # type: ignore[method-assign]
+    loaded = snapshots.read(log, store, "shop", None)
+
+    assert read[0] > 0  # the log was read from after the snapshot's position, not from 0
+    assert loaded.units["u9"].status.value == "STARTED"
+    assert loaded.units.keys() == fold(CODEC.decode_all(original(0))).units.keys()
+
+
+def test_a_snapshot_that_does_not_match_the_log_is_ignored(tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    log, state = write(tmp_path, 2)
+    store = LocalSnapshots(tmp_path)
+    snapshots.save(store, state, "shop", None)
+    envelope = json.loads(gzip.decompress(store.path.read_bytes()))
+    envelope["snapshot"]["head"] = "00" * 32
+    envelope["snapshot"]["state"]["units"]["u0"]["status"] = "ROLLED_BACK"  # a lie
+    store.save(gzip.compress(json.dumps(envelope).encode()))
+
+    with caplog.at_level(logging.WARNING):
+        loaded = snapshots.read(log, store, "shop", None)
+
+    assert "ignoring the snapshot" in caplog.text
+    assert loaded.units["u0"].status.value == "MANUAL_MARKED_AS_APPLIED"  # from the log
+
+
+def test_a_signed_snapshot_is_a_witness_of_a_cut_log(tmp_path: Path) -> None:
+    generate_key("runner", tmp_path)
+    signer = load_signer(tmp_path / "runner.key")
+    trust = load_trust([{"key": "runner.pub", "principal": "r", "write": ["shop"]}], tmp_path)
+    log, state = write(tmp_path, 2, signer)
+    store = LocalSnapshots(tmp_path)
+    snapshots.save(store, state, "shop", signer)
+    assert snapshots.read(log, store, "shop", trust).signed_through == state.position
+
+    log.path.write_bytes(log.path.read_bytes()[:state.units["u1"].position])  # cut the end
+
+    with pytest.raises(ChainBrokenError, match="the log ends before it"):
+        snapshots.read(log, store, "shop", trust)
+    unsigned = read_log(log)  # without the witness, the cut log looks whole
+    assert unsigned.findings() == []
+
+
+def test_an_unsigned_snapshot_is_not_believed_where_signatures_are_required(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    generate_key("runner", tmp_path)
+    trust = load_trust([{"key": "runner.pub", "principal": "r", "write": ["shop"]}], tmp_path)
+    log, state = write(tmp_path, 1, load_signer(tmp_path / "runner.key"))
+    store = LocalSnapshots(tmp_path)
+    snapshots.save(store, state, "shop", None)
+    with caplog.at_level(logging.WARNING):
+        snapshots.read(log, store, "shop", trust)
+    assert "no trusted signature covers it" in caplog.text
