@@ -262,23 +262,26 @@ def history(
 
 
 def verify(bus: str, namespace: str, options: Mapping[str, str] | None = None, *,
-           trust: TrustStore | None = None, expect: Sequence[Checkpoint] = ()
-           ) -> ReplayReport:
-    """Replay the whole log with the shared fold: its hash chain and sequence, every
-    signature against ``trust``, and the ``expect``ed checkpoints."""
+           trust: TrustStore | None = None, every_signature: bool = False,
+           expect: Sequence[Checkpoint] = ()) -> ReplayReport:
+    """Replay the whole log with the shared fold: its hash chain and sequence, its
+    signatures against ``trust`` (every one with ``every_signature``), and the ``expect``ed
+    checkpoints."""
     with _existing_log(bus, namespace, options) as backend:
         return replay_records(backend.log.read(), log=backend.log.name, namespace=namespace,
-                              rows=False, trust=trust, expect=expect)
+                              rows=False, trust=trust, every_signature=every_signature,
+                              expect=expect)
 
 
 def replay(bus: str, namespace: str, *, since: datetime | None = None,
            until: datetime | None = None, options: Mapping[str, str] | None = None,
-           trust: TrustStore | None = None, expect: Sequence[Checkpoint] = ()
-           ) -> ReplayReport:
+           trust: TrustStore | None = None, every_signature: bool = False,
+           expect: Sequence[Checkpoint] = ()) -> ReplayReport:
     """The compliance replay of ``namespace``'s whole log; rows limited to ``[since, until]``."""
     with _existing_log(bus, namespace, options) as backend:
         return replay_records(backend.log.read(), log=backend.log.name, namespace=namespace,
-                              window=Window(since, until), trust=trust, expect=expect)
+                              window=Window(since, until), trust=trust,
+                              every_signature=every_signature, expect=expect)
 
 
 def snapshot(settings: Settings) -> int:

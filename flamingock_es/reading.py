@@ -54,23 +54,36 @@ def read_log(log: EventLog, state: State | None = None, codec: AuditCodec | None
     return state
 
 
-def settle(state: State, trust: TrustStore, *, every: bool = False) -> None:
+def settle(state: State, trust: TrustStore, *, writers: bool = False,
+           every: bool = False) -> None:
     """Check the signatures the fold collected since the last check.
 
     The last one is enough where it verifies: it signs a hash that chains every event before
-    it. Where it does not, the ones before it are checked until one does; ``every`` checks
-    them all (what an auditor wants: each refused signature is named).
+    it, and no runner signs a history it did not verify. Where it does not, the ones before
+    it are checked until one does. ``writers`` also checks each key's latest signature, so
+    that every writer is named and checked (what ``verify`` does); ``every`` checks them all
+    (an auditor's thorough pass: a signature whose bytes alone were altered is named too).
     """
     seals, state.seals = state.seals, []
-    for seal in seals if every else reversed(seals):
+    latest_of_each: dict[str | None, int] = {}
+    if writers:
+        for index, seal in enumerate(seals):
+            latest_of_each[seal.key_id] = index
+    wanted = set(latest_of_each.values())
+    trusted_found = False
+    for index in range(len(seals) - 1, -1, -1) if not every else range(len(seals)):
+        seal = seals[index]
+        if trusted_found and not every and index not in wanted:
+            continue
         why = trust.check(seal.key_id, seal.signature, AUDIT_CONTEXT + seal.hash,
                           namespace=seal.namespace, role="write")
-        if why is None:
-            state.signed_through = max(state.signed_through, seal.position)
-            if not every:
-                return
-        else:
+        if why is not None:
             state.untrusted[seal.position] = why
+            continue
+        state.signed_through = max(state.signed_through, seal.position)
+        trusted_found = True
+        if not every and not wanted:
+            return
 
 
 def check_integrity(state: State, where: str, trust: TrustStore | None = None) -> State:

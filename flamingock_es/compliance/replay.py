@@ -165,11 +165,12 @@ def select_events(records: Iterable[Recorded], *, unit: str | None = None,
 
 def replay_records(stored: Iterable[StoredRecord], *, log: str = "", namespace: str = "",
                    window: Window = Window(), rows: bool = True,
-                   trust: TrustStore | None = None,
+                   trust: TrustStore | None = None, every_signature: bool = False,
                    expect: Sequence[Checkpoint] = ()) -> ReplayReport:
     """Decode and fold a whole log's records one by one and report (``rows=False``:
-    integrity and state only). With ``trust``, every signature is checked; ``expect`` are
-    checkpoints the log must still hold."""
+    integrity and state only). With ``trust``, the last signature and each writer's latest
+    are checked (``every_signature``: all of them); ``expect`` are checkpoints the log must
+    still hold."""
     undecodable = State()  # where decoding failed, noted while the records are read
     records = list(decoded(stored, undecodable, AuditCodec()))
     # The replay holds the whole log: the quarantine decisions are known before the fold.
@@ -186,7 +187,7 @@ def replay_records(stored: Iterable[StoredRecord], *, log: str = "", namespace: 
     for position, why in undecodable.unreadable.items():
         state.note_unreadable(position, why)
     if trust is not None:
-        settle(state, trust, every=True)
+        settle(state, trust, writers=True, every=every_signature)
     findings = state.findings(signatures=trust is not None)
     findings += check_expectations(records, expect, trust)
     if rows:
