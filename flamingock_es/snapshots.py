@@ -208,16 +208,39 @@ def _make(kind: Any, *, encode: bool) -> Convert:
     raise TypeError(f"no snapshot conversion for {kind!r}")
 
 
-def _dataclass(cls: Any, encode: bool) -> Convert:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    converters: dict[str, Convert] = {}
+_PLAIN = (str, int, float, bool, str | None, int | None, float | None, bool | None)
 
-    def field(name: str) -> Convert:  # built on first use: the types may refer to each other
-        if name not in converters:
-            converters[name] = (_encoder if encode else _decoder)(hints[name])
-        return converters[name]
+
+def _dataclass(cls: Any, encode: bool) -> Convert:
+    """A dataclass as the list of its fields' values, in declared order: a snapshot of ten
+    thousand units is read in milliseconds when only the fields that need it are converted
+    (times, enums, nested records) and the rest are passed through."""
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
+    keywords = any(f.kw_only for f in fields)
+    special = [(i, hints[n]) for i, n in enumerate(names) if hints[n] not in _PLAIN]
+    converters: list[tuple[int, Convert]] = []
+
+    def ready() -> list[tuple[int, Convert]]:  # built on first use: types refer to each other
+        if len(converters) < len(special):
+            converters[:] = [(i, (_encoder if encode else _decoder)(kind))
+                             for i, kind in special]
+        return converters
 
     if encode:
-        return lambda v: {n: field(n)(getattr(v, n)) for n in names}
-    return lambda v: cls(**{n: field(n)(v[n]) for n in names if n in v})
+        def encode_one(value: Any) -> list[Any]:
+            out = [getattr(value, n) for n in names]
+            for i, convert in ready():
+                out[i] = convert(out[i])
+            return out
+        return encode_one
+
+    def decode_one(value: Any) -> Any:
+        if len(value) != len(names):
+            raise ValueError(f"{cls.__name__}: {len(value)} values for {len(names)} fields")
+        values = list(value)
+        for i, convert in ready():
+            values[i] = convert(values[i])
+        return cls(**dict(zip(names, values, strict=True))) if keywords else cls(*values)
+    return decode_one

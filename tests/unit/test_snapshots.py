@@ -30,7 +30,7 @@ from flamingock_es.events import (
 )
 from flamingock_es.reading import read_log
 from flamingock_es.recorder import Recorder, RunIdentity
-from flamingock_es.state import State, fold
+from flamingock_es.state import State, UnitState, fold
 from flamingock_es.trust import Signer, generate_key, load_signer, load_trust
 
 from .fakes import ACTOR
@@ -102,7 +102,8 @@ def test_a_snapshot_that_does_not_match_the_log_is_ignored(tmp_path: Path,
     snapshots.save(store, state, "shop", None)
     envelope = json.loads(gzip.decompress(store.path.read_bytes()))
     envelope["snapshot"]["head"] = "00" * 32
-    envelope["snapshot"]["state"]["units"]["u0"]["status"] = "ROLLED_BACK"  # a lie
+    status = [f.name for f in dataclasses.fields(UnitState)].index("status")
+    envelope["snapshot"]["state"][0]["u0"][status] = "ROLLED_BACK"  # a lie
     store.save(gzip.compress(json.dumps(envelope).encode()))
 
     with caplog.at_level(logging.WARNING):
