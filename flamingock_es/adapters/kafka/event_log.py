@@ -113,8 +113,21 @@ class KafkaEventLog:
             raise unavailable(f"find the end of {self.topic}", self.settings.describe(),
                               exc) from exc
 
+    def _end(self) -> int:
+        """Where a read stops: the last stable offset, once the commit markers of a
+        transaction that just committed have reached the partition (they follow the commit's
+        reply by milliseconds; a reader must see what its own runner wrote). A transaction
+        still open after ``SETTLE_WAIT`` is another holder's: its records are not yet history.
+        """
+        deadline = time.monotonic() + SETTLE_WAIT
+        while True:
+            stable, written = self._offsets()
+            if stable >= written or time.monotonic() > deadline:
+                return stable
+            time.sleep(0.005)
+
     def read(self, start: int = 0) -> Iterator[StoredRecord]:
-        end = self._offsets()[0]
+        end = self._end()
         if start >= end:
             return
         consumer, _ = self._reading(start)
