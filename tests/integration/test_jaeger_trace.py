@@ -119,8 +119,8 @@ def test_jaeger_shows_one_trace_from_requester_to_projector(
         parent, links = otlp[batch.span_id]
         assert parent == linked[0]
         assert set(links) == set(linked)
-    linked = {link for batch in batches for link in batch.refs("FOLLOWS_FROM")}
-    assert runner[f"flamingock.change {UNITS[0]}"].span_id in linked
+    every_link = {link for batch in batches for link in batch.refs("FOLLOWS_FROM")}
+    assert runner[f"flamingock.change {UNITS[0]}"].span_id in every_link
 
 
 def _otlp_batches(query: str, trace_id: str) -> dict[str, tuple[str, list[str]]]:
