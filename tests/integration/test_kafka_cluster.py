@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
+from .parked import Finished, parked_run
 from .runner_support import Audit, RunnerProject, ok, read_audit, unit_id
 from .test_kafka_runners import MARK
 
@@ -38,7 +39,7 @@ KAFKA_TOOL = REPO / "scripts" / "kafka-tool"
 NODES = 3
 
 
-def _run(*command: str, timeout: float = 240.0) -> subprocess.CompletedProcess[str]:
+def _run(*command: str | Path, timeout: float = 240.0) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([str(c) for c in command], cwd=REPO, text=True,
                             capture_output=True, timeout=timeout, check=False)
     assert result.returncode == 0, f"{command}: exit {result.returncode}\n{result.stderr}"
@@ -139,28 +140,19 @@ def test_topics_default_to_three_replicas_and_two_in_sync(
         assert future.result(timeout=15)["min.insync.replicas"].value == "2"
 
 
-def _kill_mid_unit(project: RunnerProject, cluster: Cluster, victim: str) -> tuple[int, str]:
+def _kill_mid_unit(project: RunnerProject, cluster: Cluster, victim: str) -> Finished:
     """Run three units; while u0002 is parked, kill -9 the ``victim`` node ("leader" of the
-    audit partition, or the active "controller"), then release u0002. Returns the runner's
-    exit code and stderr; the node is started again before returning."""
+    audit partition, or the active "controller"), then release u0002. The node is started
+    again before this returns."""
     for n in (1, 2, 3):
         project.add_unit(n)
-    project.flag("hold-u0002")
-    runner = project.spawn("run")
     audit_topic = f"flamingock.audit.{project.namespace}"
-    try:
-        project.wait_for_effect("start u0002", timeout=90)
+    with parked_run(project, "u0002") as run:
         node = cluster.leader(audit_topic) if victim == "leader" else cluster.active_controller()
         cluster.kill(node)
-        project.flag("release-u0002")
-        _, err = runner.communicate(timeout=180)
-    finally:
-        if runner.returncode is None:
-            runner.kill()
-            runner.communicate()
     cluster.start(node)
     cluster.wait_in_sync(audit_topic)
-    return runner.returncode, err
+    return run
 
 
 def _assert_finished_or_failed_cleanly(project: RunnerProject, code: int, err: str) -> Audit:
@@ -188,23 +180,16 @@ def _assert_finished_or_failed_cleanly(project: RunnerProject, code: int, err: s
     return audit
 
 
-def test_kill_the_audit_leader_mid_run(project: RunnerProject, cluster: Cluster,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("victim", ["leader", "controller"])
+def test_kill_a_node_mid_run(project: RunnerProject, cluster: Cluster, victim: str,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """kill -9 the audit partition's leader, or the active controller, inside a unit."""
     started = time.monotonic()
-    code, err = _kill_mid_unit(project, cluster, "leader")
-    audit = _assert_finished_or_failed_cleanly(project, code, err)
+    run = _kill_mid_unit(project, cluster, victim)
+    assert run.code is not None
+    audit = _assert_finished_or_failed_cleanly(project, run.code, run.err)
     with capsys.disabled():
-        print(f"\n[cluster] kill -9 of the audit leader mid-run: runner exit {code}, "
-              f"{len(audit.events)} events, {time.monotonic() - started:.1f}s with the restart")
-
-
-def test_kill_the_active_controller_mid_run(project: RunnerProject, cluster: Cluster,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    started = time.monotonic()
-    code, err = _kill_mid_unit(project, cluster, "controller")
-    audit = _assert_finished_or_failed_cleanly(project, code, err)
-    with capsys.disabled():
-        print(f"\n[cluster] kill -9 of the active controller mid-run: runner exit {code}, "
+        print(f"\n[cluster] kill -9 of the {victim} mid-run: runner exit {run.code}, "
               f"{len(audit.events)} events, {time.monotonic() - started:.1f}s with the restart")
 
 

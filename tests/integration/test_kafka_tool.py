@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from .parked import parked_run
 from .runner_support import RunnerProject, read_audit
 
 pytestmark = pytest.mark.kafka
@@ -36,24 +37,15 @@ def test_lock_holder_and_committed_audit_records(tmp_path: Path, kafka_bootstrap
     project = RunnerProject(tmp_path / "proj", f"kafka://{kafka_bootstrap}", namespace)
     project.add_unit(1)
     project.add_unit(2)
-    project.flag("hold-u0001")
-    runner = project.spawn("run")
-    try:
-        project.wait_for_effect("start u0001", timeout=60)
+    with parked_run(project, "u0001") as run:
         described = kafka_tool("consumer-groups", "--describe", "--group",
                                f"flamingock.lock.{namespace}", "--members", "--verbose")
-        project.flag("release-u0001")
-        _, err = runner.communicate(timeout=60)
-    finally:
-        if runner.returncode is None:
-            runner.kill()
-            runner.communicate()
-    assert runner.returncode == 0, err
+    assert run.code == 0, run.err
     assert described.returncode == 0, described.stderr
 
     # The holder's line: its client id names host, pid and run id; its assignment is the
     # lock topic's only partition.
-    holder = f"flamingock-lock-{socket.gethostname()}:{runner.pid}:"
+    holder = f"flamingock-lock-{socket.gethostname()}:{run.pid}:"
     lines = [line for line in described.stdout.splitlines() if holder in line]
     assert len(lines) == 1, described.stdout
     run_id = re.search(re.escape(holder) + r"(\S+)", lines[0])
