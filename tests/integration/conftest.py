@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -33,6 +34,36 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "couchbase: needs the Couchbase-protocol server started by scripts/services"
     )
+    config.addinivalue_line("markers", "jaeger: needs Jaeger (scripts/services up --with jaeger)")
+    config.addinivalue_line(
+        "markers", "secure: needs the SASL_SSL listener and ACLs (scripts/services up --secure)")
+    config.addinivalue_line(
+        "markers", "cluster: needs the 3-node Kafka cluster (scripts/services up --brokers 3); "
+        "selected only by -m cluster, as scripts/test does in its cluster phase")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The cluster tests need a cluster in place of the single broker the rest use, so
+    they run only when ``-m`` names them; their deselection is reported, never silent."""
+    if "cluster" in (config.option.markexpr or ""):
+        return
+    cluster = [item for item in items if item.get_closest_marker("cluster")]
+    if cluster:
+        config.hook.pytest_deselected(items=cluster)
+        items[:] = [item for item in items if not item.get_closest_marker("cluster")]
+        config.stash[_CLUSTER_DESELECTED] = len(cluster)
+
+
+_CLUSTER_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    count = terminalreporter.config.stash.get(_CLUSTER_DESELECTED, 0)
+    if count:
+        terminalreporter.write_line(
+            f"{count} cluster test(s) not selected: they run with -m cluster against "
+            "'scripts/services up --brokers 3' (scripts/test's cluster phase does).",
+            yellow=True)
 
 
 @dataclass(frozen=True)
@@ -119,3 +150,58 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     """A topic/group/document name unique to this test run, so tests can be re-run."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name).strip("-")[:80]
     return f"it-{safe}-{uuid.uuid4().hex[:12]}"
+
+
+def _env_or_fail(name: str, how: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        pytest.fail(f"{name} is not set: {how}", pytrace=False)
+    return value
+
+
+@pytest.fixture(scope="session")
+def jaeger_query() -> str:
+    """Base URL of Jaeger's query API; fails if Jaeger does not answer."""
+    how = ('run scripts/services up --with jaeger and eval "$(scripts/services env)"')
+    url = _env_or_fail("FLAMINGOCK_JAEGER_QUERY", how)
+    _env_or_fail("FLAMINGOCK_JAEGER_OTLP", how)
+    try:
+        with urllib.request.urlopen(f"{url}/api/services", timeout=5) as answer:
+            answer.read()
+    except OSError as exc:
+        pytest.fail(f"Jaeger's query API at {url} does not answer ({exc}): {how}", pytrace=False)
+    return url
+
+
+@dataclass(frozen=True)
+class SecureKafka:
+    """The SASL_SSL listener of ``scripts/services up --secure`` and its principals."""
+
+    bootstrap: str
+    ca: str
+    passwords: dict[str, str]
+
+    def options(self, principal: str) -> dict[str, str]:
+        """The ``kafka:`` options (librdkafka properties) of ``principal``."""
+        return {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": principal, "sasl.password": self.passwords[principal],
+                "ssl.ca.location": self.ca}
+
+
+SECURE_PRINCIPALS = ("admin", "runner", "requester", "projector", "auditor")
+
+
+@pytest.fixture(scope="session")
+def secure_kafka() -> SecureKafka:
+    """The secure listener; fails if it is not configured or does not answer."""
+    how = 'run scripts/services up --secure and eval "$(scripts/services env)"'
+    secure = SecureKafka(
+        _env_or_fail("FLAMINGOCK_KAFKA_SECURE_BOOTSTRAP", how),
+        _env_or_fail("FLAMINGOCK_KAFKA_CA", how),
+        {who: _env_or_fail(f"FLAMINGOCK_KAFKA_{who.upper()}_PASSWORD", how)
+         for who in SECURE_PRINCIPALS})
+    error = _first_reachable(_host_ports(secure.bootstrap, 9093))
+    if error is not None:
+        pytest.fail(f"the secure listener {secure.bootstrap} is unreachable ({error}): {how}",
+                    pytrace=False)
+    return secure

@@ -80,6 +80,8 @@ def test_env_prints_all_variables(services_env: dict[str, str]) -> None:
         "FLAMINGOCK_COUCHBASE_USER",
         "FLAMINGOCK_COUCHBASE_PASSWORD",
         "FLAMINGOCK_COUCHBASE_BUCKET",
+        "FLAMINGOCK_JAEGER_OTLP",
+        "FLAMINGOCK_JAEGER_QUERY",
     }
 
 
@@ -118,7 +120,11 @@ def test_couchbase_matches(compose: dict[str, Any], services_env: dict[str, str]
     assert init["CB_BUCKET"] == services_env["FLAMINGOCK_COUCHBASE_BUCKET"]
 
 
-def test_jaeger_otlp_and_ui_published(compose: dict[str, Any]) -> None:
+def test_jaeger_otlp_and_ui_published(compose: dict[str, Any],
+                                      services_env: dict[str, str]) -> None:
     jaeger = compose["jaeger"]
     assert str(jaeger["environment"]["COLLECTOR_OTLP_ENABLED"]) == "true"
-    assert {4318, 16686} <= _host_ports(jaeger)
+    ports = {urlsplit(services_env[name]).port
+             for name in ("FLAMINGOCK_JAEGER_OTLP", "FLAMINGOCK_JAEGER_QUERY")}
+    assert ports == {4318, 16686}
+    assert ports <= _host_ports(jaeger)

@@ -79,7 +79,8 @@ class KafkaSettings:
 
     bootstrap: str
     topic_prefix: str = DEFAULT_PREFIX
-    replication_factor: int = 1
+    replication_factor: int | None = None
+    """Of created topics; ``None``: chosen from the cluster's size (see ``admin.replication``)."""
     min_insync_replicas: int | None = None
     client: Mapping[str, str] = field(default_factory=dict)
     """Pass-through librdkafka properties (security and tuning); may hold secrets."""
@@ -151,10 +152,11 @@ def parse_bus(bus: str, options: Mapping[str, Any] | None = None) -> KafkaSettin
         raise ConfigError(
             f"topic_prefix {prefix!r} is not valid: use letters, digits, '.', '_' or '-'."
         )
-    rf = _positive_int("replication_factor", merged.get("replication_factor", "1"))
+    raw_rf = merged.get("replication_factor")
+    rf = _positive_int("replication_factor", raw_rf) if raw_rf is not None else None
     raw_isr = merged.get("min_insync_replicas")
     isr = _positive_int("min_insync_replicas", raw_isr) if raw_isr is not None else None
-    if isr is not None and isr > rf:
+    if isr is not None and rf is not None and isr > rf:
         raise ConfigError(
             f"min_insync_replicas={isr} is greater than replication_factor={rf}: no write "
             "could ever succeed."
