@@ -169,17 +169,15 @@ def test_the_auditor_cannot_run(tmp_path: Path, secure_kafka: SecureKafka,
     assert project.effects() == []  # nothing ran
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "KafkaGroupLock drops the consumer's GROUP_AUTHORIZATION_FAILED (error_cb logs it at "
-    "debug) and times out as if another runner held the lock; needs a fix in "
-    "adapters/kafka/group_lock.py"))
 def test_the_lock_names_kafkas_refusal(secure_kafka: SecureKafka, namespace: str) -> None:
     bus = f"kafka://{secure_kafka.bootstrap}"
     options = secure_kafka.options("auditor")
     with (open_backend(bus, namespace, options, create=False) as backend,
           pytest.raises(FlamingockError) as refused):
-        backend.lock.acquire("auditor", 5)
+        backend.lock.acquire("auditor", 30)
     assert "GROUP_AUTHORIZATION_FAILED" in str(refused.value)
+    assert "ACL" in str(refused.value)
+    assert refused.value.exit_code == 5
 
 
 def _first_error(poll: Callable[[], object], seconds: float) -> KafkaError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .admin import ensure_topics
 from .config import KafkaSettings, Topics, parse_bus, topic_name, topics_for
-from .errors import KafkaUnavailableError
+from .errors import KafkaRefusedError, KafkaUnavailableError
 from .event_log import KafkaEventLog
 from .group_lock import KafkaGroupLock, KafkaLease
 from .requests import KafkaRequestChannel, KafkaRequestConsumer
@@ -17,6 +17,7 @@ __all__ = [
     "KafkaGroupLock",
     "KafkaLease",
     "KafkaLogWriter",
+    "KafkaRefusedError",
     "KafkaRequestChannel",
     "KafkaRequestConsumer",
     "KafkaSettings",

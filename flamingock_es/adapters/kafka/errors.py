@@ -20,9 +20,11 @@ from ...errors import FlamingockError
 
 __all__ = [
     "FENCING_CODES",
+    "KafkaRefusedError",
     "KafkaUnavailableError",
     "error_of",
     "is_fencing",
+    "is_refusal",
     "is_transient",
     "transient_retry",
     "unavailable",
@@ -61,8 +63,25 @@ _TRANSIENT_CODES = frozenset({
 })
 
 
+REFUSAL_CODES = frozenset({
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._AUTHENTICATION,
+})
+"""Codes meaning "the cluster answered, and said no to these credentials": not worth a retry."""
+
+
 class KafkaUnavailableError(FlamingockError):
     """The Kafka cluster could not be reached or did not answer in time (after retries)."""
+
+    exit_code = 5
+
+
+class KafkaRefusedError(FlamingockError):
+    """The Kafka cluster refused these credentials what was asked (authentication or ACL)."""
 
     exit_code = 5
 
@@ -80,10 +99,15 @@ def is_fencing(exc: BaseException) -> bool:
     return err is not None and err.code() in FENCING_CODES
 
 
+def is_refusal(err: KafkaError | None) -> bool:
+    """True if ``err`` is Kafka refusing the credentials (authentication or an ACL)."""
+    return err is not None and err.code() in REFUSAL_CODES
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors worth retrying: timeouts, unreachable or moving leaders/coordinators."""
     err = error_of(exc)
-    if err is None or err.fatal() or err.code() in FENCING_CODES:
+    if err is None or err.fatal() or err.code() in FENCING_CODES or is_refusal(err):
         return False
     return bool(err.retriable()) or err.code() in _TRANSIENT_CODES
 
@@ -112,12 +136,26 @@ def transient_retry(seconds: float = 20.0, attempts: int = 6) -> Callable[
     return decorator
 
 
-def unavailable(what: str, where: str, exc: BaseException | None) -> KafkaUnavailableError:
-    """A clear "is the broker running?" error for ``what`` failing against ``where``."""
+def unavailable(what: str, where: str,
+                exc: BaseException | None) -> KafkaUnavailableError | KafkaRefusedError:
+    """A clear error for ``what`` failing against ``where``: "is the broker running?", or,
+    where Kafka answered with a refusal, which one and what to grant."""
     detail = f": {exc}" if exc is not None else ""
+    if exc is not None and is_refusal(error_of(exc)):
+        return refused(what, where, error_of(exc))
     return KafkaUnavailableError(
         f"could not {what} on {where}{detail}. Is the broker running and reachable from "
         "here (bootstrap address, listeners, security settings)?"
     )
 
 
+
+
+def refused(what: str, where: str, err: KafkaError | None) -> KafkaRefusedError:
+    """Kafka refused ``what`` to these credentials: name the refusal and the way out."""
+    code = err.name() if err is not None else "refused"
+    return KafkaRefusedError(
+        f"{where} refused to {what}: {code} ({err.str() if err else ''}). The "
+        "credentials in the kafka: block authenticate a principal that lacks the ACL for "
+        "this (or do not authenticate at all); see docs/operations-kafka.md, least privilege."
+    )

@@ -32,7 +32,7 @@ from ...errors import LockLostError, LockTimeoutError
 from ...ports import WaitCallback
 from .admin import admin_client
 from .config import KafkaSettings, Topics
-from .errors import error_of, unavailable
+from .errors import error_of, is_refusal, refused, unavailable
 
 __all__ = ["KafkaGroupLock", "KafkaLease"]
 
@@ -57,6 +57,7 @@ class _Membership:
         self.assigned = threading.Event()
         self.lost_reason: str | None = None
         self.protocol_refused = False
+        self.refusal: KafkaError | None = None  # Kafka said no to these credentials
         extra: dict[str, Any] = {
             "group.id": topics.lock_group,
             "group.protocol": protocol,
@@ -89,6 +90,8 @@ class _Membership:
     def _on_error(self, err: KafkaError) -> None:
         if err.code() in _PROTOCOL_REFUSED:
             self.protocol_refused = True
+        if is_refusal(err):
+            self.refusal = err
         if err.fatal():
             self.lost_reason = self.lost_reason or f"fatal consumer error: {err}"
         log.debug("lock consumer: %s", err)
@@ -200,7 +203,12 @@ class KafkaGroupLock:
         next_report = started + _REPORT_EVERY
         try:
             while not membership.assigned.is_set():
-                membership.consumer.poll(_POLL)
+                event = membership.consumer.poll(_POLL)
+                if event is not None and is_refusal(event.error()):
+                    membership.refusal = event.error()
+                if membership.refusal is not None:  # waiting would only look like contention
+                    raise refused(f"let {holder} join the lock group {self.topics.lock_group}",
+                                  self.settings.describe(), membership.refusal)
                 if membership.protocol_refused and self._protocol == "consumer":
                     log.warning("the broker refuses the KIP-848 consumer group protocol; "
                                 "using the classic protocol for %s", self.name)

@@ -8,7 +8,6 @@ is reading the record before the high watermark.
 from __future__ import annotations
 
 import logging
-import uuid
 
 from confluent_kafka import Consumer, IsolationLevel, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
@@ -47,7 +46,7 @@ class KafkaSnapshots:
         if end <= 0:
             return None
         consumer = Consumer(self.settings.config({
-            "group.id": f"{self.topic}.reader.{uuid.uuid4().hex[:8]}",
+            "group.id": f"{self.topic}.reader",  # never commits: a fixed name, one ACL
             "enable.auto.commit": False, "fetch.wait.max.ms": 2}))
         try:
             consumer.assign([TopicPartition(self.topic, 0, end - 1)])
