@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 WORKFLOW = """\
 namespace: bench
@@ -98,12 +99,15 @@ def alembic_project(root: Path, revisions: int) -> tuple[Path, Path]:
     return ini, db
 
 
-def audit_log(path: Path, events: int, units_per_run: int = 1000) -> int:
+def audit_log(path: Path, events: int, units_per_run: int = 1000,
+              signer: Any = None, per_step: bool = False) -> int:
     """Write a realistic local audit log of about ``events`` events through the Recorder.
 
     Runs of ``units_per_run`` units (RunStarted, LockAcquired, ChangeStarted/ChangeSucceeded
-    per unit, RunFinished, LockReleased), each run appended as one durable batch. Returns the
-    number of events written.
+    per unit, RunFinished, LockReleased), each run appended as one durable batch, or, with
+    ``per_step``, as a runner appends them (the frame's two pairs and every unit's start and
+    outcome, each its own append), signed by ``signer`` when given. Returns the number of
+    events written.
     """
     from flamingock_es.adapters.local import FileLock, LocalEventLog
     from flamingock_es.codec import AuditCodec
@@ -139,9 +143,13 @@ def audit_log(path: Path, events: int, units_per_run: int = 1000) -> int:
                                                 duration_ms=0.01))
             payloads += [RunFinished(outcome=RunOutcome.SUCCEEDED, applied=tuple(ids)),
                          LockReleased(holder=lease.holder)]
-            recorder = Recorder(writer, state,
-                                RunIdentity("bench", new_run_id(), actor), codec)
-            recorder.record(*payloads)
+            recorder = Recorder(writer, state, RunIdentity("bench", new_run_id(), actor), codec,
+                                sign=signer.sign if signer else None,
+                                key_id=signer.key_id if signer else None)
+            batches = ([payloads[:2], *([p] for p in payloads[2:-2]), payloads[-2:]]
+                       if per_step else [payloads])
+            for batch in batches:
+                recorder.record(*batch)
             written += len(payloads)
     finally:
         writer.close()
