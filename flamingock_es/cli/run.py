@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import api
 from ..events import RunOutcome
+from ..results import RunResult
 from ..scaffold import scaffold
 from .output import print_json, progress, table, workflow
 
@@ -80,13 +81,34 @@ def cmd_mark(args: argparse.Namespace) -> int:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    """Compensate the applied units after --to ID, newest first."""
-    result = api.undo(workflow(args), args.to, progress=progress(args))
+    """Compensate applied units, newest first: those after --to ID, the newest --count N,
+    or --all of them (back to before the first unit)."""
+    result = api.undo(workflow(args), args.to, count=args.count, all_units=args.all,
+                      progress=progress(args))
     if args.json:
         print_json(result)
-    elif not result.compensated:
-        print(f"nothing to undo after {args.to}")
+    elif not args.quiet:
+        print(undo_summary(result, args.to))
     return 0 if result.outcome is not RunOutcome.FAILED else 8
+
+
+def undo_summary(result: RunResult, to: str | None) -> str:
+    """One line that says what the undo did, from the result the progress reported too."""
+    if result.outcome is None:
+        return f"nothing to undo after {to}" if to else "nothing to undo: no unit is applied"
+    done = ", ".join(result.compensated)
+    if result.outcome is not RunOutcome.FAILED:
+        return f"undid {len(result.compensated)} unit(s), newest first: {done} " \
+               f"(run {result.run_id})"
+    left = f"; not attempted: {', '.join(result.not_started)}" if result.not_started else ""
+    return (f"undo FAILED in run {result.run_id}: undid {len(result.compensated)} unit(s)"
+            f"{': ' + done if done else ''}; then {_error(result)}{left}. See "
+            "`flamingock-es status`.")
+
+
+def _error(result: RunResult) -> str:
+    error = result.error
+    return "a rollback failed" if error is None else f"{error.message} ({error.type})"
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -117,7 +139,12 @@ def register(add: Any) -> None:
                    help="the offset of the unit's last event as you saw it (`status` prints "
                         "it): refused if the unit changed since (default: as this mark starts)")
     p = add("undo", cmd_undo)
-    p.add_argument("--to", required=True, help="the last unit to keep applied")
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--to", metavar="ID", help="the last unit to keep applied")
+    scope.add_argument("--count", type=int, metavar="N",
+                       help="compensate the N newest applied units (in workflow order)")
+    scope.add_argument("--all", action="store_true",
+                       help="compensate every applied unit, back to before the first one")
     p = add("wait", cmd_wait)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between checks")
