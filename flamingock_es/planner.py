@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .changes import ChangeUnit, Recovery
-from .errors import ConfigError, ManualInterventionRequired
+from .errors import ChecksumDriftError, ConfigError, ManualInterventionRequired
 from .state import LockState, State, UnitState, UnitStatus
 from .workflow import Stage, Workflow
 
@@ -85,6 +85,22 @@ class Plan:
     @property
     def up_to_date(self) -> bool:
         return not self.has_work and not self.blockers
+
+    @property
+    def in_doubt(self) -> list[PlannedUnit]:
+        """Units whose last attempt started and never finished, whether their recovery
+        strategy retries them or a person decides (blocked)."""
+        return [p for p in self.units
+                if p.previous is not None and p.previous.status is UnitStatus.STARTED]
+
+    @property
+    def check_code(self) -> int:
+        """``plan --check``'s exit code: 7 (as ``run``'s manual intervention) when a unit is
+        blocked for a person or in doubt, 6 (as ``run``'s drift) when an applied unit changed
+        and the drift is not accepted, 0 when ``run`` could go ahead on its own."""
+        if self.in_doubt or any(b.kind != "drift" for b in self.blockers):
+            return ManualInterventionRequired.exit_code
+        return ChecksumDriftError.exit_code if self.blockers else 0
 
 
 def only(plan: Plan, units: Sequence[str] | None, workflow: Workflow) -> Plan:

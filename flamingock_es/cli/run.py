@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from ..events import RunOutcome
 from ..results import RunResult
 from ..scaffold import scaffold
 from .output import print_json, progress, table, workflow
+from .preview import preview, render
 
 __all__ = ["register"]
 
@@ -24,13 +27,24 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    """Show what `run` would apply, in order, and why every other unit is skipped."""
+    """Show what `run` would apply, in order, and why every other unit is skipped.
+
+    --check exits non-zero when `run` could not go ahead on its own (for CI: 7 if a unit is
+    blocked for a person or in doubt, 6 if an applied unit drifted); --show prints what each
+    unit to apply would do: template blocks with ${VAR} resolved, Python units' parameters
+    and source, secrets as ***."""
     plan = api.plan(workflow(args), accept_drift=args.accept_drift)
+    previews = [preview(f"{p.stage}/{p.unit.id}", p.unit, os.environ)
+                for p in plan.to_run] if args.show else []
+    code = plan.check_code if args.check else 0
     if args.json:
         print_json({"units": [{"stage": p.stage, "unit": p.unit.id, "action": p.action.value,
                                "reason": p.reason} for p in plan.units],
-                    "blockers": plan.blockers, "unknown": plan.unknown})
-        return 0
+                    "blockers": plan.blockers, "unknown": plan.unknown,
+                    "in_doubt": [p.unit.id for p in plan.in_doubt],
+                    **({"show": [item.as_json() for item in previews]} if args.show else {}),
+                    **({"check": code} if args.check else {})})
+        return code
     table([(p.action.value, f"{p.stage}/{p.unit.id}", p.reason) for p in plan.units])
     for blocker in plan.blockers:
         print(f"\nBLOCKED {blocker.unit_id}: {blocker.message}\n  to resolve: {blocker.resolve}")
@@ -38,7 +52,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"note: {uid} is in the audit log but no longer in the workflow")
     if plan.up_to_date:
         print("up to date: nothing to apply")
-    return 0
+    for item in previews:
+        print(f"\n{render(item)}")
+    if code:
+        doubt = [p.unit.id for p in plan.in_doubt]
+        print(f"plan --check: not clear to run (exit {code}): "
+              + "; ".join(filter(None, (
+                  f"{len(plan.blockers)} blocked" if plan.blockers else "",
+                  f"in doubt: {', '.join(doubt)}" if doubt else ""))), file=sys.stderr)
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -126,6 +148,13 @@ def register(add: Any) -> None:
     p = add("plan", cmd_plan)
     p.add_argument("--accept-drift", action="store_true",
                    help="plan as `run --accept-drift` would")
+    p.add_argument("--check", action="store_true",
+                   help="exit non-zero when run could not go ahead on its own: 7 if a unit "
+                        "is blocked for a person or in doubt, 6 if an applied unit drifted "
+                        "(for CI pipelines)")
+    p.add_argument("--show", action="store_true",
+                   help="print what each unit to apply would do: template blocks with "
+                        "${VAR} resolved, Python units' parameters and source; secrets as ***")
     p = add("run", cmd_run)
     p.add_argument("--unit", action="append", help="only this unit (repeatable)")
     p.add_argument("--accept-drift", action="store_true",
