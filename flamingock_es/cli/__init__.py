@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 
 from ..errors import FlamingockError
 from ..telemetry import setup as tracing
-from . import audit, bus, keys, projection, run
+from . import audit, authoring, bus, keys, projection, run
 
 __all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
-FLOWS = (run, audit, bus, projection, keys)
+FLOWS = (authoring, run, audit, bus, projection, keys)
 """The command modules, one per flow; each adds its commands with ``register``."""
 
 

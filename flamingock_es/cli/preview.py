@@ -41,9 +41,12 @@ class Preview:
     rollback: bool
     unset: tuple[str, ...]
     """Variables the unit uses that this environment does not set."""
+    checksum: str
+    """What the run will record: a reviewer can compare it with the log later."""
 
     def as_json(self) -> dict[str, Any]:
         return {"unit": self.label, "kind": self.kind, "source": self.source,
+                "checksum": self.checksum,
                 "blocks": dict(self.blocks), "rollback": self.rollback,
                 "unset": list(self.unset)}
 
@@ -58,7 +61,7 @@ def preview(label: str, unit: ChangeUnit, env: Mapping[str, str]) -> Preview:
     if unit.template is None:
         blocks = {"parameters": blocks}
     return Preview(label, unit.template or "python", unit.source, blocks,
-                   unit.rollback is not None, tuple(dict.fromkeys(unset)))
+                   unit.rollback is not None, tuple(dict.fromkeys(unset)), unit.checksum)
 
 
 def _resolve_all(value: Any, env: Mapping[str, str], unset: list[str]) -> Any:

@@ -1,4 +1,4 @@
-"""The run flow's commands: ``init``, ``plan``, ``run``, ``status``, ``mark``, ``undo`` and
+"""The run flow's commands: ``plan``, ``run``, ``status``, ``mark``, ``undo`` and
 ``wait``."""
 
 from __future__ import annotations
@@ -6,24 +6,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from .. import api
 from ..events import RunOutcome
 from ..results import RunResult
-from ..scaffold import scaffold
 from .output import print_json, progress, table, workflow
 from .preview import preview, render
 
 __all__ = ["register"]
-
-
-def cmd_init(args: argparse.Namespace) -> int:
-    """Create a flamingock.yaml and a changes/ folder with an example unit of each kind."""
-    for path in scaffold(Path(args.directory)):
-        print(f"created {path}")
-    return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -143,8 +134,6 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 def register(add: Any) -> None:
     """Add the run flow's commands through ``add(name, handler) -> parser``."""
-    p = add("init", cmd_init)
-    p.add_argument("directory", nargs="?", default=".")
     p = add("plan", cmd_plan)
     p.add_argument("--accept-drift", action="store_true",
                    help="plan as `run --accept-drift` would")
