@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from ..console import ConsoleLogHandler, console_for
 from ..errors import FlamingockError
 from ..telemetry import setup as tracing
 from . import audit, authoring, bus, keys, projection, run
@@ -25,6 +26,8 @@ __all__ = ["build_parser", "main"]
 Handler = Callable[[argparse.Namespace], int]
 FLOWS = (authoring, run, audit, bus, projection, keys)
 """The command modules, one per flow; each adds its commands with ``register``."""
+UNIT_LOGGER = "flamingock_es.unit"
+"""The logger a unit's ``ctx.log`` writes to."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,19 +61,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(verbose: bool, quiet: bool) -> None:
+    """Log records go through stderr's console, so they never break a progress line. The
+    units' own messages (``ctx.log``) show at INFO unless -q: a person running them wants
+    to see them; the rest of the library speaks at WARNING (DEBUG with -v)."""
+    handler = ConsoleLogHandler(console_for(sys.stderr))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger(UNIT_LOGGER).setLevel(
+        logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``flamingock-es`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose, args.quiet)
     tracing.configure()
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # here, so that a reader gone away is handled below, not at exit
     except FlamingockError as exc:
-        print(f"flamingock-es: error: {exc}", file=sys.stderr)
+        _tell(f"flamingock-es: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("flamingock-es: interrupted", file=sys.stderr)
+        _tell("flamingock-es: interrupted")
         return 130
     except BrokenPipeError:
         # The reader went away (`| head`): say nothing more, as other Unix tools do.
@@ -79,3 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         tracing.shutdown()
     return code
+
+
+def _tell(message: str) -> None:
+    """An error on stderr; dropped if stderr's reader went away too."""
+    console_for(sys.stderr).log(message)
