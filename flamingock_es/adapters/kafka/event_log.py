@@ -27,7 +27,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from ...errors import AppendError, ConfigError, LockLostError
 from ...ports import Lease, StoredRecord
 from .admin import topic_exists
-from .config import KafkaSettings, Topics, redacted
+from .config import KafkaSettings, Topics, new_client, redacted
 from .errors import error_of, is_fencing, is_transient, transient_retry, unavailable
 from .group_lock import KafkaLease
 
@@ -70,7 +70,7 @@ class KafkaEventLog:
     def _consumer(self, start: int) -> tuple[Consumer, TopicPartition]:
         conf = self.settings.config({**_READ_CONFIG, "group.id": f"{self.topic}.reader"})
         log.debug("audit reader config: %s", redacted(conf))
-        consumer = Consumer(conf)
+        consumer = new_client(Consumer, conf)
         tp = TopicPartition(self.topic, 0, start)
         consumer.assign([tp])
         return consumer, tp
@@ -180,7 +180,7 @@ class KafkaLogWriter:
     def _open(self) -> None:
         """A fresh transactional producer; its ``init_transactions`` fences any older one."""
         self._disconnected = False
-        self._producer = Producer(self.settings.config({
+        self._producer = new_client(Producer, self.settings.config({
             "transactional.id": self.topic,
             "acks": "all",
             "enable.idempotence": True,
