@@ -298,7 +298,12 @@ def ensure_keyspace(bucket: Any, scope: str, collection: str, wait: float = 15.0
     if (scope, collection) == ("_default", "_default"):
         return False
     manager = bucket.collections()
-    scopes = {s.name: {c.name for c in s.collections} for s in manager.get_all_scopes()}
+    try:
+        scopes = {s.name: {c.name for c in s.collections} for s in manager.get_all_scopes()}
+    except exc.CouchbaseException as error:  # a least-privileged user may not list them
+        log.debug("cannot list the scopes of %s (%s); assuming %s.%s exists", bucket.name,
+                  error, scope, collection)
+        return False
     if collection in scopes.get(scope, set()):
         return False
     if scope not in scopes:
