@@ -2,8 +2,9 @@
 
 Exit codes: 0 success (or nothing to do); 1 unexpected error; 2 invalid configuration or
 change file; 3 lock timeout or lock lost; 4 undecodable or inconsistent audit log; 5 an audit
-event or projection could not be written; 6 checksum drift; 7 manual intervention required;
-8 a unit failed (after compensation); 9 the run was stopped between units (SIGTERM or
+event or projection could not be written (or Kafka is unreachable); 6 checksum drift; 7 manual
+intervention required (`plan --check` says 6 and 7 before a run would); 8 a unit (or an
+undo's rollback) failed, after compensation; 9 the run was stopped between units (SIGTERM or
 SIGINT; nothing in doubt); 130/143 a signal interrupted a change that could not finish in the
 grace period (it is recorded as interrupted); 141 the output's reader went away.
 """

@@ -21,9 +21,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    """Create the next unit of a stage, like `alembic revision`: uNNN_<slug>.yaml through a
-    template (--template), else uNNN_<slug>.py, in the stage's folder; NNN is its order, one
-    past the stage's highest. Never overwrites a file or reuses an id."""
+    """Create the next unit of a stage, from a template or in Python (like `alembic revision`).
+
+    Writes uNNN_<slug>.yaml through a template (--template), else uNNN_<slug>.py, in the
+    stage's folder; NNN is its order, one past the stage's highest. Never overwrites a file
+    or reuses an id."""
     wf = workflow(args)
     path = new_unit(wf, args.name, template=args.template, stage=args.stage, unit_id=args.id,
                     author=args.author or local_actor().principal,

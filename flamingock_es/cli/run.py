@@ -151,7 +151,8 @@ def register(add: Any) -> None:
     add("status", cmd_status)
     p = add("mark", cmd_mark)
     p.add_argument("unit_id")
-    p.add_argument("--as", dest="as_", required=True, choices=["applied", "rolled-back"])
+    p.add_argument("--as", dest="as_", required=True, choices=["applied", "rolled-back"],
+                   help="what you found on the target system")
     p.add_argument("--reason", required=True, help="why; written to the audit log")
     p.add_argument("--seen", type=int, metavar="OFFSET",
                    help="the offset of the unit's last event as you saw it (`status` prints "
@@ -165,4 +166,5 @@ def register(add: Any) -> None:
                        help="compensate every applied unit, back to before the first one")
     p = add("wait", cmd_wait)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between checks")
+    p.add_argument("--poll", type=float, default=1.0,
+                   help="seconds between checks (default 1)")
