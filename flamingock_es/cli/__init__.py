@@ -69,7 +69,9 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
     handler = ConsoleLogHandler(console_for(sys.stderr))
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # a second main() in one process (tests) replaces its own handler, and only that
+    root.handlers[:] = [*(h for h in root.handlers if not isinstance(h, ConsoleLogHandler)),
+                        handler]
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger(UNIT_LOGGER).setLevel(
         logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
