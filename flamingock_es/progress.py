@@ -172,7 +172,7 @@ class TerminalProgress(ConsoleProgress):
             return
         text, since = step
         now = time.monotonic()
-        width = shutil.get_terminal_size((100, 24)).columns - 1
+        width = self._width() - 1
         counter = ""
         if self._total and text.startswith(f"[{self._index}/"):
             done = int(20 * (self._index - 1) / self._total)
@@ -183,6 +183,15 @@ class TerminalProgress(ConsoleProgress):
         with self._lock:
             if self._step is step:
                 self.console.status(line[:width])
+
+    def _width(self) -> int:
+        """The width of the terminal the status line is on (stderr's, not stdout's): a
+        line that wrapped could not be redrawn in place."""
+        try:
+            columns = os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            columns = 0
+        return columns or shutil.get_terminal_size((100, 24)).columns  # 0: size never set
 
     def _eta(self, elapsed: float) -> str:
         if not self._durations or not self._total:

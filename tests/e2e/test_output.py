@@ -4,9 +4,12 @@ messages, a status line with an ETA on a terminal, and clear errors for bad flag
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
+import struct
 import subprocess
+import termios
 import time
 
 import pytest
@@ -152,6 +155,7 @@ def test_a_units_own_messages_show_at_the_default_level(tmp_path: object) -> Non
 def test_a_terminal_gets_a_status_line_with_elapsed_time_and_eta(project: Project) -> None:
     project.flag("slow-u2", "slow-u3")
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 72, 0, 0))
     started = time.monotonic()
     process = subprocess.Popen(project.command("run"), cwd=project.path,
                                env={**project.env, "TERM": "xterm"},
@@ -176,3 +180,5 @@ def test_a_terminal_gets_a_status_line_with_elapsed_time_and_eta(project: Projec
     assert "(run 1s, ETA" in text  # the run's elapsed time
     assert "\r\x1b[K[2/3] main/u2 (pending) ... applied (15" in text
     assert "SUCCEEDED; applied 3" in text
+    statuses = [part.split("\r\n")[0] for part in text.split("\r\x1b[K")[1:]]
+    assert max(len(status) for status in statuses) <= 71  # never wraps: redrawn in place
