@@ -32,7 +32,7 @@ from .compliance import (
 )
 from .errors import ChainBrokenError, ConfigError, LockTimeoutError, NamespaceNotFoundError
 from .events import AuditEvent, MarkedAs
-from .planner import NamespaceStatus, Plan, make_plan, namespace_status
+from .planner import NamespaceStatus, Plan, UndoScope, make_plan, namespace_status
 from .progress import LogProgress, Progress
 from .reading import check_integrity, read_log
 from .results import RunResult
@@ -181,12 +181,17 @@ def mark(workflow: WorkflowLike, unit_id: str, marked_as: MarkedAs | str, reason
             unit_id, MarkedAs(marked_as), reason, seen)
 
 
-def undo(workflow: WorkflowLike, to: str, *, progress: Progress | None = None,
-         **flags: Any) -> RunResult:
-    """Compensate every applied unit that comes after ``to`` in the workflow, newest first."""
+def undo(workflow: WorkflowLike, to: str | None = None, *, count: int | None = None,
+         all_units: bool = False, progress: Progress | None = None, **flags: Any) -> RunResult:
+    """Compensate applied units, newest first: those after ``to`` in the workflow, the newest
+    ``count``, or (``all_units``) every one. Exactly one of the three is given."""
+    if sum((to is not None, count is not None, all_units)) != 1:
+        raise ConfigError("undo needs exactly one of: a unit to go back to (--to ID), a count "
+                          "(--count N), or --all")
     wf = open_workflow(workflow, **flags)
     with _backend(wf) as backend:
-        return _runner(wf, backend, progress or LogProgress(), trigger="undo").undo(to)
+        return _runner(wf, backend, progress or LogProgress(), trigger="undo").undo(
+            UndoScope(to=to, count=count))
 
 
 def quarantine(settings: Settings, offset: int, reason: str) -> Finding:

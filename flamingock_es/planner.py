@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .changes import ChangeUnit, Recovery
-from .errors import ConfigError
+from .errors import ChecksumDriftError, ConfigError, ManualInterventionRequired
 from .state import LockState, State, UnitState, UnitStatus
 from .workflow import Stage, Workflow
 
@@ -24,6 +24,7 @@ __all__ = [
     "Plan",
     "PlannedUnit",
     "StatusRow",
+    "UndoScope",
     "make_plan",
     "mark_commands",
     "namespace_status",
@@ -85,6 +86,22 @@ class Plan:
     def up_to_date(self) -> bool:
         return not self.has_work and not self.blockers
 
+    @property
+    def in_doubt(self) -> list[PlannedUnit]:
+        """Units whose last attempt started and never finished, whether their recovery
+        strategy retries them or a person decides (blocked)."""
+        return [p for p in self.units
+                if p.previous is not None and p.previous.status is UnitStatus.STARTED]
+
+    @property
+    def check_code(self) -> int:
+        """``plan --check``'s exit code: 7 (as ``run``'s manual intervention) when a unit is
+        blocked for a person or in doubt, 6 (as ``run``'s drift) when an applied unit changed
+        and the drift is not accepted, 0 when ``run`` could go ahead on its own."""
+        if self.in_doubt or any(b.kind != "drift" for b in self.blockers):
+            return ManualInterventionRequired.exit_code
+        return ChecksumDriftError.exit_code if self.blockers else 0
+
 
 def only(plan: Plan, units: Sequence[str] | None, workflow: Workflow) -> Plan:
     """``plan`` narrowed to ``units`` (all of it when ``units`` is empty)."""
@@ -99,22 +116,64 @@ def only(plan: Plan, units: Sequence[str] | None, workflow: Workflow) -> Plan:
                 tuple(b for b in plan.blockers if b.unit_id in wanted), plan.unknown)
 
 
-def undo_targets(workflow: Workflow, state: State, to: str) -> list[ChangeUnit]:
-    """The applied units after ``to`` in workflow order, newest first: what ``undo`` reverts.
+@dataclass(frozen=True)
+class UndoScope:
+    """Which applied units ``undo`` compensates: those after ``to``, the newest ``count``, or
+    (neither given) every one, back to before the first unit."""
 
-    Refuses, before anything runs, when one of them has no rollback.
+    to: str | None = None
+    count: int | None = None
+
+    @property
+    def flag(self) -> str:
+        """The scope as the command line says it (``--to u1``, ``--count 2``, ``--all``)."""
+        if self.to is not None:
+            return f"--to {self.to}"
+        return f"--count {self.count}" if self.count is not None else "--all"
+
+
+def undo_targets(workflow: Workflow, state: State, scope: UndoScope | str) -> list[ChangeUnit]:
+    """The applied units in ``scope`` in workflow order, newest first: what ``undo`` reverts.
+
+    Refuses, before anything runs, when one of them has no rollback, or when a unit it would
+    reach past is failed or in doubt (a person decides that one first).
     """
+    scope = UndoScope(to=scope) if isinstance(scope, str) else scope
     order = [u for _, u in workflow.units()]
-    ids = [u.id for u in order]
-    if to not in ids:
-        raise ConfigError(f"undo --to {to!r}: no such unit in workflow {workflow.name!r}")
-    targets = [u for u in reversed(order[ids.index(to) + 1:])
+    reach = order
+    if scope.to is not None:
+        ids = [u.id for u in order]
+        if scope.to not in ids:
+            raise ConfigError(f"undo --to {scope.to!r}: no such unit in workflow "
+                              f"{workflow.name!r}")
+        reach = order[ids.index(scope.to) + 1:]
+    if scope.count is not None and scope.count < 1:
+        raise ConfigError(f"undo --count {scope.count}: give a count of 1 or more")
+    applied = [u for u in reversed(reach)
                if (s := state.units.get(u.id)) is not None and s.status.is_applied]
+    targets = applied[:scope.count] if scope.count is not None else applied
+    if targets and scope.count is not None:  # the oldest target is as far as undo reaches
+        reach = reach[[u.id for u in reach].index(targets[-1].id):]
+    undecided = [s for u in reach if (s := state.units.get(u.id)) is not None
+                 and s.needs_attention]
+    if undecided:
+        unit = undecided[0]
+        raise ManualInterventionRequired(
+            f"cannot undo {scope.flag}: {unit.unit_id} is {unit.status.value}, and undo would "
+            "reach past it. Check the target system, then record what you found:\n  "
+            + "\n  ".join(mark_commands(unit)))
     missing = [u.id for u in targets if u.rollback is None]
     if missing:
-        raise ConfigError(f"cannot undo: {', '.join(missing)} ha(s/ve) no rollback. Write "
-                          "one, or mark them rolled back by hand once reverted.")
+        verb = "has" if len(missing) == 1 else "have"
+        raise ConfigError(f"cannot undo {scope.flag}: {_words(missing)} {verb} no rollback. "
+                          "Write one, or, once reverted by hand, mark "
+                          f"{'it' if len(missing) == 1 else 'them'} rolled back.")
     return targets
+
+
+def _words(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 @dataclass(frozen=True)

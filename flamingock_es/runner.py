@@ -60,7 +60,7 @@ from .events import (
     TraceContext,
 )
 from .loader import resolved_parameters
-from .planner import Plan, PlannedUnit, make_plan, only, undo_targets
+from .planner import Plan, PlannedUnit, UndoScope, make_plan, only, undo_targets
 from .ports import Lease
 from .progress import Progress
 from .reading import check_integrity, read_log
@@ -393,15 +393,23 @@ class Runner:
 
     # Runs that apply nothing new ---------------------------------------------------------
 
-    def undo(self, to: str) -> RunResult:
-        """Compensate every applied unit after ``to`` in the workflow, newest first."""
-        targets = undo_targets(self.workflow, self.refresh(), to)
+    def undo(self, scope: UndoScope | str) -> RunResult:
+        """Compensate the applied units in ``scope`` (after a unit id, the newest N, or all),
+        newest first; the first rollback that fails ends it (``result.error`` says which)."""
+        scope = UndoScope(to=scope) if isinstance(scope, str) else scope
+        targets = undo_targets(self.workflow, self.refresh(), scope)
         if not targets:
             return RunResult(None, None)
         with self.frame("undo", [unit.id for unit in targets]) as frame:
-            for unit in targets:
-                if not self.compensate_unit(unit, f"undo --to {to}", frame):
+            for index, unit in enumerate(targets):
+                if not self.compensate_unit(unit, f"undo {scope.flag}", frame):
+                    error = (self.state.units[unit.id].rollback_error
+                             or ErrorInfo(type="RollbackFailed", message="no detail"))
                     frame.result.outcome = RunOutcome.FAILED
+                    frame.result.error = ErrorInfo(
+                        type=error.type, message=f"the rollback of {unit.id} failed: "
+                                                 f"{error.message}")
+                    frame.result.not_started = [u.id for u in targets[index + 1:]]
                     break
                 frame.result.compensated.append(unit.id)
         return frame.result

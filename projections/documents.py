@@ -48,7 +48,9 @@ Document = dict[str, Any]
 HISTORY_LIMIT = 100
 """A unit document lists the ids of at most this many of its latest runs."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: unit documents say who applied them and when (``applied_by``, ``applied_at``,
+``requested_by``, ``last_attempt.by``); run documents say who requested them."""
 
 
 def key_prefix(namespace: str) -> str:
@@ -97,13 +99,27 @@ def _parameters(raw: str) -> Any:
         return raw
 
 
+def _person(run: RunState | None) -> dict[str, str] | None:
+    return None if run is None else {"principal": run.actor.principal, "host": run.actor.host}
+
+
+def _requester(run: RunState | None) -> dict[str, str | None] | None:
+    if run is None or run.requested_by is None:
+        return None
+    return {"principal": run.requested_by, "reason": run.request_reason,
+            "request_id": run.request_id}
+
+
 def unit_document(namespace: str, unit: UnitState, position: int,
-                  running: bool = False) -> Document:
-    """The document of one change unit: its status and last attempt, with a run history.
+                  running: bool = False, last_run: RunState | None = None) -> Document:
+    """The document of one change unit: its status and last attempt, with a run history,
+    and (from ``last_run``, the run of its last attempt) who applied it, when, and who
+    requested that.
 
     ``running``: its run still holds the lock per the log, so it is not in need of attention
     (a dashboard must not alert on every deployment).
     """
+    applied = unit.status.is_applied
     return {
         "type": "unit",
         "schema": SCHEMA_VERSION,
@@ -118,9 +134,13 @@ def unit_document(namespace: str, unit: UnitState, position: int,
         "stage": unit.stage,
         "template": unit.template,
         "parameters": _parameters(unit.parameters),
+        "applied_by": _person(last_run) if applied else None,
+        "applied_at": _time(unit.finished_at) if applied else None,
+        "requested_by": _requester(last_run),
         "attempts": unit.attempts,
         "last_attempt": {
             "run_id": unit.last_run_id,
+            "by": _person(last_run),
             "started_at": _time(unit.started_at),
             "finished_at": _time(unit.finished_at),
             "duration_ms": unit.duration_ms,
@@ -176,8 +196,7 @@ def run_document(namespace: str, run: RunState, position: int) -> Document:
         "error": _error(run.error),
         "trace_id": run.trace_id,
         "request_id": run.request_id,
-        "requested_by": run.requested_by,
-        "request_reason": run.request_reason,
+        "requested_by": _requester(run),
         "position": position,
     }
 
@@ -244,6 +263,11 @@ def checkpoint_document(namespace: str, state: State) -> Document:
     }
 
 
+def _unit(namespace: str, state: State, unit: UnitState, position: int) -> Document:
+    return unit_document(namespace, unit, position, state.in_progress(unit),
+                         state.runs.get(unit.last_run_id))
+
+
 @dataclass
 class Projection:
     """The fold plus, per document key, the position of the last event that changed it."""
@@ -278,11 +302,10 @@ class Projection:
         out[run_key(ns, run_id)] = run_document(ns, run, 0) if run is not None else None
         if unit_id is not None:
             unit = state.units.get(unit_id)
-            out[unit_key(ns, unit_id)] = \
-                unit_document(ns, unit, 0, state.in_progress(unit)) if unit else None
+            out[unit_key(ns, unit_id)] = _unit(ns, state, unit, 0) if unit else None
         for uid, unit in state.units.items():  # whether one is running depends on the lock
             if unit.status is UnitStatus.STARTED:
-                out[unit_key(ns, uid)] = unit_document(ns, unit, 0, state.in_progress(unit))
+                out[unit_key(ns, uid)] = _unit(ns, state, unit, 0)
         return out
 
     def rederived(self) -> list[str]:
@@ -298,8 +321,7 @@ class Projection:
         position = self.positions.get(key, -1)
         kind, _, ident = key.removeprefix(key_prefix(ns)).partition("::")
         if kind == "unit":
-            unit = state.units[ident]
-            return unit_document(ns, unit, position, state.in_progress(unit))
+            return _unit(ns, state, state.units[ident], position)
         if kind == "run":
             return run_document(ns, state.runs[ident], position)
         if kind == "lock":

@@ -2,7 +2,8 @@
 
 Starts the local flag service, seeds the document store, then runs the release exactly as a
 user would: ``flamingock-es run``, a second ``run`` (nothing to do), ``status``, ``history``,
-then projects the audit state into a SQLite store and reads it back with ``state``.
+``verify``, then projects the audit state into a SQLite store and reads it back with
+``state``. Everything it writes lives in a temporary directory that is removed at the end.
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ def cli(*args: str, env: dict[str, str]) -> None:
 
 
 def main() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="flamingock-example-"))
+    with tempfile.TemporaryDirectory(prefix="flamingock-example-") as tmp:
+        release(Path(tmp))
+
+
+def release(workdir: Path) -> None:
     db = str(workdir / "shop.db")
     seed(db, "users", {"u1": {"name": "Ada"}, "u2": {"name": "Grace"}, "u3": {"name": "Linus"}})
     with FlagService(token="s3cret") as flags:
@@ -39,13 +44,13 @@ def main() -> None:
         cli("run", env=env)
         cli("status", env=env)
         cli("history", env=env)
+        cli("verify", env=env)
         cli("project", "--once", "--store", f"sqlite:{workdir / 'projections.db'}", env=env)
         cli("state", "--store", f"sqlite:{workdir / 'projections.db'}", env=env)
         print("\nusers now:", documents(db, "users"))
         print("flags now:", flags.flags, "config now:", flags.config)
-    print(f"\nThe audit log is {workdir / '.flamingock' / 'release-1' / 'audit.log'}; "
-          f"`flamingock-es verify -c examples/release_1 --bus local:{workdir / '.flamingock'}` "
-          "checks its hash chain.")
+    print("\nThe audit log, the document store and the projections were in a temporary "
+          "directory, now removed; run `flamingock-es init` for a project of your own.")
 
 
 if __name__ == "__main__":

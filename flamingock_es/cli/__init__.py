@@ -2,8 +2,9 @@
 
 Exit codes: 0 success (or nothing to do); 1 unexpected error; 2 invalid configuration or
 change file; 3 lock timeout or lock lost; 4 undecodable or inconsistent audit log; 5 an audit
-event or projection could not be written; 6 checksum drift; 7 manual intervention required;
-8 a unit failed (after compensation); 9 the run was stopped between units (SIGTERM or
+event or projection could not be written (or Kafka is unreachable); 6 checksum drift; 7 manual
+intervention required (`plan --check` says 6 and 7 before a run would); 8 a unit (or an
+undo's rollback) failed, after compensation; 9 the run was stopped between units (SIGTERM or
 SIGINT; nothing in doubt); 130/143 a signal interrupted a change that could not finish in the
 grace period (it is recorded as interrupted); 141 the output's reader went away.
 """
@@ -16,15 +17,18 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from ..console import ConsoleLogHandler, console_for
 from ..errors import FlamingockError
 from ..telemetry import setup as tracing
-from . import audit, bus, keys, projection, run
+from . import audit, authoring, bus, keys, projection, run
 
 __all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
-FLOWS = (run, audit, bus, projection, keys)
+FLOWS = (authoring, run, audit, bus, projection, keys)
 """The command modules, one per flow; each adds its commands with ``register``."""
+UNIT_LOGGER = "flamingock_es.unit"
+"""The logger a unit's ``ctx.log`` writes to."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,19 +62,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(verbose: bool, quiet: bool) -> None:
+    """Log records go through stderr's console, so they never break a progress line. The
+    units' own messages (``ctx.log``) show at INFO unless -q: a person running them wants
+    to see them; the rest of the library speaks at WARNING (DEBUG with -v)."""
+    handler = ConsoleLogHandler(console_for(sys.stderr))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    # a second main() in one process (tests) replaces its own handler, and only that
+    root.handlers[:] = [*(h for h in root.handlers if not isinstance(h, ConsoleLogHandler)),
+                        handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger(UNIT_LOGGER).setLevel(
+        logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``flamingock-es`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose, args.quiet)
     tracing.configure()
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # here, so that a reader gone away is handled below, not at exit
     except FlamingockError as exc:
-        print(f"flamingock-es: error: {exc}", file=sys.stderr)
+        _tell(f"flamingock-es: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("flamingock-es: interrupted", file=sys.stderr)
+        _tell("flamingock-es: interrupted")
         return 130
     except BrokenPipeError:
         # The reader went away (`| head`): say nothing more, as other Unix tools do.
@@ -79,3 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         tracing.shutdown()
     return code
+
+
+def _tell(message: str) -> None:
+    """An error on stderr; dropped if stderr's reader went away too."""
+    console_for(sys.stderr).log(message)

@@ -14,7 +14,7 @@ from ..compliance import FORMATS, Checkpoint, ReplayReport, parse_head, render
 from ..events import RunStarted
 from ..state import Finding
 from ..trust import trust_of
-from .output import parse_time, print_json, settings
+from .output import parse_time, print_json, settings, table
 
 __all__ = ["register"]
 
@@ -28,19 +28,17 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.json:
         print_json(events)
         return 0
+    rows = []
     for event in events:
         payload = event.payload
-        subject = getattr(payload, "unit_id", None) or ""
-        extra = ""
-        for name in ("outcome", "error", "reason", "holder"):
-            value = getattr(payload, name, None)
-            if value:
-                extra = f"{name}={value}"
-                break
+        extra = next((f"{name}={value}" for name in ("outcome", "error", "reason", "holder")
+                      if (value := getattr(payload, name, None))), "")
         if isinstance(payload, RunStarted) and payload.requester is not None:
             extra = f"requested by {payload.requester.principal}: {payload.requester.reason}"
-        print(f"{event.seq:>6} {event.time:%Y-%m-%d %H:%M:%S} {event.kind:<22} {subject:<28} "
-              f"run={event.run_id} by={event.actor.principal}@{event.actor.host} {extra}")
+        rows.append((str(event.seq), f"{event.time:%Y-%m-%d %H:%M:%S}", event.kind,
+                     getattr(payload, "unit_id", None) or "", f"run={event.run_id}",
+                     f"by={event.actor.principal}@{event.actor.host}", extra))
+    table(rows)
     return 0
 
 

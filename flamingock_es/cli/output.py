@@ -9,10 +9,10 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from ..errors import ConfigError
-from ..progress import ConsoleProgress, Progress
+from ..progress import Progress, console_progress
 from ..settings import Settings, resolve_settings
 from ..workflow import Workflow, load_workflow
 
@@ -36,7 +36,9 @@ def workflow(args: argparse.Namespace) -> Workflow:
 
 
 def progress(args: argparse.Namespace) -> Progress:
-    return Progress() if args.json or args.quiet else ConsoleProgress()
+    """What a run tells the person: nothing with --json or -q; a status line with an ETA on a
+    terminal; plain lines otherwise."""
+    return Progress() if args.json or args.quiet else console_progress(sys.stderr)
 
 
 def jsonable(value: Any) -> Any:
@@ -64,14 +66,15 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
-def table(rows: Sequence[Sequence[str]], indent: str = "") -> None:
-    """Print ``rows`` with every column but the last as wide as its widest cell."""
+def table(rows: Sequence[Sequence[str]], indent: str = "", out: TextIO | None = None) -> None:
+    """Print ``rows`` with every column but the last as wide as its widest cell, so long
+    unit ids keep the columns aligned."""
     if not rows:
         return
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print(indent + "  ".join([*cells, row[-1]]).rstrip())
+        print(indent + "  ".join([*cells, row[-1]]).rstrip(), file=out or sys.stdout)
 
 
 def parse_time(text: str | None, flag: str = "--since") -> datetime | None:

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from ..projections import ProjectedBatch, ProjectionReader, open_store, run_projection
 from ..settings import DEFAULT_STORE
 from ..trust import trust_of
-from .output import settings
+from .output import settings, table
 
 __all__ = ["register"]
 
@@ -97,9 +97,8 @@ def _show(args: argparse.Namespace, reader: ProjectionReader, what: str,
 
 def _print(what: str, doc: Any, out: TextIO) -> None:
     if what == "units":
-        for unit in doc:
-            print(f"{unit['unit_id']:<40} {unit['status']:<28} {unit['finished_at'] or '-'}",
-                  file=out)
+        table([(unit["unit_id"], unit["status"], unit["finished_at"] or "-") for unit in doc],
+              out=out)
         return
     if what == "summary":
         counts = ", ".join(f"{k}={v}" for k, v in doc["counts"].items()) or "no units"

@@ -1,35 +1,41 @@
-"""The run flow's commands: ``init``, ``plan``, ``run``, ``status``, ``mark``, ``undo`` and
+"""The run flow's commands: ``plan``, ``run``, ``status``, ``mark``, ``undo`` and
 ``wait``."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import os
+import sys
 from typing import Any
 
 from .. import api
 from ..events import RunOutcome
-from ..scaffold import scaffold
+from ..results import RunResult
 from .output import print_json, progress, table, workflow
+from .preview import preview, render
 
 __all__ = ["register"]
 
 
-def cmd_init(args: argparse.Namespace) -> int:
-    """Create a flamingock.yaml and a changes/ folder with an example unit of each kind."""
-    for path in scaffold(Path(args.directory)):
-        print(f"created {path}")
-    return 0
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
-    """Show what `run` would apply, in order, and why every other unit is skipped."""
+    """Show what `run` would apply, in order, and why every other unit is skipped.
+
+    --check exits non-zero when `run` could not go ahead on its own (for CI: 7 if a unit is
+    blocked for a person or in doubt, 6 if an applied unit drifted); --show prints what each
+    unit to apply would do: template blocks with ${VAR} resolved, Python units' parameters
+    and source, secrets as ***."""
     plan = api.plan(workflow(args), accept_drift=args.accept_drift)
+    previews = [preview(f"{p.stage}/{p.unit.id}", p.unit, os.environ)
+                for p in plan.to_run] if args.show else []
+    code = plan.check_code if args.check else 0
     if args.json:
         print_json({"units": [{"stage": p.stage, "unit": p.unit.id, "action": p.action.value,
                                "reason": p.reason} for p in plan.units],
-                    "blockers": plan.blockers, "unknown": plan.unknown})
-        return 0
+                    "blockers": plan.blockers, "unknown": plan.unknown,
+                    "in_doubt": [p.unit.id for p in plan.in_doubt],
+                    **({"show": [item.as_json() for item in previews]} if args.show else {}),
+                    **({"check": code} if args.check else {})})
+        return code
     table([(p.action.value, f"{p.stage}/{p.unit.id}", p.reason) for p in plan.units])
     for blocker in plan.blockers:
         print(f"\nBLOCKED {blocker.unit_id}: {blocker.message}\n  to resolve: {blocker.resolve}")
@@ -37,7 +43,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"note: {uid} is in the audit log but no longer in the workflow")
     if plan.up_to_date:
         print("up to date: nothing to apply")
-    return 0
+    for item in previews:
+        print(f"\n{render(item)}")
+    if code:
+        doubt = [p.unit.id for p in plan.in_doubt]
+        print(f"plan --check: not clear to run (exit {code}): "
+              + "; ".join(filter(None, (
+                  f"{len(plan.blockers)} blocked" if plan.blockers else "",
+                  f"in doubt: {', '.join(doubt)}" if doubt else ""))), file=sys.stderr)
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -80,13 +94,34 @@ def cmd_mark(args: argparse.Namespace) -> int:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    """Compensate the applied units after --to ID, newest first."""
-    result = api.undo(workflow(args), args.to, progress=progress(args))
+    """Compensate applied units, newest first: those after --to ID, the newest --count N,
+    or --all of them (back to before the first unit)."""
+    result = api.undo(workflow(args), args.to, count=args.count, all_units=args.all,
+                      progress=progress(args))
     if args.json:
         print_json(result)
-    elif not result.compensated:
-        print(f"nothing to undo after {args.to}")
+    elif not args.quiet:
+        print(undo_summary(result, args.to))
     return 0 if result.outcome is not RunOutcome.FAILED else 8
+
+
+def undo_summary(result: RunResult, to: str | None) -> str:
+    """One line that says what the undo did, from the result the progress reported too."""
+    if result.outcome is None:
+        return f"nothing to undo after {to}" if to else "nothing to undo: no unit is applied"
+    done = ", ".join(result.compensated)
+    if result.outcome is not RunOutcome.FAILED:
+        return f"undid {len(result.compensated)} unit(s), newest first: {done} " \
+               f"(run {result.run_id})"
+    left = f"; not attempted: {', '.join(result.not_started)}" if result.not_started else ""
+    return (f"undo FAILED in run {result.run_id}: undid {len(result.compensated)} unit(s)"
+            f"{': ' + done if done else ''}; then {_error(result)}{left}. See "
+            "`flamingock-es status`.")
+
+
+def _error(result: RunResult) -> str:
+    error = result.error
+    return "a rollback failed" if error is None else f"{error.message} ({error.type})"
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -99,11 +134,16 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 def register(add: Any) -> None:
     """Add the run flow's commands through ``add(name, handler) -> parser``."""
-    p = add("init", cmd_init)
-    p.add_argument("directory", nargs="?", default=".")
     p = add("plan", cmd_plan)
     p.add_argument("--accept-drift", action="store_true",
                    help="plan as `run --accept-drift` would")
+    p.add_argument("--check", action="store_true",
+                   help="exit non-zero when run could not go ahead on its own: 7 if a unit "
+                        "is blocked for a person or in doubt, 6 if an applied unit drifted "
+                        "(for CI pipelines)")
+    p.add_argument("--show", action="store_true",
+                   help="print what each unit to apply would do: template blocks with "
+                        "${VAR} resolved, Python units' parameters and source; secrets as ***")
     p = add("run", cmd_run)
     p.add_argument("--unit", action="append", help="only this unit (repeatable)")
     p.add_argument("--accept-drift", action="store_true",
@@ -111,13 +151,20 @@ def register(add: Any) -> None:
     add("status", cmd_status)
     p = add("mark", cmd_mark)
     p.add_argument("unit_id")
-    p.add_argument("--as", dest="as_", required=True, choices=["applied", "rolled-back"])
+    p.add_argument("--as", dest="as_", required=True, choices=["applied", "rolled-back"],
+                   help="what you found on the target system")
     p.add_argument("--reason", required=True, help="why; written to the audit log")
     p.add_argument("--seen", type=int, metavar="OFFSET",
                    help="the offset of the unit's last event as you saw it (`status` prints "
                         "it): refused if the unit changed since (default: as this mark starts)")
     p = add("undo", cmd_undo)
-    p.add_argument("--to", required=True, help="the last unit to keep applied")
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--to", metavar="ID", help="the last unit to keep applied")
+    scope.add_argument("--count", type=int, metavar="N",
+                       help="compensate the N newest applied units (in workflow order)")
+    scope.add_argument("--all", action="store_true",
+                       help="compensate every applied unit, back to before the first one")
     p = add("wait", cmd_wait)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between checks")
+    p.add_argument("--poll", type=float, default=1.0,
+                   help="seconds between checks (default 1)")

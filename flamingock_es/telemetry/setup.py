@@ -22,7 +22,8 @@ __all__ = ["configure", "provider", "shutdown", "wanted_exporter"]
 log = logging.getLogger(__name__)
 
 EXPORT_TIMEOUT_MS = 2000
-"""Bounds a process's exit when the OTLP endpoint does not answer."""
+"""Bounds a process's exit when the OTLP endpoint does not answer (at most this long, once:
+see :mod:`flamingock_es.telemetry.export`)."""
 
 _provider: Any = None
 """The SDK ``TracerProvider`` that :func:`configure` installed, if any."""
@@ -80,9 +81,17 @@ def configure(exporter: Any = None, *, force: bool = False) -> bool:
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        timeout = float(os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT", EXPORT_TIMEOUT_MS)) / 1000
+        from .export import BoundedExporter
+
+        timeout = min(float(os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT", EXPORT_TIMEOUT_MS)),
+                      EXPORT_TIMEOUT_MS) / 1000
+        # The exporter's own retry warnings would repeat what BoundedExporter says once.
+        logging.getLogger("opentelemetry.exporter.otlp").setLevel(logging.CRITICAL)
+        endpoint = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                    or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "the OTLP endpoint")
         installed.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(timeout=timeout), export_timeout_millis=EXPORT_TIMEOUT_MS))
+            BoundedExporter(OTLPSpanExporter(timeout=timeout), endpoint, timeout),
+            export_timeout_millis=EXPORT_TIMEOUT_MS))
     _provider = installed
     atexit.register(shutdown)
     return True

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from http import HTTPStatus
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -69,8 +71,49 @@ def _call(params: HttpParams, ctx: ChangeContext) -> None:
         exc.close()
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise HttpRequestFailed(f"{params.method} {params.url} failed: {reason}") from exc
+        raise HttpRequestFailed(f"{params.method} {_where(params.url)} failed: {reason}") \
+            from exc
     if status not in params.expect_status:
-        raise HttpRequestFailed(f"{params.method} {params.url} answered {status}, "
-                                f"expected one of {params.expect_status}")
-    ctx.log.info("%s %s -> %s", params.method, params.url, status)
+        raise HttpRequestFailed(f"{params.method} {_where(params.url)}: expected "
+                                f"{describe_statuses(params.expect_status)}, got {status}"
+                                f"{_phrase(status)}")
+    ctx.log.info("%s %s -> %s", params.method, _where(params.url), status)
+
+
+def describe_statuses(codes: list[int]) -> str:
+    """``2xx`` for a whole class, ``200-204`` for a longer run, ``200, 201 or 409`` else."""
+    parts: list[str] = []
+    wanted = sorted(set(codes))
+    while wanted:
+        first = wanted[0]
+        if first % 100 == 0 and all(c in wanted for c in range(first, first + 100)):
+            parts.append(f"{first // 100}xx")
+            wanted = [c for c in wanted if c >= first + 100]
+            continue
+        last = first
+        while last + 1 in wanted:
+            last += 1
+        run = [str(first), str(last)] if last == first + 1 else [f"{first}-{last}"]
+        parts += [str(first)] if last == first else run
+        wanted = [c for c in wanted if c > last]
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} or {parts[-1]}"
+
+
+def _phrase(status: int) -> str:
+    try:
+        return f" ({HTTPStatus(status).phrase})"
+    except ValueError:
+        return ""
+
+
+def _where(url: str) -> str:
+    """The URL for messages, which reach the audit log: credentials and the query (where
+    tokens travel) are left out."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    query = "?..." if parts.query else ""
+    return f"{parts.scheme}://{host}{parts.path}{query}"

@@ -12,8 +12,10 @@ bounded and with exponential backoff, and each retry is logged. What still fails
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,12 +35,16 @@ from tenacity import (
 from ...errors import ConfigError, StoreError
 from .base import Document, StoreUnavailable, Version, VersionConflict, Versioned, dig
 
-__all__ = ["CouchbaseProjectionStore", "CouchbaseSettings"]
+__all__ = ["DEFAULT_COLLECTION", "DEFAULT_SCOPE", "CouchbaseProjectionStore",
+           "CouchbaseSettings"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 _OURS = {"bucket", "scope", "collection", "user", "password", "timeout"}
+DEFAULT_SCOPE, DEFAULT_COLLECTION = "flamingock", "audit"
+"""Where the documents go unless the URL says otherwise: their own keyspace, not
+``_default`` beside the application's data."""
 _TRANSIENT = (
     "AmbiguousTimeoutException", "UnAmbiguousTimeoutException", "TimeoutException",
     "TemporaryFailException", "ServiceUnavailableException", "RequestCanceledException",
@@ -55,8 +61,8 @@ class CouchbaseSettings:
     bucket: str
     user: str
     password: str = field(repr=False)
-    scope: str = "_default"
-    collection: str = "_default"
+    scope: str = DEFAULT_SCOPE
+    collection: str = DEFAULT_COLLECTION
     timeout: float = 5.0
     """Per-operation KV timeout, seconds."""
 
@@ -86,8 +92,9 @@ class CouchbaseSettings:
         conn = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         if query:
             conn += "?" + urlencode(query)
-        return cls(conn, bucket, user, password, merged.get("scope", "_default"),
-                   merged.get("collection", "_default"), float(merged.get("timeout", 5.0)))
+        return cls(conn, bucket, user, password, merged.get("scope", DEFAULT_SCOPE),
+                   merged.get("collection", DEFAULT_COLLECTION),
+                   float(merged.get("timeout", 5.0)))
 
 
 class CouchbaseProjectionStore:
@@ -122,12 +129,20 @@ class CouchbaseProjectionStore:
                 PasswordAuthenticator(s.user, s.password), timeout_options=timeouts))
             bucket = self._cluster.bucket(s.bucket)
             self._cluster.wait_until_ready(timedelta(seconds=15))
-            self._col = bucket.scope(s.scope).collection(s.collection)
         except self._exc.CouchbaseException as exc:
             self.close()
             raise StoreUnavailable(
                 f"cannot connect to Couchbase at {self.name}: {_brief(exc)}. Check the "
-                "address, the credentials and that the bucket/scope/collection exist.") from exc
+                "address, the credentials and that the bucket exists.") from exc
+        try:
+            ensure_keyspace(bucket, s.scope, s.collection)
+        except self._exc.CouchbaseException as exc:
+            self.close()
+            raise StoreUnavailable(
+                f"the collection `{s.bucket}`.`{s.scope}`.`{s.collection}` does not exist and "
+                f"could not be created ({_brief(exc)}). Create it (docs/projections.md), or "
+                "give ?scope=&collection= of one that exists.") from exc
+        self._col = bucket.scope(s.scope).collection(s.collection)
 
     # -- the port ----------------------------------------------------------------------------
 
@@ -272,6 +287,41 @@ class CouchbaseProjectionStore:
                 f"could not {what} {key!r} in {self.name}: {_brief(exc)}"
                 + (f" (still failing after retrying for up to {self._retry_seconds:.0f}s)"
                    if transient else "")) from exc
+
+
+def ensure_keyspace(bucket: Any, scope: str, collection: str, wait: float = 15.0) -> bool:
+    """Create ``scope``.``collection`` in ``bucket`` if missing (through the SDK's collection
+    manager: it needs bucket-admin rights); True if it had to. Waits until the data service
+    knows a new collection, which takes a moment after the manifest changed."""
+    import couchbase.exceptions as exc
+
+    if (scope, collection) == ("_default", "_default"):
+        return False
+    manager = bucket.collections()
+    try:
+        scopes = {s.name: {c.name for c in s.collections} for s in manager.get_all_scopes()}
+    except exc.CouchbaseException as error:  # a least-privileged user may not list them
+        log.debug("cannot list the scopes of %s (%s); assuming %s.%s exists", bucket.name,
+                  error, scope, collection)
+        return False
+    if collection in scopes.get(scope, set()):
+        return False
+    if scope not in scopes:
+        with contextlib.suppress(exc.ScopeAlreadyExistsException):
+            manager.create_scope(scope)
+    with contextlib.suppress(exc.CollectionAlreadyExistsException):
+        manager.create_collection(scope, collection)
+    log.info("created the collection %s.%s in bucket %s", scope, collection, bucket.name)
+    probe = bucket.scope(scope).collection(collection)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            probe.exists("fes::keyspace-probe")
+            return True
+        except exc.CouchbaseException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _exceptions() -> Any:

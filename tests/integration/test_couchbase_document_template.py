@@ -19,8 +19,11 @@ pytestmark = pytest.mark.couchbase
 
 @pytest.fixture
 def store(couchbase_env: CouchbaseEnv) -> Iterator[CouchbaseProjectionStore]:
+    # Reads what the template wrote: application data, in the default collection (the
+    # store's own default is its flamingock.audit keyspace).
     opened = CouchbaseProjectionStore(CouchbaseSettings(
-        couchbase_env.url, couchbase_env.bucket, couchbase_env.user, couchbase_env.password))
+        couchbase_env.url, couchbase_env.bucket, couchbase_env.user, couchbase_env.password,
+        scope="_default", collection="_default"))
     yield opened
     opened.close()
 

@@ -18,6 +18,7 @@ from flamingock_es.events import (
     ManualMark,
     MarkedAs,
     Payload,
+    Requester,
     RunFinished,
     RunOutcome,
     RunStarted,
@@ -61,12 +62,15 @@ def started(unit: str, attempt: int = 1) -> ChangeStarted:
                          attempt=attempt, reason="pending")
 
 
-def history() -> list[Recorded]:
-    """Two runs: one applies a and fails b (compensating a), the next applies both."""
+def history(requested: bool = False) -> list[Recorded]:
+    """Two runs: one applies a and fails b (compensating a), the next applies both; then a
+    manual mark, and (``requested``) a run a change request asked for: d applied, e failed."""
     writer, state, codec = MemoryWriter(), State(), AuditCodec()
 
-    def run(run_id: str, *payloads: Payload) -> None:
-        Recorder(writer, state, RunIdentity(NS, run_id, ACTOR), codec).record(*payloads)
+    def run(run_id: str, *payloads: Payload, actor: Actor = ACTOR,
+            request_id: str | None = None) -> None:
+        Recorder(writer, state, RunIdentity(NS, run_id, actor, request_id), codec).record(
+            *payloads)
 
     boom = ErrorInfo(type="RuntimeError", message="boom")
     run("r1", RunStarted(workflow="wf", trigger="cli", planned=("a", "b")),
@@ -85,6 +89,18 @@ def history() -> list[Recorded]:
         LockReleased(holder="h2"))
     run("mark-1", ManualMark(unit_id="c", marked_as=MarkedAs.APPLIED, reason="done by hand",
                              checksum="sum-c"))
+    if requested:
+        ops = Actor(principal="svc-runner", host="runner-1", pid=7, service_version=None,
+                    tool_version="0.1.0")
+        asked = Requester(principal="checkout-service", key_id=None, reason="release 42")
+        run("r3", RunStarted(workflow="wf", trigger="request", planned=("d", "e"),
+                             requester=asked),
+            LockAcquired(holder="h3", lock="file:x", generation=3),
+            started("d"), ChangeSucceeded(unit_id="d", checksum="sum-d", duration_ms=1.0),
+            started("e"), ChangeFailed(unit_id="e", checksum="sum-e", duration_ms=1.0,
+                                       error=ErrorInfo(type="OSError", message="down")),
+            RunFinished(outcome=RunOutcome.FAILED, applied=("d",)), LockReleased(holder="h3"),
+            actor=ops, request_id="req-9")
     return list(codec.decode_all(writer.records))
 
 
@@ -183,3 +199,24 @@ def test_incremental_and_rebuilt_documents_are_identical() -> None:
         stored.update((key, incremental.document(key)) for key in touched)
         done = cut
     assert stored == projected(records).documents()
+
+
+
+def test_unit_documents_say_who_applied_them_when_and_who_asked() -> None:
+    projection = projected(history(requested=True))
+
+    a = projection.document(unit_key(NS, "a"))
+    assert a["applied_by"] == {"principal": "alice", "host": "build-7"}
+    assert a["applied_at"] == a["finished_at"]
+    assert a["requested_by"] is None
+    assert a["last_attempt"]["by"] == a["applied_by"]
+    d = projection.document(unit_key(NS, "d"))
+    assert d["applied_by"] == {"principal": "svc-runner", "host": "runner-1"}
+    assert d["requested_by"] == {"principal": "checkout-service", "reason": "release 42",
+                                 "request_id": "req-9"}
+    assert projection.document(run_key(NS, "r3"))["requested_by"] == d["requested_by"]
+    assert d["schema"] == 2
+    failed = projection.document(unit_key(NS, "e"))
+    assert failed["applied_by"] is None
+    assert failed["applied_at"] is None
+    assert failed["last_attempt"]["by"] == d["applied_by"]

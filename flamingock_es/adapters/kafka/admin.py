@@ -9,7 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from ...errors import ConfigError
-from .config import KafkaSettings, Topics
+from .config import KafkaSettings, Topics, new_client
 from .errors import error_of, transient_retry, unavailable
 
 __all__ = ["audit_topic_config", "ensure_topics", "replication", "topic_exists", "topic_specs"]
@@ -66,7 +66,8 @@ def topic_specs(settings: KafkaSettings, topics: Topics, brokers: int) -> list[N
 
 def admin_client(settings: KafkaSettings) -> AdminClient:
     """An ``AdminClient`` with the pass-through (security) settings."""
-    return AdminClient(settings.config({"socket.timeout.ms": int(ADMIN_TIMEOUT * 1000)}))
+    return new_client(AdminClient,
+                      settings.config({"socket.timeout.ms": int(ADMIN_TIMEOUT * 1000)}))
 
 
 def ensure_topics(settings: KafkaSettings, topics: Topics) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from ...errors import ConfigError
@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "KafkaSettings",
     "Topics",
+    "new_client",
     "parse_bus",
     "redacted",
     "topic_name",
@@ -41,6 +42,11 @@ _RESERVED = frozenset({
 
 KINDS = ("audit", "lock", "requests", "requests-dlq", "snapshots")
 _LIBRDKAFKA_LOG = logging.getLogger("flamingock_es.kafka.librdkafka")
+_CLIENT = TypeVar("_CLIENT")
+# librdkafka's words for a property it does not know or a value it refuses
+_BAD_PROPERTY = re.compile(r'No such configuration property: "([^"]+)"|'
+                           r'Invalid value "[^"]*" for configuration property "([^"]+)"|'
+                           r'configuration property "([^"]+)"')
 
 
 def topic_name(prefix: str, kind: str, namespace: str) -> str:
@@ -96,6 +102,27 @@ class KafkaSettings:
     def describe(self) -> str:
         """For messages: where, and the non-secret settings."""
         return f"Kafka at {self.bootstrap} (topic prefix {self.topic_prefix!r})"
+
+
+def new_client(factory: Callable[[dict[str, Any]], _CLIENT], conf: dict[str, Any]) -> _CLIENT:
+    """``factory(conf)`` (a ``Producer``, ``Consumer`` or ``AdminClient``); a property
+    librdkafka refuses (a typo in the ``kafka:`` block) becomes a ``ConfigError`` naming it,
+    never a traceback. Values are not echoed: they may be secrets."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return factory(conf)
+    except KafkaException as exc:
+        text = str(exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else exc)
+        found = _BAD_PROPERTY.search(text)
+        if found is None:
+            raise
+        name = next(group for group in found.groups() if group)
+        problem = "is not a librdkafka configuration property" if text.startswith("No such") \
+            else "has a value librdkafka refuses"
+        raise ConfigError(
+            f"Kafka option {name!r} {problem}. Check the kafka: block of the workflow file (or "
+            "the bus URL's query) against librdkafka's CONFIGURATION.md.") from exc
 
 
 def redacted(conf: Mapping[str, Any]) -> dict[str, Any]:

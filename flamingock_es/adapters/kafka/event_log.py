@@ -37,7 +37,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from ...errors import ConfigError
 from ...ports import Lease, StoredRecord
 from .admin import admin_client, topic_exists
-from .config import KafkaSettings, Topics, redacted
+from .config import KafkaSettings, Topics, new_client, redacted
 from .errors import is_transient, transient_retry, unavailable
 from .group_lock import KafkaLease
 from .writer import TXN_TIMEOUT, KafkaLogWriter, TransactionalProducer
@@ -85,7 +85,7 @@ class KafkaEventLog:
         conf = self.settings.config({**_READ_CONFIG, "group.id": f"{self.topic}.reader",
                                      "fetch.wait.max.ms": fetch_wait_ms})
         log.debug("audit reader config: %s", redacted(conf))
-        consumer = Consumer(conf)
+        consumer = new_client(Consumer, conf)
         tp = TopicPartition(self.topic, 0, start)
         consumer.assign([tp])
         return consumer, tp

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from ...errors import LockLostError, LockTimeoutError
 from ...ports import WaitCallback
 from .admin import admin_client
-from .config import KafkaSettings, Topics
+from .config import KafkaSettings, Topics, new_client
 from .errors import error_of, is_refusal, refused, unavailable
 
 __all__ = ["KafkaGroupLock", "KafkaLease"]
@@ -69,7 +69,7 @@ class _Membership:
         if protocol == "classic":  # KIP-848 keeps these on the broker; classic needs them
             extra |= {"session.timeout.ms": _CLASSIC_SESSION_MS, "heartbeat.interval.ms": 500,
                       "partition.assignment.strategy": "cooperative-sticky"}
-        self.consumer = Consumer(settings.config(extra))
+        self.consumer = new_client(Consumer, settings.config(extra))
         self.consumer.subscribe([self.topic], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
 
@@ -245,7 +245,7 @@ class KafkaGroupLock:
 
     def _claim_producer(self) -> Producer:
         if self._producer is None:
-            self._producer = Producer(self.settings.config({
+            self._producer = new_client(Producer, self.settings.config({
                 "acks": "all", "enable.idempotence": True, "linger.ms": 0,
             }))
         return self._producer

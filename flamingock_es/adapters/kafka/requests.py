@@ -20,7 +20,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 
 from ...errors import AppendError
 from ...ports import Delivery
-from .config import KafkaSettings, Topics
+from .config import KafkaSettings, Topics, new_client
 from .errors import is_transient, unavailable
 
 __all__ = ["KafkaRequestChannel", "KafkaRequestConsumer"]
@@ -53,7 +53,7 @@ class KafkaRequestChannel:
     def _produce(self, topic: str, key: str, value: bytes,
                  headers: Mapping[str, str] | None) -> int:
         if self._producer is None:
-            self._producer = Producer(self.settings.config(
+            self._producer = new_client(Producer, self.settings.config(
                 {"acks": "all", "enable.idempotence": True, "linger.ms": 0}))
         outcome: list[KafkaError | int] = []
 
@@ -91,7 +91,7 @@ class KafkaRequestConsumer:
 
     def __init__(self, channel: KafkaRequestChannel, group: str) -> None:
         self._channel = channel
-        self._consumer = Consumer(channel.settings.config({
+        self._consumer = new_client(Consumer, channel.settings.config({
             "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "isolation.level": "read_committed", "enable.partition.eof": False}))
         self._consumer.subscribe([channel.destination])

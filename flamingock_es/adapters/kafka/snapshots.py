@@ -14,7 +14,7 @@ from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
 from ...errors import AppendError
 from .admin import admin_client
-from .config import KafkaSettings, Topics
+from .config import KafkaSettings, Topics, new_client
 from .errors import unavailable
 
 __all__ = ["SNAPSHOT_KEY", "KafkaSnapshots"]
@@ -45,7 +45,7 @@ class KafkaSnapshots:
             return None
         if end <= 0:
             return None
-        consumer = Consumer(self.settings.config({
+        consumer = new_client(Consumer, self.settings.config({
             "group.id": f"{self.topic}.reader",  # never commits: a fixed name, one ACL
             "enable.auto.commit": False, "fetch.wait.max.ms": 2}))
         try:
@@ -59,7 +59,7 @@ class KafkaSnapshots:
             consumer.close()
 
     def save(self, data: bytes) -> None:
-        producer = Producer(self.settings.config({
+        producer = new_client(Producer, self.settings.config({
             "acks": "all", "enable.idempotence": True, "compression.type": "zstd",
             "message.max.bytes": 16 * 1024 * 1024}))
         failures: list[object] = []

@@ -23,7 +23,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from ...errors import AppendError, LockLostError
-from .config import KafkaSettings
+from .config import KafkaSettings, new_client
 from .errors import error_of, is_fencing, is_transient, transient_retry, unavailable
 from .group_lock import KafkaLease
 
@@ -68,7 +68,7 @@ class TransactionalProducer:
         """Start a fresh producer: its ``init_transactions`` fences every older one, and
         aborts (or waits for) a transaction an earlier holder left open."""
         self._producer, self._disconnected = None, False
-        producer = Producer(self.settings.config({
+        producer = new_client(Producer, self.settings.config({
             "transactional.id": self.topic,
             "acks": "all",
             "enable.idempotence": True,
