@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import MISSING, asdict, fields
 from datetime import datetime
 from functools import cache
@@ -32,8 +32,11 @@ from typing import Any
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
+from . import avro_reader
+from .compiled import current_source, is_current, pure_python_asked
 from .errors import DecodeError
 from .events import (
+    AVRO_NAMESPACE,
     PAYLOAD_TYPES,
     Actor,
     AuditEvent,
@@ -125,31 +128,44 @@ def _signed_after_hash(schema: dict[str, Any]) -> bool:
     return bool(schema["fields"][-1]["name"] == "signature")
 
 
-def _builder(cls: type[Any]) -> Callable[..., Any]:
+def _builder(cls: type[Any], positional: Sequence[str] | None = None) -> Callable[..., Any]:
     """``cls(**fields)`` for a frozen slots dataclass, without its ``__init__``.
 
     A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``; this
     calls each slot's descriptor directly, which makes decoding an event about 3x cheaper (a
     replay decodes 100k+). It builds the same object: every field set, defaults applied; it
     refuses classes it could not build faithfully (``__post_init__``, default factories).
+    With ``positional`` (field names in an Avro record's order) it takes those fields by
+    position instead, and gives every other field its default: the compiled reader calls it
+    with a record's values as it reads them.
     """
     if "__slots__" not in cls.__dict__ or hasattr(cls, "__post_init__"):
         raise TypeError(f"{cls.__name__}: not a plain slots dataclass")
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    params, lines = [], []
+    keywords, lines = [], []
     for f in fields(cls):
         if f.default_factory is not MISSING:
             raise TypeError(f"{cls.__name__}.{f.name}: a default factory")
         slot = next(k.__dict__[f.name] for k in cls.__mro__ if f.name in k.__dict__)
         namespace[f"set_{f.name}"] = slot.__set__
-        if f.default is MISSING:
-            params.append(f.name)
-        else:
+        if f.default is not MISSING:
             namespace[f"default_{f.name}"] = f.default
-            params.append(f"{f.name}=default_{f.name}")
-        lines.append(f"    set_{f.name}(self, {f.name})\n")
-    source = (f"def build(*, {', '.join(params)}):\n    self = new(cls)\n{''.join(lines)}"
-              "    return self\n")
+        if positional is not None:
+            if f.name not in positional and f.default is MISSING:
+                raise TypeError(f"{cls.__name__}.{f.name}: neither given nor defaulted")
+            value = f.name if f.name in positional else f"default_{f.name}"
+        else:
+            keywords.append(f.name if f.default is MISSING else f"{f.name}=default_{f.name}")
+            value = f.name
+        lines.append(f"    set_{f.name}(self, {value})\n")
+    if positional is not None:
+        unknown = set(positional) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"{cls.__name__}: no field(s) {', '.join(sorted(unknown))}")
+        params = ", ".join(positional)
+    else:
+        params = f"*, {', '.join(keywords)}"
+    source = f"def build({params}):\n    self = new(cls)\n{''.join(lines)}    return self\n"
     exec(source, namespace)  # as dataclasses itself builds __init__
     return namespace["build"]  # type: ignore[no-any-return]
 
@@ -192,16 +208,46 @@ _PLAIN_PAYLOADS = frozenset(  # payloads whose fields Avro already reads as thei
     & {f.name for f in fields(cls)})
 
 
+# The compiled reader (avro_reader.py) builds the events itself, several times faster than
+# fastavro and the conversion above; only for the current writer schema, and only compiled.
+
+_RECORD_TYPES: dict[str, type[Any]] = {
+    f"{AVRO_NAMESPACE}.{cls.__name__}": cls
+    for cls in (AuditEvent, Actor, TraceContext, ErrorInfo, Requester, *PAYLOAD_TYPES)}
+_ENUM_TYPES: dict[str, Callable[[str], Any]] = {
+    f"{AVRO_NAMESPACE}.{cls.__name__}": cls for cls in (MarkedAs, RunOutcome)}
+
+
+def compiled_reader() -> bool:
+    """True if the compiled reader is installed, current, and not turned off (see
+    :mod:`.compiled`): then every codec decodes with it unless told otherwise."""
+    return not pure_python_asked() and is_current(avro_reader)
+
+
+@cache
+def _reader_tree(schema_name: str) -> avro_reader.Node:
+    return current_source(avro_reader).compile_schema(  # type: ignore[no-any-return]
+        load_schema(schema_name),
+        lambda name, field_names: _builder(_RECORD_TYPES[name], field_names),
+        lambda name, symbol: _ENUM_TYPES[name](symbol))
+
+
 class AuditCodec:
     """Encodes and decodes :class:`AuditEvent` records; knows every historical writer schema."""
 
-    def __init__(self, schema_name: str = "AuditEvent") -> None:
+    def __init__(self, schema_name: str = "AuditEvent", *, reader: bool | None = None) -> None:
+        """``reader``: decode the current writer schema's records with
+        :mod:`~flamingock_es.avro_reader` (default: where it is compiled and current), else
+        with fastavro; older writer schemas always go through fastavro."""
         writers = writer_schemas(schema_name)
         self.schema = writers[-1]
         self.header = fingerprint(self.schema)
         # fingerprint -> (writer schema, whether it has the signature field after the hash)
         self._writers: dict[bytes, tuple[dict[str, Any], bool]] = {
             fingerprint(w): (w, _signed_after_hash(w)) for w in writers}
+        use_reader = compiled_reader() if reader is None else reader
+        self._tree = _reader_tree(schema_name) if use_reader else None
+        self._read_tree = current_source(avro_reader).read
         # Every event of a run has the same actor: build it once (a replay decodes 100k+).
         self._actors: dict[tuple[Any, ...], Actor] = {}
 
@@ -236,6 +282,28 @@ class AuditCodec:
                 position,
             )
         writer, signed_schema = found
+        if writer is self.schema and self._tree is not None:
+            event = self._read(data, position)
+        else:
+            event = self._read_with_fastavro(data, position, writer)
+        tail = (1 if event.signature is None else 65) if signed_schema else 0
+        digest = hashlib.sha256(event.prev_hash)
+        digest.update(memoryview(data)[_HEADER:len(data) - _HASH - tail])
+        intact = digest.digest() == event.hash
+        return _RECORDED(position=position, event=event, intact=intact)  # type: ignore[no-any-return]
+
+    def _read(self, data: bytes, position: int) -> AuditEvent:
+        assert self._tree is not None
+        try:
+            event, end = self._read_tree(self._tree, data, _HEADER)
+            if end != len(data):
+                raise ValueError(f"{len(data) - end} bytes after the record")
+        except (ValueError, IndexError, OverflowError) as exc:  # the reader's corrupt input
+            raise _corrupt(position, exc) from exc
+        return event  # type: ignore[no-any-return]
+
+    def _read_with_fastavro(self, data: bytes, position: int,
+                            writer: dict[str, Any]) -> AuditEvent:
         stream = io.BytesIO(data)
         stream.seek(_HEADER)
         try:
@@ -250,23 +318,19 @@ class AuditCodec:
             if stream.tell() != len(data):
                 raise ValueError(f"{len(data) - stream.tell()} bytes after the record")
         except Exception as exc:  # fastavro raises several types on truncated/corrupt input
-            raise DecodeError(
-                f"record at offset {position} is corrupt and cannot be decoded ({exc!r}); "
-                "nothing was guessed.",
-                position,
-            ) from exc
-        event = _from_avro(raw, self._actors)  # type: ignore[arg-type]  # a record reads a dict
-        tail = (1 if event.signature is None else 65) if signed_schema else 0
-        digest = hashlib.sha256(event.prev_hash)
-        digest.update(memoryview(data)[_HEADER:len(data) - _HASH - tail])
-        intact = digest.digest() == event.hash
-        return _RECORDED(position=position, event=event, intact=intact)  # type: ignore[no-any-return]
+            raise _corrupt(position, exc) from exc
+        return _from_avro(raw, self._actors)  # type: ignore[arg-type]  # a record reads a dict
 
     def decode_all(self, records: Iterable[tuple[int, bytes]]) -> Iterator[Recorded]:
         """Decode ``(position, bytes)`` pairs in order."""
         decode = self.decode
         for position, data in records:
             yield decode(data, position)
+
+
+def _corrupt(position: int, exc: Exception) -> DecodeError:
+    return DecodeError(f"record at offset {position} is corrupt and cannot be decoded "
+                       f"({exc!r}); nothing was guessed.", position)
 
 
 def _to_avro(event: AuditEvent) -> dict[str, Any]:
