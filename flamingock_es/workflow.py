@@ -15,6 +15,7 @@ from typing import Any
 
 from .changes import ChangeUnit
 from .errors import ConfigError
+from .gcbatch import batched_gc
 from .loader import UNIT_MODULE_PREFIX, load_units
 from .settings import CompensationScope, Settings, resolve_settings
 from .unit_cache import UnitCache
@@ -118,9 +119,10 @@ def load_workflow(config: Settings | str | Path | None = None, **flags: Any) -> 
     cache = UnitCache.beside(Path(settings.source), UNIT_MODULE_PREFIX) \
         if settings.source != "<code>" else None
     stages = []
-    for source in settings.stages:
-        units = load_units(source.units, settings.base, source.where, cache)
-        stages.append(Stage(source.name, tuple(sorted(units, key=lambda u: u.order))))
+    with batched_gc():  # thousands of restored units: see gcbatch.py
+        for source in settings.stages:
+            units = load_units(source.units, settings.base, source.where, cache)
+            stages.append(Stage(source.name, tuple(sorted(units, key=lambda u: u.order))))
     if cache is not None:
         cache.save()
     _check_unique(stages)
