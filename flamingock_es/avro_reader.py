@@ -3,8 +3,8 @@
 fastavro reads a record into dicts through a file object, one Python-level ``read()`` per
 field, and the codec then turns those dicts into events: most of a replay's time. This
 reader walks a tree of :class:`Node` compiled once from the writer schema, over a ``bytes``
-object and an index, and calls each record's constructor with its field values in schema
-order; arrays come back as tuples and enums as the members the codec names. Compiled with
+object and an index, and makes each record's object as its :class:`Construction` says; arrays
+come back as tuples and enums as the members the codec names. Compiled with
 mypyc (``setup.py``) it decodes an audit event several times faster than fastavro; run as
 plain Python it is slower than fastavro, so :mod:`flamingock_es.codec` uses it only when it
 is compiled (:data:`COMPILED`).
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-__all__ = ["COMPILED", "Enum", "Node", "Record", "compile_schema", "read"]
+__all__ = ["COMPILED", "Construction", "Enum", "Node", "Record", "compile_schema", "read"]
 
 COMPILED: Final = not __file__.endswith(".py")
 """True when this module is the mypyc-compiled extension, not its source."""
@@ -50,6 +50,27 @@ _PRIMITIVES: Final = {"null": NULL, "boolean": BOOLEAN, "int": INT, "long": INT,
                       "float": FLOAT, "double": DOUBLE, "bytes": BYTES, "string": STRING}
 
 
+class Construction:
+    """How a record's object is made: created bare (``cls.__new__``), then one setter per
+    schema field, in schema order, then the setters of the fields the schema does not have,
+    with their defaults (setters: a slot's ``__set__``, say)."""
+
+    cls: type
+    setters: list[Callable[[Any, Any], Any]]
+    defaults: list[tuple[Callable[[Any, Any], Any], Any]]
+    shared: bool
+    """Records with the same bytes may be one object: for an immutable record that comes
+    back in every event (the actor of a run)."""
+
+    def __init__(self, cls: type, setters: list[Callable[[Any, Any], Any]],
+                 defaults: list[tuple[Callable[[Any, Any], Any], Any]],
+                 shared: bool = False) -> None:
+        self.cls = cls
+        self.setters = setters
+        self.defaults = defaults
+        self.shared = shared
+
+
 class Node:
     """One schema node: its kind and what reading it needs."""
 
@@ -58,8 +79,10 @@ class Node:
     """A fixed's size."""
     children: list[Node]
     """A record's fields, a union's branches, an array's item (one)."""
-    build: Callable[..., Any] | None
-    """A record's constructor, called with its field values in schema order."""
+    make: Construction | None
+    """A record's construction."""
+    made: dict[bytes, Any] | None
+    """A shared record's objects, by their bytes."""
     symbols: list[Any]
     """An enum's members, by index."""
 
@@ -67,13 +90,13 @@ class Node:
         self.kind = kind
         self.size = 0
         self.children = []
-        self.build = None
+        self.make = None
+        self.made = None
         self.symbols = []
 
 
-Record = Callable[[str, list[str]], Callable[..., Any]]
-"""Given a record's full name and its field names in schema order, its constructor: called
-with the field values, positionally, in that order."""
+Record = Callable[[str, list[str]], Construction]
+"""Given a record's full name and its field names in schema order, how to make it."""
 Enum = Callable[[str, str], Any]
 """Given an enum's full name and one of its symbols, the value to read it as."""
 
@@ -108,7 +131,11 @@ def _compile(schema: Any, record: Record, enum: Enum, named: dict[str, Node]) ->
     if kind == "record":
         name = schema["name"]
         node = named[name] = Node(RECORD)  # before the fields: they may refer to it
-        node.build = record(name, [f["name"] for f in schema["fields"]])
+        node.make = make = record(name, [f["name"] for f in schema["fields"]])
+        if len(make.setters) != len(schema["fields"]):
+            raise ValueError(f"{name}: {len(make.setters)} setters for "
+                             f"{len(schema['fields'])} fields")
+        node.made = {} if make.shared else None
         node.children = [_compile(f["type"], record, enum, named) for f in schema["fields"]]
         return node
     if kind == "enum":
@@ -160,9 +187,7 @@ class _Cursor:
                 raise ValueError(f"union branch {branch} out of range")
             return self.value(node.children[branch])
         if kind == RECORD:
-            build = node.build
-            assert build is not None
-            return build(*[self.value(child) for child in node.children])
+            return self.record(node)
         if kind == NULL:
             return None
         if kind == FIXED:
@@ -185,6 +210,29 @@ class _Cursor:
         if kind == FLOAT:
             return _FLOAT.unpack(self.take(4))[0]
         raise ValueError(f"unknown node kind {kind}")
+
+    def record(self, node: Node) -> Any:
+        make = node.make
+        assert make is not None
+        start = self.pos
+        values = [self.value(child) for child in node.children]
+        made = node.made
+        if made is not None:
+            raw = self.data[start:self.pos]
+            found = made.get(raw)
+            if found is not None:
+                return found
+        obj: Any = object.__new__(make.cls)
+        setters = make.setters
+        for i in range(len(setters)):
+            setters[i](obj, values[i])
+        for setter, default in make.defaults:
+            setter(obj, default)
+        if made is not None:
+            if len(made) >= 1024:  # a few actors a log, in practice; never without bound
+                made.clear()
+            made[self.data[start:self.pos]] = obj
+        return obj
 
     def items(self, item: Node) -> list[Any]:
         out: list[Any] = []

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import MISSING, asdict, fields
 from datetime import datetime
 from functools import cache
@@ -128,44 +128,40 @@ def _signed_after_hash(schema: dict[str, Any]) -> bool:
     return bool(schema["fields"][-1]["name"] == "signature")
 
 
-def _builder(cls: type[Any], positional: Sequence[str] | None = None) -> Callable[..., Any]:
-    """``cls(**fields)`` for a frozen slots dataclass, without its ``__init__``.
-
-    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``; this
-    calls each slot's descriptor directly, which makes decoding an event about 3x cheaper (a
-    replay decodes 100k+). It builds the same object: every field set, defaults applied; it
-    refuses classes it could not build faithfully (``__post_init__``, default factories).
-    With ``positional`` (field names in an Avro record's order) it takes those fields by
-    position instead, and gives every other field its default: the compiled reader calls it
-    with a record's values as it reads them.
-    """
+def _slots(cls: type[Any]) -> dict[str, tuple[Callable[[Any, Any], None], Any]]:
+    """Each field of a frozen slots dataclass: its slot's setter, and its default (or
+    ``MISSING``). Refuses classes that could not be built faithfully that way
+    (``__post_init__``, default factories)."""
     if "__slots__" not in cls.__dict__ or hasattr(cls, "__post_init__"):
         raise TypeError(f"{cls.__name__}: not a plain slots dataclass")
-    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    keywords, lines = [], []
+    out = {}
     for f in fields(cls):
         if f.default_factory is not MISSING:
             raise TypeError(f"{cls.__name__}.{f.name}: a default factory")
         slot = next(k.__dict__[f.name] for k in cls.__mro__ if f.name in k.__dict__)
-        namespace[f"set_{f.name}"] = slot.__set__
-        if f.default is not MISSING:
-            namespace[f"default_{f.name}"] = f.default
-        if positional is not None:
-            if f.name not in positional and f.default is MISSING:
-                raise TypeError(f"{cls.__name__}.{f.name}: neither given nor defaulted")
-            value = f.name if f.name in positional else f"default_{f.name}"
+        out[f.name] = (slot.__set__, f.default)
+    return out
+
+
+def _builder(cls: type[Any]) -> Callable[..., Any]:
+    """``cls(**fields)`` for a frozen slots dataclass, without its ``__init__``.
+
+    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``; this
+    calls each slot's descriptor directly, which makes decoding an event about 3x cheaper (a
+    replay decodes 100k+). It builds the same object: every field set, defaults applied.
+    """
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    params, lines = [], []
+    for name, (setter, default) in _slots(cls).items():
+        namespace[f"set_{name}"] = setter
+        if default is MISSING:
+            params.append(name)
         else:
-            keywords.append(f.name if f.default is MISSING else f"{f.name}=default_{f.name}")
-            value = f.name
-        lines.append(f"    set_{f.name}(self, {value})\n")
-    if positional is not None:
-        unknown = set(positional) - {f.name for f in fields(cls)}
-        if unknown:
-            raise TypeError(f"{cls.__name__}: no field(s) {', '.join(sorted(unknown))}")
-        params = ", ".join(positional)
-    else:
-        params = f"*, {', '.join(keywords)}"
-    source = f"def build({params}):\n    self = new(cls)\n{''.join(lines)}    return self\n"
+            namespace[f"default_{name}"] = default
+            params.append(f"{name}=default_{name}")
+        lines.append(f"    set_{name}(self, {name})\n")
+    source = (f"def build(*, {', '.join(params)}):\n    self = new(cls)\n{''.join(lines)}"
+              "    return self\n")
     exec(source, namespace)  # as dataclasses itself builds __init__
     return namespace["build"]  # type: ignore[no-any-return]
 
@@ -224,12 +220,27 @@ def compiled_reader() -> bool:
     return not pure_python_asked() and is_current(avro_reader)
 
 
+def _construction(name: str, field_names: list[str]) -> avro_reader.Construction:
+    """How the reader makes record ``name``: as :func:`_builder` does, from compiled code."""
+    cls = _RECORD_TYPES[name]
+    slots = _slots(cls)
+    unknown = set(field_names) - slots.keys()
+    if unknown:
+        raise TypeError(f"{cls.__name__}: no field(s) {', '.join(sorted(unknown))}")
+    defaults = []
+    for field_name, (setter, default) in slots.items():
+        if field_name not in field_names:
+            if default is MISSING:
+                raise TypeError(f"{cls.__name__}.{field_name}: neither given nor defaulted")
+            defaults.append((setter, default))
+    return current_source(avro_reader).Construction(  # type: ignore[no-any-return]
+        cls, [slots[f][0] for f in field_names], defaults, shared=cls is Actor)
+
+
 @cache
 def _reader_tree(schema_name: str) -> avro_reader.Node:
     return current_source(avro_reader).compile_schema(  # type: ignore[no-any-return]
-        load_schema(schema_name),
-        lambda name, field_names: _builder(_RECORD_TYPES[name], field_names),
-        lambda name, symbol: _ENUM_TYPES[name](symbol))
+        load_schema(schema_name), _construction, lambda name, symbol: _ENUM_TYPES[name](symbol))
 
 
 class AuditCodec:
