@@ -86,19 +86,20 @@ class ChangeUnit:
         return checksum_of(self)
 
     @classmethod
-    def restored(cls, checksum: str, **fields: Any) -> ChangeUnit:
+    def restored(cls, checksum: str, fields: dict[str, Any]) -> ChangeUnit:
         """A unit rebuilt from the unit cache, without its code (``body``): its checksum is
         the one computed when its file was last imported, which the cache keys on every file
-        that checksum read (:mod:`flamingock_es.unit_cache`)."""
-        missing = _REQUIRED - fields.keys()
-        if missing:
-            raise TypeError(f"restored() missing {', '.join(sorted(missing))}")
+        that checksum read (:mod:`flamingock_es.unit_cache`). ``fields`` is used up."""
+        if not fields.keys() >= _REQUIRED:
+            raise TypeError(f"restored() missing {', '.join(sorted(_REQUIRED - fields.keys()))}")
         unit = object.__new__(cls)
         # What the generated __init__ does (object.__setattr__ for each field, no
         # __post_init__), at a fraction of its cost: a start-up restores 10,000 units.
         values = unit.__dict__
         values.update(_DEFAULTS)
-        values.update({name: make() for name, make in _FACTORIES.items()})
+        for name, make in _FACTORIES.items():
+            if name not in fields:
+                values[name] = make()
         values.update(fields)
         values["checksum"] = checksum  # where cached_property keeps what it computed
         return unit

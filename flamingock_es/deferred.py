@@ -35,13 +35,13 @@ class DeferredFile:
         self._real: dict[str, ChangeUnit] | None = None
 
     def restore(self, fields: dict[str, Any], checksum: str, has_rollback: bool) -> ChangeUnit:
-        """A unit with ``fields`` and ``checksum``, whose steps import this file when run."""
+        """A unit with ``fields`` (used up) and ``checksum``, whose steps import this file
+        when they run."""
         unit_id = fields["id"]
-        unit = ChangeUnit.restored(
-            checksum, **fields, apply=_Step(self, unit_id, "apply"),
-            rollback=_Step(self, unit_id, "rollback") if has_rollback else None,
-            check=_Check(self, unit_id))
-        self._restored[unit_id] = unit
+        fields["apply"] = _Step(self, unit_id, "apply")
+        fields["rollback"] = _Step(self, unit_id, "rollback") if has_rollback else None
+        fields["check"] = _Check(self, unit_id)
+        unit = self._restored[unit_id] = ChangeUnit.restored(checksum, fields)
         return unit
 
     def real(self, unit_id: str) -> ChangeUnit:

@@ -111,10 +111,10 @@ class UnitCache:
         if unit is None:
             fields = {"id": unit_id, "order": order, "author": author,
                       "description": description, "run_always": run_always,
-                      "recovery": Recovery(recovery), "accept_drift": accept_drift,
+                      "recovery": _RECOVERIES[recovery], "accept_drift": accept_drift,
                       "template": template, "source": source, "parameters": parameters,
                       "secrets": frozenset(unit_secrets)}
-            for name, kind in _ROW_TYPES.items():
+            for name, kind in _ROW_TYPES:
                 if not isinstance(fields[name], kind):
                     raise TypeError(f"{name} is {type(fields[name]).__name__}")
             unit = self._restored[key] = deferred.restore(fields, checksum, has_rollback)
@@ -240,9 +240,11 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
-_ROW_TYPES: dict[str, type | tuple[type, ...]] = {
-    "id": str, "order": int, "author": str, "description": str, "run_always": bool,
-    "accept_drift": bool, "template": (str, type(None)), "source": str, "parameters": dict}
+_ROW_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("id", str), ("order", int), ("author", str), ("description", str), ("run_always", bool),
+    ("accept_drift", bool), ("template", (str, type(None))), ("source", str),
+    ("parameters", dict))
+_RECOVERIES = {recovery.value: recovery for recovery in Recovery}
 
 
 def _row(unit: ChangeUnit) -> list[Any] | None:
