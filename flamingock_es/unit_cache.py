@@ -117,6 +117,9 @@ class UnitCache:
             for name, kind in _ROW_TYPES:
                 if not isinstance(fields[name], kind):
                     raise TypeError(f"{name} is {type(fields[name]).__name__}")
+            if not (isinstance(checksum, str) and isinstance(has_rollback, bool)
+                    and all(isinstance(name, str) for name in fields["secrets"])):
+                raise TypeError("checksum, rollback or secrets of another type")
             unit = self._restored[key] = deferred.restore(fields, checksum, has_rollback)
         return unit
 
