@@ -43,7 +43,6 @@ from .events import (
     RunOutcome,
     RunStarted,
 )
-from .gcbatch import batched_gc
 
 __all__ = [
     "ChainBreak",
@@ -328,9 +327,8 @@ def fold(records: Iterable[Recorded], state: State | None = None) -> State:
     """Fold ``records`` into ``state`` (a fresh one by default) and return it."""
     state = state if state is not None else State()
     apply = state.apply
-    with batched_gc():  # the state grows with every unit: see gcbatch.py
-        for record in records:
-            apply(record)
+    for record in records:
+        apply(record)
     return state
 
 
