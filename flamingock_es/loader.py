@@ -60,8 +60,11 @@ def load_units(sources: Iterable[str] | str, base: Path, where: str = "",
                 elif stem and f".{suffix}" in _DECLARATIVE:
                     units += _cached(os.path.join(folder, name), _declarative_file, cache)
         elif path.is_file():
-            units += _cached(os.path.abspath(path),
-                             _python_file if path.suffix == ".py" else _declarative_file, cache)
+            file = os.path.abspath(path)
+            if cache is not None:
+                cache.cover(Path(file).parent)
+            units += _cached(file, _python_file if path.suffix == ".py" else _declarative_file,
+                             cache)
         elif "/" not in source and not source.endswith((*_DECLARATIVE, ".py")):
             units += _package(source, where, cache)
         else:
@@ -124,7 +127,14 @@ def _package(name: str, where: str, cache: UnitCache | None) -> list[ChangeUnit]
 
 
 def _module_units(name: str) -> Callable[[Path], list[ChangeUnit]]:
-    return lambda _: _units_in(importlib.import_module(name))
+    def load(path: Path) -> list[ChangeUnit]:
+        try:
+            return _units_in(importlib.import_module(name))
+        except Exception as exc:
+            raise ConfigError(f"{path}: importing {name} failed: {type(exc).__name__}: "
+                              f"{exc}") from exc
+
+    return load
 
 
 def _package_files(name: str) -> list[tuple[str, Path]] | None:

@@ -325,3 +325,14 @@ def test_the_cache_can_be_turned_off(project: Path, monkeypatch: pytest.MonkeyPa
     start(project)
     assert imports(project) == ["a_units.py", "a_units.py"]
     assert not (project / CACHE_FILE).exists()
+
+
+def test_a_package_module_that_fails_to_import_is_named(tmp_path: Path, write: Write) -> None:
+    write("flamingock.yaml", "namespace: shop\nstages: [{name: main, units: [shoppkg.changes]}]\n")
+    write("shoppkg/__init__.py", "")
+    write("shoppkg/changes/__init__.py", "")
+    path = write("shoppkg/changes/broken.py", "import no_such_module_here\n")
+
+    with pytest.raises(ConfigError, match=f"{path}: importing shoppkg.changes.broken failed: "
+                                          "ModuleNotFoundError"):
+        start(tmp_path)
