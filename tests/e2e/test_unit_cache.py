@@ -30,6 +30,7 @@ APPLIED_ALL = ["start u1", "apply u1", "start u2", "apply u2", "start u3", "appl
 def noted(project: Project) -> Project:
     """u1..u3, a unit ``quiet`` applied once, and a run-always unit ``always``; each file
     notes in effects.txt when it is imported."""
+    project.env.pop("FLAMINGOCK_UNIT_CACHE", None)
     project.write("changes/quiet.py", NOTED.format(name="quiet", order=4, always=False))
     project.write("changes/v_always.py", NOTED.format(name="always", order=5, always=True))
     ok(project.cli("run"))

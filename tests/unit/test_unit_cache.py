@@ -62,6 +62,11 @@ YAML_UNIT = """
 """
 
 
+@pytest.fixture(autouse=True)
+def _cache_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SWITCH, raising=False)
+
+
 @pytest.fixture
 def project(tmp_path: Path, write: Write) -> Path:
     write("flamingock.yaml", WORKFLOW)
