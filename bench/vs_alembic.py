@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,7 @@ def median_of(rounds: int, measure: Callable[[], float],
         if before is not None:
             before()
         samples.append(measure())
-    return sorted(samples)[len(samples) // 2], samples
+    return statistics.median(samples), samples
 
 
 def remove(path: Path) -> Callable[[], None]:
