@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["EnvironmentReads", "project_modules", "watching_environment"]
+__all__ = ["EnvironmentReads", "project_modules", "unwatched_environment",
+           "watching_environment"]
 
 _ENVIRONMENTS = ("site-packages", "dist-packages")
 _TOOL = str(Path(__file__).resolve().parent)
@@ -37,6 +38,7 @@ class _RecordingEnviron(os._Environ[str]):
     def __init__(self, real: os._Environ[str], reads: EnvironmentReads) -> None:
         super().__init__(real._data, real.encodekey, real.decodekey,  # type: ignore[attr-defined]
                          real.encodevalue, real.decodevalue)
+        self.real = real
         self.reads: EnvironmentReads | None = reads
 
     def __getitem__(self, key: str) -> str:  # get() and `in` come through here too
@@ -72,6 +74,13 @@ def watching_environment(reads: EnvironmentReads) -> Iterator[EnvironmentReads]:
     finally:
         os.environ = real  # noqa: B003
         recorder.reads = None
+
+
+def unwatched_environment() -> Mapping[str, str]:
+    """The environment, read without being noted: for what the loader itself reads during a
+    watch (``${VAR}``s it resolves to check a block's shape: they never reach a definition)."""
+    environ = os.environ
+    return environ.real if isinstance(environ, _RecordingEnviron) else environ
 
 
 def project_modules(roots: Sequence[Path], skip_prefix: str) -> set[str]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .changes import ChangeContext, ChangeUnit, Recovery, resolve
 from .errors import ConfigError, StepNotStarted, TemplateError
+from .import_watch import unwatched_environment
 from .unit_cache import UnitCache
 from .yamlfile import Located, load_document
 
@@ -242,7 +243,7 @@ def _check_shape(template: Template, block: Mapping[str, Any], phase: str, where
     unset one is a placeholder whose value may not fit its field's type yet, so only that
     field's type is left for the run to check. Everything else (an unknown or misspelt key, a
     missing field, a literal of the wrong type) is an error now."""
-    probe, unknown = _placeholders(block, os.environ)
+    probe, unknown = _placeholders(block, unwatched_environment())
     problems = [p for p in template.problems(probe, phase)
                 if p.kind == "extra_forbidden" or p.loc[:len(p.loc)] not in unknown]
     if problems:

@@ -184,6 +184,19 @@ def test_a_value_read_from_the_environment_is_covered(project: Path, write: Writ
     assert '"7"' not in cache  # the value is kept as a salted digest only
 
 
+def test_a_variable_a_template_block_resolves_at_run_time_is_not_a_dependency(
+        project: Path, write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+    write("changes/b_flag.yaml", YAML_UNIT.replace('"json:dumps"', '"${DUMPER}"', 1))
+    monkeypatch.setenv("DUMPER", "json:dumps")
+    start(project)
+    monkeypatch.setenv("DUMPER", "json:loads")  # resolved when the unit runs, not loaded
+
+    start(project)
+
+    assert imports(project) == ["a_units.py"]
+    assert "DUMPER" not in json.loads((project / CACHE_FILE).read_text())["environment"]
+
+
 def test_a_deleted_cache_is_rebuilt(project: Path) -> None:
     start(project)
     (project / CACHE_FILE).unlink()
