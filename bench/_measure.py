@@ -55,7 +55,7 @@ def timed_process(argv: list[str], cwd: Path, env: Mapping[str, str] | None = No
                           text=True, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr}")
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr}")
     return elapsed
 
 
