@@ -1,12 +1,14 @@
-"""Generators for ``bench/vs_alembic.py``: no-op flamingock-es and Alembic projects on disk.
+"""Generators for the benchmarks: no-op flamingock-es and Alembic projects on disk, and audit
+logs written through the real Recorder.
 
-Kept apart so that the benchmark script reads as a list of measurements.
+Kept apart so that the benchmark scripts read as lists of measurements.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,12 +105,38 @@ def audit_log(path: Path, events: int, units_per_run: int = 1000,
               signer: Any = None, per_step: bool = False) -> int:
     """Write a realistic local audit log of about ``events`` events through the Recorder.
 
-    Runs of ``units_per_run`` units (RunStarted, LockAcquired, ChangeStarted/ChangeSucceeded
-    per unit, RunFinished, LockReleased), each run appended as one durable batch, or, with
-    ``per_step``, as a runner appends them (the frame's two pairs and every unit's start and
-    outcome, each its own append), signed by ``signer`` when given. Returns the number of
-    events written.
+    Runs of ``units_per_run`` new units (RunStarted, LockAcquired, ChangeStarted/
+    ChangeSucceeded per unit, RunFinished, LockReleased), each run appended as one durable
+    batch, or, with ``per_step``, as a runner appends them (the frame's two pairs and every
+    unit's start and outcome, each its own append), signed by ``signer`` when given. Returns
+    the number of events written.
     """
+    def runs() -> Iterator[list[tuple[str, str]]]:
+        unit = 0
+        while True:
+            yield [(f"unit-{unit + i:06d}", "0" * 64) for i in range(units_per_run)]
+            unit += units_per_run
+
+    return _write_runs(path, runs(), events, signer=signer, per_step=per_step)
+
+
+def history_log(path: Path, units: list[tuple[str, str]], runs: int, per_run: int) -> int:
+    """Write the log of ``units`` (id, checksum) applied through ``runs`` runs of ``per_run``
+    units each, taking them in turn (run r applies the next ``per_run`` after run r-1's), so
+    that every unit ends APPLIED with its checksum: a long-lived namespace's history.
+    Returns the number of events written."""
+    def chosen() -> Iterator[list[tuple[str, str]]]:
+        for r in range(runs):
+            first = r * per_run
+            yield [units[(first + i) % len(units)] for i in range(per_run)]
+
+    return _write_runs(path, chosen(), None)
+
+
+def _write_runs(path: Path, runs: Iterator[list[tuple[str, str]]], events: int | None, *,
+                signer: Any = None, per_step: bool = False) -> int:
+    """Each run of ``runs`` as one durable batch (``per_step``: an append a step), until
+    ``events`` (or the runs) run out; signed by ``signer`` when given."""
     from flamingock_es.adapters.local import FileLock, LocalEventLog
     from flamingock_es.codec import AuditCodec
     from flamingock_es.events import (
@@ -116,6 +144,7 @@ def audit_log(path: Path, events: int, units_per_run: int = 1000,
         ChangeSucceeded,
         LockAcquired,
         LockReleased,
+        Payload,
         RunFinished,
         RunOutcome,
         RunStarted,
@@ -127,19 +156,20 @@ def audit_log(path: Path, events: int, units_per_run: int = 1000,
     lease = FileLock(path.with_name("lock")).acquire("bench", 5.0)
     writer = log.writer(lease)
     state, codec, actor = State(), AuditCodec(), local_actor()
-    written, unit = 0, 0
+    written = 0
     try:
-        while written < events:
-            ids = [f"unit-{unit + i:06d}" for i in range(units_per_run)]
-            unit += units_per_run
-            payloads = [RunStarted(workflow="bench", trigger="cli", planned=tuple(ids)),
-                        LockAcquired(holder=lease.holder, lock=lease.lock,
-                                     generation=lease.generation)]
-            for uid in ids:
+        for run in runs:
+            if events is not None and written >= events:
+                break
+            ids = [uid for uid, _ in run]
+            payloads: list[Payload] = [
+                RunStarted(workflow="bench", trigger="cli", planned=tuple(ids)),
+                LockAcquired(holder=lease.holder, lock=lease.lock, generation=lease.generation)]
+            for uid, checksum in run:
                 payloads.append(ChangeStarted(
-                    unit_id=uid, stage="main", author="bench", checksum="0" * 64,
+                    unit_id=uid, stage="main", author="bench", checksum=checksum,
                     template=None, parameters="{}", attempt=1, reason="pending"))
-                payloads.append(ChangeSucceeded(unit_id=uid, checksum="0" * 64,
+                payloads.append(ChangeSucceeded(unit_id=uid, checksum=checksum,
                                                 duration_ms=0.01))
             payloads += [RunFinished(outcome=RunOutcome.SUCCEEDED, applied=tuple(ids)),
                          LockReleased(holder=lease.holder)]

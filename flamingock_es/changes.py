@@ -15,7 +15,7 @@ import logging
 import re
 import textwrap
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from functools import cache, cached_property
 from types import CodeType
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ __all__ = [
     "checksum_of",
     "redact",
     "resolve",
+    "source_files",
 ]
 
 Step = Callable[["ChangeContext"], None]
@@ -84,9 +85,34 @@ class ChangeUnit:
         """Computed once per unit: the planner and the runner ask for it several times."""
         return checksum_of(self)
 
+    @classmethod
+    def restored(cls, checksum: str, fields: dict[str, Any]) -> ChangeUnit:
+        """A unit rebuilt from the unit cache, without its code (``body``): its checksum is
+        the one computed when its file was last imported, which the cache keys on every file
+        that checksum read (:mod:`flamingock_es.unit_cache`). ``fields`` is used up."""
+        if not fields.keys() >= _REQUIRED:
+            raise TypeError(f"restored() missing {', '.join(sorted(_REQUIRED - fields.keys()))}")
+        unit = object.__new__(cls)
+        # What the generated __init__ does (object.__setattr__ for each field, no
+        # __post_init__), at a fraction of its cost: a start-up restores 10,000 units.
+        values = unit.__dict__
+        values.update(_DEFAULTS)
+        for name, make in _FACTORIES.items():
+            if name not in fields:
+                values[name] = make()
+        values.update(fields)
+        values["checksum"] = checksum  # where cached_property keeps what it computed
+        return unit
+
     def audit_parameters(self) -> str:
         """The parameters as written to the audit log: unresolved, secrets redacted."""
         return json.dumps(redact(self.parameters, self.secrets), sort_keys=True, default=str)
+
+
+_DEFAULTS = {f.name: f.default for f in fields(ChangeUnit) if f.default is not MISSING}
+_FACTORIES = {f.name: f.default_factory for f in fields(ChangeUnit)
+              if f.default_factory is not MISSING}
+_REQUIRED = frozenset(f.name for f in fields(ChangeUnit)) - _DEFAULTS.keys() - _FACTORIES.keys()
 
 
 def checksum_of(unit: ChangeUnit) -> str:
@@ -193,6 +219,20 @@ def change_unit(
         )
 
     return decorate
+
+
+def source_files(unit: ChangeUnit) -> set[str]:
+    """The files whose text a Python unit's checksum covers: where its ``apply`` and
+    ``rollback`` (or its class) are written. Empty for a template's unit (no code)."""
+    if unit.template is not None:
+        return set()
+    files = set()
+    for step in (unit.apply, unit.rollback):
+        code = getattr(step, "__code__", None) or getattr(getattr(step, "__func__", None),
+                                                          "__code__", None)
+        if isinstance(code, CodeType):
+            files.add(code.co_filename)
+    return files
 
 
 def _class_line(cls: type, method_code: Any) -> int:

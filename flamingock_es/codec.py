@@ -32,8 +32,11 @@ from typing import Any
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
+from . import avro_reader
+from .compiled import current_source, is_current, pure_python_asked
 from .errors import DecodeError
 from .events import (
+    AVRO_NAMESPACE,
     PAYLOAD_TYPES,
     Actor,
     AuditEvent,
@@ -125,29 +128,38 @@ def _signed_after_hash(schema: dict[str, Any]) -> bool:
     return bool(schema["fields"][-1]["name"] == "signature")
 
 
+def _slots(cls: type[Any]) -> dict[str, tuple[Callable[[Any, Any], None], Any]]:
+    """Each field of a frozen slots dataclass: its slot's setter, and its default (or
+    ``MISSING``). Refuses classes that could not be built faithfully that way
+    (``__post_init__``, default factories)."""
+    if "__slots__" not in cls.__dict__ or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__}: not a plain slots dataclass")
+    out = {}
+    for f in fields(cls):
+        if f.default_factory is not MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: a default factory")
+        slot = next(k.__dict__[f.name] for k in cls.__mro__ if f.name in k.__dict__)
+        out[f.name] = (slot.__set__, f.default)
+    return out
+
+
 def _builder(cls: type[Any]) -> Callable[..., Any]:
     """``cls(**fields)`` for a frozen slots dataclass, without its ``__init__``.
 
     A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``; this
     calls each slot's descriptor directly, which makes decoding an event about 3x cheaper (a
-    replay decodes 100k+). It builds the same object: every field set, defaults applied; it
-    refuses classes it could not build faithfully (``__post_init__``, default factories).
+    replay decodes 100k+). It builds the same object: every field set, defaults applied.
     """
-    if "__slots__" not in cls.__dict__ or hasattr(cls, "__post_init__"):
-        raise TypeError(f"{cls.__name__}: not a plain slots dataclass")
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
     params, lines = [], []
-    for f in fields(cls):
-        if f.default_factory is not MISSING:
-            raise TypeError(f"{cls.__name__}.{f.name}: a default factory")
-        slot = next(k.__dict__[f.name] for k in cls.__mro__ if f.name in k.__dict__)
-        namespace[f"set_{f.name}"] = slot.__set__
-        if f.default is MISSING:
-            params.append(f.name)
+    for name, (setter, default) in _slots(cls).items():
+        namespace[f"set_{name}"] = setter
+        if default is MISSING:
+            params.append(name)
         else:
-            namespace[f"default_{f.name}"] = f.default
-            params.append(f"{f.name}=default_{f.name}")
-        lines.append(f"    set_{f.name}(self, {f.name})\n")
+            namespace[f"default_{name}"] = default
+            params.append(f"{name}=default_{name}")
+        lines.append(f"    set_{name}(self, {name})\n")
     source = (f"def build(*, {', '.join(params)}):\n    self = new(cls)\n{''.join(lines)}"
               "    return self\n")
     exec(source, namespace)  # as dataclasses itself builds __init__
@@ -192,16 +204,61 @@ _PLAIN_PAYLOADS = frozenset(  # payloads whose fields Avro already reads as thei
     & {f.name for f in fields(cls)})
 
 
+# The compiled reader (avro_reader.py) builds the events itself, several times faster than
+# fastavro and the conversion above; only for the current writer schema, and only compiled.
+
+_RECORD_TYPES: dict[str, type[Any]] = {
+    f"{AVRO_NAMESPACE}.{cls.__name__}": cls
+    for cls in (AuditEvent, Actor, TraceContext, ErrorInfo, Requester, *PAYLOAD_TYPES)}
+_ENUM_TYPES: dict[str, Callable[[str], Any]] = {
+    f"{AVRO_NAMESPACE}.{cls.__name__}": cls for cls in (MarkedAs, RunOutcome)}
+
+
+def compiled_reader() -> bool:
+    """True if the compiled reader is installed, current, and not turned off (see
+    :mod:`.compiled`): then every codec decodes with it unless told otherwise."""
+    return not pure_python_asked() and is_current(avro_reader)
+
+
+def _construction(name: str, field_names: list[str]) -> avro_reader.Construction:
+    """How the reader makes record ``name``: as :func:`_builder` does, from compiled code."""
+    cls = _RECORD_TYPES[name]
+    slots = _slots(cls)
+    unknown = set(field_names) - slots.keys()
+    if unknown:
+        raise TypeError(f"{cls.__name__}: no field(s) {', '.join(sorted(unknown))}")
+    defaults = []
+    for field_name, (setter, default) in slots.items():
+        if field_name not in field_names:
+            if default is MISSING:
+                raise TypeError(f"{cls.__name__}.{field_name}: neither given nor defaulted")
+            defaults.append((setter, default))
+    return current_source(avro_reader).Construction(  # type: ignore[no-any-return]
+        cls, [slots[f][0] for f in field_names], defaults, shared=cls is Actor)
+
+
+@cache
+def _reader_tree(schema_name: str) -> avro_reader.Node:
+    return current_source(avro_reader).compile_schema(  # type: ignore[no-any-return]
+        load_schema(schema_name), _construction, lambda name, symbol: _ENUM_TYPES[name](symbol))
+
+
 class AuditCodec:
     """Encodes and decodes :class:`AuditEvent` records; knows every historical writer schema."""
 
-    def __init__(self, schema_name: str = "AuditEvent") -> None:
+    def __init__(self, schema_name: str = "AuditEvent", *, reader: bool | None = None) -> None:
+        """``reader``: decode the current writer schema's records with
+        :mod:`~flamingock_es.avro_reader` (default: where it is compiled and current), else
+        with fastavro; older writer schemas always go through fastavro."""
         writers = writer_schemas(schema_name)
         self.schema = writers[-1]
         self.header = fingerprint(self.schema)
         # fingerprint -> (writer schema, whether it has the signature field after the hash)
         self._writers: dict[bytes, tuple[dict[str, Any], bool]] = {
             fingerprint(w): (w, _signed_after_hash(w)) for w in writers}
+        use_reader = compiled_reader() if reader is None else reader
+        self._tree = _reader_tree(schema_name) if use_reader else None
+        self._read_tree = current_source(avro_reader).read
         # Every event of a run has the same actor: build it once (a replay decodes 100k+).
         self._actors: dict[tuple[Any, ...], Actor] = {}
 
@@ -236,6 +293,28 @@ class AuditCodec:
                 position,
             )
         writer, signed_schema = found
+        if writer is self.schema and self._tree is not None:
+            event = self._read(data, position)
+        else:
+            event = self._read_with_fastavro(data, position, writer)
+        tail = (1 if event.signature is None else 65) if signed_schema else 0
+        digest = hashlib.sha256(event.prev_hash)
+        digest.update(memoryview(data)[_HEADER:len(data) - _HASH - tail])
+        intact = digest.digest() == event.hash
+        return _RECORDED(position=position, event=event, intact=intact)  # type: ignore[no-any-return]
+
+    def _read(self, data: bytes, position: int) -> AuditEvent:
+        assert self._tree is not None
+        try:
+            event, end = self._read_tree(self._tree, data, _HEADER)
+            if end != len(data):
+                raise ValueError(f"{len(data) - end} bytes after the record")
+        except (ValueError, IndexError, OverflowError) as exc:  # the reader's corrupt input
+            raise _corrupt(position, exc) from exc
+        return event  # type: ignore[no-any-return]
+
+    def _read_with_fastavro(self, data: bytes, position: int,
+                            writer: dict[str, Any]) -> AuditEvent:
         stream = io.BytesIO(data)
         stream.seek(_HEADER)
         try:
@@ -250,23 +329,19 @@ class AuditCodec:
             if stream.tell() != len(data):
                 raise ValueError(f"{len(data) - stream.tell()} bytes after the record")
         except Exception as exc:  # fastavro raises several types on truncated/corrupt input
-            raise DecodeError(
-                f"record at offset {position} is corrupt and cannot be decoded ({exc!r}); "
-                "nothing was guessed.",
-                position,
-            ) from exc
-        event = _from_avro(raw, self._actors)  # type: ignore[arg-type]  # a record reads a dict
-        tail = (1 if event.signature is None else 65) if signed_schema else 0
-        digest = hashlib.sha256(event.prev_hash)
-        digest.update(memoryview(data)[_HEADER:len(data) - _HASH - tail])
-        intact = digest.digest() == event.hash
-        return _RECORDED(position=position, event=event, intact=intact)  # type: ignore[no-any-return]
+            raise _corrupt(position, exc) from exc
+        return _from_avro(raw, self._actors)  # type: ignore[arg-type]  # a record reads a dict
 
     def decode_all(self, records: Iterable[tuple[int, bytes]]) -> Iterator[Recorded]:
         """Decode ``(position, bytes)`` pairs in order."""
         decode = self.decode
         for position, data in records:
             yield decode(data, position)
+
+
+def _corrupt(position: int, exc: Exception) -> DecodeError:
+    return DecodeError(f"record at offset {position} is corrupt and cannot be decoded "
+                       f"({exc!r}); nothing was guessed.", position)
 
 
 def _to_avro(event: AuditEvent) -> dict[str, Any]:

@@ -3,6 +3,9 @@
 A source is a folder (every ``.py``, ``.yaml``, ``.yml`` and ``.json`` in it, sorted), a
 single file, or a dotted Python package name. Python files are scanned for module-level
 :class:`~flamingock_es.changes.ChangeUnit` objects (what ``@change_unit`` returns).
+
+With a :class:`~flamingock_es.unit_cache.UnitCache`, a file whose entry still holds is not
+imported: its units are restored, and import their code only when they are about to run.
 """
 
 from __future__ import annotations
@@ -13,45 +16,74 @@ import importlib.util
 import os
 import pkgutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .changes import ChangeContext, ChangeUnit, Recovery, resolve
 from .errors import ConfigError, StepNotStarted, TemplateError
+from .import_watch import unwatched_environment
+from .unit_cache import UnitCache
 from .yamlfile import Located, load_document
 
 if TYPE_CHECKING:
     from .templates import Template
 
-__all__ = ["declarative_unit", "load_units"]
+__all__ = ["UNIT_MODULE_PREFIX", "declarative_unit", "load_units"]
+
+UNIT_MODULE_PREFIX = "flamingock_units_"
+"""The names the unit files of a folder are imported under: ``flamingock_units_<hash>_<stem>``
+(the hash of the file's path, so that two folders' ``v1.py`` stay two modules)."""
 
 _DECLARATIVE = (".yaml", ".yml", ".json")
 _FIELDS = {"id", "order", "author", "description", "template", "apply", "rollback",
            "run_always", "recovery", "secrets", "accept_drift"}
 
 
-def load_units(sources: Iterable[str] | str, base: Path, where: str = "") -> list[ChangeUnit]:
-    """Every unit found in ``sources`` (paths relative to ``base``, or package names)."""
+def load_units(sources: Iterable[str] | str, base: Path, where: str = "",
+               cache: UnitCache | None = None) -> list[ChangeUnit]:
+    """Every unit found in ``sources`` (paths relative to ``base``, or package names); with
+    ``cache``, files it still holds are restored instead of imported."""
     if isinstance(sources, str):
         sources = [sources]
     units: list[ChangeUnit] = []
     for source in sources:
         path = base / source
         if path.is_dir():
-            for file in sorted(path.iterdir()):
-                if file.suffix == ".py" and not file.name.startswith("_"):
-                    units += _python_file(file)
-                elif file.suffix in _DECLARATIVE:
-                    units += _declarative_file(file)
+            folder = os.path.abspath(path)
+            if cache is not None:
+                cache.cover(Path(folder))
+            for name in sorted(os.listdir(folder)):  # strings: a folder may hold 10,000 units
+                stem, _, suffix = name.rpartition(".")  # what Path.suffix says, for less
+                if stem and suffix == "py" and not name.startswith("_"):
+                    units += _cached(os.path.join(folder, name), _python_file, cache)
+                elif stem and f".{suffix}" in _DECLARATIVE:
+                    units += _cached(os.path.join(folder, name), _declarative_file, cache)
         elif path.is_file():
-            units += _python_file(path) if path.suffix == ".py" else _declarative_file(path)
+            file = os.path.abspath(path)
+            if cache is not None:
+                cache.cover(Path(file).parent)
+            units += _cached(file, _python_file if path.suffix == ".py" else _declarative_file,
+                             cache)
         elif "/" not in source and not source.endswith((*_DECLARATIVE, ".py")):
-            units += _package(source, where)
+            units += _package(source, where, cache)
         else:
             raise ConfigError(f"{where}: units source {source!r} does not exist "
                               f"(looked for {path})")
+    return units
+
+
+def _cached(file: str, load: Callable[[Path], list[ChangeUnit]],
+            cache: UnitCache | None) -> list[ChangeUnit]:
+    """``load(file)`` (an absolute path), unless ``cache`` still holds the file's units."""
+    if cache is None:
+        return load(Path(file))
+    units = cache.restore(file, lambda: load(Path(file)))
+    if units is None:
+        with cache.watching():
+            units = load(Path(file))
+        cache.remember(file, units)
     return units
 
 
@@ -61,7 +93,7 @@ def _units_in(module: ModuleType) -> list[ChangeUnit]:
 
 def _python_file(path: Path) -> list[ChangeUnit]:
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-    name = f"flamingock_units_{digest}_{path.stem}"
+    name = f"{UNIT_MODULE_PREFIX}{digest}_{path.stem}"
     module = sys.modules.get(name)
     if module is None:
         spec = importlib.util.spec_from_file_location(name, path)
@@ -77,7 +109,13 @@ def _python_file(path: Path) -> list[ChangeUnit]:
     return _units_in(module)
 
 
-def _package(name: str, where: str) -> list[ChangeUnit]:
+def _package(name: str, where: str, cache: UnitCache | None) -> list[ChangeUnit]:
+    modules = _package_files(name) if cache is not None else None
+    if modules is not None:
+        units = []
+        for module, path in modules:
+            units += _cached(os.path.abspath(path), _module_units(module), cache)
+        return units
     try:
         package = importlib.import_module(name)
     except ImportError as exc:
@@ -87,6 +125,42 @@ def _package(name: str, where: str) -> list[ChangeUnit]:
     for info in pkgutil.walk_packages(getattr(package, "__path__", []), prefix=f"{name}."):
         units += _units_in(importlib.import_module(info.name))
     return units
+
+
+def _module_units(name: str) -> Callable[[Path], list[ChangeUnit]]:
+    def load(path: Path) -> list[ChangeUnit]:
+        try:
+            return _units_in(importlib.import_module(name))
+        except Exception as exc:
+            raise ConfigError(f"{path}: importing {name} failed: {type(exc).__name__}: "
+                              f"{exc}") from exc
+
+    return load
+
+
+def _package_files(name: str) -> list[tuple[str, Path]] | None:
+    """The modules of package ``name`` and their files, found on disk without importing them
+    (as ``pkgutil.walk_packages`` lists them, in its order); None when some module is not a
+    plain ``.py`` file (then the package is imported to be scanned, as without a cache)."""
+    try:
+        spec = importlib.util.find_spec(name)  # imports the parents of a dotted name only
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return None
+    found = [(name, Path(spec.origin))]
+
+    def walk(directories: Iterable[str], prefix: str) -> bool:
+        for info in pkgutil.iter_modules(list(directories), prefix):
+            sub = info.module_finder.find_spec(info.name, None)
+            if sub is None or sub.origin is None or not sub.origin.endswith(".py"):
+                return False
+            found.append((info.name, Path(sub.origin)))
+            if info.ispkg and not walk(sub.submodule_search_locations or (), f"{info.name}."):
+                return False
+        return True
+
+    return found if walk(spec.submodule_search_locations or (), f"{name}.") else None
 
 
 def _declarative_file(path: Path) -> list[ChangeUnit]:
@@ -169,7 +243,7 @@ def _check_shape(template: Template, block: Mapping[str, Any], phase: str, where
     unset one is a placeholder whose value may not fit its field's type yet, so only that
     field's type is left for the run to check. Everything else (an unknown or misspelt key, a
     missing field, a literal of the wrong type) is an error now."""
-    probe, unknown = _placeholders(block, os.environ)
+    probe, unknown = _placeholders(block, unwatched_environment())
     problems = [p for p in template.problems(probe, phase)
                 if p.kind == "extra_forbidden" or p.loc[:len(p.loc)] not in unknown]
     if problems:

@@ -15,8 +15,10 @@ from typing import Any
 
 from .changes import ChangeUnit
 from .errors import ConfigError
-from .loader import load_units
+from .gcbatch import batched_gc
+from .loader import UNIT_MODULE_PREFIX, load_units
 from .settings import CompensationScope, Settings, resolve_settings
+from .unit_cache import UnitCache
 
 __all__ = ["CompensationScope", "Stage", "Workflow", "load_workflow"]
 
@@ -100,7 +102,8 @@ class Workflow:
 
 
 def load_workflow(config: Settings | str | Path | None = None, **flags: Any) -> Workflow:
-    """Load the units of a configuration's stages (importing their code).
+    """Load the units of a configuration's stages (importing their code, unless the unit
+    cache beside the file still holds it: see :mod:`flamingock_es.unit_cache`).
 
     ``config`` is resolved settings, or the path of a ``flamingock.yaml`` (default: ./);
     ``flags`` (``namespace``, ``bus``, ...) win over the file. Errors name the file and line.
@@ -113,10 +116,15 @@ def load_workflow(config: Settings | str | Path | None = None, **flags: Any) -> 
     base = str(settings.base.resolve())
     if base not in sys.path:  # units and python-call targets import modules beside the file
         sys.path.insert(0, base)
+    cache = UnitCache.beside(Path(settings.source), UNIT_MODULE_PREFIX) \
+        if settings.source != "<code>" else None
     stages = []
-    for source in settings.stages:
-        units = load_units(source.units, settings.base, source.where)
-        stages.append(Stage(source.name, tuple(sorted(units, key=lambda u: u.order))))
+    with batched_gc():  # thousands of restored units: see gcbatch.py
+        for source in settings.stages:
+            units = load_units(source.units, settings.base, source.where, cache)
+            stages.append(Stage(source.name, tuple(sorted(units, key=lambda u: u.order))))
+    if cache is not None:
+        cache.save()
     _check_unique(stages)
     return Workflow(settings, tuple(stages))
 

@@ -80,9 +80,11 @@ PAYLOADS: list[Payload] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def codec() -> AuditCodec:
-    return AuditCodec()
+@pytest.fixture(scope="module", params=[False, True], ids=["fastavro", "avro_reader"])
+def codec(request: pytest.FixtureRequest) -> AuditCodec:
+    """Every test, through both decoders: fastavro, and the reader that is compiled where
+    the build could (here run as it is installed: compiled, or as Python)."""
+    return AuditCodec(reader=request.param)
 
 
 def sealed(codec: AuditCodec, payload: Payload | None = None, **fields: object
