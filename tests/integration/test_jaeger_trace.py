@@ -63,15 +63,20 @@ def _spans(trace: dict[str, Any]) -> list[JaegerSpan]:
 
 
 def _wait_for_trace(query: str, services: Services, timeout: float = 60.0) -> list[JaegerSpan]:
-    """The requester's trace once Jaeger has the projector's batch in it too."""
+    """The requester's trace once Jaeger has the runner's consumer span and the projector's
+    batch in it too (Jaeger's collector queues what it receives: a span a process sent
+    before it exited may become queryable after spans sent later by another)."""
     deadline = time.monotonic() + timeout
     seen: list[str] = []
     while True:
         for trace in _traces(query, services.requester):
             spans = _spans(trace)
             seen = sorted({f"{s.service}/{s.name}" for s in spans})
-            if any(s.service == services.projector and s.name == "flamingock.projection.batch"
-                   for s in spans):
+            projected = any(s.service == services.projector
+                            and s.name == "flamingock.projection.batch" for s in spans)
+            processed = any(s.service == services.runner and s.tags.get("span.kind") == "consumer"
+                            for s in spans)
+            if projected and processed:
                 return spans
         if time.monotonic() > deadline:
             raise AssertionError(f"Jaeger has no complete trace after {timeout:g}s; saw {seen}")
