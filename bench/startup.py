@@ -173,6 +173,10 @@ def history(work: Path, units: int, runs: int, rounds: int, verbose: bool) -> li
     started = time.perf_counter()
     written = _gen.history_log(log, checksums, runs, units // 2)
     print(f"  history: {written:,} events written in {time.perf_counter() - started:.0f} s")
+    # A runner leaves a snapshot after every run that appended; the last of the 1,000 did.
+    took = timed_process([sys.executable, "-m", "flamingock_es.cli", "snapshot", "-q", "-c",
+                          str(long / "flamingock.yaml")], long)
+    print(f"  history: the last run's snapshot written in {took:.1f} s (a whole fold)")
     samples = interleaved(rounds, {
         "long": lambda: timed_process(flamingock_cmd(long / "flamingock.yaml"), long),
         "one": lambda: timed_process(flamingock_cmd(config), one)})

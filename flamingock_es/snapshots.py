@@ -1,9 +1,11 @@
 """Snapshots: the folded state at a log position, so that a start-up folds only what follows.
 
-A snapshot is the :class:`~flamingock_es.state.State` at position ``P``, with the hash of
-the event there, written by a runner at the end of a run that appended (and by
-``flamingock-es snapshot``), beside the log: a file for the local log, a compacted topic on
-Kafka. With a trust store the runner signs it, like its appends.
+A snapshot is the :class:`~flamingock_es.state.State` at position ``P`` as decisions need it
+(:meth:`~flamingock_es.state.State.for_decisions`: without old runs' details, so that its
+size does not grow with the history), with the hash of the event there, written by a runner
+at the end of a run that appended (and by ``flamingock-es snapshot``), beside the log: a
+file for the local log, a compacted topic on Kafka. With a trust store the runner signs it,
+like its appends.
 
 A start-up reads the latest snapshot and checks it against the log before it believes it:
 the event at ``P`` must have that hash, and, with a trust store, the snapshot must be signed
@@ -52,8 +54,13 @@ def save(store: SnapshotStore, state: State, namespace: str, signer: Signer | No
     current = _peek_position(store.latest())
     if current is not None and current >= state.position:
         return False
+    kept = state.for_decisions()
+    if signer is None:
+        # Only a reader without a trust store believes an unsigned snapshot, and it never asks
+        # which events no signature covers: in an unsigned log that list is the whole history.
+        kept.unsealed = []
     body = {"format": FORMAT, "namespace": namespace, "position": state.position,
-            "head": state.head_hash.hex(), "state": encode_state(state)}
+            "head": state.head_hash.hex(), "state": encode_state(kept)}
     envelope: dict[str, Any] = {"snapshot": body}
     if signer is not None:
         envelope |= {"key_id": signer.key_id,
@@ -187,8 +194,10 @@ def _make(kind: Any, *, encode: bool) -> Convert:
         inner = convert(next(a for a in args if a is not type(None)))
         return lambda v: None if v is None else inner(v)
     if origin in (list, tuple, frozenset, set):
+        build: Convert = list if encode else (tuple if origin is tuple else origin)
+        if args[0] in _PLAIN:  # ids and names: copied whole, not item by item
+            return build
         item = convert(args[0])
-        build: Any = list if encode else (tuple if origin is tuple else origin)
         return lambda v: build(item(x) for x in v)
     if origin is dict:
         key, val = convert(args[0]), convert(args[1])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from .events import (
@@ -324,6 +324,24 @@ class State:
     @property
     def last_run(self) -> RunState | None:
         return next(reversed(self.runs.values()), None)
+
+    def for_decisions(self) -> State:
+        """A copy without what only a history needs: what a snapshot stores, so that a
+        start-up costs the same after a thousand runs as after one.
+
+        It keeps everything a decision reads: every unit, the lock, the chain head and the
+        findings, the run each unit's last attempt belongs to (``in_progress``), every run
+        that answered a request (a request id is single-use), and the latest run. It drops
+        the details of other runs and each unit's list of earlier runs; the log keeps them,
+        and ``verify``, ``replay`` and the projections read them there, never from this.
+        """
+        wanted = {unit.last_run_id for unit in self.units.values()}
+        latest = self.last_run
+        runs = {run_id: run for run_id, run in self.runs.items()
+                if run_id in wanted or run.request_id is not None or run is latest}
+        units = {unit_id: replace(unit, runs=unit.runs[-1:])
+                 for unit_id, unit in self.units.items()}
+        return replace(self, runs=runs, units=units)
 
 
 def fold(records: Iterable[Recorded], state: State | None = None) -> State:

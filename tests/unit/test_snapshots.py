@@ -94,6 +94,51 @@ def test_a_start_up_folds_only_what_follows_the_snapshot(tmp_path: Path) -> None
     assert loaded.units.keys() == fold(CODEC.decode_all(original(0))).units.keys()
 
 
+def test_a_snapshot_keeps_what_decisions_read_not_the_history(tmp_path: Path) -> None:
+    log, state = LocalEventLog(tmp_path / "audit.log"), State()
+    lease = FileLock(tmp_path / "lock").acquire("t", 5)
+    writer = log.writer(lease)
+
+    def run(run_id: str, request_id: str | None = None) -> None:
+        recorder = Recorder(writer, state, RunIdentity("shop", run_id, ACTOR, request_id),
+                            CODEC)
+        recorder.record(RunStarted(workflow="w", trigger="cli", planned=("u1",)),
+                        LockAcquired(holder=run_id, lock="l", generation=0))
+        recorder.record(started("u1"))
+        recorder.record(ChangeSucceeded(unit_id="u1", checksum="c", duration_ms=1.0))
+        recorder.record(RunFinished(outcome=RunOutcome.SUCCEEDED, applied=("u1",)))
+
+    run("asked", request_id="req-1")
+    sizes = {}
+    for n in range(300):
+        run(f"r{n}")
+        if n in (9, 299):
+            (tmp_path / f"at-{n}").mkdir()
+            store = LocalSnapshots(tmp_path / f"at-{n}")
+            assert snapshots.save(store, state, "shop", None)
+            sizes[n] = len(gzip.decompress(store.latest() or b""))
+    live = Recorder(writer, state, RunIdentity("shop", "live", ACTOR), CODEC)
+    live.record(RunStarted(workflow="w", trigger="cli", planned=("u2",)),
+                LockAcquired(holder="live", lock="l", generation=1))
+    live.record(started("u2"))  # the run still holds the lock: u2 is in progress
+    writer.close()
+    lease.release()
+
+    kept = state.for_decisions()
+    assert abs(sizes[299] - sizes[9]) < 100  # 290 more runs; only ids and positions differ
+    assert list(kept.runs) == ["asked", "r299", "live"]  # a request's, u1's last, the latest
+    assert kept.units["u1"].runs == ["r299"] and len(state.units["u1"].runs) == 301
+    assert kept.in_progress(kept.units["u2"]) and kept.attention() == state.attention() == []
+    assert kept.last_run == state.last_run
+    assert dataclasses.replace(kept, runs=state.runs, units=state.units) == state
+    # what a runner folds after loading it is what it would have folded from the start
+    store = LocalSnapshots(tmp_path)
+    assert snapshots.save(store, state, "shop", None)
+    loaded = snapshots.read(log, store, "shop", None)
+    assert {u: (x.status, x.last_run_id) for u, x in loaded.units.items()} == \
+        {u: (x.status, x.last_run_id) for u, x in state.units.items()}
+
+
 def test_a_snapshot_that_does_not_match_the_log_is_ignored(tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture
                                                            ) -> None:
