@@ -41,6 +41,7 @@ class Backend:
 
     def close(self) -> None:
         self.requests.close()
+        self.snapshots.close()
         self.lock.close()
         self.log.close()
 

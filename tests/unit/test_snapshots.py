@@ -127,8 +127,10 @@ def test_a_snapshot_keeps_what_decisions_read_not_the_history(tmp_path: Path) ->
     kept = state.for_decisions()
     assert abs(sizes[299] - sizes[9]) < 100  # 290 more runs; only ids and positions differ
     assert list(kept.runs) == ["asked", "r299", "live"]  # a request's, u1's last, the latest
-    assert kept.units["u1"].runs == ["r299"] and len(state.units["u1"].runs) == 301
-    assert kept.in_progress(kept.units["u2"]) and kept.attention() == state.attention() == []
+    assert kept.units["u1"].runs == ["r299"]
+    assert len(state.units["u1"].runs) == 301
+    assert kept.in_progress(kept.units["u2"])
+    assert kept.attention() == state.attention() == []
     assert kept.last_run == state.last_run
     assert dataclasses.replace(kept, runs=state.runs, units=state.units) == state
     # what a runner folds after loading it is what it would have folded from the start

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import Consumer, IsolationLevel, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from ...errors import AppendError
 from .admin import admin_client
@@ -27,16 +27,21 @@ _LOOKUP = 3.0
 
 
 class KafkaSnapshots:
-    """The latest snapshot of one namespace."""
+    """The latest snapshot of one namespace. Its clients are made on first use and kept:
+    ``serve`` reads and writes snapshots for as long as it runs."""
 
     def __init__(self, settings: KafkaSettings, topics: Topics) -> None:
         self.settings, self.topic = settings, topics.snapshots
+        self._admin: AdminClient | None = None
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
 
     def latest(self) -> bytes | None:
         partition = TopicPartition(self.topic, 0)
-        admin = admin_client(self.settings)  # held: a client collected early never answers
+        if self._admin is None:
+            self._admin = admin_client(self.settings)
         try:
-            ends = admin.list_offsets(
+            ends = self._admin.list_offsets(
                 {partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
                 isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=_LOOKUP)
             end = int(ends[partition].result(timeout=_LOOKUP + 1).offset)
@@ -45,31 +50,38 @@ class KafkaSnapshots:
             return None
         if end <= 0:
             return None
-        consumer = new_client(Consumer, self.settings.config({
-            "group.id": f"{self.topic}.reader",  # never commits: a fixed name, one ACL
-            "enable.auto.commit": False, "fetch.wait.max.ms": 2}))
-        try:
-            consumer.assign([TopicPartition(self.topic, 0, end - 1)])
-            message = consumer.poll(_TIMEOUT)
-            if message is None or message.error() is not None:
-                return None
-            value = message.value()
-            return value if isinstance(value, bytes) else None
-        finally:
-            consumer.close()
+        if self._consumer is None:
+            self._consumer = new_client(Consumer, self.settings.config({
+                "group.id": f"{self.topic}.reader",  # never commits: a fixed name, one ACL
+                "enable.auto.commit": False, "fetch.wait.max.ms": 2}))
+        self._consumer.assign([TopicPartition(self.topic, 0, end - 1)])
+        message = self._consumer.poll(_TIMEOUT)
+        if message is None or message.error() is not None:
+            return None
+        value = message.value()
+        return value if isinstance(value, bytes) else None
 
     def save(self, data: bytes) -> None:
-        producer = new_client(Producer, self.settings.config({
-            "acks": "all", "enable.idempotence": True, "compression.type": "zstd",
-            "message.max.bytes": 16 * 1024 * 1024}))
+        if self._producer is None:
+            self._producer = new_client(Producer, self.settings.config({
+                "acks": "all", "enable.idempotence": True, "compression.type": "zstd",
+                "message.max.bytes": 16 * 1024 * 1024}))
         failures: list[object] = []
         try:
-            producer.produce(self.topic, data, SNAPSHOT_KEY, partition=0,
-                             on_delivery=lambda err, _msg: failures.append(err) if err else None)
-            left = producer.flush(_TIMEOUT)
+            self._producer.produce(self.topic, data, SNAPSHOT_KEY, partition=0,
+                                   on_delivery=lambda err, _msg: failures.append(err)
+                                   if err else None)
+            left = self._producer.flush(_TIMEOUT)
         except KafkaException as exc:
             raise unavailable(f"write a snapshot to {self.topic}", self.settings.describe(),
                               exc) from exc
         if failures or left:
             raise AppendError(f"the broker did not confirm the snapshot on {self.topic}: "
                               f"{failures or 'no delivery report'}")
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+        if self._producer is not None:
+            self._producer.flush(5)
+        self._admin = self._consumer = self._producer = None

@@ -34,3 +34,6 @@ class LocalSnapshots:
         except OSError as exc:
             raise AppendError(f"could not write the snapshot {self.path}: "
                               f"{exc.strerror or exc}") from exc
+
+    def close(self) -> None:
+        pass
