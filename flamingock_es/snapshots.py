@@ -22,6 +22,7 @@ import dataclasses
 import enum
 import gzip
 import hashlib
+import io
 import json
 import logging
 import types
@@ -41,9 +42,13 @@ __all__ = ["FORMAT", "SNAPSHOT_CONTEXT", "decode_state", "encode_state", "load",
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 SNAPSHOT_CONTEXT = b"flamingock-es snapshot "
-"""What a snapshot's signature signs, before the SHA-256 of its canonical JSON."""
+"""What a snapshot's signature signs, before the SHA-256 of its body's bytes."""
+
+# A snapshot is gzip(header line + body): the header (JSON, one line) holds the format, the
+# position (to compare snapshots without reading the body) and the signature; the body (JSON)
+# is what the signature covers, byte for byte, so checking it needs no re-encoding.
 
 
 def save(store: SnapshotStore, state: State, namespace: str, signer: Signer | None) -> bool:
@@ -51,21 +56,21 @@ def save(store: SnapshotStore, state: State, namespace: str, signer: Signer | No
     or the state holds a finding (a snapshot vouches for what it holds). True if written."""
     if state.position < 0 or state.findings() or state.needs_refold:
         return False
-    current = _peek_position(store.latest())
-    if current is not None and current >= state.position:
+    current = _header(store.latest())
+    if current is not None and int(current.get("position", -1)) >= state.position:
         return False
     kept = state.for_decisions()
     if signer is None:
         # Only a reader without a trust store believes an unsigned snapshot, and it never asks
         # which events no signature covers: in an unsigned log that list is the whole history.
         kept.unsealed = []
-    body = {"format": FORMAT, "namespace": namespace, "position": state.position,
-            "head": state.head_hash.hex(), "state": encode_state(kept)}
-    envelope: dict[str, Any] = {"snapshot": body}
+    body = json.dumps({"namespace": namespace, "position": state.position,
+                       "head": state.head_hash.hex(), "state": encode_state(kept)},
+                      separators=(",", ":")).encode()
+    header: dict[str, Any] = {"format": FORMAT, "position": state.position}
     if signer is not None:
-        envelope |= {"key_id": signer.key_id,
-                     "signature": signer.sign(_message(body)).hex()}
-    store.save(gzip.compress(json.dumps(envelope, separators=(",", ":")).encode(), 6))
+        header |= {"key_id": signer.key_id, "signature": signer.sign(_message(body)).hex()}
+    store.save(gzip.compress(json.dumps(header).encode() + b"\n" + body, 6))
     return True
 
 
@@ -78,19 +83,26 @@ def load(store: SnapshotStore, log_: EventLog, namespace: str,
     if data is None:
         return None
     try:
-        envelope = json.loads(gzip.decompress(data))
-        body = envelope["snapshot"]
-        position, head = int(body["position"]), bytes.fromhex(body["head"])
-        if body.get("format") != FORMAT or body.get("namespace") != namespace:
-            raise ValueError(f"format {body.get('format')} of namespace "
-                             f"{body.get('namespace')!r}")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        first, _, raw = gzip.decompress(data).partition(b"\n")
+        header = json.loads(first)
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ValueError("written by another version (format "
+                             f"{header.get('format') if isinstance(header, dict) else '?'})")
+    except (OSError, ValueError, EOFError) as exc:
         log.warning("ignoring the snapshot of %s: it cannot be read (%s)", namespace, exc)
         return None
-    trusted = trust is not None and _signed_by_a_writer(envelope, body, namespace, trust)
+    trusted = trust is not None and _signed_by_a_writer(header, raw, namespace, trust)
     if trust is not None and not trusted:
-        log.warning("ignoring the snapshot of %s at offset %d: no trusted signature covers it",
-                    namespace, position)
+        log.warning("ignoring the snapshot of %s at offset %s: no trusted signature covers it",
+                    namespace, header.get("position"))
+        return None
+    try:
+        body = json.loads(raw)
+        position, head = int(body["position"]), bytes.fromhex(body["head"])
+        if body.get("namespace") != namespace:
+            raise ValueError(f"it is namespace {body.get('namespace')!r}'s")
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring the snapshot of %s: it cannot be read (%s)", namespace, exc)
         return None
     found = _event_at(log_, position)
     if found != head:
@@ -120,26 +132,32 @@ def read(log_: EventLog, store: SnapshotStore, namespace: str,
     return read_log(log_, state, trust=trust)
 
 
-def _signed_by_a_writer(envelope: dict[str, Any], body: dict[str, Any], namespace: str,
+def _signed_by_a_writer(header: dict[str, Any], body: bytes, namespace: str,
                         trust: TrustStore) -> bool:
-    signature = envelope.get("signature")
-    problem = trust.check(envelope.get("key_id"), bytes.fromhex(signature) if signature else
-                          None, _message(body), namespace=namespace, role="write")
+    signature = header.get("signature")
+    try:
+        signed = bytes.fromhex(signature) if isinstance(signature, str) else None
+    except ValueError:
+        return False
+    problem = trust.check(header.get("key_id"), signed, _message(body), namespace=namespace,
+                          role="write")
     return problem is None
 
 
-def _message(body: dict[str, Any]) -> bytes:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    return SNAPSHOT_CONTEXT + hashlib.sha256(canonical).digest()
+def _message(body: bytes) -> bytes:
+    return SNAPSHOT_CONTEXT + hashlib.sha256(body).digest()
 
 
-def _peek_position(data: bytes | None) -> int | None:
+def _header(data: bytes | None) -> dict[str, Any] | None:
+    """A snapshot's header line, without reading its body; ``None`` if unreadable."""
     if data is None:
         return None
     try:
-        return int(json.loads(gzip.decompress(data))["snapshot"]["position"])
-    except (OSError, ValueError, KeyError, TypeError):
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            header = json.loads(stream.readline())
+    except (OSError, ValueError, EOFError):
         return None
+    return header if isinstance(header, dict) else None
 
 
 def _event_at(log_: EventLog, position: int) -> bytes | None:

@@ -8,6 +8,7 @@ import gzip
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,17 +142,27 @@ def test_a_snapshot_keeps_what_decisions_read_not_the_history(tmp_path: Path) ->
         {u: (x.status, x.last_run_id) for u, x in state.units.items()}
 
 
+def unpack(store: LocalSnapshots) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A stored snapshot's header and body."""
+    header, _, body = gzip.decompress(store.path.read_bytes()).partition(b"\n")
+    return json.loads(header), json.loads(body)
+
+
+def repack(store: LocalSnapshots, header: dict[str, Any], body: dict[str, Any]) -> None:
+    store.save(gzip.compress(json.dumps(header).encode() + b"\n" + json.dumps(body).encode()))
+
+
 def test_a_snapshot_that_does_not_match_the_log_is_ignored(tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture
                                                            ) -> None:
     log, state = write(tmp_path, 2)
     store = LocalSnapshots(tmp_path)
     snapshots.save(store, state, "shop", None)
-    envelope = json.loads(gzip.decompress(store.path.read_bytes()))
-    envelope["snapshot"]["head"] = "00" * 32
+    header, body = unpack(store)
+    body["head"] = "00" * 32
     status = [f.name for f in dataclasses.fields(UnitState)].index("status")
-    envelope["snapshot"]["state"][0]["u0"][status] = "ROLLED_BACK"  # a lie
-    store.save(gzip.compress(json.dumps(envelope).encode()))
+    body["state"][0]["u0"][status] = "ROLLED_BACK"  # a lie
+    repack(store, header, body)
 
     with caplog.at_level(logging.WARNING):
         loaded = snapshots.read(log, store, "shop", None)
@@ -187,3 +198,23 @@ def test_an_unsigned_snapshot_is_not_believed_where_signatures_are_required(
     with caplog.at_level(logging.WARNING):
         snapshots.read(log, store, "shop", trust)
     assert "no trusted signature covers it" in caplog.text
+
+
+def test_a_signed_snapshot_edited_after_signing_is_not_believed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    generate_key("runner", tmp_path)
+    signer = load_signer(tmp_path / "runner.key")
+    trust = load_trust([{"key": "runner.pub", "principal": "r", "write": ["shop"]}], tmp_path)
+    log, state = write(tmp_path, 2, signer)
+    store = LocalSnapshots(tmp_path)
+    assert snapshots.save(store, state, "shop", signer)
+    header, body = unpack(store)
+    status = [f.name for f in dataclasses.fields(UnitState)].index("status")
+    body["state"][0]["u1"][status] = "ROLLED_BACK"  # pending again, if it were believed
+    repack(store, header, body)
+
+    with caplog.at_level(logging.WARNING):
+        loaded = snapshots.read(log, store, "shop", trust)
+
+    assert "no trusted signature covers it" in caplog.text
+    assert loaded.units["u1"].status.value == "APPLIED"  # the log's word, folded whole
