@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future
+from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    NewTopic,
+    OffsetSpec,
+)
 
 from ...errors import ConfigError
 from .config import KafkaSettings, Topics, new_client
 from .errors import error_of, transient_retry, unavailable
 
-__all__ = ["audit_topic_config", "ensure_topics", "replication", "topic_exists", "topic_specs"]
+__all__ = [
+    "admin_client",
+    "audit_topic_config",
+    "end_offsets",
+    "ensure_topics",
+    "replication",
+    "topic_exists",
+    "topic_specs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +102,14 @@ def _create(admin: AdminClient, settings: KafkaSettings, topics: Topics) -> None
     metadata = admin.list_topics(timeout=ADMIN_TIMEOUT)
     specs = topic_specs(settings, topics, len(metadata.brokers))
     missing = [spec for spec in specs if spec.topic not in metadata.topics]
-    if not missing:
-        return
+    if missing:
+        _create_missing(admin, missing)
+    names = [spec.topic for spec in specs]
+    if missing or not all(_has_leader(metadata.topics.get(name)) for name in names):
+        _await_leaders(admin, names)
+
+
+def _create_missing(admin: AdminClient, missing: list[NewTopic]) -> None:
     futures: dict[str, Future[None]] = admin.create_topics(
         missing, request_timeout=ADMIN_TIMEOUT, operation_timeout=ADMIN_TIMEOUT
     )
@@ -102,6 +122,29 @@ def _create(admin: AdminClient, settings: KafkaSettings, topics: Topics) -> None
                 continue  # created meanwhile by another runner: fine
             raise
         log.info("created Kafka topic %s", name)
+
+
+def _await_leaders(admin: AdminClient, names: list[str]) -> None:
+    """Return once every topic's partition has a leader. A topic another runner has just
+    created is listed before its leader is elected; a first read then would meet
+    NOT_LEADER_FOR_PARTITION and log retries in every runner of a crowd."""
+    deadline = time.monotonic() + ADMIN_TIMEOUT
+    while True:
+        topics = admin.list_topics(timeout=ADMIN_TIMEOUT).topics
+        waiting = [name for name in names if not _has_leader(topics.get(name))]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE,
+                                            f"no leader yet for {', '.join(waiting)}"))
+        time.sleep(0.05)
+
+
+def _has_leader(topic: Any) -> bool:
+    if topic is None or topic.error is not None:
+        return False
+    partition = topic.partitions.get(0)
+    return partition is not None and partition.error is None and partition.leader >= 0
 
 
 def topic_exists(settings: KafkaSettings, topic: str) -> bool:
@@ -121,3 +164,22 @@ def _exists(admin: AdminClient, topic: str) -> bool:
     if metadata.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
         return False
     raise KafkaException(metadata.error)
+
+
+@transient_retry(seconds=30.0)
+def end_offsets(admin: AdminClient, topic: str) -> tuple[int, int]:
+    """Partition 0's last stable offset (the end a ``read_committed`` reader sees) and its
+    high watermark (where the next record goes, open transactions included)."""
+    partition = TopicPartition(topic, 0)
+    ends = []
+    for level in (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED):
+        found = admin.list_offsets({partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
+                                   isolation_level=level,
+                                   request_timeout=10)[partition].result(timeout=15)
+        if found.offset < 0:
+            # No answer (-1001: the partition has no leader while one is elected) is not an
+            # end: an empty log read as the truth would make every applied unit pending.
+            raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE,
+                                            f"no end offset for {topic} ({found.offset})"))
+        ends.append(int(found.offset))
+    return ends[0], ends[1]

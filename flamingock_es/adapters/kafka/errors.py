@@ -149,8 +149,6 @@ def unavailable(what: str, where: str,
     )
 
 
-
-
 def refused(what: str, where: str, err: KafkaError | None) -> KafkaRefusedError:
     """Kafka refused ``what`` to these credentials: name the refusal and the way out."""
     code = err.name() if err is not None else "refused"

@@ -22,13 +22,12 @@ from typing import Any
 
 from confluent_kafka import (
     Consumer,
-    IsolationLevel,
     KafkaError,
     KafkaException,
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_NAME,
     MESSAGING_SYSTEM,
@@ -36,9 +35,9 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 
 from ...errors import ConfigError
 from ...ports import Lease, StoredRecord
-from .admin import admin_client, topic_exists
+from .admin import admin_client, end_offsets, topic_exists
 from .config import KafkaSettings, Topics, new_client, redacted
-from .errors import is_transient, transient_retry, unavailable
+from .errors import is_transient, unavailable
 from .group_lock import KafkaLease
 from .writer import TXN_TIMEOUT, KafkaLogWriter, TransactionalProducer
 
@@ -108,7 +107,7 @@ class KafkaEventLog:
         try:
             if self._admin is None:
                 self._admin = admin_client(self.settings)
-            return _ends(self._admin, self.topic)
+            return end_offsets(self._admin, self.topic)
         except KafkaException as exc:
             raise unavailable(f"find the end of {self.topic}", self.settings.describe(),
                               exc) from exc
@@ -214,19 +213,6 @@ class KafkaEventLog:
             self._reader.close()
             self._reader = None
         self._transactions.close()
-
-
-@transient_retry(seconds=IDLE_LIMIT)
-def _ends(admin: AdminClient, topic: str) -> tuple[int, int]:
-    """The audit partition's last stable offset and its high watermark."""
-    partition = TopicPartition(topic, 0)
-    ends = []
-    for level in (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED):
-        found = admin.list_offsets({partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
-                                   isolation_level=level,
-                                   request_timeout=10)[partition].result(timeout=15)
-        ends.append(int(found.offset))
-    return ends[0], ends[1]
 
 
 def _fetch(consumer: Consumer, timeout: float) -> list[Message]:
