@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from flamingock_es.compliance import ReplayReport
     from flamingock_es.events import AuditEvent
 
+REPO = Path(__file__).resolve().parents[2]
+KAFKA_TOOL = REPO / "scripts" / "kafka-tool"
+
 WORKFLOW = """\
 namespace: {namespace}
 bus: {bus}
@@ -243,3 +246,9 @@ if __name__ == "__main__":
         sys.exit(_worker(*sys.argv[2:]))
     print(textwrap.dedent(__doc__ or ""), file=sys.stderr)
     sys.exit(2)
+
+
+def kafka_tool(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """``scripts/kafka-tool ARGS`` (Kafka's own tools), with the bootstrap of the environment."""
+    return subprocess.run([str(KAFKA_TOOL), *args], cwd=REPO, text=True, capture_output=True,
+                          timeout=timeout, check=False)

@@ -1,7 +1,8 @@
 """Faults and attacks on the real broker: records produced to the audit topic by a client
 without the runner's key (garbage, a copy that breaks the chain, a forged event that continues
 it), a mark during a healthy run, a signal past the grace period, an outcome the broker never
-confirms, garbage change requests, and a namespace typo. Every side effect is counted.
+confirms, garbage change requests, a namespace typo, and an audit topic deleted and created
+again. Every side effect is counted.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from flamingock_es.recorder import Recorder, RunIdentity, local_actor
 from flamingock_es.requests import ChangeRequest, RequestCodec
 from flamingock_es.state import fold
 
-from .runner_support import RunnerProject, ok, read_audit
+from .runner_support import RunnerProject, kafka_tool, ok, read_audit
 
 pytestmark = pytest.mark.kafka
 
@@ -269,15 +270,39 @@ def test_a_replaced_audit_topic_is_refused_by_the_signed_snapshot(
         "signing_key: keys/runner.key\ntrust:\n  - {key: keys/runner.pub, principal: runner, "
         f"write: [{project.namespace}]}}\nstages:")))
     ok(project.cli("run"))
-    topic = f"flamingock.audit.{project.namespace}"
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    _replace_topic(kafka_bootstrap, f"flamingock.audit.{project.namespace}")
+
+    refused = ok(project.cli("run"), 4)  # the run re-creates the topic, empty
+
+    assert "the log ends before it" in refused.stderr
+    assert project.applied_effects() == ["u0001", "u0002", "u0003"]  # nothing applied twice
+
+
+def _replace_topic(bootstrap: str, topic: str) -> None:
+    """Delete ``topic`` and wait until the broker no longer lists it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.delete_topics([topic])[topic].result(30)
     deadline = time.monotonic() + 30
     while topic in admin.list_topics(timeout=10).topics:  # deletion is asynchronous
         assert time.monotonic() < deadline
         time.sleep(0.2)
 
+
+def test_a_replaced_audit_topic_is_refused_by_the_lock_groups_commit(
+        project: RunnerProject, kafka_bootstrap: str) -> None:
+    ok(project.cli("run"))  # unsigned: its snapshot is only a cache, never a witness
+    _replace_topic(kafka_bootstrap, f"flamingock.audit.{project.namespace}")
+
     refused = ok(project.cli("run"), 4)  # the run re-creates the topic, empty
 
-    assert "the log ends before it" in refused.stderr
+    assert "committed with it reaching offset" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
     assert project.applied_effects() == ["u0001", "u0002", "u0003"]  # nothing applied twice
+    assert read_audit(project.bus, project.namespace).events == []  # nothing recorded either
+
+    # Started over on purpose: the command the message gives lets the next run begin afresh.
+    command = refused.stderr[refused.stderr.index("scripts/kafka-tool"):].split()
+    deleted = kafka_tool(*command[1:], "--bootstrap-server", kafka_bootstrap)
+    assert deleted.returncode == 0, deleted.stderr
+    ok(project.cli("run"))
+    assert project.applied_effects() == ["u0001", "u0002", "u0003"] * 2

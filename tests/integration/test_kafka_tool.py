@@ -11,26 +11,15 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
 from .parked import parked_run
-from .runner_support import RunnerProject, read_audit
+from .runner_support import RunnerProject, kafka_tool, read_audit
 
 pytestmark = pytest.mark.kafka
-
-REPO = Path(__file__).resolve().parents[2]
-KAFKA_TOOL = REPO / "scripts" / "kafka-tool"
-
-
-def kafka_tool(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """``scripts/kafka-tool ARGS``, with the bootstrap of the environment."""
-    return subprocess.run([str(KAFKA_TOOL), *args], cwd=REPO, text=True, capture_output=True,
-                          timeout=timeout, check=False)
-
 
 def test_lock_holder_and_committed_audit_records(tmp_path: Path, kafka_bootstrap: str) -> None:
     namespace = f"tool-{uuid.uuid4().hex[:12]}"

@@ -33,7 +33,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_SYSTEM,
 )
 
-from ...errors import ConfigError
+from ...errors import ChainBrokenError, ConfigError
 from ...ports import Lease, StoredRecord
 from .admin import admin_client, end_offsets, topic_exists
 from .config import KafkaSettings, Topics, new_client, redacted
@@ -185,14 +185,19 @@ class KafkaEventLog:
                 f"{lease.lock!r}."
             )
         lease.check()
-        self._settle()
-        return KafkaLogWriter(self._transactions, lease)
+        end = self._settle()
+        self._check_end(lease, end)
+        return KafkaLogWriter(self._transactions, lease, end)
 
-    def _settle(self) -> None:
-        """Return once no earlier holder's transaction is open: what follows is readable."""
+    def _settle(self) -> int:
+        """Return once no earlier holder's transaction is open (what follows is readable),
+        with the high watermark then."""
         settled_at = time.monotonic() + SETTLE_WAIT
         started = False
-        while not self._stable():
+        while True:
+            committed, written = self._offsets()
+            if committed >= written:
+                return written
             if not started and time.monotonic() > settled_at:
                 log.warning("%s: a transaction an earlier holder left open hides the end of "
                             "the log; aborting it", self.topic)
@@ -203,10 +208,18 @@ class KafkaEventLog:
                                   self.settings.describe(), None)
             time.sleep(0.01)
 
-    def _stable(self) -> bool:
-        """True if the last stable offset has reached the end: no transaction is open."""
-        committed, written = self._offsets()
-        return committed >= written
+    def _check_end(self, lease: KafkaLease, written: int) -> None:
+        """Refuse a log that ends before the lock group's last commit saw it reach: offsets
+        only grow, so a shorter log was cut, or deleted and created again."""
+        seen = lease.committed_end()
+        if seen is not None and seen > written:
+            raise ChainBrokenError(
+                f"the audit log {self.topic} ends at offset {written}, but the lock group "
+                f"{self.topics.lock_group} committed with it reaching offset {seen}: events "
+                "were cut off, or the topic was deleted and created again. Nothing was run; "
+                "restore the log (docs/recovery.md). If the namespace was started over on "
+                "purpose, delete the group's offsets too: scripts/kafka-tool consumer-groups "
+                f"--delete-offsets --group {self.topics.lock_group} --topic {self.topics.lock}")
 
     def close(self) -> None:
         if self._reader is not None:

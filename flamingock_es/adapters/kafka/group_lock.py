@@ -10,8 +10,10 @@ Before its first append the holder writes a *claim record* (JSON: holder, host, 
 group) to the lock topic, for operators. Its offset is the lease's ``generation``: it grows
 strictly with each claim. Writers commit ``claim offset + 1`` for the group in every audit
 transaction, so the coordinator refuses the commit of a member that is no longer current
-(see ``writer.py``). A session that appends nothing (nothing was pending once it held the
-lock) writes no claim: a lock session is a group join, a read and a leave.
+(see ``writer.py``); the commit's metadata records how far the audit log reached, so the
+next holder can refuse a log that got shorter (:meth:`KafkaLease.committed_end`). A session
+that appends nothing (nothing was pending once it held the lock) writes no claim: a lock
+session is a group join, a read and a leave.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .admin import admin_client
 from .config import KafkaSettings, Topics, new_client
 from .errors import error_of, is_refusal, refused, unavailable
 
-__all__ = ["KafkaGroupLock", "KafkaLease"]
+__all__ = ["KafkaGroupLock", "KafkaLease", "end_metadata", "parse_end"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ _POLL = 0.05
 _CLIENT_PREFIX = "flamingock-lock-"
 """The lock consumers' client ids name their holder: the group's description tells who."""
 _DESCRIBE_TIMEOUT = 10.0
+_COMMITTED_TIMEOUT = 10.0
+_END_KEY = "audit_end="
 _REPORT_EVERY = 1.0
 _CLAIM_TIMEOUT = 15.0
 _CLASSIC_SESSION_MS = 6000
@@ -103,6 +107,19 @@ class _Membership:
             log.debug("closing the lock consumer: %s", exc)
 
 
+def end_metadata(end: int) -> str:
+    """The offset-commit metadata that records the audit log's end (``audit_end=N``)."""
+    return f"{_END_KEY}{end}"
+
+
+def parse_end(metadata: str | None) -> int | None:
+    """The end that :func:`end_metadata` recorded; ``None`` for any other metadata."""
+    if not metadata or not metadata.startswith(_END_KEY):
+        return None
+    digits = metadata.removeprefix(_END_KEY)
+    return int(digits) if digits.isdigit() else None
+
+
 class KafkaLease:
     """Holding a :class:`KafkaGroupLock`: a group member assigned the lock partition.
 
@@ -135,6 +152,14 @@ class KafkaLease:
     @property
     def generation(self) -> int:
         return self.claim_offset
+
+    def committed_end(self) -> int | None:
+        """The audit log's end that the group's last commit recorded (see ``writer.py``):
+        the log can never be shorter. ``None`` before any commit that recorded one."""
+        with self._calls:
+            committed = self._membership.consumer.committed(
+                [TopicPartition(self.topic, 0)], timeout=_COMMITTED_TIMEOUT)
+        return parse_end(committed[0].metadata if committed else None)
 
     def group_metadata(self) -> Any:
         """The member's current ``consumer_group_metadata()``, for audit transactions."""

@@ -4,7 +4,9 @@ Every append is one transaction that also commits the lock group's offset with t
 ``consumer_group_metadata()``: the group coordinator refuses that commit from a member that
 was evicted or replaced, which aborts the transaction. And the transactional id is per
 namespace, so a new holder's ``init_transactions`` fences every older producer. A runner
-that lost its lock can therefore never append.
+that lost its lock can therefore never append. The commit's metadata carries the audit log's
+end as it was before the transaction (``audit_end=N``, a lower bound once it commits): the
+next holder refuses a log that ends before it, cut or deleted and created again.
 
 ``init_transactions`` costs a few hundred milliseconds, so the namespace's transactional
 producer (:class:`TransactionalProducer`) is started only when a session first appends, and
@@ -25,7 +27,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer, Topic
 from ...errors import AppendError, LockLostError
 from .config import KafkaSettings, new_client
 from .errors import error_of, is_fencing, is_transient, transient_retry, unavailable
-from .group_lock import KafkaLease
+from .group_lock import KafkaLease, end_metadata
 
 __all__ = ["KafkaLogWriter", "TransactionalProducer"]
 
@@ -114,8 +116,10 @@ def _init(producer: Producer) -> None:
 class KafkaLogWriter:
     """Appends in transactions fenced by the producer epoch and the lock group's metadata."""
 
-    def __init__(self, producer: TransactionalProducer, lease: KafkaLease) -> None:
+    def __init__(self, producer: TransactionalProducer, lease: KafkaLease, end: int) -> None:
         self._producer, self._lease = producer, lease
+        self._end = end
+        """The log's end as far as this writer knows: recorded with every commit."""
         self.topic = producer.topic
         self._inherited = producer.started
         """The producer was started in an earlier session: someone may have fenced it."""
@@ -150,6 +154,7 @@ class KafkaLogWriter:
                     break
                 continue
             self._inherited = False
+            self._end = max(self._end, max(positions, default=-1) + 1)
             return positions
         raise AppendError(
             f"could not make {len(records)} audit event(s) durable on {self.topic}: {last}. "
@@ -198,7 +203,8 @@ class KafkaLogWriter:
                              on_delivery=delivered(index))
         lease = self._lease
         producer.send_offsets_to_transaction(
-            [TopicPartition(lease.topic, 0, lease.claim_offset + 1)],
+            [TopicPartition(lease.topic, 0, lease.claim_offset + 1,
+                            metadata=end_metadata(self._end))],
             lease.group_metadata(), TXN_TIMEOUT,
         )
         producer.commit_transaction(TXN_TIMEOUT)
