@@ -26,7 +26,12 @@ def parked_run(project: RunnerProject, unit: str, timeout: float = 180.0) -> Ite
     runner = project.spawn("run")
     finished = Finished(runner.pid)
     try:
-        project.wait_for_effect(f"start {unit}", timeout=90)
+        try:
+            project.wait_for_effect(f"start {unit}", timeout=90)
+        except AssertionError as exc:  # say where the run is stuck
+            runner.kill()
+            raise AssertionError(f"{exc}\nthe run's stderr:\n{runner.communicate()[1]}") \
+                from None
         yield finished
         project.flag(f"release-{unit}")
         _, finished.err = runner.communicate(timeout=timeout)

@@ -91,14 +91,18 @@ class Cluster:
     def start(self, node_id: int) -> None:
         _run(SERVICES, "start", f"kafka-{node_id}")
 
-    def wait_in_sync(self, topic: str, timeout: float = 120.0) -> None:
-        """Until every node is back in the topic's in-sync replicas."""
+    def wait_in_sync(self, timeout: float = 120.0) -> None:
+        """Until every node is back in the in-sync replicas of every partition (the
+        coordinators' internal topics too): the next test starts on a healthy cluster."""
         deadline = time.monotonic() + timeout
         while True:
-            metadata = self.admin.list_topics(topic, timeout=15).topics[topic]
-            if len(metadata.partitions[0].isrs) == NODES:
+            lagging = [f"{topic.topic}[{p.id}]: ISR {p.isrs}"
+                       for topic in self.admin.list_topics(timeout=15).topics.values()
+                       for p in topic.partitions.values()
+                       if len(p.replicas) == NODES and len(p.isrs) < NODES]
+            if not lagging:
                 return
-            assert time.monotonic() < deadline, f"{topic}: ISR {metadata.partitions[0].isrs}"
+            assert time.monotonic() < deadline, lagging[:5]
             time.sleep(0.5)
 
 
@@ -151,7 +155,7 @@ def _kill_mid_unit(project: RunnerProject, cluster: Cluster, victim: str) -> Fin
         node = cluster.leader(audit_topic) if victim == "leader" else cluster.active_controller()
         cluster.kill(node)
     cluster.start(node)
-    cluster.wait_in_sync(audit_topic)
+    cluster.wait_in_sync()
     return run
 
 
@@ -247,9 +251,12 @@ def test_contention_while_a_node_is_down_and_comes_back(
     units = len(answers) // 4
     uids = [unit_id(n) for n in range(1, units + 1)]
     # A run may fail while the dead node still leads a partition (until the controller
-    # fences it); it fails before it starts a unit, and the unit stays pending for the next.
+    # fences it), or time out waiting for a holder that is retrying its writes meanwhile;
+    # it fails before it starts a unit, and the unit stays pending for the next. The counts
+    # below prove that no failure lost or repeated a side effect.
     errors = [a["error"] for a in answers if "error" in a]
-    assert all(e.startswith("KafkaUnavailableError") for e in errors), errors
+    clean = ("KafkaUnavailableError", "LockTimeoutError")
+    assert all(e.startswith(clean) for e in errors), errors
     ok(project.cli("run"))  # applies whatever the last round left pending
 
     assert project.applied_effects() == uids  # each exactly once, in order
@@ -261,4 +268,5 @@ def test_contention_while_a_node_is_down_and_comes_back(
     with capsys.disabled():
         print(f"\n[cluster] 4 runners, {units} rounds, node {victim} killed after round 1 and "
               f"restarted: every unit applied once; {len(errors)} of {len(answers)} runs failed "
-              f"cleanly (broker unavailable); audit events {len(audit.events)}")
+              f"cleanly ({dict(Counter(e.split(':')[0] for e in errors))}); "
+              f"audit events {len(audit.events)}")

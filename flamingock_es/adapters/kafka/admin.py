@@ -16,7 +16,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from ...errors import ConfigError
 from .config import KafkaSettings, Topics, new_client
-from .errors import error_of, transient_retry, unavailable
+from .errors import error_of, result_of, transient_retry, unavailable
 
 __all__ = [
     "admin_client",
@@ -115,7 +115,7 @@ def _create_missing(admin: AdminClient, missing: list[NewTopic]) -> None:
     )
     for name, future in futures.items():
         try:
-            future.result(timeout=ADMIN_TIMEOUT)
+            result_of(future, ADMIN_TIMEOUT)
         except KafkaException as exc:
             err = error_of(exc)
             if err is not None and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
@@ -173,9 +173,9 @@ def end_offsets(admin: AdminClient, topic: str) -> tuple[int, int]:
     partition = TopicPartition(topic, 0)
     ends = []
     for level in (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED):
-        found = admin.list_offsets({partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
-                                   isolation_level=level,
-                                   request_timeout=10)[partition].result(timeout=15)
+        found = result_of(admin.list_offsets(
+            {partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
+            isolation_level=level, request_timeout=10)[partition], 15)
         if found.offset < 0:
             # No answer (-1001: the partition has no leader while one is elected) is not an
             # end: an empty log read as the truth would make every applied unit pending.

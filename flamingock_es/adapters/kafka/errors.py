@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
@@ -26,6 +27,7 @@ __all__ = [
     "is_fencing",
     "is_refusal",
     "is_transient",
+    "result_of",
     "transient_retry",
     "unavailable",
 ]
@@ -110,6 +112,16 @@ def is_transient(exc: BaseException) -> bool:
     if err is None or err.fatal() or err.code() in FENCING_CODES or is_refusal(err):
         return False
     return bool(err.retriable()) or err.code() in _TRANSIENT_CODES
+
+
+def result_of(future: Future[_T], timeout: float) -> _T:
+    """An admin call's result. No answer in ``timeout`` (a leader or coordinator on a node
+    that just died) is a retriable ``KafkaException``, like librdkafka's own timeouts."""
+    try:
+        return future.result(timeout=timeout)
+    except TimeoutError as exc:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"no answer in {timeout:g}s",
+                                        retriable=True)) from exc
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -34,7 +34,7 @@ from ...errors import LockLostError, LockTimeoutError
 from ...ports import WaitCallback
 from .admin import admin_client
 from .config import KafkaSettings, Topics, new_client
-from .errors import error_of, is_refusal, refused, unavailable
+from .errors import error_of, is_refusal, refused, result_of, unavailable
 
 __all__ = ["KafkaGroupLock", "KafkaLease", "end_metadata", "parse_end"]
 
@@ -280,8 +280,8 @@ class KafkaGroupLock:
         admin = admin_client(self.settings)
         group = self.topics.lock_group
         try:
-            description = admin.describe_consumer_groups(
-                [group], request_timeout=_DESCRIBE_TIMEOUT)[group].result(_DESCRIBE_TIMEOUT)
+            description = result_of(admin.describe_consumer_groups(
+                [group], request_timeout=_DESCRIBE_TIMEOUT)[group], _DESCRIBE_TIMEOUT)
         except KafkaException as exc:
             err = error_of(exc)
             if err is not None and err.code() == KafkaError.GROUP_ID_NOT_FOUND:
