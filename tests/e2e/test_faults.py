@@ -114,6 +114,26 @@ def test_status_tells_a_running_change_from_a_dead_one_and_a_late_mark_is_refuse
     assert marks == []
 
 
+def test_the_projection_does_not_flag_a_change_that_is_running(project: Project) -> None:
+    project.flag("hold-u2")
+    runner = project.spawn("run")
+    try:
+        project.wait_for_effect("start u2")
+        ok(project.cli("project", "--once"))
+        running = json.loads(ok(project.cli("state", "unit", "u2", "--json")).stdout)
+        summary = json.loads(ok(project.cli("state", "summary", "--json")).stdout)
+        project.flag("release-u2")
+        runner.communicate(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert running["status"] == "STARTED"
+    assert running["running"] is True
+    assert running["needs_attention"] is False  # a dashboard must not alert on a deployment
+    assert summary["attention"] == []
+
+
 def test_a_mark_names_the_history_it_saw(project: Project) -> None:
     project.flag("fail-u2", "fail-rollback-u2")  # ROLLBACK_FAILED: a person decides
     ok(project.cli("run"), 8)
