@@ -241,14 +241,15 @@ def _worker(project: str, bus: str, namespace: str) -> int:
     return 0
 
 
+def kafka_tool(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """``scripts/kafka-tool ARGS`` (Kafka's own tools), with the bootstrap of the environment."""
+    return subprocess.run([str(KAFKA_TOOL), *args], cwd=REPO, text=True, capture_output=True,
+                          timeout=timeout, check=False)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "worker":
         sys.exit(_worker(*sys.argv[2:]))
     print(textwrap.dedent(__doc__ or ""), file=sys.stderr)
     sys.exit(2)
 
-
-def kafka_tool(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """``scripts/kafka-tool ARGS`` (Kafka's own tools), with the bootstrap of the environment."""
-    return subprocess.run([str(KAFKA_TOOL), *args], cwd=REPO, text=True, capture_output=True,
-                          timeout=timeout, check=False)

@@ -127,8 +127,11 @@ def result_of(future: Future[_T], timeout: float) -> _T:
 def _log_retry(state: RetryCallState) -> None:
     outcome = state.outcome
     exc = outcome.exception() if outcome is not None else None
-    log.warning(
-        "Kafka call %s failed (attempt %d): %s; retrying",
+    # One retry is routine (a partition whose leader is still taking over, a coordinator
+    # that moved); a warning is for an error that persists.
+    level = logging.DEBUG if state.attempt_number == 1 else logging.WARNING
+    log.log(
+        level, "Kafka call %s failed (attempt %d): %s; retrying",
         getattr(state.fn, "__name__", "?"), state.attempt_number, exc,
     )
 

@@ -211,7 +211,11 @@ class KafkaEventLog:
     def _check_end(self, lease: KafkaLease, written: int) -> None:
         """Refuse a log that ends before the lock group's last commit saw it reach: offsets
         only grow, so a shorter log was cut, or deleted and created again."""
-        seen = lease.committed_end()
+        try:
+            seen = lease.committed_end()
+        except KafkaException as exc:
+            raise unavailable(f"read the committed offset of {self.topics.lock_group}",
+                              self.settings.describe(), exc) from exc
         if seen is not None and seen > written:
             raise ChainBrokenError(
                 f"the audit log {self.topic} ends at offset {written}, but the lock group "

@@ -34,7 +34,7 @@ from ...errors import LockLostError, LockTimeoutError
 from ...ports import WaitCallback
 from .admin import admin_client
 from .config import KafkaSettings, Topics, new_client
-from .errors import error_of, is_refusal, refused, result_of, unavailable
+from .errors import error_of, is_refusal, refused, result_of, transient_retry, unavailable
 
 __all__ = ["KafkaGroupLock", "KafkaLease", "end_metadata", "parse_end"]
 
@@ -156,10 +156,14 @@ class KafkaLease:
     def committed_end(self) -> int | None:
         """The audit log's end that the group's last commit recorded (see ``writer.py``):
         the log can never be shorter. ``None`` before any commit that recorded one."""
-        with self._calls:
+        return parse_end(self._committed_metadata())
+
+    @transient_retry(seconds=_COMMITTED_TIMEOUT)
+    def _committed_metadata(self) -> str | None:
+        with self._calls:  # per attempt: the lock thread serves the consumer in between
             committed = self._membership.consumer.committed(
                 [TopicPartition(self.topic, 0)], timeout=_COMMITTED_TIMEOUT)
-        return parse_end(committed[0].metadata if committed else None)
+        return committed[0].metadata if committed else None
 
     def group_metadata(self) -> Any:
         """The member's current ``consumer_group_metadata()``, for audit transactions."""
