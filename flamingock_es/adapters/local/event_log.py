@@ -26,7 +26,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 
 from ...errors import AppendError
 from ...ports import Lease, StoredRecord
-from .frames import HEADER, Scan, append_durably, encode, first_frame_at, scan
+from .frames import HEADER, Scan, append_durably, encode, first_frame_at, scan, sync_directory
 
 __all__ = ["LocalEventLog", "LocalLogWriter"]
 
@@ -134,11 +134,7 @@ class LocalLogWriter:
         created = not path.exists()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         if created:  # make the new directory entry itself durable
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            sync_directory(path.parent)
         self._position = os.fstat(self._fd).st_size
 
     def append(

@@ -24,7 +24,17 @@ from typing import BinaryIO
 from ...errors import AppendError, CorruptLogError
 from ...ports import StoredRecord
 
-__all__ = ["HEADER", "MAX_RECORD", "Scan", "append_durably", "encode", "first_frame_at", "scan"]
+__all__ = [
+    "HEADER",
+    "MAX_RECORD",
+    "Scan",
+    "append_durably",
+    "encode",
+    "first_frame_at",
+    "replace_durably",
+    "scan",
+    "sync_directory",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +71,28 @@ def append_durably(fd: int, data: bytes, start: int, path: Path) -> None:
             f"{done} written before it failed, and cut off again). Nothing of this append is "
             "in the log. Free the disk, then rerun."
         ) from exc
+
+
+def replace_durably(path: Path, data: bytes) -> None:
+    """Make ``data`` the content of ``path`` atomically and durably: written aside, fsynced,
+    renamed over it, the rename fsynced. A reader sees the old content or the new, whole.
+    Raises ``OSError`` for the caller to name what could not be kept."""
+    aside = path.with_suffix(".tmp")
+    with aside.open("wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(aside, path)
+    sync_directory(path.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """Make the directory's entries (a file created or renamed in it) durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _cut(fd: int, start: int, path: Path) -> None:

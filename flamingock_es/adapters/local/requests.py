@@ -24,7 +24,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from ...errors import AppendError
 from ...ports import Delivery, StoredRecord
 from .event_log import LocalEventLog
-from .frames import HEADER, append_durably, encode
+from .frames import HEADER, append_durably, encode, replace_durably
 
 __all__ = ["LocalRequestChannel", "LocalRequestConsumer"]
 
@@ -91,12 +91,8 @@ class LocalRequestConsumer:
         return Delivery(position, blob, None, {}, position + HEADER.size + len(blob))
 
     def commit(self, delivery: Delivery) -> None:
-        tmp = self._offset_file.with_suffix(".tmp")
         try:
-            tmp.write_text(str(delivery.end))
-            with tmp.open("rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self._offset_file)
+            replace_durably(self._offset_file, str(delivery.end).encode())
         except OSError as exc:
             raise AppendError(f"cannot record the position of handled requests in "
                               f"{self._offset_file}: {exc.strerror or exc}") from exc

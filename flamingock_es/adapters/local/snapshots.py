@@ -3,10 +3,10 @@ atomically (written aside, fsynced, renamed), so a reader sees the old one or th
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ...errors import AppendError
+from .frames import replace_durably
 
 __all__ = ["LocalSnapshots"]
 
@@ -24,13 +24,8 @@ class LocalSnapshots:
             return None
 
     def save(self, data: bytes) -> None:
-        aside = self.path.with_suffix(".tmp")
         try:
-            with aside.open("wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(aside, self.path)
+            replace_durably(self.path, data)
         except OSError as exc:
             raise AppendError(f"could not write the snapshot {self.path}: "
                               f"{exc.strerror or exc}") from exc
