@@ -1,13 +1,21 @@
-"""Compiles the audit log's hot path with mypyc where it can; pure Python everywhere else.
+"""Which packages the distribution holds, and the optional mypyc build of the log's decoder.
 
-Everything about the package is in ``pyproject.toml``; this file only adds the optional C
-extension. ``pip install .`` and ``pip install -e .`` compile :data:`COMPILED` with mypyc (a
-build requirement) and write ``flamingock_es/_compiled.py`` beside the extensions they
-built: the SHA-256 of each source that was compiled, so that the package never runs an
-extension that no longer matches its source (``flamingock_es/compiled.py``; an editable
-install keeps its extension beside a source that may be edited after). Without a C compiler,
-if mypyc fails, or with ``FLAMINGOCK_PURE_PYTHON=1`` set at install time, the package
-installs as pure Python: the codec then decodes with fastavro; nothing else changes.
+Everything else about the package is in ``pyproject.toml``. This file says two things that
+static configuration cannot:
+
+* **Where the read side and the contract come from.** ``projections/`` and ``schemas/`` sit
+  at the top of the repository (the project's layout names them) and are installed as
+  ``flamingock_es.projections`` and ``flamingock_es.schemas`` through setuptools'
+  ``package_dir``: the same mapping serves wheels and editable installs, with no link in the
+  tree.
+* **Whether to compile.** A plain ``pip install .`` is pure Python and needs no C compiler.
+  ``FLAMINGOCK_COMPILE=1 pip install .`` (or ``-e .``) also compiles :data:`COMPILED` with
+  mypyc, which setuptools then installs into the build environment, and writes
+  ``_compiled.py`` beside the extension: the SHA-256 of the source it was built from, so
+  that the package never runs an extension that no longer matches its source
+  (``flamingock_es/core/_speedups/compiled.py``). If mypyc or the C compiler fails, the
+  install is pure Python all the same. What the extension buys is measured in
+  ``bench/README.md``.
 """
 
 from __future__ import annotations
@@ -18,23 +26,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
-COMPILED = ["flamingock_es/avro_reader.py"]
+COMPILED = ["flamingock_es/core/_speedups/avro_reader.py"]
 RECORD = "_compiled.py"
+COMPILE = os.environ.get("FLAMINGOCK_COMPILE", "") not in ("", "0")
+
+PACKAGES = [
+    *find_packages(include=["flamingock_es", "flamingock_es.*"]),
+    "flamingock_es.projections",
+    *(f"flamingock_es.projections.{name}" for name in find_packages("projections")),
+    "flamingock_es.schemas",
+]
+PACKAGE_DIR = {"flamingock_es.projections": "projections", "flamingock_es.schemas": "schemas"}
 
 
 def extensions() -> list[Any]:
-    if os.environ.get("FLAMINGOCK_PURE_PYTHON", "") not in ("", "0"):
+    if not COMPILE:
         return []
     try:
         from mypyc.build import mypycify
 
         # Not mypy's configuration for the project (pyproject.toml: the pydantic plugin, the
-        # whole package, all in `mypy --strict` anyway): the build environment has none of
-        # the package's dependencies, and the compiled modules import none of them.
+        # whole package): the build environment has none of the package's dependencies, and
+        # the compiled module imports none of them.
         modules = mypycify(["--config-file=", "--follow-imports=silent",
                             "--ignore-missing-imports", *COMPILED], opt_level="3")
     except (Exception, SystemExit) as exc:  # no mypyc; or it failed (it exits to report)
@@ -52,7 +69,7 @@ class BuildExtRecordingSources(build_ext):  # type: ignore[misc]
 
     def run(self) -> None:
         super().run()
-        for source in COMPILED:  # all in flamingock_es/: one record
+        for source in COMPILED:  # all in one folder: one record
             name = source.removesuffix(".py").replace("/", ".")
             extension = Path(self.get_ext_fullpath(name))  # in the tree when inplace
             record = extension.parent / RECORD
@@ -74,5 +91,6 @@ class BuildPyWithoutRecord(build_py):  # type: ignore[misc]
         return [m for m in modules if m[1] != RECORD.removesuffix(".py")]
 
 
-setup(ext_modules=extensions(),
+setup(packages=PACKAGES, package_dir=PACKAGE_DIR, ext_modules=extensions(),
+      setup_requires=["mypy[mypyc]>=1.10"] if COMPILE else [],
       cmdclass={"build_ext": BuildExtRecordingSources, "build_py": BuildPyWithoutRecord})

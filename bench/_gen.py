@@ -138,8 +138,8 @@ def _write_runs(path: Path, runs: Iterator[list[tuple[str, str]]], events: int |
     """Each run of ``runs`` as one durable batch (``per_step``: an append a step), until
     ``events`` (or the runs) run out; signed by ``signer`` when given."""
     from flamingock_es.adapters.local import FileLock, LocalEventLog
-    from flamingock_es.codec import AuditCodec
-    from flamingock_es.events import (
+    from flamingock_es.core.codec import AuditCodec
+    from flamingock_es.core.events import (
         ChangeStarted,
         ChangeSucceeded,
         LockAcquired,
@@ -149,8 +149,8 @@ def _write_runs(path: Path, runs: Iterator[list[tuple[str, str]]], events: int |
         RunOutcome,
         RunStarted,
     )
-    from flamingock_es.recorder import Recorder, RunIdentity, local_actor, new_run_id
-    from flamingock_es.state import State
+    from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor, new_run_id
+    from flamingock_es.core.state import State
 
     log = LocalEventLog(path)
     lease = FileLock(path.with_name("lock")).acquire("bench", 5.0)

@@ -86,8 +86,8 @@ def fold_vs_bare(records: Callable[[], Iterable[tuple[int, bytes]]], expected: i
     taken in turn. ``reader``: the codec's decoder (default: as installed)."""
     import fastavro
 
-    from flamingock_es.codec import AuditCodec
-    from flamingock_es.state import fold
+    from flamingock_es.core.codec import AuditCodec
+    from flamingock_es.core.state import fold
 
     schema = AuditCodec().schema
 
@@ -116,7 +116,7 @@ def fold_vs_bare(records: Callable[[], Iterable[tuple[int, bytes]]], expected: i
 def environment() -> str:
     import fastavro
 
-    from flamingock_es.codec import compiled_reader
+    from flamingock_es.core.codec import compiled_reader
 
     cpu = platform.processor() or platform.machine()
     try:

@@ -19,8 +19,8 @@ import time
 import uuid
 
 from flamingock_es.adapters import Backend, open_backend
-from flamingock_es.reading import read_log
-from flamingock_es.state import State
+from flamingock_es.core.reading import read_log
+from flamingock_es.core.state import State
 
 BOOTSTRAP = os.environ.get("FLAMINGOCK_KAFKA_BOOTSTRAP", "127.0.0.1:19092").split(",")[0]
 SESSIONS = int(sys.argv[1]) if len(sys.argv) > 1 else 50

@@ -27,10 +27,10 @@ from pathlib import Path
 
 from flamingock_es import ChangeContext, Workflow, change_unit, telemetry
 from flamingock_es.adapters import Backend, open_backend
-from flamingock_es.progress import Progress
-from flamingock_es.requests import ChangeRequest, OutcomeFollower, RequestCodec
-from flamingock_es.runner import Runner
-from flamingock_es.serve import serve
+from flamingock_es.request.client import ChangeRequest, OutcomeFollower, RequestCodec
+from flamingock_es.request.service import serve
+from flamingock_es.run.progress import Progress
+from flamingock_es.run.runner import Runner
 
 
 def _noop(ctx: ChangeContext) -> None:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _gen import audit_log, flamingock_project
 
 from flamingock_es import api
-from flamingock_es.trust import TrustStore, generate_key, load_signer, load_trust
+from flamingock_es.core.trust import TrustStore, generate_key, load_signer, load_trust
 
 TRUST = "signing_key: keys/runner.key\ntrust:\n  - {key: keys/runner.pub, principal: bench, " \
         "write: [bench]}\n"

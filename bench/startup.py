@@ -113,7 +113,7 @@ def start_up(work: Path, name: str, units: int, per_file: int, rounds: int,
 
 def fold_local(work: Path, events: int, repeats: int) -> list[Row]:
     from flamingock_es.adapters.local import LocalEventLog
-    from flamingock_es.codec import compiled_reader
+    from flamingock_es.core.codec import compiled_reader
 
     path = work / "fold" / "audit.log"
     path.parent.mkdir(parents=True)
@@ -138,7 +138,7 @@ def fold_kafka(events: int, rounds: int) -> list[Row]:
 
     import kafka_replay
 
-    from flamingock_es.codec import compiled_reader
+    from flamingock_es.core.codec import compiled_reader
 
     rates = kafka_replay.measure(events, rounds, pure_too=compiled_reader())
     bare = statistics.median(rates["bare"])
@@ -159,7 +159,7 @@ def fold_kafka(events: int, rounds: int) -> list[Row]:
 
 def history(work: Path, units: int, runs: int, rounds: int, verbose: bool) -> list[Row]:
     """The no-op start-up after a long history against after one run, same units."""
-    from flamingock_es.workflow import load_workflow
+    from flamingock_es.definition.workflow import load_workflow
 
     one = work / "history-1"
     config = _gen.flamingock_project(one, units, per_file=100)

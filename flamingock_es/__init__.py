@@ -32,7 +32,10 @@ from .api import (
     verify,
     wait,
 )
-from .changes import ChangeContext, ChangeUnit, Recovery, change_unit
+from .core.changes import ChangeContext, ChangeUnit, Recovery, change_unit
+from .core.state import State, UnitStatus, fold
+from .definition.settings import Settings, resolve_settings
+from .definition.workflow import Stage, Workflow, load_workflow
 from .errors import (
     ChecksumDriftError,
     ConfigError,
@@ -43,11 +46,8 @@ from .errors import (
     RunInterrupted,
     UnitFailedError,
 )
-from .progress import Progress
-from .results import RunResult
-from .settings import Settings, resolve_settings
-from .state import State, UnitStatus, fold
-from .workflow import Stage, Workflow, load_workflow
+from .run.progress import Progress
+from .run.results import RunResult
 
 __all__ = [
     "ChangeContext",

@@ -20,9 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import snapshots
 from .adapters import Backend, open_backend
-from .compliance import (
+from .audit import (
     Checkpoint,
     ReplayReport,
     Window,
@@ -30,20 +29,21 @@ from .compliance import (
     replay_records,
     select_events,
 )
+from .core import snapshots
+from .core.events import AuditEvent, MarkedAs
+from .core.reading import check_integrity, read_log
+from .core.state import Finding, State, UnitStatus
+from .core.trust import TrustStore, trust_of, writer_for
+from .definition.settings import Settings
+from .definition.workflow import Workflow, load_workflow
 from .errors import ChainBrokenError, ConfigError, LockTimeoutError, NamespaceNotFoundError
-from .events import AuditEvent, MarkedAs
-from .planner import NamespaceStatus, Plan, UndoScope, make_plan, namespace_status
-from .progress import LogProgress, Progress
-from .reading import check_integrity, read_log
-from .results import RunResult
-from .runner import Runner
-from .settings import Settings
-from .signals import Interrupts
-from .state import Finding, State, UnitStatus
+from .run.planner import NamespaceStatus, Plan, UndoScope, make_plan, namespace_status
+from .run.progress import LogProgress, Progress
+from .run.results import RunResult
+from .run.runner import Runner
+from .run.signals import Interrupts
 from .telemetry.propagation import current_trace
 from .telemetry.spans import TracingProgress, deploy_span
-from .trust import TrustStore, trust_of, writer_for
-from .workflow import Workflow, load_workflow
 
 __all__ = [
     "WorkflowLike",

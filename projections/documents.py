@@ -1,4 +1,4 @@
-"""The read model: the documents that the fold's :class:`~flamingock_es.state.State` implies.
+"""The read model: the documents that the fold's :class:`~flamingock_es.core.state.State` implies.
 
 Pure: a :class:`Projection` folds records with :meth:`State.apply` (the one definition of what
 the history means) and notes, per document key, the log position of the last event that
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..codec import Recorded
-from ..events import ErrorInfo
-from ..state import LockState, RunState, State, UnitState, UnitStatus
+from ..core.codec import Recorded
+from ..core.events import ErrorInfo
+from ..core.state import LockState, RunState, State, UnitState, UnitStatus
 
 __all__ = [
     "HISTORY_LIMIT",

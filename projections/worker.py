@@ -28,14 +28,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..adapters import open_backend
-from ..codec import AuditCodec, Recorded
+from ..core.codec import AuditCodec, Recorded
+from ..core.ports import EventLog
+from ..core.reading import decoded, settle
+from ..core.state import Finding, fold
+from ..core.trust import TrustStore
+from ..definition.settings import DEFAULT_BUS, DEFAULT_STORE
 from ..errors import ChainBrokenError, DecodeError, NamespaceNotFoundError, StoreError
-from ..ports import EventLog
-from ..reading import decoded, settle
-from ..settings import DEFAULT_BUS, DEFAULT_STORE
-from ..state import Finding, fold
 from ..telemetry.spans import projection_batch_span
-from ..trust import TrustStore
 from .documents import (
     Document,
     Projection,

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 
 from flamingock_es import telemetry
-from flamingock_es.requests import request_changes
-from flamingock_es.state import RunState
+from flamingock_es.core.state import RunState
+from flamingock_es.request.client import request_changes
 
 if __name__ == "__main__":
     telemetry.configure()  # an application sets the SDK up: OTEL_* variables decide

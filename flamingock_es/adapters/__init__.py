@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from ..core.ports import EventLog, Lock, RequestChannel, SnapshotStore
 from ..errors import ConfigError, MissingExtraError
-from ..ports import EventLog, Lock, RequestChannel, SnapshotStore
 from ..telemetry.spans import traced_lock
 
 __all__ = ["DEFAULT_BUS", "Backend", "open_backend"]

@@ -17,10 +17,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ..console import ConsoleLogHandler, console_for
 from ..errors import FlamingockError
 from ..telemetry import setup as tracing
 from . import audit, authoring, bus, keys, projection, run
+from .console import ConsoleLogHandler, console_for
 
 __all__ = ["build_parser", "main"]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import api
-from ..compliance import FORMATS, Checkpoint, ReplayReport, parse_head, render
-from ..events import RunStarted
-from ..state import Finding
-from ..trust import trust_of
+from ..audit import FORMATS, Checkpoint, ReplayReport, parse_head, render
+from ..core.events import RunStarted
+from ..core.state import Finding
+from ..core.trust import trust_of
 from .output import parse_time, print_json, settings, table
 
 __all__ = ["register"]

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..recorder import local_actor
-from ..scaffold import new_unit, scaffold
+from ..core.recorder import local_actor
+from ..definition.scaffold import new_unit, scaffold
 from .output import workflow
 
 __all__ = ["register"]

@@ -6,10 +6,10 @@ import argparse
 import sys
 from typing import Any
 
-from ..events import RunOutcome
-from ..requests import DEFAULT_TTL, request_changes
-from ..serve import serve
-from ..trust import load_signer
+from ..core.events import RunOutcome
+from ..core.trust import load_signer
+from ..request.client import DEFAULT_TTL, request_changes
+from ..request.service import serve
 from .output import print_json, progress, settings, workflow
 
 __all__ = ["register"]

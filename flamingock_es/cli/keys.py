@@ -9,8 +9,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ..core.trust import generate_key, key_id, load_signer, public_pem, trust_of
 from ..errors import ConfigError
-from ..trust import generate_key, key_id, load_signer, public_pem, trust_of
 from .output import print_json, settings, table
 
 __all__ = ["register"]

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from ..definition.settings import Settings, resolve_settings
+from ..definition.workflow import Workflow, load_workflow
 from ..errors import ConfigError
-from ..progress import Progress, console_progress
-from ..settings import Settings, resolve_settings
-from ..workflow import Workflow, load_workflow
+from ..run.progress import Progress
+from .progress import console_progress
 
 __all__ = ["jsonable", "parse_time", "print_json", "progress", "settings", "table", "workflow"]
 

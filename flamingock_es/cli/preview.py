@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ..changes import ChangeUnit, redact, resolve
+from ..core.changes import ChangeUnit, redact, resolve
 
 __all__ = ["Preview", "preview", "render"]
 

@@ -10,9 +10,9 @@ import threading
 from types import FrameType
 from typing import Any, TextIO
 
+from ..core.trust import trust_of
+from ..definition.settings import DEFAULT_STORE
 from ..projections import ProjectedBatch, ProjectionReader, open_store, run_projection
-from ..settings import DEFAULT_STORE
-from ..trust import trust_of
 from .output import settings, table
 
 __all__ = ["register"]

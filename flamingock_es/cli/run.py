@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 from .. import api
-from ..events import RunOutcome
-from ..results import RunResult
+from ..core.events import RunOutcome
+from ..run.results import RunResult
 from .output import print_json, progress, table, workflow
 from .preview import preview, render
 

@@ -8,7 +8,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from ..events import TraceContext
+from ..core.events import TraceContext
 
 __all__ = ["current_trace", "extract", "inject"]
 

@@ -5,7 +5,7 @@ projection worker.
 Only ``opentelemetry-api`` is used here. With no SDK provider installed (by the application,
 or by :func:`~flamingock_es.telemetry.setup.configure` in the CLI) every helper is a cheap
 no-op. The engine knows nothing of OpenTelemetry: :class:`TracingProgress` turns the runner's
-:class:`~flamingock_es.progress.Progress` callbacks into spans and makes them current, and the
+:class:`~flamingock_es.run.progress.Progress` callbacks into spans and makes them current, and the
 recorder writes the current context into each audit event (see ``docs/tracing.md``).
 Transports describe themselves with their own messaging attributes (``EventLog.messaging``,
 ``RequestChannel.messaging``).
@@ -24,16 +24,16 @@ from opentelemetry.semconv.attributes import error_attributes
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from .._version import __version__
-from ..events import ErrorInfo, TraceContext
-from ..progress import Progress
+from ..core.events import ErrorInfo, TraceContext
+from ..run.progress import Progress
 from . import setup
 from .propagation import current_trace, extract, inject
 
 if TYPE_CHECKING:
-    from ..codec import Recorded
-    from ..planner import Plan, PlannedUnit
-    from ..ports import Lease, Lock, WaitCallback
-    from ..results import RunResult
+    from ..core.codec import Recorded
+    from ..core.ports import Lease, Lock, WaitCallback
+    from ..run.planner import Plan, PlannedUnit
+    from ..run.results import RunResult
 
 __all__ = [
     "NAMESPACE",
@@ -172,7 +172,7 @@ def deploy_span(namespace: str) -> Iterator[None]:
 
 
 class TracedLock:
-    """Wraps a :class:`~flamingock_es.ports.Lock` so that waiting for it is a span."""
+    """Wraps a :class:`~flamingock_es.core.ports.Lock` so that waiting for it is a span."""
 
     def __init__(self, inner: Lock, namespace: str) -> None:
         self.inner, self.namespace = inner, namespace

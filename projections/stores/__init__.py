@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ...definition.settings import DEFAULT_STORE
 from ...errors import ConfigError, MissingExtraError
-from ...settings import DEFAULT_STORE
 from .base import (
     Document,
     ProjectionStore,

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 import pytest
 
 from flamingock_es.adapters import Backend, open_backend
-from flamingock_es.codec import AuditCodec
+from flamingock_es.core.codec import AuditCodec
+from flamingock_es.core.events import LockAcquired, RunStarted
+from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
+from flamingock_es.core.state import State, fold
 from flamingock_es.errors import LockLostError
-from flamingock_es.events import LockAcquired, RunStarted
-from flamingock_es.recorder import Recorder, RunIdentity, local_actor
-from flamingock_es.state import State, fold
 
 
 class EventLogContract:

@@ -10,7 +10,6 @@ import threading
 import uuid
 
 import pytest
-
 from flamingock_es.projections.stores import ProjectionStore, VersionConflict
 
 

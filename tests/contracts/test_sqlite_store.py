@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from flamingock_es.projections.stores import SqliteProjectionStore, open_store
 
 from .projection_store_contract import ProjectionStoreContract

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from flamingock_es.codec import AuditCodec
+from flamingock_es.core.codec import AuditCodec
 
 from ..avro_reader import decode, writer_schemas
 from .conftest import Project, ok

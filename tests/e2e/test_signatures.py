@@ -14,10 +14,10 @@ import pytest
 
 from flamingock_es.adapters.local import LocalEventLog
 from flamingock_es.adapters.local.frames import encode
-from flamingock_es.codec import AuditCodec
-from flamingock_es.events import ManualMark, MarkedAs
-from flamingock_es.recorder import Recorder, RunIdentity, local_actor
-from flamingock_es.state import fold
+from flamingock_es.core.codec import AuditCodec
+from flamingock_es.core.events import ManualMark, MarkedAs
+from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
+from flamingock_es.core.state import fold
 
 from .conftest import Project, ok
 

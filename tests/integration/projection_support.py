@@ -5,9 +5,12 @@ from __future__ import annotations
 import random
 import uuid
 
+from flamingock_es.projections.documents import Document, Projection
+from flamingock_es.projections.stores import ProjectionStore
+
 from flamingock_es.adapters import Backend
-from flamingock_es.codec import AuditCodec
-from flamingock_es.events import (
+from flamingock_es.core.codec import AuditCodec
+from flamingock_es.core.events import (
     ChangeFailed,
     ChangeStarted,
     ChangeSucceeded,
@@ -21,10 +24,8 @@ from flamingock_es.events import (
     RunOutcome,
     RunStarted,
 )
-from flamingock_es.projections.documents import Document, Projection
-from flamingock_es.projections.stores import ProjectionStore
-from flamingock_es.recorder import Recorder, RunIdentity, local_actor
-from flamingock_es.state import State, fold
+from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
+from flamingock_es.core.state import State, fold
 
 
 def run_payloads(run: int, units: list[str], rng: random.Random, holder: str,

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from flamingock_es.compliance import ReplayReport
-    from flamingock_es.events import AuditEvent
+    from flamingock_es.audit import ReplayReport
+    from flamingock_es.core.events import AuditEvent
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_TOOL = REPO / "scripts" / "kafka-tool"
@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from flamingock_es.compliance import ReplayReport
-    from flamingock_es.events import AuditEvent
+    from flamingock_es.audit import ReplayReport
+    from flamingock_es.core.events import AuditEvent
 
 from flamingock_es import change_unit
 
@@ -213,7 +213,7 @@ def ok(result: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.Co
 def _worker(project: str, bus: str, namespace: str) -> int:
     import flamingock_es
     from flamingock_es.errors import FlamingockError
-    from flamingock_es.progress import Progress
+    from flamingock_es.run.progress import Progress
 
     class Waits(Progress):
         waited = False

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from flamingock_es.projections import ProjectionReader, open_store
 from flamingock_es.projections.stores.couchbase import CouchbaseProjectionStore
 

@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
-from flamingock_es.changes import ChangeContext
-from flamingock_es.errors import TemplateError
 from flamingock_es.projections.stores.couchbase import CouchbaseProjectionStore, CouchbaseSettings
-from flamingock_es.templates import get_template
+
+from flamingock_es.core.changes import ChangeContext
+from flamingock_es.definition.templates import get_template
+from flamingock_es.errors import TemplateError
 
 from .conftest import CouchbaseEnv
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from flamingock_es.errors import ConfigError
 from flamingock_es.projections.stores import StoreUnavailable, open_store
 from flamingock_es.projections.stores.couchbase import CouchbaseProjectionStore, CouchbaseSettings
+
+from flamingock_es.errors import ConfigError
 
 from ..contracts.projection_store_contract import ProjectionStoreContract
 from .conftest import CouchbaseEnv

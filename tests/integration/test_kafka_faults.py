@@ -17,11 +17,11 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from flamingock_es.codec import AuditCodec
-from flamingock_es.events import ManualMark, MarkedAs
-from flamingock_es.recorder import Recorder, RunIdentity, local_actor
-from flamingock_es.requests import ChangeRequest, RequestCodec
-from flamingock_es.state import fold
+from flamingock_es.core.codec import AuditCodec
+from flamingock_es.core.events import ManualMark, MarkedAs
+from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
+from flamingock_es.core.state import fold
+from flamingock_es.request.client import ChangeRequest, RequestCodec
 
 from .runner_support import RunnerProject, kafka_tool, ok, read_audit
 

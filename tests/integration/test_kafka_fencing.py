@@ -16,11 +16,11 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from flamingock_es.adapters import Backend, open_backend
-from flamingock_es.codec import AuditCodec
+from flamingock_es.core.codec import AuditCodec
+from flamingock_es.core.events import RunStarted
+from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
+from flamingock_es.core.state import State
 from flamingock_es.errors import DecodeError
-from flamingock_es.events import RunStarted
-from flamingock_es.recorder import Recorder, RunIdentity, local_actor
-from flamingock_es.state import State
 
 pytestmark = pytest.mark.kafka
 

@@ -7,9 +7,9 @@ import logging
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from flamingock_es.changes import ChangeContext
+from flamingock_es.core.changes import ChangeContext
+from flamingock_es.definition.templates import get_template
 from flamingock_es.errors import TemplateError
-from flamingock_es.templates import get_template
 
 pytestmark = pytest.mark.kafka
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from flamingock_es.adapters import Backend, open_backend
 from flamingock_es.projections import ProjectionReader, ProjectionWorker, open_store, run_projection
 from flamingock_es.projections.documents import checkpoint_key
 from flamingock_es.projections.stores import ProjectionStore
 from flamingock_es.projections.stores.couchbase import CouchbaseProjectionStore, CouchbaseSettings
+
+from flamingock_es.adapters import Backend, open_backend
 
 from .kv_proxy import KvProxy
 from .projection_support import expected_documents, stored_documents, write_history

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from flamingock_es.codec import AuditCodec, Recorded
-from flamingock_es.events import Actor, AuditEvent, Payload
-from flamingock_es.recorder import Recorder, RunIdentity
-from flamingock_es.state import State, fold
+from flamingock_es.core.codec import AuditCodec, Recorded
+from flamingock_es.core.events import Actor, AuditEvent, Payload
+from flamingock_es.core.recorder import Recorder, RunIdentity
+from flamingock_es.core.state import State, fold
 
 ACTOR = Actor(principal="ana", host="laptop", pid=4242, tool_version="0.1.0")
 CODEC = AuditCodec()

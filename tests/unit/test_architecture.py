@@ -1,31 +1,62 @@
-"""The package's shape, pinned: no import cycles, and the engine free of adapters and the CLI.
+"""The package's shape, pinned: folders are the flows, and the arrows between them run one way.
 
 Every import counts, wherever it is written: at module level, inside a function, or under
-``TYPE_CHECKING``. A cycle says two modules are one concern, or that a type lives in the
-wrong place; the message names the modules so it can be mended.
+``TYPE_CHECKING``. The rules (docs/architecture.md draws them):
+
+* no import cycles: a cycle says two modules are one concern, or that a type lives in the
+  wrong place;
+* the core imports nothing outside itself but the errors (and the version constant);
+* a flow imports the core, and only the flows it is declared to build on (:data:`MAY_USE`):
+  the definition of a workflow is what the run reads, and the request flow hands requests to
+  the runner; the audit and the read side stand apart;
+* one module, the composition root, builds adapters (log, lock, channels, stores) and wraps
+  ports for tracing; the rest receive what it builds;
+* a private module (an underscore) is imported only from inside the folder that holds it;
+* the top of the package holds at most 8 modules, and no symlink exists anywhere in the
+  repository: the read side and the contract reach the package through setup.py's mapping.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import subprocess
 from pathlib import Path
 
 import flamingock_es
 
 PACKAGE = Path(flamingock_es.__file__).parent
+REPOSITORY = PACKAGE.parent
+MAPPED = {"flamingock_es.projections": REPOSITORY / "projections"}  # setup.py's package_dir
+ROOT = "flamingock_es.namespace"
+"""The composition root."""
+
+FLOWS = ("core", "definition", "run", "request", "audit", "projections", "adapters",
+         "telemetry", "cli")
+MAY_USE: dict[str, set[str]] = {
+    "core": set(),
+    "definition": {"core"},
+    "run": {"core", "definition"},
+    "request": {"core", "definition", "run"},
+    "audit": {"core"},
+    "projections": {"core"},
+    "adapters": {"core"},
+    "telemetry": {"core"},
+}
+"""Which flows each may import besides itself (``errors`` and ``_version`` are leaves every
+module may use). The composition root, the API and the CLI sit above them all."""
+LEAVES = {"flamingock_es.errors", "flamingock_es._version"}
 
 
 def _modules() -> dict[str, Path]:
-    """Every module of the package (the read side included, through its link), by name."""
+    """Every module of the package, the mapped read side included, by name."""
     modules = {}
-    files = [Path(root, file) for root, _, names in os.walk(PACKAGE, followlinks=True)
-             for file in names if file.endswith(".py")]
-    for path in sorted(files):
-        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        modules[".".join(["flamingock_es", *parts])] = path
+    for package, folder in {"flamingock_es": PACKAGE, **MAPPED}.items():
+        for path in sorted(folder.rglob("*.py")):
+            parts = list(path.relative_to(folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join([package, *parts])] = path
     return modules
 
 
@@ -50,6 +81,11 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
     return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def _flow(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in FLOWS else None
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -89,10 +125,9 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_walk_sees_the_whole_package() -> None:
     graph = _graph()
-    assert "flamingock_es.projections.worker" in graph  # the read side, through its link
-    assert "flamingock_es.adapters.kafka.event_log" in graph["flamingock_es.adapters"] or \
-        "flamingock_es.adapters.kafka" in graph["flamingock_es.adapters"]
-    assert "flamingock_es.progress" in graph["flamingock_es.telemetry.spans"]
+    assert "flamingock_es.projections.worker" in graph  # the read side, through the mapping
+    assert "flamingock_es.core.codec" in graph["flamingock_es.core.reading"]
+    assert any(t.startswith("flamingock_es.adapters.kafka") for t in graph[ROOT])
 
 
 def test_no_import_cycles() -> None:
@@ -103,21 +138,73 @@ def test_a_cycle_would_be_found() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-def test_the_engine_imports_no_adapter_cli_or_sdk() -> None:
-    graph = _graph()
-    engine = ["flamingock_es.state", "flamingock_es.codec", "flamingock_es.events",
-              "flamingock_es.planner", "flamingock_es.recorder", "flamingock_es.changes"]
-    for name in engine:
-        bad = {t for t in graph[name]
-               if t.startswith(("flamingock_es.adapters", "flamingock_es.cli",
-                                "flamingock_es.telemetry"))}
-        assert bad == set(), name
+def test_flows_import_only_what_they_build_on() -> None:
+    wrong = []
+    for name, targets in _graph().items():
+        flow = _flow(name)
+        if flow is None or flow not in MAY_USE:
+            continue
+        for target in targets - LEAVES:
+            other = _flow(target)
+            if other != flow and other not in MAY_USE[flow]:
+                wrong.append(f"{name} -> {target}")
+    assert wrong == []
 
 
-def test_only_the_composition_root_builds_adapters() -> None:
+def test_a_wrong_arrow_would_be_found() -> None:
+    assert _flow("flamingock_es.run.runner") == "run"
+    assert "audit" not in MAY_USE["run"] and "run" not in MAY_USE["core"]
+    assert _flow("flamingock_es.api") is None
+
+
+def test_only_the_composition_root_builds_adapters_and_wraps_ports() -> None:
     graph = _graph()
+    adapters = ("flamingock_es.adapters.local", "flamingock_es.adapters.kafka",
+                "flamingock_es.projections.stores.sqlite",
+                "flamingock_es.projections.stores.couchbase")
     users = {name for name, targets in graph.items()
-             if any(t.startswith(("flamingock_es.adapters.local",
-                                  "flamingock_es.adapters.kafka")) for t in targets)
-             and not name.startswith("flamingock_es.adapters")}
-    assert users == set()
+             if any(t.startswith(adapters) for t in targets)
+             and not name.startswith(("flamingock_es.adapters", "flamingock_es.projections.stores"))}
+    assert users == {ROOT}
+    wrappers = {"traced_lock", "TracingObserver"}
+    calls = set()
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                called = node.func.attr if isinstance(node.func, ast.Attribute) else \
+                    getattr(node.func, "id", "")
+                if called in wrappers:
+                    calls.add(name)
+    assert calls == {ROOT}
+
+
+def test_private_modules_are_used_only_beside_them() -> None:
+    wrong = []
+    for name, targets in _graph().items():
+        for target in targets:
+            parts = target.split(".")
+            private = next((i for i, part in enumerate(parts) if part.startswith("_")
+                            and part != "_version"), None)
+            if private is not None and not name.startswith(".".join(parts[:private]) + "."):
+                wrong.append(f"{name} -> {target}")
+    assert wrong == []
+
+
+def test_the_top_of_the_package_is_small() -> None:
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 8, top
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders <= set(FLOWS), folders
+
+
+def test_no_symlink_in_the_repository() -> None:
+    tracked = subprocess.run(["git", "ls-files", "-s"], cwd=REPOSITORY, check=True,
+                             capture_output=True, text=True).stdout.splitlines()
+    assert [line for line in tracked if line.startswith("120000")] == []
+    links = []
+    for folder, dirs, files in os.walk(REPOSITORY):
+        dirs[:] = [d for d in dirs if d not in (".git", ".venv", ".services", "build")
+                   and not d.startswith(".venv")]
+        links += [os.path.join(folder, n) for n in dirs + files
+                  if os.path.islink(os.path.join(folder, n))]
+    assert links == []

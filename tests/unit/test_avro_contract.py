@@ -9,7 +9,7 @@ from typing import Any
 import avro.schema
 import pytest
 
-from flamingock_es.codec import fingerprint, load_schema
+from flamingock_es.core.codec import fingerprint, load_schema
 
 from ..avro_reader import NAMES, SCHEMAS, canonical_form, crc64_avro
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from flamingock_es import avro_reader
-from flamingock_es.codec import AuditCodec, compiled_reader
-from flamingock_es.compiled import PURE_PYTHON_VARIABLE, current_source, is_current
+from flamingock_es.core._speedups import avro_reader
+from flamingock_es.core._speedups.compiled import PURE_PYTHON_VARIABLE, current_source, is_current
+from flamingock_es.core.codec import AuditCodec, compiled_reader
+from flamingock_es.core.events import RunFinished, RunOutcome
+from flamingock_es.core.state import fold
 from flamingock_es.errors import DecodeError
-from flamingock_es.events import RunFinished, RunOutcome
-from flamingock_es.state import fold
 
 from .fakes import event
 from .test_codec import PAYLOADS
@@ -126,9 +126,9 @@ def fake_extension(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str,
     (tmp_path / f"{name.rpartition('.')[2]}.py").write_text(source)
     module = types.ModuleType(name)
     module.__file__ = str(tmp_path / f"{name.rpartition('.')[2]}.cpython-311-x86_64-linux-gnu.so")
-    record = types.ModuleType("flamingock_es._compiled")
+    record = types.ModuleType("flamingock_es.core._speedups._compiled")
     record.SOURCES = {name: hashlib.sha256(built_from.encode()).hexdigest()}  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "flamingock_es._compiled", record)
+    monkeypatch.setitem(sys.modules, "flamingock_es.core._speedups._compiled", record)
     return module
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from flamingock_es.changes import ChangeUnit
-from flamingock_es.loader import load_units
-from flamingock_es.planner import Action, make_plan
-from flamingock_es.state import UnitStatus
-from flamingock_es.workflow import Workflow
+from flamingock_es.core.changes import ChangeUnit
+from flamingock_es.core.state import UnitStatus
+from flamingock_es.definition.loader import load_units
+from flamingock_es.definition.workflow import Workflow
+from flamingock_es.run.planner import Action, make_plan
 
 from .fakes import Journal
 from .test_state import started, succeeded

@@ -12,9 +12,8 @@ import fastavro
 import pytest
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from flamingock_es.codec import MAGIC, AuditCodec, crc64_avro, load_schema, schema_dir
-from flamingock_es.errors import DecodeError
-from flamingock_es.events import (
+from flamingock_es.core.codec import MAGIC, AuditCodec, crc64_avro, load_schema, schema_dir
+from flamingock_es.core.events import (
     PAYLOAD_TYPES,
     AuditEvent,
     ChangeFailed,
@@ -39,6 +38,7 @@ from flamingock_es.events import (
     RunStarted,
     TraceContext,
 )
+from flamingock_es.errors import DecodeError
 
 from .fakes import ACTOR, event
 

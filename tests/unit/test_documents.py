@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from flamingock_es.codec import AuditCodec, Recorded
-from flamingock_es.events import (
+from flamingock_es.projections.documents import (
+    Projection,
+    checkpoint_key,
+    lock_key,
+    run_key,
+    summary_key,
+    unit_key,
+)
+
+from flamingock_es.core.codec import AuditCodec, Recorded
+from flamingock_es.core.events import (
     Actor,
     ChangeFailed,
     ChangeStarted,
@@ -23,16 +32,8 @@ from flamingock_es.events import (
     RunOutcome,
     RunStarted,
 )
-from flamingock_es.projections.documents import (
-    Projection,
-    checkpoint_key,
-    lock_key,
-    run_key,
-    summary_key,
-    unit_key,
-)
-from flamingock_es.recorder import Recorder, RunIdentity
-from flamingock_es.state import State
+from flamingock_es.core.recorder import Recorder, RunIdentity
+from flamingock_es.core.state import State
 
 NS = "docs"
 ACTOR = Actor(principal="alice", host="build-7", pid=42, service_version="1.2.3",

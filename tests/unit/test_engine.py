@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from flamingock_es import api
-from flamingock_es.changes import ChangeContext, ChangeUnit
+from flamingock_es.core.changes import ChangeContext, ChangeUnit
+from flamingock_es.definition.workflow import Workflow
 from flamingock_es.errors import ConfigError, FlamingockError
-from flamingock_es.progress import Progress
-from flamingock_es.results import RunResult
-from flamingock_es.workflow import Workflow
+from flamingock_es.run.progress import Progress
+from flamingock_es.run.results import RunResult
 
 
 def test_a_unit_in_progress_elsewhere_is_waited_for_not_called_in_doubt(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from flamingock_es.changes import ChangeContext, ChangeUnit, Recovery
+from flamingock_es.core.changes import ChangeContext, ChangeUnit, Recovery
+from flamingock_es.definition.loader import load_units, resolved_parameters
+from flamingock_es.definition.workflow import load_workflow
 from flamingock_es.errors import ConfigError, StepNotStarted, TemplateError
-from flamingock_es.loader import load_units, resolved_parameters
-from flamingock_es.workflow import load_workflow
 
 Write = Callable[[str, str], Path]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flamingock_es.changes import ChangeContext, ChangeUnit, Recovery
-from flamingock_es.events import (
+from flamingock_es.core.changes import ChangeContext, ChangeUnit, Recovery
+from flamingock_es.core.events import (
     ChangeFailed,
     CompensationFailed,
     CompensationStarted,
@@ -14,9 +14,9 @@ from flamingock_es.events import (
     ManualMark,
     MarkedAs,
 )
-from flamingock_es.planner import Action, Plan, make_plan
-from flamingock_es.state import State
-from flamingock_es.workflow import Workflow
+from flamingock_es.core.state import State
+from flamingock_es.definition.workflow import Workflow
+from flamingock_es.run.planner import Action, Plan, make_plan
 
 from .fakes import Journal
 from .test_state import started, succeeded

@@ -12,10 +12,10 @@ import pytest
 
 from flamingock_es.adapters.local import LocalEventLog
 from flamingock_es.api import replay
+from flamingock_es.audit import ChangeRow, render
 from flamingock_es.cli import main
-from flamingock_es.codec import AuditCodec
-from flamingock_es.compliance import ChangeRow, render
-from flamingock_es.events import (
+from flamingock_es.core.codec import AuditCodec
+from flamingock_es.core.events import (
     ZERO_HASH,
     Actor,
     AuditEvent,

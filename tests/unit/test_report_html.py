@@ -20,17 +20,17 @@ import pytest
 from flamingock_es import __version__
 from flamingock_es.adapters.local import LocalEventLog
 from flamingock_es.api import replay
-from flamingock_es.compliance import ReplayReport, render
-from flamingock_es.compliance.html import to_html
-from flamingock_es.compliance.humanize import (
+from flamingock_es.audit import ReplayReport, render
+from flamingock_es.audit.report.html import to_html
+from flamingock_es.audit.report.humanize import (
     compress_number_lists,
     duration,
     human_time,
     parse_time,
 )
-from flamingock_es.compliance.steps import all_steps
-from flamingock_es.compliance.timeline import Scale
-from flamingock_es.events import (
+from flamingock_es.audit.report.steps import all_steps
+from flamingock_es.audit.report.timeline import Scale
+from flamingock_es.core.events import (
     Actor,
     ChangeFailed,
     ChangeStarted,
@@ -47,9 +47,9 @@ from flamingock_es.events import (
     RunStarted,
     TraceContext,
 )
-from flamingock_es.ports import LogWriter
-from flamingock_es.recorder import Recorder, RunIdentity
-from flamingock_es.state import State
+from flamingock_es.core.ports import LogWriter
+from flamingock_es.core.recorder import Recorder, RunIdentity
+from flamingock_es.core.state import State
 
 ANA = Actor(principal="ana", host="laptop-7", pid=1, tool_version=__version__)
 BOT = Actor(principal="deploy-bot", host="runner-2", pid=2, tool_version=__version__)

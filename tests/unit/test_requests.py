@@ -13,9 +13,10 @@ from flamingock_es import ChangeContext, Workflow, change_unit
 from flamingock_es.adapters import open_backend
 from flamingock_es.adapters.local import LocalEventLog
 from flamingock_es.api import history, read_state
+from flamingock_es.core.events import RunOutcome, TraceContext
+from flamingock_es.core.state import RunState
 from flamingock_es.errors import DecodeError
-from flamingock_es.events import RunOutcome, TraceContext
-from flamingock_es.requests import (
+from flamingock_es.request.client import (
     ChangeRequest,
     RequestCodec,
     Stages,
@@ -25,8 +26,7 @@ from flamingock_es.requests import (
     request_changes,
     wait_for_outcome,
 )
-from flamingock_es.serve import serve
-from flamingock_es.state import RunState
+from flamingock_es.request.service import serve
 
 APPLIED: list[str] = []
 

@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from flamingock_es import snapshots
 from flamingock_es.adapters.local import FileLock, LocalEventLog, LocalSnapshots
-from flamingock_es.codec import AuditCodec
-from flamingock_es.errors import ChainBrokenError
-from flamingock_es.events import (
+from flamingock_es.core import snapshots
+from flamingock_es.core.codec import AuditCodec
+from flamingock_es.core.events import (
     ChangeInterrupted,
     ChangeStarted,
     ChangeSucceeded,
@@ -29,10 +28,11 @@ from flamingock_es.events import (
     RunOutcome,
     RunStarted,
 )
-from flamingock_es.reading import read_log
-from flamingock_es.recorder import Recorder, RunIdentity
-from flamingock_es.state import State, UnitState, fold
-from flamingock_es.trust import Signer, generate_key, load_signer, load_trust
+from flamingock_es.core.reading import read_log
+from flamingock_es.core.recorder import Recorder, RunIdentity
+from flamingock_es.core.state import State, UnitState, fold
+from flamingock_es.core.trust import Signer, generate_key, load_signer, load_trust
+from flamingock_es.errors import ChainBrokenError
 
 from .fakes import ACTOR
 

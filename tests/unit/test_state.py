@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from flamingock_es.adapters.local import FileLock, LocalEventLog
-from flamingock_es.codec import AuditCodec, Recorded
-from flamingock_es.events import (
+from flamingock_es.core.codec import AuditCodec, Recorded
+from flamingock_es.core.events import (
     ChangeFailed,
     ChangeStarted,
     ChangeSucceeded,
@@ -26,8 +26,8 @@ from flamingock_es.events import (
     RunOutcome,
     RunStarted,
 )
-from flamingock_es.recorder import Recorder, RunIdentity
-from flamingock_es.state import State, UnitStatus, fold
+from flamingock_es.core.recorder import Recorder, RunIdentity
+from flamingock_es.core.state import State, UnitStatus, fold
 
 from .fakes import ACTOR, CODEC, Journal
 

@@ -12,9 +12,9 @@ from opentelemetry.trace import SpanKind
 
 from flamingock_es import ChangeContext, Workflow, change_unit, telemetry
 from flamingock_es.api import verify
-from flamingock_es.requests import request_changes
-from flamingock_es.serve import serve
-from flamingock_es.state import RunState
+from flamingock_es.core.state import RunState
+from flamingock_es.request.client import request_changes
+from flamingock_es.request.service import serve
 
 
 def _fail(ctx: ChangeContext) -> None:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from flamingock_es.codec import AUDIT_CONTEXT, AuditCodec
+from flamingock_es.core.codec import AUDIT_CONTEXT, AuditCodec
+from flamingock_es.core.events import ChangeStarted, ChangeSucceeded, ManualMark, MarkedAs
+from flamingock_es.core.reading import check_integrity, settle
+from flamingock_es.core.recorder import Recorder, RunIdentity
+from flamingock_es.core.state import State, fold
+from flamingock_es.core.trust import TrustStore, generate_key, load_signer, load_trust
 from flamingock_es.errors import ChainBrokenError, ConfigError
-from flamingock_es.events import ChangeStarted, ChangeSucceeded, ManualMark, MarkedAs
-from flamingock_es.reading import check_integrity, settle
-from flamingock_es.recorder import Recorder, RunIdentity
-from flamingock_es.state import State, fold
-from flamingock_es.trust import TrustStore, generate_key, load_signer, load_trust
 
 from .fakes import ACTOR, MemoryLog
 

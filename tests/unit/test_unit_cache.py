@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from flamingock_es import changes
-from flamingock_es.changes import ChangeContext, ChangeUnit
+from flamingock_es.core import changes
+from flamingock_es.core.changes import ChangeContext, ChangeUnit
+from flamingock_es.definition._speedups.unit_cache import CACHE_FILE, SWITCH
+from flamingock_es.definition.workflow import Workflow, load_workflow
 from flamingock_es.errors import ConfigError
-from flamingock_es.planner import Action, make_plan
-from flamingock_es.unit_cache import CACHE_FILE, SWITCH
-from flamingock_es.workflow import Workflow, load_workflow
+from flamingock_es.run.planner import Action, make_plan
 
 from .fakes import Journal
 from .test_state import started, succeeded
@@ -289,8 +289,8 @@ def test_yaml_units_are_restored_without_parsing_them(project: Path, write: Writ
     write("changes/b_flag.yaml", YAML_UNIT)
     first = start(project)
     parsed: list[Path] = []
-    real = importlib.import_module("flamingock_es.loader").load_document
-    monkeypatch.setattr("flamingock_es.loader.load_document",
+    real = importlib.import_module("flamingock_es.definition.loader").load_document
+    monkeypatch.setattr("flamingock_es.definition.loader.load_document",
                         lambda path: parsed.append(path) or real(path))
 
     again = start(project)

@@ -33,8 +33,8 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_SYSTEM,
 )
 
+from ...core.ports import Lease, StoredRecord
 from ...errors import ChainBrokenError, ConfigError
-from ...ports import Lease, StoredRecord
 from .admin import admin_client, end_offsets, topic_exists
 from .config import KafkaSettings, Topics, new_client, redacted
 from .errors import is_transient, unavailable

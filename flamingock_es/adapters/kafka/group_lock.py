@@ -30,8 +30,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from ...core.ports import WaitCallback
 from ...errors import LockLostError, LockTimeoutError
-from ...ports import WaitCallback
 from .admin import admin_client
 from .config import KafkaSettings, Topics, new_client
 from .errors import error_of, is_refusal, refused, result_of, transient_retry, unavailable

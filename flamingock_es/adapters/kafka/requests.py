@@ -18,8 +18,8 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_SYSTEM,
 )
 
+from ...core.ports import Delivery
 from ...errors import AppendError
-from ...ports import Delivery
 from .config import KafkaSettings, Topics, new_client
 from .errors import is_transient, unavailable
 

@@ -24,8 +24,8 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_NAME,
 )
 
+from ...core.ports import Lease, StoredRecord
 from ...errors import AppendError
-from ...ports import Lease, StoredRecord
 from .frames import HEADER, Scan, append_durably, encode, first_frame_at, scan, sync_directory
 
 __all__ = ["LocalEventLog", "LocalLogWriter"]

@@ -12,8 +12,8 @@ import os
 import time
 from pathlib import Path
 
+from ...core.ports import WaitCallback
 from ...errors import AppendError, LockLostError, LockTimeoutError
-from ...ports import WaitCallback
 
 __all__ = ["FileLease", "FileLock"]
 

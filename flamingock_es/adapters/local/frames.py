@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ...core.ports import StoredRecord
 from ...errors import AppendError, CorruptLogError
-from ...ports import StoredRecord
 
 __all__ = [
     "HEADER",

@@ -21,8 +21,8 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_NAME,
 )
 
+from ...core.ports import Delivery, StoredRecord
 from ...errors import AppendError
-from ...ports import Delivery, StoredRecord
 from .event_log import LocalEventLog
 from .frames import HEADER, append_durably, encode, replace_durably
 

@@ -1,0 +1,1 @@
+"""The compliance report: JSON, CSV and a self-contained HTML page."""

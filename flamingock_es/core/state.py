@@ -1,0 +1,505 @@
+"""The fold: audit events in, current state out. Pure: no I/O, no clock, no randomness.
+
+The runner folds the log to plan, the projection worker folds it to write documents, and the
+compliance replay folds it to report: all three call :func:`fold` (or :meth:`State.apply` for
+one event at a time), so there is one definition of what the history means.
+
+The fold also keeps what a reader must not decide on (:meth:`State.findings`): chain breaks,
+records that could not be decoded, signatures that did not verify, events no signature covers
+yet. An operator's quarantine decision (a ``RecordQuarantined`` event) excludes a record: the
+fold skips it, and every later reader sees that it did, by whom and why. Checking signatures
+is :mod:`flamingock_es.core.trust`'s job; the fold only collects them (:class:`Seal`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from .events import (
+    ZERO_HASH,
+    Actor,
+    AuditEvent,
+    ChangeFailed,
+    ChangeInterrupted,
+    ChangeStarted,
+    ChangeSucceeded,
+    CompensationFailed,
+    CompensationStarted,
+    CompensationSucceeded,
+    ErrorInfo,
+    HistoryVouched,
+    LockAcquired,
+    LockLost,
+    LockReleased,
+    ManualMark,
+    MarkedAs,
+    Payload,
+    Recorded,
+    RecordQuarantined,
+    RunFinished,
+    RunOutcome,
+    RunStarted,
+)
+
+__all__ = [
+    "ChainBreak",
+    "Finding",
+    "LockState",
+    "Quarantine",
+    "RunState",
+    "Seal",
+    "State",
+    "UnitState",
+    "UnitStatus",
+    "fold",
+]
+
+
+class UnitStatus(enum.StrEnum):
+    """A unit's derived status, in Flamingock's vocabulary."""
+
+    STARTED = "STARTED"
+    APPLIED = "APPLIED"
+    FAILED = "FAILED"
+    ROLLED_BACK = "ROLLED_BACK"
+    ROLLBACK_FAILED = "ROLLBACK_FAILED"
+    MANUAL_MARKED_AS_APPLIED = "MANUAL_MARKED_AS_APPLIED"
+    MANUAL_MARKED_AS_ROLLED_BACK = "MANUAL_MARKED_AS_ROLLED_BACK"
+
+    @property
+    def is_applied(self) -> bool:
+        return self in (UnitStatus.APPLIED, UnitStatus.MANUAL_MARKED_AS_APPLIED)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Failed, in doubt or half-compensated: recovery strategy decides, or a person."""
+        return self in (UnitStatus.STARTED, UnitStatus.FAILED, UnitStatus.ROLLBACK_FAILED)
+
+
+@dataclass(slots=True)
+class UnitState:
+    """What the log says about one change unit; the last attempt's details win."""
+
+    unit_id: str
+    status: UnitStatus
+    checksum: str
+    author: str = ""
+    stage: str = ""
+    template: str | None = None
+    parameters: str = "{}"
+    attempts: int = 0
+    last_run_id: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    error: ErrorInfo | None = None
+    rollback_error: ErrorInfo | None = None
+    compensating: bool = False
+    mark_reason: str | None = None
+    trace_id: str | None = None
+    interrupted: str | None = None
+    """Which signal stopped its last step, and why it could not finish."""
+    failed_before_start: bool = False
+    """Its last attempt failed before its side effect could start: nothing to decide."""
+    runs: list[str] = field(default_factory=list)
+    position: int = -1
+    seq: int = -1
+
+    @property
+    def needs_attention(self) -> bool:
+        """Failed, in doubt or half-compensated: its recovery strategy decides, or a person."""
+        return self.status.needs_attention and not self.failed_before_start
+
+
+@dataclass(slots=True)
+class RunState:
+    """One run: who started it, what it planned, what it applied, how it ended."""
+
+    run_id: str
+    actor: Actor
+    started_at: datetime
+    workflow: str = ""
+    trigger: str = ""
+    request_id: str | None = None
+    requested_by: str | None = None
+    """The principal the request's verified signature names (not a field it chose)."""
+    request_reason: str | None = None
+    trace_id: str | None = None
+    planned: tuple[str, ...] = ()
+    applied: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    compensated: list[str] = field(default_factory=list)
+    finished_at: datetime | None = None
+    outcome: RunOutcome | None = None
+    error: ErrorInfo | None = None
+    not_started: tuple[str, ...] = ()
+    holder: str | None = None
+    """The lock holder of this run (``host:pid:run-id``), as its ``LockAcquired`` says."""
+    position: int = -1
+    seq: int = -1
+
+
+@dataclass(slots=True)
+class LockState:
+    """The last ``LockAcquired`` with no release or loss after it."""
+
+    holder: str
+    lock: str
+    generation: int
+    run_id: str
+    since: datetime
+    position: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """A place where the log's integrity does not hold."""
+
+    position: int
+    seq: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Seal:
+    """A signature found in the log, to be checked against the trust store."""
+
+    position: int
+    key_id: str | None
+    signature: bytes
+    hash: bytes
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    """An operator's decision that the record at ``position`` is not part of the history."""
+
+    position: int
+    finding: str
+    reason: str
+    by: str
+    at: datetime
+    decided_at: int
+    """Where the decision itself is in the log."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A record that a reader must not decide on: the log position, what kind, and why."""
+
+    position: int
+    kind: str
+    """``break``, ``unreadable``, ``untrusted``, ``unsigned`` (or ``checkpoint``)."""
+    reason: str
+    seq: int = -1
+    """The event's sequence number, where it has one that can be read."""
+
+
+@dataclass(slots=True)
+class State:
+    """The whole derived state of one namespace's audit log."""
+
+    units: dict[str, UnitState] = field(default_factory=dict)
+    runs: dict[str, RunState] = field(default_factory=dict)
+    lock: LockState | None = None
+    head_hash: bytes = ZERO_HASH
+    next_seq: int = 0
+    position: int = -1
+    events: int = 0
+    last_time: datetime | None = None
+    breaks: list[ChainBreak] = field(default_factory=list)
+    unreadable: dict[int, str] = field(default_factory=dict)
+    """Records that could not be decoded, by position; never applied, never in the chain."""
+    quarantined: dict[int, Quarantine] = field(default_factory=dict)
+    skip: frozenset[int] = frozenset()
+    """Quarantined positions whose payload this fold ignores (they still chain)."""
+    needs_refold: bool = False
+    """A quarantine decision excluded a record this fold had already applied: fold again
+    from the start with ``skip`` (see :func:`flamingock_es.core.reading.read_log`)."""
+    seals: list[Seal] = field(default_factory=list)
+    """Signatures folded since the trust store last checked them."""
+    unsealed: list[int] = field(default_factory=list)
+    """Positions of the events after the last signature: no signature covers them yet."""
+    signed_through: int = -1
+    """The last position a trusted signature covers (set by the trust check)."""
+    untrusted: dict[int, str] = field(default_factory=dict)
+    """Signatures that the trust check refused, by position, with why."""
+
+    def apply(self, record: Recorded) -> bool:
+        """Fold one record in. Returns False (and changes nothing) for a redelivered one."""
+        position, event = record.position, record.event
+        if 0 <= position <= self.position:
+            return False
+        skipped = position in self.skip
+        if not skipped and (not record.intact or event.seq != self.next_seq
+                            or event.prev_hash != self.head_hash):
+            self._check_chain(record)  # the rare path: say exactly what does not hold
+        self.position = position
+        self.events += 1
+        self.next_seq = event.seq + 1
+        self.head_hash = event.hash
+        self.last_time = event.time
+        if event.signature is not None:
+            self.seals.append(Seal(position, event.key_id, event.signature, event.hash,
+                                   event.namespace))
+            self.unsealed.clear()
+        else:
+            self.unsealed.append(position)
+        if not skipped:
+            payload = event.payload
+            _HANDLERS[type(payload)](self, event, payload, position)
+        return True
+
+    def start_over(self) -> None:
+        """Forget everything but the quarantine decisions, to fold again from the start
+        without the records they exclude (the object stays the same: holders keep it)."""
+        self.take(State(skip=frozenset(self.quarantined)))
+
+    def take(self, other: State) -> None:
+        """Become ``other`` (a snapshot, a fresh start), in place: holders keep this object."""
+        for name in State.__dataclass_fields__:
+            setattr(self, name, getattr(other, name))
+
+    def note_unreadable(self, position: int, why: str) -> None:
+        """A record at ``position`` could not be decoded: noted, never applied; reading goes
+        on after it (it is not part of the chain: the next event chains to the one before)."""
+        self.unreadable[position] = why
+        self.position = max(self.position, position)
+
+    def findings(self, signatures: bool = False) -> list[Finding]:
+        """What a reader must not decide on, oldest first: chain breaks, undecodable records,
+        refused signatures and, when ``signatures`` are required, events none covers.
+        Quarantined records are not findings: an operator decided about them."""
+        out = [Finding(b.position, "break", b.reason, b.seq) for b in self.breaks]
+        out += [Finding(p, "unreadable", why) for p, why in self.unreadable.items()]
+        out += [Finding(p, "untrusted", why) for p, why in self.untrusted.items()]
+        if signatures:
+            out += [Finding(p, "unsigned", "no trusted signature covers it")
+                    for p in self.unsealed if p > self.signed_through]
+        return sorted((f for f in out if f.position not in self.quarantined),
+                      key=lambda f: f.position)
+
+    def in_progress(self, unit: UnitState) -> bool:
+        """True if ``unit`` started in a run that, per the log, still holds the lock: it may
+        be running right now (only the lock itself can tell a live runner from a dead one)."""
+        run = self.runs.get(unit.last_run_id)
+        return (unit.status is UnitStatus.STARTED and run is not None and run.outcome is None
+                and self.lock is not None and self.lock.run_id == run.run_id)
+
+    def _check_chain(self, record: Recorded) -> None:
+        event = record.event
+        if not record.intact:
+            self._break(record, "hash mismatch: the event was altered after it was written")
+        if event.seq != self.next_seq:
+            what = "dropped" if event.seq > self.next_seq else "duplicated or reordered"
+            self._break(record, f"sequence {event.seq} where {self.next_seq} was expected: "
+                        f"events {what}")
+        if event.prev_hash != self.head_hash:
+            self._break(record, "prev_hash does not match the previous event's hash")
+
+    def _break(self, record: Recorded, reason: str) -> None:
+        self.breaks.append(ChainBreak(record.position, record.event.seq, reason))
+
+    # Queries shared by the runner, the CLI and the projections.
+
+    def unit(self, unit_id: str) -> UnitState | None:
+        return self.units.get(unit_id)
+
+    def attention(self) -> list[UnitState]:
+        """Units that are failed, in doubt or failed to roll back (not those still running
+        in a run that holds the lock)."""
+        return [u for u in self.units.values() if u.needs_attention and not self.in_progress(u)]
+
+    def counts(self) -> dict[str, int]:
+        """Number of units in each status."""
+        out: dict[str, int] = {}
+        for unit in self.units.values():
+            out[unit.status.value] = out.get(unit.status.value, 0) + 1
+        return out
+
+    @property
+    def last_run(self) -> RunState | None:
+        return next(reversed(self.runs.values()), None)
+
+    def for_decisions(self) -> State:
+        """A copy without what only a history needs: what a snapshot stores, so that a
+        start-up costs the same after a thousand runs as after one.
+
+        It keeps everything a decision reads: every unit, the lock, the chain head and the
+        findings, the run each unit's last attempt belongs to (``in_progress``), every run
+        that answered a request (a request id is single-use), and the latest run. It drops
+        the details of other runs and each unit's list of earlier runs; the log keeps them,
+        and ``verify``, ``replay`` and the projections read them there, never from this.
+        """
+        wanted = {unit.last_run_id for unit in self.units.values()}
+        latest = self.last_run
+        runs = {run_id: run for run_id, run in self.runs.items()
+                if run_id in wanted or run.request_id is not None or run is latest}
+        units = {unit_id: replace(unit, runs=unit.runs[-1:])
+                 for unit_id, unit in self.units.items()}
+        return replace(self, runs=runs, units=units)
+
+
+def fold(records: Iterable[Recorded], state: State | None = None) -> State:
+    """Fold ``records`` into ``state`` (a fresh one by default) and return it."""
+    state = state if state is not None else State()
+    apply = state.apply
+    for record in records:
+        apply(record)
+    return state
+
+
+# One handler per payload type. Each updates the state for one event; none does I/O.
+
+def _unit(state: State, unit_id: str, status: UnitStatus, checksum: str = "") -> UnitState:
+    unit = state.units.get(unit_id)
+    if unit is None:
+        unit = state.units[unit_id] = UnitState(unit_id, status, checksum)
+    return unit
+
+
+def _touch(unit: UnitState, event: AuditEvent, position: int) -> None:
+    unit.position = position
+    unit.seq = event.seq
+    unit.last_run_id = event.run_id
+    if not unit.runs or unit.runs[-1] != event.run_id:
+        unit.runs.append(event.run_id)
+
+
+def _run(state: State, event: AuditEvent) -> RunState:
+    run = state.runs.get(event.run_id)
+    if run is None:  # a mark or undo writes no RunStarted of its own
+        run = state.runs[event.run_id] = RunState(event.run_id, event.actor, event.time)
+    return run
+
+
+def _run_started(state: State, event: AuditEvent, p: RunStarted, position: int) -> None:
+    run = _run(state, event)
+    run.workflow, run.trigger, run.planned = p.workflow, p.trigger, p.planned
+    run.request_id, run.trace_id = event.request_id, event.trace_id
+    if p.requester is not None:
+        run.requested_by, run.request_reason = p.requester.principal, p.requester.reason
+    run.position, run.seq = position, event.seq
+
+
+def _lock_acquired(state: State, event: AuditEvent, p: LockAcquired, position: int) -> None:
+    state.lock = LockState(p.holder, p.lock, p.generation, event.run_id, event.time, position)
+    _run(state, event).holder = p.holder
+
+
+def _lock_gone(state: State, event: AuditEvent, p: LockReleased | LockLost, pos: int) -> None:
+    if state.lock is not None and state.lock.holder == p.holder:
+        state.lock = None
+
+
+def _change_started(state: State, event: AuditEvent, p: ChangeStarted, position: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.STARTED)
+    unit.status, unit.checksum, unit.author, unit.stage = (
+        UnitStatus.STARTED, p.checksum, p.author, p.stage)
+    unit.template, unit.parameters = p.template, p.parameters
+    unit.attempts += 1
+    unit.started_at, unit.finished_at, unit.duration_ms = event.time, None, None
+    unit.error = unit.rollback_error = unit.mark_reason = unit.interrupted = None
+    unit.compensating = unit.failed_before_start = False
+    unit.trace_id = event.trace_id
+    _touch(unit, event, position)
+
+
+def _change_succeeded(state: State, event: AuditEvent, p: ChangeSucceeded, pos: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.APPLIED, p.checksum)
+    unit.status, unit.checksum = UnitStatus.APPLIED, p.checksum
+    unit.finished_at, unit.duration_ms = event.time, p.duration_ms
+    _touch(unit, event, pos)
+    _run(state, event).applied.append(p.unit_id)
+
+
+def _change_failed(state: State, event: AuditEvent, p: ChangeFailed, pos: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.FAILED, p.checksum)
+    unit.status, unit.error = UnitStatus.FAILED, p.error
+    unit.failed_before_start = p.not_started
+    unit.finished_at, unit.duration_ms = event.time, p.duration_ms
+    _touch(unit, event, pos)
+    _run(state, event).failed.append(p.unit_id)
+
+
+def _comp_started(state: State, event: AuditEvent, p: CompensationStarted, pos: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.STARTED)
+    unit.compensating = True
+    _touch(unit, event, pos)
+
+
+def _comp_succeeded(state: State, event: AuditEvent, p: CompensationSucceeded, pos: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.ROLLED_BACK)
+    unit.status, unit.compensating = UnitStatus.ROLLED_BACK, False
+    unit.finished_at = event.time
+    _touch(unit, event, pos)
+    _run(state, event).compensated.append(p.unit_id)
+
+
+def _comp_failed(state: State, event: AuditEvent, p: CompensationFailed, pos: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.ROLLBACK_FAILED)
+    unit.status, unit.compensating = UnitStatus.ROLLBACK_FAILED, False
+    unit.rollback_error = p.error
+    unit.error = p.original_error or unit.error
+    unit.finished_at = event.time
+    _touch(unit, event, pos)
+
+
+def _manual_mark(state: State, event: AuditEvent, p: ManualMark, pos: int) -> None:
+    status = (UnitStatus.MANUAL_MARKED_AS_APPLIED if p.marked_as is MarkedAs.APPLIED
+              else UnitStatus.MANUAL_MARKED_AS_ROLLED_BACK)
+    unit = _unit(state, p.unit_id, status, p.checksum or "")
+    unit.status, unit.mark_reason, unit.compensating = status, p.reason, False
+    if p.checksum:
+        unit.checksum = p.checksum
+    unit.finished_at = event.time
+    _touch(unit, event, pos)
+
+
+def _run_finished(state: State, event: AuditEvent, p: RunFinished, pos: int) -> None:
+    run = _run(state, event)
+    run.finished_at, run.outcome, run.error = event.time, p.outcome, p.error
+    run.not_started = p.not_started
+    run.position, run.seq = pos, event.seq
+
+
+def _interrupted(state: State, event: AuditEvent, p: ChangeInterrupted, pos: int) -> None:
+    unit = _unit(state, p.unit_id, UnitStatus.STARTED)
+    unit.status, unit.interrupted = UnitStatus.STARTED, f"{p.signal}: {p.reason}"
+    unit.compensating = p.compensating
+    _touch(unit, event, pos)
+
+
+def _quarantined(state: State, event: AuditEvent, p: RecordQuarantined, pos: int) -> None:
+    state.quarantined[p.position] = Quarantine(
+        p.position, p.finding, p.reason, f"{event.actor.principal}@{event.actor.host}",
+        event.time, pos)
+    if p.position not in state.unreadable and p.position not in state.skip:
+        state.needs_refold = True  # its payload was applied: only a fold without it is right
+
+
+def _vouched(state: State, event: AuditEvent, p: HistoryVouched, pos: int) -> None:
+    """Nothing to change: the signature on this decision is what covers the history."""
+
+
+_HANDLERS: dict[type[Payload], Callable[[State, AuditEvent, Payload, int], None]] = {
+    RunStarted: _run_started,  # type: ignore[dict-item]
+    LockAcquired: _lock_acquired,  # type: ignore[dict-item]
+    LockReleased: _lock_gone,  # type: ignore[dict-item]
+    LockLost: _lock_gone,  # type: ignore[dict-item]
+    ChangeStarted: _change_started,  # type: ignore[dict-item]
+    ChangeSucceeded: _change_succeeded,  # type: ignore[dict-item]
+    ChangeFailed: _change_failed,  # type: ignore[dict-item]
+    CompensationStarted: _comp_started,  # type: ignore[dict-item]
+    CompensationSucceeded: _comp_succeeded,  # type: ignore[dict-item]
+    CompensationFailed: _comp_failed,  # type: ignore[dict-item]
+    ManualMark: _manual_mark,  # type: ignore[dict-item]
+    RunFinished: _run_finished,  # type: ignore[dict-item]
+    ChangeInterrupted: _interrupted,  # type: ignore[dict-item]
+    RecordQuarantined: _quarantined,  # type: ignore[dict-item]
+    HistoryVouched: _vouched,  # type: ignore[dict-item]
+}

@@ -1,0 +1,213 @@
+"""Settings: where a namespace's log lives and how to run it, resolved once.
+
+Precedence, highest first: flags (the CLI's ``--bus`` and friends, or keyword arguments of the
+library calls), then ``flamingock.yaml``, then the environment (``FLAMINGOCK_NAMESPACE``,
+``FLAMINGOCK_BUS``, ``FLAMINGOCK_STORE``, ``FLAMINGOCK_LOCK_TIMEOUT``), then the defaults.
+Reading settings never imports unit code: commands that only read the log need nothing more.
+
+```yaml
+namespace: shop
+bus: local:.flamingock          # or kafka://127.0.0.1:19092
+kafka: {security.protocol: SASL_SSL, ...}      # options of the Kafka bus (librdkafka)
+store: sqlite:.flamingock/projections.db       # where projections go
+settings: {flags_url: http://127.0.0.1:8765}   # handed to every unit as ctx.settings
+stages:
+  - name: data
+    units: [changes/data]      # folders, .py/.yaml/.json files, or dotted Python packages
+```
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .yamlfile import Located, load_document
+
+__all__ = [
+    "CONFIG_FILE",
+    "DEFAULT_BUS",
+    "DEFAULT_STORE",
+    "CompensationScope",
+    "Settings",
+    "StageSource",
+    "resolve_settings",
+]
+
+CONFIG_FILE = "flamingock.yaml"
+DEFAULT_BUS = "local:.flamingock"
+DEFAULT_STORE = "sqlite:.flamingock/projections.db"
+
+_ENVIRONMENT = {"namespace": "FLAMINGOCK_NAMESPACE", "bus": "FLAMINGOCK_BUS",
+                "store": "FLAMINGOCK_STORE", "lock_timeout": "FLAMINGOCK_LOCK_TIMEOUT",
+                "grace_period": "FLAMINGOCK_GRACE_PERIOD", "signing_key": "FLAMINGOCK_SIGNING_KEY"}
+_KEYS = frozenset({"namespace", "name", "bus", "kafka", "bus_options", "store",
+                   "store_options", "settings", "stages", "compensate", "lock_timeout",
+                   "grace_period", "signing_key", "trust"})
+_SECONDS = ("lock_timeout", "grace_period")
+
+
+class CompensationScope(enum.StrEnum):
+    """What a failed run compensates: the failed unit only, or everything it applied."""
+
+    RUN = "run"
+    FAILED_UNIT = "failed-unit"
+
+
+@dataclass(frozen=True)
+class StageSource:
+    """A stage as the configuration names it: where its units are, not yet loaded."""
+
+    name: str
+    units: tuple[str, ...]
+    where: str
+    """``file:line`` of the stage, for messages."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know about a namespace besides its units' code."""
+
+    namespace: str = "default"
+    name: str = ""
+    """The workflow's name (default: the namespace)."""
+    bus: str = DEFAULT_BUS
+    bus_options: Mapping[str, str] = field(default_factory=dict)
+    """Options of the bus: Kafka's ``topic_prefix`` and librdkafka properties."""
+    store: str = DEFAULT_STORE
+    store_options: Mapping[str, str] = field(default_factory=dict)
+    lock_timeout: float = 60.0
+    grace_period: float = 30.0
+    """After a first SIGTERM/SIGINT, how long the current change may take to finish."""
+    signing_key: str | None = None
+    """This runner's (or requester's) Ed25519 private key file (see docs/compliance.md)."""
+    trust: str | tuple[Mapping[str, Any], ...] | None = None
+    """The trust store: a list of trusted keys, or a folder with a trust.yaml."""
+    compensate: CompensationScope = CompensationScope.RUN
+    unit_settings: Mapping[str, Any] = field(default_factory=dict)
+    """The ``settings`` block: handed to every unit as ``ctx.settings``."""
+    stages: tuple[StageSource, ...] = ()
+    source: str = "<code>"
+    """The configuration file these came from."""
+
+    @property
+    def base(self) -> Path:
+        """The folder that relative unit paths start from."""
+        return Path(self.source).parent if self.source != "<code>" else Path.cwd()
+
+    def but(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` (flags) applied; ``None`` values change nothing."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        if "compensate" in given:
+            given["compensate"] = _compensate(given["compensate"], "compensate")
+        return replace(self, **given) if given else self
+
+
+def resolve_settings(config: str | Path | None = None, *, required: bool = False,
+                     read_file: bool = True, env: Mapping[str, str] | None = None,
+                     **flags: Any) -> Settings:
+    """Settings from ``flags`` > the file ``config`` (default ``./flamingock.yaml``) >
+    ``env`` (default: the process environment) > defaults.
+
+    Without a file the defaults apply, unless ``required`` (commands that run units);
+    ``read_file=False`` is for workflows built in code.
+    """
+    env = os.environ if env is None else env
+    path = Path(config or CONFIG_FILE)
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    values: dict[str, Any] = {}
+    for key, variable in _ENVIRONMENT.items():
+        if env.get(variable):
+            values[key] = env[variable]
+    if read_file and path.exists():
+        values.update(_read(path))
+    elif required:
+        raise ConfigError(
+            f"{path}: no workflow file here. Run `flamingock-es init` to create one, or pass "
+            "--config PATH.")
+    values.update({k: v for k, v in flags.items() if v is not None})
+    values.setdefault("name", values.get("namespace", "default"))
+    for key in _SECONDS:
+        if key in values:
+            try:
+                values[key] = float(values[key])
+            except ValueError as exc:
+                raise ConfigError(f"{key} must be a number of seconds, not "
+                                  f"{values[key]!r}") from exc
+    values["compensate"] = _compensate(values.get("compensate", "run"), values.get("source"))
+    return Settings(**values)
+
+
+def _compensate(value: object, where: object) -> CompensationScope:
+    try:
+        return CompensationScope(str(value))
+    except ValueError as exc:
+        raise ConfigError(f"{where or 'compensate'}: compensate is 'run' or 'failed-unit', "
+                          f"not {value!r}") from exc
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The file's settings, checked; local paths made relative to the file."""
+    doc = load_document(path)
+    if not isinstance(doc, Located):
+        raise ConfigError(f"{path}:1: expected a mapping with namespace and stages")
+    for key in doc:
+        if key not in _KEYS:
+            raise ConfigError(f"{doc.where(key)}: unknown key {key!r}; "
+                              f"expected one of {', '.join(sorted(_KEYS - {'bus_options'}))}")
+    if "namespace" not in doc:
+        raise ConfigError(f"{doc.where()}: missing 'namespace'")
+    base = path.parent
+    out: dict[str, Any] = {"source": str(path), "namespace": str(doc["namespace"])}
+    for key in ("name", "compensate", *_SECONDS):
+        if key in doc:
+            out[key] = doc[key]
+    if "signing_key" in doc:
+        out["signing_key"] = str(base / str(doc["signing_key"]))
+    if "trust" in doc:
+        trust = doc["trust"]
+        if not isinstance(trust, str | list):
+            raise ConfigError(f"{doc.where('trust')}: trust is a list of trusted keys or the "
+                              "folder of a trust.yaml")
+        out["trust"] = str(base / trust) if isinstance(trust, str) else tuple(trust)
+    for key in ("bus", "store"):
+        if key in doc:
+            out[key] = _anchor(str(doc[key]), base)
+    options = doc.get("kafka", doc.get("bus_options", {}))
+    out["bus_options"] = _options(options, doc.where("kafka" if "kafka" in doc else
+                                                     "bus_options"))
+    out["store_options"] = _options(doc.get("store_options", {}), doc.where("store_options"))
+    unit_settings = doc.get("settings", {})
+    if not isinstance(unit_settings, Mapping):
+        raise ConfigError(f"{doc.where('settings')}: settings must be a mapping")
+    out["unit_settings"] = dict(unit_settings)
+    out["stages"] = tuple(_stage(raw, doc) for raw in doc.get("stages") or ())
+    return out
+
+
+def _options(raw: Any, where: str) -> dict[str, str]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of option names to values")
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _stage(raw: Any, doc: Located) -> StageSource:
+    if not isinstance(raw, Located) or "name" not in raw or "units" not in raw:
+        where = raw.where() if isinstance(raw, Located) else doc.where("stages")
+        raise ConfigError(f"{where}: a stage needs a name and a list of units sources")
+    units = raw["units"]
+    sources = (units,) if isinstance(units, str) else tuple(str(u) for u in units)
+    return StageSource(str(raw["name"]), sources, raw.where("units"))
+
+
+def _anchor(url: str, base: Path) -> str:
+    scheme, sep, rest = url.partition(":")
+    if sep and scheme in ("local", "file", "sqlite") and rest and not Path(rest).is_absolute():
+        return f"{scheme}:{base / rest}"
+    return url

@@ -1,0 +1,142 @@
+"""Workflows: the ordered stages of ChangeUnits a namespace applies, with their settings.
+
+A workflow is its :class:`~flamingock_es.definition.settings.Settings` plus the units they
+name, loaded.
+Build one in code with :meth:`Workflow.of`, or from a ``flamingock.yaml`` with
+:func:`load_workflow` (which imports the units' code; reading settings alone never does).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.changes import ChangeUnit
+from ..errors import ConfigError
+from ._speedups.gcbatch import batched_gc
+from ._speedups.unit_cache import UnitCache
+from .loader import UNIT_MODULE_PREFIX, load_units
+from .settings import CompensationScope, Settings, resolve_settings
+
+__all__ = ["CompensationScope", "Stage", "Workflow", "load_workflow"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Units that run one after another, in ``order``."""
+
+    name: str
+    units: tuple[ChangeUnit, ...]
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """Everything a run needs to know: its settings and its units, in execution order."""
+
+    config: Settings
+    stages: tuple[Stage, ...] = field(default=())
+
+    @property
+    def namespace(self) -> str:
+        return self.config.namespace
+
+    @property
+    def name(self) -> str:
+        return self.config.name or self.config.namespace
+
+    @property
+    def bus(self) -> str:
+        return self.config.bus
+
+    @property
+    def bus_options(self) -> Mapping[str, str]:
+        return self.config.bus_options
+
+    @property
+    def lock_timeout(self) -> float:
+        return self.config.lock_timeout
+
+    @property
+    def compensate(self) -> CompensationScope:
+        return self.config.compensate
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """The ``settings`` block, handed to every unit as ``ctx.settings``."""
+        return self.config.unit_settings
+
+    @property
+    def source(self) -> str:
+        return self.config.source
+
+    def units(self) -> Iterator[tuple[Stage, ChangeUnit]]:
+        """Every unit, in execution order."""
+        for stage in self.stages:
+            for unit in stage.units:
+                yield stage, unit
+
+    def unit(self, unit_id: str) -> ChangeUnit | None:
+        return next((u for _, u in self.units() if u.id == unit_id), None)
+
+    def with_config(self, **changes: Any) -> Workflow:
+        """The same units under changed settings (flags); ``None`` values change nothing."""
+        return Workflow(self.config.but(**changes), self.stages)
+
+    @classmethod
+    def of(cls, namespace: str, stages: Mapping[str, Sequence[ChangeUnit]],
+           **options: Any) -> Workflow:
+        """Build a workflow in code: ``Workflow.of("shop", {"data": [unit_a, unit_b]})``.
+
+        ``options`` are settings (``bus``, ``lock_timeout``, ``settings`` for the units' block,
+        ...); what is not given comes from the environment and the defaults.
+        """
+        if "settings" in options:
+            options["unit_settings"] = options.pop("settings")
+        config = resolve_settings(read_file=False, namespace=namespace, **options)
+        built = tuple(Stage(name, tuple(sorted(units, key=lambda u: u.order)))
+                      for name, units in stages.items())
+        _check_unique(built)
+        return cls(config, built)
+
+
+def load_workflow(config: Settings | str | Path | None = None, **flags: Any) -> Workflow:
+    """Load the units of a configuration's stages (importing their code, unless the unit
+    cache beside the file still holds it: see :mod:`flamingock_es.definition._speedups.unit_cache`).
+
+    ``config`` is resolved settings, or the path of a ``flamingock.yaml`` (default: ./);
+    ``flags`` (``namespace``, ``bus``, ...) win over the file. Errors name the file and line.
+    """
+    settings = config if isinstance(config, Settings) else \
+        resolve_settings(config, required=True, **flags)
+    if not settings.stages:
+        raise ConfigError(f"{settings.source}: missing 'stages': list the stages and where "
+                          "their units are")
+    base = str(settings.base.resolve())
+    if base not in sys.path:  # units and python-call targets import modules beside the file
+        sys.path.insert(0, base)
+    cache = UnitCache.beside(Path(settings.source), UNIT_MODULE_PREFIX) \
+        if settings.source != "<code>" else None
+    stages = []
+    with batched_gc():  # thousands of restored units: see gcbatch.py
+        for source in settings.stages:
+            units = load_units(source.units, settings.base, source.where, cache)
+            stages.append(Stage(source.name, tuple(sorted(units, key=lambda u: u.order))))
+    if cache is not None:
+        cache.save()
+    _check_unique(stages)
+    return Workflow(settings, tuple(stages))
+
+
+def _check_unique(stages: Sequence[Stage]) -> None:
+    seen: dict[str, ChangeUnit] = {}
+    for stage in stages:
+        for unit in stage.units:
+            first = seen.setdefault(unit.id, unit)
+            if first is not unit:
+                raise ConfigError(
+                    f"{unit.source}: duplicate ChangeUnit id {unit.id!r}, already defined at "
+                    f"{first.source}. Ids are unique per namespace; rename one of them."
+                )

@@ -1,0 +1,1 @@
+"""The run: plan, lock, apply each unit between two durable events, compensate."""

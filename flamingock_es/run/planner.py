@@ -1,0 +1,307 @@
+"""The plan: which units a run would apply, in order, and why every other one is skipped.
+
+Pure, like the fold: a workflow and a state in, a :class:`Plan` out. ``plan`` prints it,
+``run`` executes it, ``wait`` polls it, ``status`` turns it into rows; ``undo`` asks it which
+units to compensate.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..core.changes import ChangeUnit, Recovery
+from ..core.state import LockState, State, UnitState, UnitStatus
+from ..definition.workflow import Stage, Workflow
+from ..errors import ChecksumDriftError, ConfigError, ManualInterventionRequired
+
+__all__ = [
+    "Action",
+    "Blocker",
+    "NamespaceStatus",
+    "Plan",
+    "PlannedUnit",
+    "StatusRow",
+    "UndoScope",
+    "make_plan",
+    "mark_commands",
+    "namespace_status",
+    "only",
+    "undo_targets",
+]
+
+
+class Action(enum.StrEnum):
+    RUN = "run"
+    SKIP = "skip"
+    ACCEPT_DRIFT = "accept-drift"
+    BLOCKED = "blocked"
+
+
+@dataclass(frozen=True)
+class PlannedUnit:
+    """One unit's fate in this plan."""
+
+    stage: str
+    unit: ChangeUnit
+    action: Action
+    reason: str
+    previous: UnitState | None = None
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why the run cannot go on without a person's decision, and the commands that decide."""
+
+    unit_id: str
+    kind: str
+    """``drift`` or ``manual-intervention``."""
+    message: str
+    resolve: str
+    """The command(s) that resolve it, one per line."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    units: tuple[PlannedUnit, ...]
+    blockers: tuple[Blocker, ...] = ()
+    unknown: tuple[str, ...] = field(default=())
+    """Units the log knows and the workflow does not (deleted or renamed definitions)."""
+
+    @property
+    def to_run(self) -> list[PlannedUnit]:
+        return [p for p in self.units if p.action is Action.RUN]
+
+    @property
+    def drift_to_accept(self) -> list[PlannedUnit]:
+        return [p for p in self.units if p.action is Action.ACCEPT_DRIFT]
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.to_run or self.drift_to_accept)
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.has_work and not self.blockers
+
+    @property
+    def in_doubt(self) -> list[PlannedUnit]:
+        """Units whose last attempt started and never finished, whether their recovery
+        strategy retries them or a person decides (blocked)."""
+        return [p for p in self.units
+                if p.previous is not None and p.previous.status is UnitStatus.STARTED]
+
+    @property
+    def check_code(self) -> int:
+        """``plan --check``'s exit code: 7 (as ``run``'s manual intervention) when a unit is
+        blocked for a person or in doubt, 6 (as ``run``'s drift) when an applied unit changed
+        and the drift is not accepted, 0 when ``run`` could go ahead on its own."""
+        if self.in_doubt or any(b.kind != "drift" for b in self.blockers):
+            return ManualInterventionRequired.exit_code
+        return ChecksumDriftError.exit_code if self.blockers else 0
+
+
+def only(plan: Plan, units: Sequence[str] | None, workflow: Workflow) -> Plan:
+    """``plan`` narrowed to ``units`` (all of it when ``units`` is empty)."""
+    if not units:
+        return plan
+    wanted = set(units)
+    unknown = wanted - {p.unit.id for p in plan.units}
+    if unknown:
+        raise ConfigError(f"unknown unit(s) {', '.join(sorted(unknown))} in workflow "
+                          f"{workflow.name!r}")
+    return Plan(tuple(p for p in plan.units if p.unit.id in wanted),
+                tuple(b for b in plan.blockers if b.unit_id in wanted), plan.unknown)
+
+
+@dataclass(frozen=True)
+class UndoScope:
+    """Which applied units ``undo`` compensates: those after ``to``, the newest ``count``, or
+    (neither given) every one, back to before the first unit."""
+
+    to: str | None = None
+    count: int | None = None
+
+    @property
+    def flag(self) -> str:
+        """The scope as the command line says it (``--to u1``, ``--count 2``, ``--all``)."""
+        if self.to is not None:
+            return f"--to {self.to}"
+        return f"--count {self.count}" if self.count is not None else "--all"
+
+
+def undo_targets(workflow: Workflow, state: State, scope: UndoScope | str) -> list[ChangeUnit]:
+    """The applied units in ``scope`` in workflow order, newest first: what ``undo`` reverts.
+
+    Refuses, before anything runs, when one of them has no rollback, or when a unit it would
+    reach past is failed or in doubt (a person decides that one first).
+    """
+    scope = UndoScope(to=scope) if isinstance(scope, str) else scope
+    order = [u for _, u in workflow.units()]
+    reach = order
+    if scope.to is not None:
+        ids = [u.id for u in order]
+        if scope.to not in ids:
+            raise ConfigError(f"undo --to {scope.to!r}: no such unit in workflow "
+                              f"{workflow.name!r}")
+        reach = order[ids.index(scope.to) + 1:]
+    if scope.count is not None and scope.count < 1:
+        raise ConfigError(f"undo --count {scope.count}: give a count of 1 or more")
+    applied = [u for u in reversed(reach)
+               if (s := state.units.get(u.id)) is not None and s.status.is_applied]
+    targets = applied[:scope.count] if scope.count is not None else applied
+    if targets and scope.count is not None:  # the oldest target is as far as undo reaches
+        reach = reach[[u.id for u in reach].index(targets[-1].id):]
+    undecided = [s for u in reach if (s := state.units.get(u.id)) is not None
+                 and s.needs_attention]
+    if undecided:
+        unit = undecided[0]
+        raise ManualInterventionRequired(
+            f"cannot undo {scope.flag}: {unit.unit_id} is {unit.status.value}, and undo would "
+            "reach past it. Check the target system, then record what you found:\n  "
+            + "\n  ".join(mark_commands(unit)))
+    missing = [u.id for u in targets if u.rollback is None]
+    if missing:
+        verb = "has" if len(missing) == 1 else "have"
+        raise ConfigError(f"cannot undo {scope.flag}: {_words(missing)} {verb} no rollback. "
+                          "Write one, or, once reverted by hand, mark "
+                          f"{'it' if len(missing) == 1 else 'them'} rolled back.")
+    return targets
+
+
+def _words(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One unit as ``status`` shows it."""
+
+    unit_id: str
+    stage: str
+    status: str
+    """A :class:`UnitStatus` value, or ``PENDING`` for a unit never run."""
+    last_run: str | None
+    finished_at: datetime | None
+    detail: str
+    resolve: str | None
+    """The command that resolves it, when it needs a person."""
+
+
+@dataclass(frozen=True)
+class NamespaceStatus:
+    """Every unit of a workflow with its status, the lock, and what the log knows beyond."""
+
+    namespace: str
+    rows: list[StatusRow]
+    lock: LockState | None
+    unknown: list[str]
+    events: int
+
+    @property
+    def attention(self) -> list[StatusRow]:
+        return [row for row in self.rows if row.resolve]
+
+
+def namespace_status(workflow: Workflow, state: State, plan: Plan,
+                     holder: str | None = None) -> NamespaceStatus:
+    """The rows of ``status``: each unit's derived status and, if blocked, how to resolve it.
+
+    ``holder`` is who holds the lock right now: a unit started by that holder's run is
+    running, not in doubt, and needs no one.
+    """
+    blockers = {b.unit_id: b for b in plan.blockers}
+    rows = []
+    for planned in plan.units:
+        unit = state.units.get(planned.unit.id)
+        blocker = blockers.get(planned.unit.id)
+        detail = planned.reason
+        run = state.runs.get(unit.last_run_id) if unit is not None else None
+        if unit is not None and run is not None and unit.status is UnitStatus.STARTED \
+                and holder is not None and run.holder == holder:
+            since = f"{unit.started_at:%Y-%m-%d %H:%M:%S} UTC" if unit.started_at else "?"
+            detail, blocker = f"running now in run {run.run_id} (held by {holder}, started " \
+                              f"{since})", None
+        if unit is not None and unit.error:
+            detail += f"; error: {unit.error}"
+        if unit is not None and unit.rollback_error:
+            detail += f"; rollback error: {unit.rollback_error}"
+        rows.append(StatusRow(
+            planned.unit.id, planned.stage, unit.status.value if unit else "PENDING",
+            unit.last_run_id if unit else None, unit.finished_at if unit else None, detail,
+            blocker.resolve if blocker else None))
+    return NamespaceStatus(workflow.namespace, rows, state.lock, list(plan.unknown),
+                           state.events)
+
+
+def mark_commands(unit: UnitState) -> tuple[str, ...]:
+    """The commands that resolve a unit needing attention, one per decision a person can
+    take. ``--seen`` carries where its history was: a mark refuses if it moved meanwhile."""
+    return tuple(f'flamingock-es mark {unit.unit_id} --as {choice} --reason "..." '
+                 f"--seen {unit.position}" for choice in ("applied", "rolled-back"))
+
+
+def make_plan(workflow: Workflow, state: State, accept_drift: bool = False) -> Plan:
+    """Decide each unit's action from its last recorded status (see docs/recovery.md)."""
+    planned: list[PlannedUnit] = []
+    blockers: list[Blocker] = []
+    for stage, unit in workflow.units():
+        entry, blocker = _decide(stage, unit, state.units.get(unit.id), accept_drift)
+        planned.append(entry)
+        if blocker is not None:
+            blockers.append(blocker)
+    known = {u.id for _, u in workflow.units()}
+    unknown = tuple(uid for uid in state.units if uid not in known)
+    return Plan(tuple(planned), tuple(blockers), unknown)
+
+
+def _decide(
+    stage: Stage, unit: ChangeUnit, last: UnitState | None, accept_drift: bool
+) -> tuple[PlannedUnit, Blocker | None]:
+    def entry(action: Action, reason: str) -> PlannedUnit:
+        return PlannedUnit(stage.name, unit, action, reason, last)
+
+    if last is None:
+        return entry(Action.RUN, "pending"), None
+    status = last.status
+    if status.is_applied:
+        if last.checksum != unit.checksum:
+            if accept_drift or unit.accept_drift:
+                return entry(Action.ACCEPT_DRIFT, "changed since applied; drift accepted"), None
+            message = (f"{unit.source}: unit {unit.id!r} changed after it was applied "
+                       f"(checksum {last.checksum[:12]} -> {unit.checksum[:12]}). Revert the "
+                       "edit and write a new unit instead, or accept the drift.")
+            resolve = "flamingock-es run --accept-drift (or accept_drift: true on the unit)"
+            return (entry(Action.BLOCKED, "checksum drift"),
+                    Blocker(unit.id, "drift", message, resolve))
+        if unit.run_always:
+            return entry(Action.RUN, "run-always"), None
+        return entry(Action.SKIP, f"applied in run {last.last_run_id}"), None
+    if status in (UnitStatus.ROLLED_BACK, UnitStatus.MANUAL_MARKED_AS_ROLLED_BACK):
+        return entry(Action.RUN, f"pending again: {status.value.lower().replace('_', ' ')}"), None
+    # STARTED (in doubt), FAILED, ROLLBACK_FAILED
+    if last.failed_before_start:
+        return entry(Action.RUN, "retry: its last attempt failed before it started "
+                                 "(nothing was changed)"), None
+    doubt = _doubt(last)
+    if unit.recovery is Recovery.ALWAYS_RETRY and status is not UnitStatus.ROLLBACK_FAILED:
+        return entry(Action.RUN, f"retry ({doubt})"), None
+    message = (f"unit {unit.id!r} is {doubt} in run {last.last_run_id}"
+               + (f" ({last.error})" if last.error else "")
+               + (f"; its rollback failed too ({last.rollback_error})"
+                  if last.rollback_error else "")
+               + ". Its recovery strategy is manual-intervention: check the target system, "
+                 "then record what you found.")
+    return (entry(Action.BLOCKED, doubt),
+            Blocker(unit.id, "manual-intervention", message, "\n".join(mark_commands(last))))
+
+
+def _doubt(last: UnitState) -> str:
+    if last.status is not UnitStatus.STARTED:
+        return last.status.value.lower().replace("_", " ")
+    if last.interrupted:
+        return f"in doubt: interrupted by {last.interrupted}"
+    return "in doubt: started, never finished (the process died)"

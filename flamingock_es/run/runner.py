@@ -1,0 +1,530 @@
+"""The runner: lock, rebuild, plan, apply each unit between two durable events, compensate.
+
+Every step is an audit event appended *before* the next side effect: ``ChangeStarted`` is
+durable before a unit runs, its outcome after. Every run that takes the lock is framed the
+same way (:meth:`Runner.frame`): ``RunStarted`` and ``LockAcquired`` first, ``RunFinished``
+and ``LockReleased`` last, whatever happens in between: a failure, a lost lock excepted (its
+writes are fenced), or a signal (:mod:`flamingock_es.run.signals`). Everything that can be checked
+is checked before the lock is taken, so a run does not stop halfway on a typo. A run that
+finds nothing to do takes no lock and writes nothing, so that many application instances
+start fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+from ..adapters import Backend
+from ..core import snapshots
+from ..core.changes import ChangeContext, ChangeUnit
+from ..core.codec import AuditCodec
+from ..core.events import (
+    ChangeFailed,
+    ChangeInterrupted,
+    ChangeStarted,
+    ChangeSucceeded,
+    CompensationFailed,
+    CompensationStarted,
+    CompensationSucceeded,
+    ErrorInfo,
+    HistoryVouched,
+    LockAcquired,
+    LockLost,
+    LockReleased,
+    ManualMark,
+    MarkedAs,
+    RecordQuarantined,
+    Requester,
+    RunFinished,
+    RunOutcome,
+    RunStarted,
+    TraceContext,
+)
+from ..core.ports import Lease
+from ..core.reading import check_integrity, read_log
+from ..core.recorder import Recorder, RunIdentity, local_actor, new_run_id
+from ..core.state import Finding, State, UnitState
+from ..core.trust import Signer, TrustStore
+from ..definition.loader import resolved_parameters
+from ..definition.workflow import CompensationScope, Workflow
+from ..errors import (
+    AppendError,
+    ChangedMeanwhileError,
+    ChecksumDriftError,
+    ConfigError,
+    FlamingockError,
+    LockLostError,
+    LockTimeoutError,
+    ManualInterventionRequired,
+    RunInterrupted,
+    StepNotStarted,
+    UnitFailedError,
+)
+from .planner import Plan, PlannedUnit, UndoScope, make_plan, only, undo_targets
+from .progress import Progress
+from .results import RunResult
+from .signals import Interrupts, StepInterrupted, exit_code
+
+__all__ = ["Frame", "Runner"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Frame:
+    """A run in progress under the lock: where it records, and what it has done so far."""
+
+    recorder: Recorder
+    lease: Lease
+    result: RunResult
+
+
+class Runner:
+    """Runs one workflow against one backend. One instance per run."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        backend: Backend,
+        progress: Progress,
+        *,
+        accept_drift: bool = False,
+        trigger: str = "library",
+        request_id: str | None = None,
+        requester: Requester | None = None,
+        service_version: str | None = None,
+        trace: Callable[[], TraceContext | None] = lambda: None,
+        interrupts: Interrupts | None = None,
+        trust: TrustStore | None = None,
+        signer: Signer | None = None,
+        state: State | None = None,
+    ) -> None:
+        self.workflow, self.backend, self.progress = workflow, backend, progress
+        self.accept_drift, self.trigger = accept_drift, trigger
+        self.request_id, self.requester = request_id, requester
+        self.interrupts = interrupts or Interrupts(workflow.config.grace_period)
+        """What signals asked of the run; set ``interrupts.stop`` to end it after the
+        current unit, its outcome recorded and the lock released."""
+        self.trust, self.signer = trust, signer
+        self.codec = AuditCodec()
+        self.state = state if state is not None else State()
+        """What the log said when last read; a long-lived caller (``serve``) passes the one it
+        keeps, so that each run reads only what the log gained since."""
+        self.run_id = new_run_id()
+        self.identity = RunIdentity(workflow.namespace, self.run_id,
+                                    local_actor(service_version), request_id)
+        self._trace = trace
+        self._from_snapshot = False
+
+    # Reading -------------------------------------------------------------------------------
+
+    def refresh(self, *, check: bool = True) -> State:
+        """Fold whatever the log gained since the last read (starting from the latest
+        snapshot, when it holds); refuse a log with a finding (unless ``check`` is off: the
+        commands that decide about findings)."""
+        if self.state.position < 0 and not self._from_snapshot:
+            self._from_snapshot = True
+            found = snapshots.load(self.backend.snapshots, self.backend.log,
+                                   self.workflow.namespace, self.trust)
+            if found is not None:
+                self.state.take(found)
+        read_log(self.backend.log, self.state, self.codec, self.trust)
+        return check_integrity(self.state, self.backend.log.name, self.trust) if check \
+            else self.state
+
+    def plan(self, units: Sequence[str] | None = None) -> Plan:
+        return only(make_plan(self.workflow, self.refresh(), self.accept_drift), units,
+                    self.workflow)
+
+    # Running -------------------------------------------------------------------------------
+
+    def run(self, units: Sequence[str] | None = None) -> RunResult:
+        """Apply what is pending (only ``units`` if given); on failure compensate, then raise."""
+        # Blockers read without the lock may belong to a runner still at work (its unit is
+        # STARTED or FAILED until it finishes or compensates): only the lock can tell, so
+        # they are decided under it, after that runner is done.
+        plan = self.plan(units)
+        if not plan.has_work and not plan.blockers:
+            self.progress.up_to_date(plan)
+            return RunResult(None, None, skipped=len(plan.units))
+        self._check_before_lock(plan)
+        with self._locked() as (recorder, lease):
+            plan = self.plan(units)  # another runner may have done it while we waited
+            _raise_blockers(plan)
+            if not plan.has_work:
+                self.progress.up_to_date(plan, after_wait=True)
+                return RunResult(None, None, skipped=len(plan.units))
+            with self._frame(recorder, lease, self.trigger, plan) as frame:
+                self._execute(plan, frame)
+            return frame.result
+
+    def _check_before_lock(self, plan: Plan) -> None:
+        """Every ``${VAR}`` resolves and every parameter fits its template, or nothing starts."""
+        for planned in plan.to_run:
+            params = resolved_parameters(planned.unit, os.environ)
+            if planned.unit.check is not None:
+                planned.unit.check(params)
+
+    @contextmanager
+    def _locked(self, *, check: bool = True) -> Iterator[tuple[Recorder, Lease]]:
+        holder = f"{self.identity.actor.host}:{os.getpid()}:{self.run_id}"
+        try:
+            lease = self.backend.lock.acquire(holder, self.workflow.lock_timeout, self._waiting)
+        except LockTimeoutError as exc:
+            raise LockTimeoutError(f"{exc} {self._holder_text()}") from exc
+        writer = None
+        try:
+            writer = self.backend.log.writer(lease)
+            self.refresh(check=check)
+            signer = self.signer
+            recorder = Recorder(writer, self.state, self.identity, self.codec, self._trace,
+                                signer.sign if signer else None,
+                                signer.key_id if signer else None)
+            try:
+                yield recorder, lease
+            finally:  # whatever the run's outcome: what it recorded is the log now
+                if recorder.appended and not lease.lost:
+                    self._snapshot()
+        finally:
+            if writer is not None:
+                writer.close()
+            lease.release()
+
+    @contextmanager
+    def frame(self, trigger: str, planned: Sequence[str] = (), *,
+              check: bool = True) -> Iterator[Frame]:
+        """Hold the lock and record a run of ``trigger`` (``mark``, ``undo``, a request's
+        answer) around a block; the block records its steps through ``frame.recorder``."""
+        with self._locked(check=check) as (recorder, lease), \
+                self._frame(recorder, lease, trigger, planned) as frame:
+            yield frame
+
+    @contextmanager
+    def _frame(self, recorder: Recorder, lease: Lease, trigger: str,
+               planned: Plan | Sequence[str]) -> Iterator[Frame]:
+        ids = tuple(p.unit.id for p in planned.to_run) if isinstance(planned, Plan) \
+            else tuple(planned)
+        recorder.record(
+            RunStarted(workflow=self.workflow.name, trigger=trigger, planned=ids,
+                       requester=self.requester),
+            LockAcquired(holder=lease.holder, lock=lease.lock, generation=lease.generation))
+        frame = Frame(recorder, lease, RunResult(self.run_id, None))
+        if isinstance(planned, Plan):
+            frame.result.skipped = len(planned.units) - len(ids)
+            self.progress.run_started(self.run_id, planned)
+        result = frame.result
+        try:
+            yield frame
+        except LockLostError as exc:
+            self._record_lock_lost(recorder, lease, str(exc))
+            raise
+        except AppendError:
+            raise  # the log refuses writes: nothing more can be recorded
+        except Exception as exc:
+            result.outcome = result.outcome or RunOutcome.FAILED
+            result.error = result.error or ErrorInfo.of(exc)
+            self._finish(frame)
+            raise
+        result.outcome = result.outcome or RunOutcome.SUCCEEDED
+        self._finish(frame)
+
+    def _finish(self, frame: Frame) -> None:
+        result = frame.result
+        assert result.outcome is not None
+        frame.recorder.record(
+            RunFinished(outcome=result.outcome, applied=tuple(result.applied),
+                        error=result.error, not_started=tuple(result.not_started)),
+            LockReleased(holder=frame.lease.holder))
+        self.progress.run_finished(result)
+
+    def _snapshot(self) -> None:
+        """Leave a snapshot of what the log now says, for the next start-up: a cache, so a
+        failure to write it is only a warning."""
+        try:
+            snapshots.save(self.backend.snapshots, self.state, self.workflow.namespace,
+                           self.signer)
+        except FlamingockError as exc:
+            log.warning("no snapshot written: %s", exc)
+
+    def _holder_text(self) -> str:
+        lock = read_log(self.backend.log, self.state, self.codec).lock
+        if lock is None:
+            return "No holder is recorded in the audit log yet."
+        return (f"Held by {lock.holder} (run {lock.run_id}) since {lock.since:%Y-%m-%d %H:%M:%S}"
+                " UTC per the audit log.")
+
+    def _waiting(self, seconds: float) -> None:
+        if self.interrupts.stop.is_set():
+            raise RunInterrupted("stopped while waiting for the lock; nothing was run")
+        self.progress.waiting(seconds, self._holder_text())
+
+    def _execute(self, plan: Plan, frame: Frame) -> None:
+        recorder, result, to_run = frame.recorder, frame.result, plan.to_run
+        for drift in plan.drift_to_accept:
+            before = drift.previous.checksum if drift.previous else "?"
+            recorder.record(ManualMark(
+                unit_id=drift.unit.id, marked_as=MarkedAs.APPLIED, checksum=drift.unit.checksum,
+                reason=f"checksum drift accepted: {before} -> {drift.unit.checksum}"))
+            self.progress.drift_accepted(drift.unit.id)
+        for index, planned in enumerate(to_run):
+            frame.lease.check()
+            result.not_started = [p.unit.id for p in to_run[index + 1:]]
+            if self.interrupts.stop.is_set():
+                result.not_started.insert(0, planned.unit.id)
+                result.error = ErrorInfo(type="Interrupted", message=(
+                    f"stopped on request ({self.interrupts.first or 'stop'}) after "
+                    f"{len(result.applied)} unit(s); {len(result.not_started)} not started"))
+                raise RunInterrupted(f"{result.error.message}; the next run applies them")
+            self.progress.unit_started(index + 1, len(to_run), planned)
+            error, started = self._apply(planned, frame)
+            if error is None:
+                result.applied.append(planned.unit.id)
+                continue
+            result.error = error
+            result.outcome = self._compensate(planned, error, frame, own=started)
+            raise UnitFailedError(f"unit {planned.unit.id!r} failed: {error}"
+                                  + _compensation_summary(result))
+
+    def _context(self, unit: ChangeUnit, params: dict[str, object]) -> ChangeContext:
+        return ChangeContext(self.workflow.namespace, self.run_id, unit.id, params,
+                             self.workflow.settings)
+
+    def _apply(self, planned: PlannedUnit, frame: Frame) -> tuple[ErrorInfo | None, bool]:
+        """Run one unit between its two events: its error, if any, and whether its side
+        effect could have started."""
+        unit, recorder = planned.unit, frame.recorder
+        params = dict(resolved_parameters(unit, os.environ))
+        attempt = (planned.previous.attempts if planned.previous else 0) + 1
+        recorder.record(ChangeStarted(
+            unit_id=unit.id, stage=planned.stage, author=unit.author, checksum=unit.checksum,
+            template=unit.template, parameters=unit.audit_parameters(), attempt=attempt,
+            reason=planned.reason))
+        started = time.perf_counter()
+        try:
+            with self.interrupts.step():
+                unit.apply(self._context(unit, params))
+        except StepInterrupted as stop:
+            self._interrupted(unit.id, stop, frame, compensating=False)
+        except StepNotStarted as exc:
+            error, ms = ErrorInfo.of(exc), _ms(started)
+            recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
+                                         duration_ms=ms, error=error, not_started=True))
+            self.progress.unit_failed(unit.id, error, ms)
+            return error, False
+        except Exception as exc:
+            error, ms = ErrorInfo.of(exc), _ms(started)
+            recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
+                                         duration_ms=ms, error=error))
+            self.progress.unit_failed(unit.id, error, ms)
+            return error, True
+        ms = _ms(started)
+        recorder.record(ChangeSucceeded(unit_id=unit.id, checksum=unit.checksum,
+                                        duration_ms=ms))
+        self.progress.unit_applied(unit.id, ms)
+        return None, True
+
+    def _interrupted(self, unit_id: str, stop: StepInterrupted, frame: Frame, *,
+                     compensating: bool) -> None:
+        """Record that a signal cut ``unit_id``'s step short (it is in doubt); end the run."""
+        frame.recorder.record(ChangeInterrupted(unit_id=unit_id, signal=stop.signal_name,
+                                                reason=stop.reason, compensating=compensating))
+        step = "rollback" if compensating else "apply"
+        frame.result.error = ErrorInfo(type="Interrupted", message=(
+            f"{stop.signal_name}: the {step} of {unit_id} was interrupted ({stop.reason}); it "
+            "is in doubt"))
+        raise RunInterrupted(f"{frame.result.error.message}. See `flamingock-es status` for "
+                             "how to resolve it.", exit_code(stop.signal_name))
+
+    def _compensate(self, failed: PlannedUnit, error: ErrorInfo, frame: Frame, *,
+                    own: bool) -> RunOutcome:
+        """Roll back the failed unit (unless its side effect never started), then (by
+        default) what this run applied, newest first."""
+        result = frame.result
+        targets: list[tuple[ChangeUnit, str, ErrorInfo | None]] = []
+        if own:
+            targets.append((failed.unit, f"its apply failed: {error}", error))
+        if self.workflow.compensate is CompensationScope.RUN:
+            targets += [(unit, f"unit {failed.unit.id!r} failed later in run {self.run_id}",
+                         None) for uid in reversed(result.applied)
+                        if (unit := self.workflow.unit(uid)) is not None]
+        all_ok = True
+        for unit, reason, original in targets:
+            frame.lease.check()
+            if unit.rollback is None:
+                self.progress.no_rollback(unit.id)
+                all_ok = False
+                continue
+            if self.compensate_unit(unit, reason, frame, original):
+                result.compensated.append(unit.id)
+            else:
+                all_ok = False
+        return RunOutcome.ROLLED_BACK if all_ok else RunOutcome.FAILED
+
+    def compensate_unit(self, unit: ChangeUnit, reason: str, frame: Frame,
+                        original: ErrorInfo | None = None) -> bool:
+        """Run ``unit``'s rollback between two audit events; True if it succeeded."""
+        assert unit.rollback is not None
+        recorder = frame.recorder
+        params = dict(resolved_parameters(unit, os.environ))
+        recorder.record(CompensationStarted(unit_id=unit.id, reason=reason))
+        self.progress.compensation_started(unit.id, reason)
+        started = time.perf_counter()
+        try:
+            with self.interrupts.step():
+                unit.rollback(self._context(unit, params))
+        except StepInterrupted as stop:
+            self._interrupted(unit.id, stop, frame, compensating=True)
+        except Exception as exc:
+            rollback_error, ms = ErrorInfo.of(exc), _ms(started)
+            recorder.record(CompensationFailed(unit_id=unit.id, duration_ms=ms,
+                                               error=rollback_error, original_error=original))
+            self.progress.compensation_failed(unit.id, rollback_error, original)
+            return False
+        ms = _ms(started)
+        recorder.record(CompensationSucceeded(unit_id=unit.id, duration_ms=ms))
+        self.progress.compensation_succeeded(unit.id, ms)
+        return True
+
+    # Runs that apply nothing new ---------------------------------------------------------
+
+    def undo(self, scope: UndoScope | str) -> RunResult:
+        """Compensate the applied units in ``scope`` (after a unit id, the newest N, or all),
+        newest first; the first rollback that fails ends it (``result.error`` says which)."""
+        scope = UndoScope(to=scope) if isinstance(scope, str) else scope
+        targets = undo_targets(self.workflow, self.refresh(), scope)
+        if not targets:
+            return RunResult(None, None)
+        with self.frame("undo", [unit.id for unit in targets]) as frame:
+            for index, unit in enumerate(targets):
+                if not self.compensate_unit(unit, f"undo {scope.flag}", frame):
+                    error = (self.state.units[unit.id].rollback_error
+                             or ErrorInfo(type="RollbackFailed", message="no detail"))
+                    frame.result.outcome = RunOutcome.FAILED
+                    frame.result.error = ErrorInfo(
+                        type=error.type, message=f"the rollback of {unit.id} failed: "
+                                                 f"{error.message}")
+                    frame.result.not_started = [u.id for u in targets[index + 1:]]
+                    break
+                frame.result.compensated.append(unit.id)
+        return frame.result
+
+    def mark(self, unit_id: str, marked_as: MarkedAs, reason: str,
+             seen: int | None = None) -> None:
+        """Record a person's decision about a unit, under the lock, if the unit's history is
+        still what they saw: its last event at position ``seen`` (default: where it is as
+        this call starts, before it may wait for the lock)."""
+        unit = self.workflow.unit(unit_id)
+        before = self.refresh().units.get(unit_id)
+        if unit is None and before is None:
+            raise ConfigError(f"unit {unit_id!r} is neither in workflow {self.workflow.name!r} "
+                              "nor in the audit log")
+        expected = seen if seen is not None else (before.position if before else -1)
+        was = _describe(before)  # the fold updates it in place: keep what it was now
+        checksum = unit.checksum if unit is not None and marked_as is MarkedAs.APPLIED else None
+        with self._locked() as (recorder, lease):
+            now = self.state.units.get(unit_id)
+            if (now.position if now else -1) != expected:
+                raise ChangedMeanwhileError(
+                    f"unit {unit_id!r} changed since it was looked at (offset {expected}): it "
+                    f"is now {_describe(now)}; it was {was} when this mark started. Nothing was"
+                    " recorded; look again with `flamingock-es status` and decide on what is "
+                    "there now.")
+            with self._frame(recorder, lease, "mark", [unit_id]):
+                recorder.record(ManualMark(unit_id=unit_id, marked_as=marked_as,
+                                           reason=reason, checksum=checksum))
+
+    def answer(self, outcome: RunOutcome, error: ErrorInfo | None = None) -> None:
+        """Record, under the lock, a run that applies nothing: how a request is answered
+        when it is rejected or finds nothing to do."""
+        with self.frame(self.trigger) as frame:
+            frame.result.outcome, frame.result.error = outcome, error
+
+    def quarantine(self, position: int, reason: str) -> Finding:
+        """Record an operator's decision that the record at ``position`` is not part of the
+        history. Only a record that is a finding can be quarantined."""
+        finding = self._finding_at(position, self.refresh(check=False))
+        record = next((data for at, data in self.backend.log.read(position) if at == position),
+                      b"")
+        with self._locked(check=False) as (recorder, lease):
+            finding = self._finding_at(position, self.state)
+            with self._frame(recorder, lease, "quarantine", ()):
+                recorder.record(RecordQuarantined(
+                    position=position, record_sha256=hashlib.sha256(record).hexdigest(),
+                    finding=f"{finding.kind}: {finding.reason}", reason=reason))
+        return finding
+
+    def _finding_at(self, position: int, state: State) -> Finding:
+        findings = state.findings(signatures=self.trust is not None)
+        found = next((f for f in findings if f.position == position), None)
+        if found is None:
+            listed = ", ".join(str(f.position) for f in findings[:10]) or "none"
+            raise ConfigError(f"offset {position} is not a record the readers refuse (findings "
+                              f"at: {listed}); quarantine only excludes those. `flamingock-es "
+                              "verify` lists them.")
+        return found
+
+    def vouch(self, through: int, reason: str) -> int:
+        """Record an operator's decision that the unsigned history up to ``through`` (the
+        log's head, as they saw it) is authentic; this run's signature then covers it.
+        Returns how many unsigned events it vouched for."""
+        if self.signer is None or self.trust is None:
+            raise ConfigError("vouch needs a trust store and a signing key: its signature is "
+                              "what covers the history")
+        with self._locked(check=False) as (recorder, lease):
+            state = self.state
+            findings = state.findings(signatures=True)
+            other = [f for f in findings if f.kind != "unsigned"]
+            if other:
+                raise ConfigError(f"offset {other[0].position} is {other[0].kind}: "
+                                  f"{other[0].reason}. Only unsigned, intact history can be "
+                                  "vouched for; quarantine or restore the rest first.")
+            if through != state.position:
+                raise ChangedMeanwhileError(
+                    f"the log's head is at offset {state.position}, not {through}: it changed "
+                    "since you looked. Check it again (`flamingock-es verify`), then vouch "
+                    f"--through {state.position}.")
+            with self._frame(recorder, lease, "vouch", ()):
+                recorder.record(HistoryVouched(through=through, head=state.head_hash,
+                                               unsigned=len(findings), reason=reason))
+        return len(findings)
+
+    def _record_lock_lost(self, recorder: Recorder, lease: Lease, why: str) -> None:
+        # Usually refused (a fenced writer cannot append): best effort, never masks the loss.
+        with suppress(FlamingockError):
+            recorder.record(LockLost(holder=lease.holder, reason=why))
+        self.progress.lock_lost(why)
+
+
+def _describe(unit: UnitState | None) -> str:
+    if unit is None:
+        return "never run"
+    return f"{unit.status.value} (offset {unit.position}, run {unit.last_run_id})"
+
+
+def _raise_blockers(plan: Plan) -> None:
+    if not plan.blockers:
+        return
+    blocker = plan.blockers[0]
+    more = f" (and {len(plan.blockers) - 1} more: see `flamingock-es status`)" \
+        if len(plan.blockers) > 1 else ""
+    error = ChecksumDriftError if blocker.kind == "drift" else ManualInterventionRequired
+    resolve = "\n              ".join(blocker.resolve.splitlines())
+    raise error(f"{blocker.message}\n  to resolve: {resolve}{more}")
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _compensation_summary(result: RunResult) -> str:
+    if result.outcome is RunOutcome.ROLLED_BACK:
+        done = ", ".join(result.compensated) or "nothing (it never started)"
+        return f"; compensated {done}: no partial state is left"
+    return (f"; compensated {', '.join(result.compensated) or 'nothing'}, but not everything "
+            "could be rolled back: see `flamingock-es status`")
