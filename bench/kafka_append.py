@@ -16,10 +16,10 @@ import uuid
 
 from confluent_kafka import Producer
 
-from flamingock_es.adapters import open_backend
 from flamingock_es.core.events import ChangeStarted, ChangeSucceeded
 from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
 from flamingock_es.core.state import State
+from flamingock_es.namespace import open_backend
 
 BOOTSTRAP = os.environ.get("FLAMINGOCK_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 UNITS = int(sys.argv[1]) if len(sys.argv) > 1 else 1000

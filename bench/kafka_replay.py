@@ -23,12 +23,12 @@ from typing import Any
 import fastavro
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from flamingock_es.adapters import open_backend
 from flamingock_es.adapters.kafka.event_log import _READ_CONFIG
 from flamingock_es.core.codec import AuditCodec, compiled_reader
 from flamingock_es.core.events import ChangeStarted, ChangeSucceeded, Payload
 from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
 from flamingock_es.core.state import State, fold
+from flamingock_es.namespace import open_backend
 
 BOOTSTRAP = os.environ.get("FLAMINGOCK_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 BATCH = 10_000

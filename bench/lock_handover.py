@@ -18,14 +18,14 @@ import threading
 import time
 import uuid
 
-from flamingock_es.adapters import open_backend
+from flamingock_es.namespace import open_backend
 
 BOOTSTRAP = os.environ.get("FLAMINGOCK_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 BUS = f"kafka://{BOOTSTRAP}"
 HOLDER = """
 import sys, time
-from flamingock_es.adapters import open_backend
+from flamingock_es.namespace import open_backend
 lease = open_backend(sys.argv[1], sys.argv[2]).lock.acquire("doomed", 60)
 print("held", flush=True)
 time.sleep(600)

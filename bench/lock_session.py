@@ -18,9 +18,8 @@ import tempfile
 import time
 import uuid
 
-from flamingock_es.adapters import Backend, open_backend
-from flamingock_es.core.reading import read_log
 from flamingock_es.core.state import State
+from flamingock_es.namespace import Backend, open_backend
 
 BOOTSTRAP = os.environ.get("FLAMINGOCK_KAFKA_BOOTSTRAP", "127.0.0.1:19092").split(",")[0]
 SESSIONS = int(sys.argv[1]) if len(sys.argv) > 1 else 50
@@ -34,7 +33,7 @@ def session(backend: Backend, state: State) -> dict[str, float]:
     marks.append(time.perf_counter())
     writer = backend.log.writer(lease)  # settles a dead holder's open transaction, if any
     marks.append(time.perf_counter())
-    read_log(backend.log, state)
+    backend.reader.catch_up(backend.log, state)
     marks.append(time.perf_counter())
     writer.close()
     lease.release()

@@ -25,10 +25,10 @@ from flamingock_es.projections import ProjectionWorker, open_store
 from flamingock_es.projections.documents import unit_key
 from flamingock_es.projections.stores import ProjectionStore
 
-from flamingock_es.adapters import Backend, open_backend
 from flamingock_es.core.events import ChangeStarted, ChangeSucceeded, Payload
 from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
 from flamingock_es.core.state import State
+from flamingock_es.namespace import Backend, open_backend
 
 UNITS = 200
 

@@ -26,9 +26,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from flamingock_es import ChangeContext, Workflow, change_unit, telemetry
-from flamingock_es.adapters import Backend, open_backend
-from flamingock_es.request.client import ChangeRequest, OutcomeFollower, RequestCodec
-from flamingock_es.request.service import serve
+from flamingock_es.api import serve
+from flamingock_es.core.backend import Backend
+from flamingock_es.core.recorder import Observer
+from flamingock_es.namespace import open_backend
+from flamingock_es.request.client import OutcomeFollower
+from flamingock_es.request.model import ChangeRequest, RequestCodec
 from flamingock_es.run.progress import Progress
 from flamingock_es.run.runner import Runner
 
@@ -59,7 +62,7 @@ def round_trip(bus: str, count: int, run_always: bool = True) -> list[float]:
                                                                  "progress": Progress()})
     server.start()
     backend = open_backend(bus, namespace)
-    follower = OutcomeFollower(backend.log)
+    follower = OutcomeFollower(backend)
     times: list[float] = []
     try:
         codec = RequestCodec()
@@ -124,11 +127,11 @@ def per_unit_cost(units: int, runs: int, exporter: object) -> dict[bool, float]:
             memory = _MemoryLog()
             backend = Backend("memory", wf.namespace, memory, memory,  # type: ignore[arg-type]
                               memory, memory)  # type: ignore[arg-type]
-            progress: Progress = Progress()
+            observers: list[Observer] = [Progress()]
             if traced:
                 telemetry.configure(exporter, force=True)
-                progress = telemetry.TracingProgress(progress, wf.namespace)
-            runner = Runner(wf, backend, progress,
+                observers.append(telemetry.TracingObserver(wf.namespace))
+            runner = Runner(wf, backend, observers=observers,
                             trace=telemetry.current_trace if traced else (lambda: None))
             started = time.perf_counter()
             runner.run()

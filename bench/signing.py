@@ -26,8 +26,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _gen import audit_log, flamingock_project
 
-from flamingock_es import api
-from flamingock_es.core.trust import TrustStore, generate_key, load_signer, load_trust
+from flamingock_es.audit import replay_records
+from flamingock_es.core.reading import LogReader
+from flamingock_es.core.trust import TrustStore, generate_key, load_signer
+from flamingock_es.definition.trust_config import load_trust
+from flamingock_es.namespace import open_backend
 
 TRUST = "signing_key: keys/runner.key\ntrust:\n  - {key: keys/runner.pub, principal: bench, " \
         "write: [bench]}\n"
@@ -52,8 +55,9 @@ def verify_seconds(where: Path, trust: TrustStore | None, rounds: int,
     samples = []
     for _ in range(rounds):
         started = time.perf_counter()
-        report = api.verify(f"local:{where}", "bench", trust=trust,
-                            every_signature=every_signature)
+        with open_backend(f"local:{where}", "bench", reader=LogReader(trust=trust)) as backend:
+            report = replay_records(backend.log.read(), backend.reader, rows=False,
+                                    every_signature=every_signature)
         samples.append(time.perf_counter() - started)
         assert report.ok, report.findings[:3]
         assert trust is None or report.signatures_checked

@@ -5,99 +5,106 @@ Call :func:`run` in an application's start-up path::
     import flamingock_es
     flamingock_es.run("flamingock.yaml")
 
-Each function opens the namespace's backend once (the composition root,
-:func:`~flamingock_es.adapters.open_backend`) and leaves the deciding to the planner, the
-runner and the compliance replay. Commands that only read never import unit code and never
-create a namespace that does not exist.
+Every function takes what it is about the same way, first: a :data:`Target` (a workflow
+built in code, resolved settings, or the path of a ``flamingock.yaml``, by default the one
+here), and keyword ``flags`` (``namespace=``, ``bus=``, ``store=``, ...) that win over it.
+Each opens the namespace's parts once, in the composition root
+(:mod:`flamingock_es.namespace`), and leaves the deciding to the planner, the runner, the
+request service, the compliance replay and the projection worker. Commands that only read
+never import unit code and never create a namespace that does not exist.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .adapters import Backend, open_backend
-from .audit import (
-    Checkpoint,
-    ReplayReport,
-    Window,
-    latest_checkpoint,
-    replay_records,
-    select_events,
-)
+from . import namespace as root
+from .audit import Checkpoint, ReplayReport, Window, latest_checkpoint, replay_records
+from .audit import select_events as _select
 from .core import snapshots
+from .core.backend import Backend
 from .core.events import AuditEvent, MarkedAs
-from .core.reading import check_integrity, read_log
-from .core.state import Finding, State, UnitStatus
-from .core.trust import TrustStore, trust_of, writer_for
-from .definition.settings import Settings
+from .core.recorder import Observer, local_actor
+from .core.state import Finding, RunState, State, UnitStatus
+from .definition.settings import Settings, resolve_settings
 from .definition.workflow import Workflow, load_workflow
-from .errors import ChainBrokenError, ConfigError, LockTimeoutError, NamespaceNotFoundError
+from .errors import ChainBrokenError, ConfigError, LockTimeoutError, Remedy, RemedyKind
+from .projections import ProjectedBatch, ProjectionReader, ProjectionWorker
+from .request.client import OutcomeFollower, Request, publish
+from .request.model import DEFAULT_TTL, ChangeRequest, target_of
+from .request.service import RequestService, ServeStats
 from .run.planner import NamespaceStatus, Plan, UndoScope, make_plan, namespace_status
 from .run.progress import LogProgress, Progress
 from .run.results import RunResult
-from .run.runner import Runner
-from .run.signals import Interrupts
+from .run.runner import Runner, RunOptions
 from .telemetry.propagation import current_trace
-from .telemetry.spans import TracingProgress, deploy_span
+from .telemetry.spans import deploy_span, projection_batch_span, request_process, request_span
 
 __all__ = [
-    "WorkflowLike",
+    "Target",
     "checkpoint",
     "history",
     "mark",
+    "open_projection",
     "open_workflow",
     "plan",
+    "project",
     "quarantine",
     "read_state",
     "replay",
+    "request_changes",
     "run",
+    "serve",
+    "settings_of",
     "snapshot",
     "status",
     "undo",
     "verify",
     "vouch",
     "wait",
+    "wait_for_answer",
 ]
 
-WorkflowLike = Workflow | str | Path | None
-"""A workflow built in code, or the path of its ``flamingock.yaml`` (default: ./)."""
+log = logging.getLogger(__name__)
+
+Target = Workflow | Settings | str | Path | None
+"""What a call is about: a workflow built in code, resolved settings, or the path of a
+workflow file or its folder (``None``: ``./flamingock.yaml``, or the defaults without one)."""
 
 
-def open_workflow(workflow: WorkflowLike = None, **flags: Any) -> Workflow:
-    """A workflow as given (with ``flags`` applied), or loaded from a ``flamingock.yaml``."""
-    if isinstance(workflow, Workflow):
-        return workflow.with_config(**flags)
-    return load_workflow(workflow, **flags)
+def settings_of(target: Target = None, **flags: Any) -> Settings:
+    """The settings of ``target``, ``flags`` applied; imports no unit code."""
+    if isinstance(target, Workflow):
+        return target.settings.but(**flags)
+    if isinstance(target, Settings):
+        return target.but(**flags)
+    return resolve_settings(target, **flags)
 
 
-def _backend(workflow: Workflow) -> Backend:
-    return open_backend(workflow.bus, workflow.namespace, workflow.bus_options)
+def open_workflow(target: Target = None, **flags: Any) -> Workflow:
+    """The workflow of ``target``, ``flags`` applied: its units loaded (their code imported,
+    unless the unit cache holds them)."""
+    if isinstance(target, Workflow):
+        return target.but(**flags)
+    return load_workflow(target, **flags)
 
 
-def _runner(workflow: Workflow, backend: Backend, progress: Progress, **options: Any) -> Runner:
-    """A runner that signs what it appends, when the namespace's trust store wants that."""
-    trust, signer = writer_for(workflow.config)
-    return Runner(workflow, backend, progress, trust=trust, signer=signer,
-                  trace=current_trace, **options)
+# Running ---------------------------------------------------------------------------------
 
-
-def run(
-    workflow: WorkflowLike = None,
-    *,
-    units: Sequence[str] | None = None,
-    accept_drift: bool = False,
-    progress: Progress | None = None,
-    trigger: str = "library",
-    service_version: str | None = None,
-    handle_signals: bool = True,
-    **flags: Any,
-) -> RunResult:
-    """Apply every pending unit of ``workflow`` under the namespace lock.
+def run(target: Target = None, *, units: Sequence[str] | None = None,
+        accept_drift: bool = False, progress: Progress | None = None,
+        trigger: str = "library", service_version: str | None = None,
+        handle_signals: bool = True, **flags: Any) -> RunResult:
+    """Apply every pending unit of the workflow under the namespace lock.
 
     Returns at once, taking no lock, when nothing is pending. Raises
     :class:`~flamingock_es.errors.UnitFailedError` after compensating when a unit fails.
@@ -105,40 +112,95 @@ def run(
     run cleanly (see docs/recovery.md) and raise :class:`~flamingock_es.RunInterrupted`.
     Traced when the application installed an OpenTelemetry SDK (see docs/tracing.md).
     """
-    wf = open_workflow(workflow, **flags)
-    traced = TracingProgress.wrap(progress or LogProgress(), wf.namespace)
-    interrupts = Interrupts(wf.config.grace_period)
-    try:
-        # One root for the lock wait and the run: a deployment is one trace.
-        with _backend(wf) as backend, deploy_span(wf.namespace), \
-                (interrupts.installed() if handle_signals else nullcontext()):
-            runner = _runner(wf, backend, traced, accept_drift=accept_drift, trigger=trigger,
-                             service_version=service_version, interrupts=interrupts)
-            return runner.run(units)
-    finally:
-        if isinstance(traced, TracingProgress):
-            traced.close()
+    wf = open_workflow(target, **flags)
+    interrupts = root.interrupts(wf.settings)
+    options = RunOptions(accept_drift=accept_drift, trigger=trigger,
+                         service_version=service_version)
+    # One root for the lock wait and the run: a deployment is one trace.
+    with _observed(wf.namespace, progress or LogProgress()) as told, \
+            root.open_namespace(wf.settings, write=True) as backend, \
+            deploy_span(wf.namespace), \
+            (interrupts.installed() if handle_signals else nullcontext()):
+        return Runner(wf, backend, options, observers=told, interrupts=interrupts,
+                      trace=current_trace).run(units)
 
 
-def plan(workflow: WorkflowLike = None, *, accept_drift: bool = False, **flags: Any) -> Plan:
+def mark(target: Target, unit_id: str, marked_as: MarkedAs | str, reason: str, *,
+         seen: int | None = None, **flags: Any) -> None:
+    """Record a person's decision about a unit (manual intervention). Audited; takes the lock.
+
+    ``seen`` is the offset of the unit's last event as the person saw it (``status`` prints
+    it): the mark is refused if the unit's history moved since.
+    """
+    _reason(reason, "a mark")
+    wf = open_workflow(target, **flags)
+    with root.open_namespace(wf.settings, write=True) as backend:
+        Runner(wf, backend, RunOptions(trigger="mark")).mark(
+            unit_id, MarkedAs(marked_as), reason, seen)
+
+
+def undo(target: Target, *, to: str | None = None, count: int | None = None,
+         all_units: bool = False, progress: Progress | None = None,
+         **flags: Any) -> RunResult:
+    """Compensate applied units, newest first: those after ``to`` in the workflow, the newest
+    ``count``, or (``all_units``) every one. Exactly one of the three is given."""
+    if sum((to is not None, count is not None, all_units)) != 1:
+        raise ConfigError("an undo needs exactly one of: a unit to go back to, a count of "
+                          "units, or all of them")
+    wf = open_workflow(target, **flags)
+    with _observed(wf.namespace, progress or LogProgress()) as told, \
+            root.open_namespace(wf.settings, write=True) as backend:
+        return Runner(wf, backend, RunOptions(trigger="undo"), observers=told).undo(
+            UndoScope(to=to, count=count))
+
+
+def quarantine(target: Target, offset: int, reason: str, **flags: Any) -> Finding:
+    """Record an operator's decision that the record at ``offset`` (a finding: undecodable,
+    not a valid event, or not covered by a trusted signature) is not part of the history.
+    Audited; takes the lock; imports no unit code. Returns the finding it excluded."""
+    _reason(reason, "a quarantine")
+    settings = settings_of(target, **flags)
+    with root.existing_namespace(settings, write=True) as backend:
+        return Runner(Workflow(settings), backend,
+                      RunOptions(trigger="quarantine")).quarantine(offset, reason)
+
+
+def vouch(target: Target, through: int, reason: str, **flags: Any) -> int:
+    """Record an operator's decision that the unsigned history up to ``through`` (written
+    before signing was configured) is authentic. Returns how many events it vouched for."""
+    _reason(reason, "a vouch")
+    settings = settings_of(target, **flags)
+    with root.existing_namespace(settings, write=True) as backend:
+        return Runner(Workflow(settings), backend, RunOptions(trigger="vouch")).vouch(
+            through, reason)
+
+
+def _reason(reason: str, what: str) -> None:
+    if not reason.strip():
+        raise ConfigError(f"{what} needs a reason: it is written to the audit log")
+
+
+# Reading the log: no unit code -------------------------------------------------------------
+
+def plan(target: Target = None, *, accept_drift: bool = False, **flags: Any) -> Plan:
     """What ``run`` would do, and why; reads the log, takes no lock, writes nothing."""
-    wf = open_workflow(workflow, **flags)
-    with _reader(wf.config) as (backend, trust):
-        return make_plan(wf, _state(backend, trust, wf.namespace), accept_drift)
+    wf = open_workflow(target, **flags)
+    with root.open_namespace(wf.settings, create=False) as backend:
+        return make_plan(wf, _state(backend), accept_drift)
 
 
-def status(workflow: WorkflowLike = None, **flags: Any) -> NamespaceStatus:
+def status(target: Target = None, **flags: Any) -> NamespaceStatus:
     """Each unit's derived status; a unit still running (its run's holder holds the lock) is
-    told apart from one whose process is gone; what needs a person and the commands for it."""
-    wf = open_workflow(workflow, **flags)
-    with _reader(wf.config) as (backend, trust):
-        state = _state(backend, trust, wf.namespace)
+    told apart from one whose process is gone; what needs a person and how to decide."""
+    wf = open_workflow(target, **flags)
+    with root.open_namespace(wf.settings, create=False) as backend:
+        state = _state(backend)
         started = any(u.status is UnitStatus.STARTED for u in state.units.values())
         holder = backend.lock.holder() if started else None
         return namespace_status(wf, state, make_plan(wf, state), holder)
 
 
-def wait(workflow: WorkflowLike = None, *, timeout: float = 300.0, poll: float = 1.0,
+def wait(target: Target = None, *, timeout: float = 300.0, poll: float = 1.0,
          **flags: Any) -> Plan:
     """Block until nothing is pending (a readiness check for instances that do not run changes).
 
@@ -146,171 +208,233 @@ def wait(workflow: WorkflowLike = None, *, timeout: float = 300.0, poll: float =
     "not ready yet", not an error; after ``timeout`` seconds ``LockTimeoutError`` says what is
     still pending and what, if anything, needs a person.
     """
-    wf = open_workflow(workflow, **flags)
+    wf = open_workflow(target, **flags)
     deadline = time.monotonic() + timeout
     state = State()
-    with _reader(wf.config) as (backend, trust):
+    with root.open_namespace(wf.settings, create=False) as backend:
+        reader = backend.reader
         while True:
             if backend.log.exists():
-                check_integrity(read_log(backend.log, state, trust=trust), backend.log.name,
-                                trust)
+                reader.check(reader.catch_up(backend.log, state), backend.log.name)
             current = make_plan(wf, state)
             if current.up_to_date:
                 return current
             if time.monotonic() >= deadline:
                 pending = ", ".join(p.unit.id for p in current.to_run) or "none"
-                blocked = "".join(f"\n  {b.message}\n    to resolve: {b.resolve}"
-                                  for b in current.blockers)
-                raise LockTimeoutError(f"namespace {wf.namespace!r} is still not up to date "
-                                       f"after {timeout:g}s; pending: {pending}{blocked}")
+                blocked = "".join(f"\n  {b.message}" for b in current.blockers)
+                raise LockTimeoutError(
+                    f"namespace {wf.namespace!r} is still not up to date after {timeout:g}s; "
+                    f"pending: {pending}{blocked}",
+                    remedies=tuple(r for b in current.blockers for r in b.remedies))
             time.sleep(poll)
 
 
-def mark(workflow: WorkflowLike, unit_id: str, marked_as: MarkedAs | str, reason: str, *,
-         seen: int | None = None, **flags: Any) -> None:
-    """Record a person's decision about a unit (manual intervention). Audited; takes the lock.
-
-    ``seen`` is the offset of the unit's last event as the person saw it (``status`` prints
-    it): the mark is refused if the unit's history moved since.
-    """
-    if not reason.strip():
-        raise ConfigError("mark needs a --reason: it is written to the audit log")
-    wf = open_workflow(workflow, **flags)
-    with _backend(wf) as backend:
-        _runner(wf, backend, Progress(), trigger="mark").mark(
-            unit_id, MarkedAs(marked_as), reason, seen)
-
-
-def undo(workflow: WorkflowLike, to: str | None = None, *, count: int | None = None,
-         all_units: bool = False, progress: Progress | None = None, **flags: Any) -> RunResult:
-    """Compensate applied units, newest first: those after ``to`` in the workflow, the newest
-    ``count``, or (``all_units``) every one. Exactly one of the three is given."""
-    if sum((to is not None, count is not None, all_units)) != 1:
-        raise ConfigError("undo needs exactly one of: a unit to go back to (--to ID), a count "
-                          "(--count N), or --all")
-    wf = open_workflow(workflow, **flags)
-    with _backend(wf) as backend:
-        return _runner(wf, backend, progress or LogProgress(), trigger="undo").undo(
-            UndoScope(to=to, count=count))
-
-
-def quarantine(settings: Settings, offset: int, reason: str) -> Finding:
-    """Record an operator's decision that the record at ``offset`` (a finding: undecodable,
-    not a valid event, or not covered by a trusted signature) is not part of the history.
-    Audited; takes the lock; imports no unit code. Returns the finding it excluded."""
-    if not reason.strip():
-        raise ConfigError("quarantine needs a --reason: it is written to the audit log")
-    with _existing_log(settings.bus, settings.namespace, settings.bus_options) as backend:
-        return _runner(Workflow(settings), backend, Progress(),
-                       trigger="quarantine").quarantine(offset, reason)
-
-
-def vouch(settings: Settings, through: int, reason: str) -> int:
-    """Record an operator's decision that the unsigned history up to ``through`` (written
-    before signing was configured) is authentic. Returns how many events it vouched for."""
-    if not reason.strip():
-        raise ConfigError("vouch needs a --reason: it is written to the audit log")
-    with _existing_log(settings.bus, settings.namespace, settings.bus_options) as backend:
-        return _runner(Workflow(settings), backend, Progress(), trigger="vouch").vouch(
-            through, reason)
-
-
-@contextmanager
-def _reader(settings: Settings) -> Iterator[tuple[Backend, TrustStore | None]]:
-    """The backend and trust store of a command that decides nothing: nothing is created."""
-    with open_backend(settings.bus, settings.namespace, settings.bus_options,
-                      create=False) as backend:
-        yield backend, trust_of(settings)
-
-
-def _state(backend: Backend, trust: TrustStore | None, namespace: str) -> State:
-    if not backend.log.exists():
-        return State()
-    return check_integrity(snapshots.read(backend.log, backend.snapshots, namespace, trust),
-                           backend.log.name, trust)
-
-
-# Reading the log alone: no workflow, no unit code ----------------------------------------
-
-@contextmanager
-def _existing_log(bus: str, namespace: str,
-                  options: Mapping[str, str] | None) -> Iterator[Backend]:
-    with open_backend(bus, namespace, options, create=False) as backend:
+def read_state(target: Target = None, **flags: Any) -> State:
+    """Fold a namespace's whole log into its state (empty if it has none yet); the findings
+    are in the state, not raised."""
+    settings = settings_of(target, **flags)
+    with root.open_namespace(settings, create=False) as backend:
         if not backend.log.exists():
-            raise NamespaceNotFoundError(
-                f"namespace {namespace!r} has no audit log at {backend.log.name}: nothing was "
-                "ever recorded there. Check --namespace and --bus (or the workflow file).")
-        yield backend
+            return State()
+        return backend.reader.catch_up(backend.log)
 
 
-def read_state(bus: str, namespace: str, options: Mapping[str, str] | None = None) -> State:
-    """Fold a namespace's whole log into its state (empty if it has none yet)."""
-    with open_backend(bus, namespace, options, create=False) as backend:
-        return read_log(backend.log) if backend.log.exists() else State()
-
-
-def history(
-    bus: str,
-    namespace: str,
-    *,
-    unit: str | None = None,
-    run_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    options: Mapping[str, str] | None = None,
-) -> list[AuditEvent]:
+def history(target: Target = None, *, unit: str | None = None, run_id: str | None = None,
+            since: datetime | None = None, until: datetime | None = None,
+            **flags: Any) -> list[AuditEvent]:
     """The audit events of a namespace, oldest first, filtered (undecodable records are
     left out: ``verify`` names them)."""
-    with _existing_log(bus, namespace, options) as backend:
-        records = replay_records(backend.log.read(), rows=False).records
-        return select_events(records, unit=unit, run_id=run_id, window=Window(since, until))
+    settings = settings_of(target, **flags)
+    with root.existing_namespace(settings) as backend:
+        records = replay_records(backend.log.read(), backend.reader, rows=False).records
+        return _select(records, unit=unit, run_id=run_id, window=Window(since, until))
 
 
-def verify(bus: str, namespace: str, options: Mapping[str, str] | None = None, *,
-           trust: TrustStore | None = None, every_signature: bool = False,
-           expect: Sequence[Checkpoint] = ()) -> ReplayReport:
+def verify(target: Target = None, *, every_signature: bool = False,
+           expect: Sequence[Checkpoint] = (), **flags: Any) -> ReplayReport:
     """Replay the whole log with the shared fold: its hash chain and sequence, its
-    signatures against ``trust`` (every one with ``every_signature``), and the ``expect``ed
-    checkpoints."""
-    with _existing_log(bus, namespace, options) as backend:
-        return replay_records(backend.log.read(), log=backend.log.name, namespace=namespace,
-                              rows=False, trust=trust, every_signature=every_signature,
-                              expect=expect)
-
-
-def replay(bus: str, namespace: str, *, since: datetime | None = None,
-           until: datetime | None = None, options: Mapping[str, str] | None = None,
-           trust: TrustStore | None = None, every_signature: bool = False,
-           expect: Sequence[Checkpoint] = ()) -> ReplayReport:
-    """The compliance replay of ``namespace``'s whole log; rows limited to ``[since, until]``."""
-    with _existing_log(bus, namespace, options) as backend:
-        return replay_records(backend.log.read(), log=backend.log.name, namespace=namespace,
-                              window=Window(since, until), trust=trust,
+    signatures against the trust store (every one with ``every_signature``), and the
+    ``expect``ed checkpoints."""
+    settings = settings_of(target, **flags)
+    with root.existing_namespace(settings) as backend:
+        return replay_records(backend.log.read(), backend.reader, log=backend.log.name,
+                              namespace=settings.namespace, rows=False,
                               every_signature=every_signature, expect=expect)
 
 
-def snapshot(settings: Settings) -> int:
+def replay(target: Target = None, *, since: datetime | None = None,
+           until: datetime | None = None, every_signature: bool = False,
+           expect: Sequence[Checkpoint] = (), **flags: Any) -> ReplayReport:
+    """The compliance replay of the namespace's whole log; rows limited to ``[since,
+    until]``."""
+    settings = settings_of(target, **flags)
+    with root.existing_namespace(settings) as backend:
+        return replay_records(backend.log.read(), backend.reader, log=backend.log.name,
+                              namespace=settings.namespace, window=Window(since, until),
+                              every_signature=every_signature, expect=expect)
+
+
+def snapshot(target: Target = None, **flags: Any) -> int | None:
     """Write a snapshot of the namespace's whole log (signed with the settings' key), for
-    the next start-ups to fold only what follows it. Returns its position."""
-    trust, signer = writer_for(settings)
-    with _existing_log(settings.bus, settings.namespace, settings.bus_options) as backend:
-        state = check_integrity(read_log(backend.log, trust=trust), backend.log.name, trust)
-        snapshots.save(backend.snapshots, state, settings.namespace, signer)
-        return state.position
+    the next start-ups to fold only what follows it. Returns its position, or ``None`` when
+    nothing was written (the latest snapshot is as new)."""
+    settings = settings_of(target, **flags)
+    with root.existing_namespace(settings) as backend:
+        state = backend.reader.check(backend.reader.catch_up(backend.log), backend.log.name)
+        written = snapshots.save(backend.snapshots, state, settings.namespace, backend.signer)
+        return state.position if written else None
 
 
-def checkpoint(bus: str, namespace: str, options: Mapping[str, str] | None = None, *,
-               trust: TrustStore | None = None) -> Checkpoint:
+def checkpoint(target: Target = None, **flags: Any) -> Checkpoint:
     """The log's latest signed event, as a checkpoint an auditor can publish and check later;
     refused for a log with findings (``verify`` names them)."""
-    report = verify(bus, namespace, options, trust=trust)
+    report = verify(target, **flags)
     if not report.ok:
         first = report.findings[0]
         raise ChainBrokenError(f"{report.log} has {len(report.findings)} finding(s), the first "
                                f"at offset {first.position}: {first.reason}. A checkpoint "
-                               "vouches for a log; `flamingock-es verify` lists them.")
+                               "vouches for a log.", remedies=(Remedy(RemedyKind.VERIFY),))
     found = latest_checkpoint(report.records, report.log)
     if found is None:
-        raise ConfigError(f"namespace {namespace!r} has no signed event yet: checkpoints need "
-                          "runners that sign (see docs/compliance.md)")
+        raise ConfigError(f"namespace {report.namespace!r} has no signed event yet: "
+                          "checkpoints need runners that sign (see docs/compliance.md)")
     return found
+
+
+# Requests ----------------------------------------------------------------------------------
+
+def request_changes(target: Target = None, *, stages: Sequence[str] | None = None,
+                    units: Sequence[str] | None = None, undo_to: str | None = None,
+                    reason: str = "", requested_by: str | None = None,
+                    service: str | None = None, request_id: str | None = None,
+                    wait: bool = False, timeout: float = 300.0,
+                    ttl: float | None = DEFAULT_TTL, **flags: Any) -> Request:
+    """Publish a change request for the namespace, signed with the settings' key when they
+    name one (a runner with a trust store accepts only signed requests by keys it trusts to
+    request changes there). After ``ttl`` seconds a runner refuses it, so that a captured
+    request cannot be replayed later. With ``wait``, block until the runner's answer (the
+    ``RunFinished`` carrying the request id) is in the log, and return it in
+    ``Request.answer``; :class:`~flamingock_es.errors.RequestTimeoutError` after
+    ``timeout`` seconds."""
+    settings = settings_of(target, **flags)
+    now = datetime.now(UTC)
+    request = ChangeRequest(
+        request_id=request_id or str(uuid.uuid4()), namespace=settings.namespace, time=now,
+        target=target_of(stages, units, undo_to),
+        requested_by=requested_by or local_actor(principal=settings.principal).principal,
+        service=service, reason=reason or "requested over the bus",
+        expires=now + timedelta(seconds=ttl) if ttl is not None else None)
+    with root.open_namespace(settings) as backend:
+        follower = OutcomeFollower(backend) if wait else None
+        try:
+            end = follower.position if follower else -1
+            with request_span(backend.requests.messaging, request.request_id,
+                              settings.namespace) as (trace, headers):
+                publish(backend, replace(request, trace=trace) if trace else request, headers)
+            if follower is None:
+                return Request(request.request_id, end)
+            return Request(request.request_id, end, follower.wait(request.request_id, timeout))
+        finally:
+            if follower is not None:
+                follower.close()
+
+
+def wait_for_answer(target: Target, request_id: str, *, timeout: float = 300.0,
+                    **flags: Any) -> RunState:
+    """Block until the run answering ``request_id`` (published earlier) is in the log, as
+    :func:`request_changes` with ``wait`` does."""
+    settings = settings_of(target, **flags)
+    with root.open_namespace(settings, create=False) as backend:
+        follower = OutcomeFollower(backend)
+        try:
+            return follower.wait(request_id, timeout)
+        finally:
+            follower.close()
+
+
+def serve(target: Target = None, *, progress: Progress | None = None,
+          allow: Sequence[str] = (), stop: threading.Event | None = None,
+          max_requests: int | None = None, group: str | None = None,
+          handle_signals: bool = False, require_signed: bool = False,
+          **flags: Any) -> ServeStats:
+    """Execute change requests for the workflow's namespace until ``stop`` is set.
+
+    ``max_requests`` ends the service after that many requests (tests, one-shot jobs).
+    With ``handle_signals`` (the CLI; main thread only), a first SIGTERM or SIGINT sets
+    ``stop``: the current unit finishes within the grace period (or is compensated), the
+    run's outcome is recorded, the lock is released, and ``serve`` returns; a second signal,
+    or the end of the grace period, interrupts the unit and records it as interrupted.
+    ``require_signed`` refuses unsigned requests even without a trust store.
+    """
+    wf = open_workflow(target, **flags)
+    interrupts = root.interrupts(wf.settings, stop)
+    shown = progress or LogProgress()
+    with root.open_namespace(wf.settings, write=True) as backend, \
+            (interrupts.installed() if handle_signals else nullcontext()):
+        service = RequestService(
+            wf, backend, observers=lambda: root.observers(wf.namespace, shown),
+            interrupts=interrupts, allow=allow, require_signed=require_signed,
+            process_span=lambda delivery, request, group: request_process(
+                backend.requests.messaging, delivery, request.request_id,
+                request.namespace, request.trace, group),
+            trace=current_trace)
+        return service.serve(interrupts.stop, max_requests, group)
+
+
+# The read side -----------------------------------------------------------------------------
+
+def project(target: Target = None, *, once: bool = False, rebuild: bool = False,
+            stop: threading.Event | None = None,
+            on_batch: Callable[[ProjectedBatch], None] | None = None,
+            batch_size: int = 500, **flags: Any) -> int:
+    """Project the namespace's log into the settings' projection store. Returns the
+    position of the last projected event; with ``once`` when the log is caught up,
+    otherwise (following the log) once ``stop`` is set."""
+    settings = settings_of(target, **flags)
+    stop = stop or threading.Event()
+    opened = root.existing_namespace(settings) if once else \
+        root.open_namespace(settings, create=False)
+    with opened as backend:
+        if not backend.log.exists():
+            log.warning("namespace %r has no audit log at %s yet; waiting for a runner to "
+                        "create it", settings.namespace, backend.log.name)
+            while not backend.log.exists():
+                if stop.wait(1.0):
+                    return -1
+        store = root.settings_store(settings)
+        try:
+            worker = ProjectionWorker(
+                backend.log, store, settings.namespace, reader=backend.reader,
+                batch_size=batch_size, rebuild=rebuild, on_batch=on_batch,
+                batch_span=lambda records: projection_batch_span(
+                    records, backend.log.messaging, settings.namespace))
+            return worker.run(stop, once=once)
+        finally:
+            store.close()
+
+
+def open_projection(target: Target = None, **flags: Any) -> ProjectionReader:
+    """A reader of the namespace's projected documents (close it, or use it in ``with``)."""
+    settings = settings_of(target, **flags)
+    return ProjectionReader(root.settings_store(settings), settings.namespace, owns_store=True)
+
+
+# Helpers -----------------------------------------------------------------------------------
+
+@contextmanager
+def _observed(namespace: str, progress: Observer) -> Iterator[list[Observer]]:
+    """Who hears of a run: ``progress`` and the spans; told when the run is over."""
+    told = root.observers(namespace, progress)
+    try:
+        yield told
+    finally:
+        for observer in told:
+            observer.close()
+
+
+def _state(backend: Backend) -> State:
+    if not backend.log.exists():
+        return State()
+    reader = backend.reader
+    return reader.check(snapshots.read(backend.log, backend.snapshots, backend.namespace,
+                                       reader), backend.log.name)

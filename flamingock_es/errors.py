@@ -1,10 +1,45 @@
-"""The project's own errors. Adapters translate driver exceptions into these.
+"""The project's own errors, grouped by what a caller does about them.
 
-Every message says what happened and what to do next; the CLI prints it as is and exits with
-the error's ``exit_code``.
+Adapters translate driver exceptions into these; nothing above them sees a driver's. Every
+message says what happened and what to do next; where the next step is one of the
+project's own commands, the error carries it as data (:attr:`FlamingockError.remedies`) and
+the CLI writes the command line. Exit codes are the CLI's (``cli/status_codes.py``)::
+
+    FlamingockError
+    ├── ConfigError               what a person wrote is wrong: fix it, run again
+    │   ├── MissingExtraError         an optional dependency is not installed
+    │   ├── NamespaceNotFoundError    a read-only command names a namespace with no log
+    │   └── TemplateError             an unknown template, or parameters that do not fit
+    ├── Transient                 worth retrying as it is: :func:`retryable` says so
+    │   ├── Unavailable               a service did not answer, or did not confirm a write
+    │   │   ├── AppendError               an audit event could not be made durable
+    │   │   ├── StoreError                a projection store failed (after retries)
+    │   │   └── RequestTimeoutError       no answer to a change request in time
+    │   └── LockError                 someone else has, or took, the namespace's lock
+    │       ├── LockTimeoutError
+    │       └── LockLostError
+    ├── Refused                   the other side said no to these credentials: fix access
+    ├── Conflict                  what a decision was about changed: look again, decide
+    │   ├── ChangedMeanwhileError
+    │   └── RequestConflictError      a request id reused for another request
+    ├── HistoryError              the log is not what was written, or not trusted: an
+    │   ├── DecodeError               operator decides (verify, quarantine, restore)
+    │   │   └── CorruptLogError
+    │   └── ChainBrokenError
+    ├── DecisionRequired          a unit needs a person before any run goes on
+    │   ├── ChecksumDriftError
+    │   └── ManualInterventionRequired
+    ├── RunFailed                 the run stopped; its outcome is recorded
+    │   ├── UnitFailedError
+    │   └── RunInterrupted
+    └── StepNotStarted            raised by a unit's step that provably did nothing
 """
 
 from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 __all__ = [
     "AppendError",
@@ -12,33 +47,85 @@ __all__ = [
     "ChangedMeanwhileError",
     "ChecksumDriftError",
     "ConfigError",
+    "Conflict",
     "CorruptLogError",
+    "DecisionRequired",
     "DecodeError",
     "FlamingockError",
+    "HistoryError",
+    "LockError",
     "LockLostError",
     "LockTimeoutError",
     "ManualInterventionRequired",
     "MissingExtraError",
     "NamespaceNotFoundError",
+    "Refused",
+    "Remedy",
+    "RemedyKind",
+    "RequestConflictError",
     "RequestTimeoutError",
+    "RunFailed",
     "RunInterrupted",
     "StepNotStarted",
     "StoreError",
     "TemplateError",
+    "Transient",
+    "Unavailable",
     "UnitFailedError",
+    "retryable",
 ]
+
+
+class RemedyKind(enum.StrEnum):
+    """The project's own ways out of a situation, each a command the CLI can write."""
+
+    MARK = "mark"
+    """Record what a person found on the target (``unit_id``, ``marked_as``, ``seen``)."""
+    ACCEPT_DRIFT = "accept-drift"
+    """Run again accepting changed definitions of applied units."""
+    QUARANTINE = "quarantine"
+    """Exclude the record at ``position`` from the history, with a reason."""
+    VOUCH = "vouch"
+    """Vouch for the unsigned history up to ``position``."""
+    STATUS = "status"
+    """Look at each unit's status."""
+    VERIFY = "verify"
+    """Replay the log and list every finding."""
+    KEYS = "keys"
+    """Create a signing key."""
+    INIT = "init"
+    """Create a workflow file."""
+    PROJECT_REBUILD = "project-rebuild"
+    """Rebuild the projection from the log."""
+    DELETE_GROUP_OFFSETS = "delete-group-offsets"
+    """Forget how far a Kafka group's commits saw the log reach (``group``, ``topic``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Remedy:
+    """One thing a person can do, as data: the engine knows what, the CLI says how."""
+
+    kind: RemedyKind
+    unit_id: str | None = None
+    marked_as: str | None = None
+    """``APPLIED`` or ``ROLLED_BACK``, for a mark."""
+    position: int | None = None
+    """The log position it is about: the unit's last event (``seen``), or a record."""
+    group: str | None = None
+    topic: str | None = None
 
 
 class FlamingockError(Exception):
     """Base of every error flamingock-es raises on purpose."""
 
-    exit_code = 1
+    def __init__(self, message: str = "", *, remedies: Sequence[Remedy] = ()) -> None:
+        super().__init__(message)
+        self.remedies = tuple(remedies)
+        """What resolves it, as data; the CLI renders each as a command line."""
 
 
 class ConfigError(FlamingockError):
     """A workflow, change file or setting is invalid. The message names the file and line."""
-
-    exit_code = 2
 
 
 class MissingExtraError(ConfigError):
@@ -60,13 +147,67 @@ class TemplateError(ConfigError):
     """A declarative unit names an unknown template or gives it bad parameters."""
 
 
-class DecodeError(FlamingockError):
+class Transient(FlamingockError):
+    """Worth retrying as it is: a service that did not answer, a lock someone else holds."""
+
+
+class Unavailable(Transient):
+    """A service (the bus, a store) could not be reached, or did not confirm, after the
+    adapter's own bounded retries."""
+
+
+class AppendError(Unavailable):
+    """An audit event could not be made durable. The run stops rather than lose it."""
+
+
+class StoreError(Unavailable):
+    """A projection store failed (after retries)."""
+
+
+class RequestTimeoutError(Unavailable):
+    """No answer to a change request appeared in the audit log in time."""
+
+
+class LockError(Transient):
+    """The namespace's lock is another runner's: held past the wait, or taken away."""
+
+
+class LockTimeoutError(LockError):
+    """The namespace lock stayed held by another runner past the timeout."""
+
+
+class LockLostError(LockError):
+    """The lock was lost (revoked, evicted or fenced) while this runner held it."""
+
+
+class Refused(FlamingockError):
+    """The other side answered, and said no to these credentials (authentication, an ACL)."""
+
+
+class Conflict(FlamingockError):
+    """What a decision or a request was about changed, or means something else, since."""
+
+
+class ChangedMeanwhileError(Conflict):
+    """A person's decision was refused: what it was about changed since they looked (while
+    the command waited for the lock, say). Nothing was recorded; look again and decide."""
+
+
+class RequestConflictError(Conflict):
+    """A change request reuses the id of an earlier, different request."""
+
+
+class HistoryError(FlamingockError):
+    """The audit log is not what was written, or not covered by a trusted signature: no
+    decision is made on it until an operator decides about the records it names."""
+
+
+class DecodeError(HistoryError):
     """A record of the audit log cannot be decoded. Names the position; nothing is guessed."""
 
-    exit_code = 4
-
-    def __init__(self, message: str, position: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, position: int | None = None, *,
+                 remedies: Sequence[Remedy] = ()) -> None:
+        super().__init__(message, remedies=remedies)
         self.position = position
 
 
@@ -74,52 +215,40 @@ class CorruptLogError(DecodeError):
     """The local log file is damaged (bad frame, torn tail)."""
 
 
-class ChainBrokenError(FlamingockError):
-    """The hash chain or the sequence of the audit log does not hold."""
-
-    exit_code = 4
+class ChainBrokenError(HistoryError):
+    """The hash chain, the sequence or the signatures of the audit log do not hold."""
 
 
-class AppendError(FlamingockError):
-    """An audit event could not be made durable. The run stops rather than lose it."""
-
-    exit_code = 5
+class DecisionRequired(FlamingockError):
+    """A unit needs a person's decision before a run may go on."""
 
 
-class RequestTimeoutError(FlamingockError):
-    """No answer to a change request appeared in the audit log in time."""
-
-    exit_code = 3
-
-
-class StoreError(FlamingockError):
-    """A projection store failed (after retries)."""
-
-    exit_code = 5
-
-
-class LockTimeoutError(FlamingockError):
-    """The namespace lock stayed held by another runner past the timeout."""
-
-    exit_code = 3
-
-
-class LockLostError(FlamingockError):
-    """The lock was lost (revoked, evicted or fenced) while this runner held it."""
-
-    exit_code = 3
-
-
-class ChecksumDriftError(FlamingockError):
+class ChecksumDriftError(DecisionRequired):
     """An applied unit's definition changed since it was applied."""
 
-    exit_code = 6
 
-
-class ManualInterventionRequired(FlamingockError):
+class ManualInterventionRequired(DecisionRequired):
     """A unit is failed or in doubt and its recovery strategy says: a person decides."""
 
-    exit_code = 7
+
+class RunFailed(FlamingockError):
+    """A run stopped before it applied everything; its outcome is in the audit log."""
+
+
+class UnitFailedError(RunFailed):
+    """A unit failed during a run (after its compensation ran, when it has one)."""
+
+
+class RunInterrupted(RunFailed):
+    """The run was asked to stop (SIGTERM, SIGINT) and did, its outcome recorded and the lock
+    released: between two units (nothing in doubt), or, when the change in progress could
+    not finish in the grace period, with that change recorded as interrupted (``signal``
+    names the signal then)."""
+
+    def __init__(self, message: str, signal: str | None = None) -> None:
+        super().__init__(message)
+        self.signal = signal
+        """The signal whose stop interrupted a change, or ``None`` for a clean stop."""
 
 
 class StepNotStarted(FlamingockError):
@@ -127,30 +256,7 @@ class StepNotStarted(FlamingockError):
     or preconditions do not hold): the unit is recorded as failed-not-started, and its own
     rollback is not run, since there is nothing to compensate."""
 
-    exit_code = 8
 
-
-class ChangedMeanwhileError(FlamingockError):
-    """A person's decision was refused: what it was about changed since they looked (while
-    the command waited for the lock, say). Nothing was recorded; look again and decide."""
-
-    exit_code = 7
-
-
-class UnitFailedError(FlamingockError):
-    """A unit failed during a run (after its compensation ran, when it has one)."""
-
-    exit_code = 8
-
-
-class RunInterrupted(FlamingockError):
-    """The run was asked to stop (SIGTERM, SIGINT) and did, its outcome recorded and the lock
-    released: between two units (exit 9: nothing in doubt), or, when the change in progress
-    could not finish in the grace period, with that change recorded as interrupted (exit
-    128 + the signal's number: 143 for SIGTERM, 130 for SIGINT)."""
-
-    exit_code = 9
-
-    def __init__(self, message: str, exit_code: int = 9) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+def retryable(error: BaseException) -> bool:
+    """True if trying again, unchanged, may succeed: the one place that decides it."""
+    return isinstance(error, Transient)

@@ -5,37 +5,26 @@ unit, per run, the lock, a summary and its checkpoint into a :class:`ProjectionS
 (SQLite by default, Couchbase by configuration); a :class:`ProjectionReader` reads them back
 by key. See ``docs/projections.md``.
 
-The folder is ``projections/`` at the top of the repository; the package is imported as
-``flamingock_es.projections`` (a link inside ``flamingock_es``), so installing flamingock-es
-adds one top-level name to an application's environment, not a generic ``projections``.
+The folder is ``projections/`` at the top of the repository; setup.py's ``package_dir``
+installs it as ``flamingock_es.projections``, so installing flamingock-es adds one top-level
+name to an application's environment, not a generic ``projections``. The stores are opened
+by the composition root (:func:`flamingock_es.namespace.open_store`).
 """
 
 from __future__ import annotations
 
 from .documents import Projection
 from .reader import ProjectionReader
-from .stores import (
-    DEFAULT_STORE,
-    ProjectionStore,
-    SqliteProjectionStore,
-    StoreUnavailable,
-    VersionConflict,
-    Versioned,
-    open_store,
-)
-from .worker import ProjectedBatch, ProjectionWorker, run_projection
+from .stores import ProjectionStore, StoreUnavailable, VersionConflict, Versioned
+from .worker import ProjectedBatch, ProjectionWorker
 
 __all__ = [
-    "DEFAULT_STORE",
     "ProjectedBatch",
     "Projection",
     "ProjectionReader",
     "ProjectionStore",
     "ProjectionWorker",
-    "SqliteProjectionStore",
     "StoreUnavailable",
     "VersionConflict",
     "Versioned",
-    "open_store",
-    "run_projection",
 ]

@@ -27,9 +27,22 @@ __all__ = ["ProjectionReader"]
 class ProjectionReader:
     """Reads one namespace's documents from ``store``; every method returns plain dicts."""
 
-    def __init__(self, store: ProjectionStore, namespace: str = "default") -> None:
+    def __init__(self, store: ProjectionStore, namespace: str = "default", *,
+                 owns_store: bool = False) -> None:
         self.store = store
         self.namespace = namespace
+        self._owns_store = owns_store
+
+    def close(self) -> None:
+        """Close the store, if this reader was given it to own."""
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> ProjectionReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def _doc(self, key: str) -> Document | None:
         found = self.store.get(key)
@@ -84,23 +97,11 @@ class ProjectionReader:
     def query_units_sqlpp(self, status: str | None = None) -> Iterator[dict[str, Any]]:
         """Unit documents via SQL++; only where the cluster runs the query service.
 
-        Needs a :class:`~projections.stores.couchbase.CouchbaseProjectionStore` and a primary
+        Needs a store that answers SQL++ (the Couchbase store's ``query_units``) and a primary
         (or suitable) index on its collection. Not used by anything else here.
         """
-        from .stores.couchbase import CouchbaseProjectionStore
-
-        if not isinstance(self.store, CouchbaseProjectionStore):
+        query = getattr(self.store, "query_units", None)
+        if query is None:
             raise TypeError("SQL++ queries need a Couchbase store with the query service")
-        from couchbase.options import QueryOptions
-
-        s = self.store.settings
-        keyspace = f"`{s.bucket}`.`{s.scope}`.`{s.collection}`"
-        where = "d.type = 'unit' AND d.namespace = $ns"
-        params: dict[str, Any] = {"ns": self.namespace}
-        if status is not None:
-            where += " AND d.status = $status"
-            params["status"] = status
-        statement = f"SELECT d.* FROM {keyspace} AS d WHERE {where} ORDER BY d.unit_id"
-        cluster = self.store._cluster
-        for row in cluster.query(statement, QueryOptions(named_parameters=params)).rows():
-            yield dict(row)
+        rows: Iterator[dict[str, Any]] = query(self.namespace, status)
+        yield from rows

@@ -24,18 +24,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
-from ..adapters import open_backend
-from ..core.codec import AuditCodec, Recorded
+from ..core.codec import Recorded
 from ..core.ports import EventLog
-from ..core.reading import decoded, settle
-from ..core.state import Finding, fold
-from ..core.trust import TrustStore
-from ..definition.settings import DEFAULT_BUS, DEFAULT_STORE
-from ..errors import ChainBrokenError, DecodeError, NamespaceNotFoundError, StoreError
-from ..telemetry.spans import projection_batch_span
+from ..core.reading import LogReader
+from ..core.state import Finding
+from ..errors import ChainBrokenError, Remedy, RemedyKind, StoreError
 from .documents import (
     Document,
     Projection,
@@ -51,10 +48,12 @@ from .stores import (
     StoreUnavailable,
     VersionConflict,
     Versioned,
-    open_store,
 )
 
-__all__ = ["ProjectedBatch", "ProjectionWorker", "run_projection"]
+__all__ = ["BatchSpan", "ProjectedBatch", "ProjectionWorker"]
+
+BatchSpan = Callable[[list[Recorded]], AbstractContextManager[object]]
+"""Around the writing of one batch (its records): the span the composition root supplies."""
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +73,19 @@ class ProjectionWorker:
     """Projects one namespace's log into ``store``. Not thread-safe: one thread runs it."""
 
     def __init__(self, log: EventLog, store: ProjectionStore, namespace: str, *,
-                 batch_size: int = 500, max_delay: float = 0.05, rebuild: bool = False,
+                 reader: LogReader | None = None, batch_size: int = 500,
+                 max_delay: float = 0.05, rebuild: bool = False,
                  on_batch: Callable[[ProjectedBatch], None] | None = None,
-                 trust: TrustStore | None = None) -> None:
-        self.log, self.store, self.namespace, self.trust = log, store, namespace, trust
+                 batch_span: BatchSpan | None = None) -> None:
+        self.log, self.store, self.namespace = log, store, namespace
+        self.reader = reader or LogReader()
+        self._batch_span = batch_span
         self.batch_size, self.rebuild, self.on_batch = batch_size, rebuild, on_batch
         self.max_delay = max_delay
         """Flush a batch at the latest this many seconds after its first event, even while
         the log keeps delivering (a busy log is never idle)."""
         self._since = 0.0
         self.projection = Projection(namespace)
-        self.codec = AuditCodec()
         self._versions: dict[str, Versioned] = {}
         self._pending: set[str] = set()
         self._pending_events = 0
@@ -113,9 +114,11 @@ class ProjectionWorker:
             self.flush(idle=True)
             self._verify_resume()
             if self.stale is not None:
-                raise ChainBrokenError(f"the projection of {self.namespace!r} stops before "
-                                       f"offset {self.stale['position']}: "
-                                       f"{self.stale['reason']}. {self.stale['resolve']}")
+                position = int(str(self.stale["position"]))
+                raise ChainBrokenError(
+                    f"the projection of {self.namespace!r} stops before offset {position}: "
+                    f"{self.stale['reason']}. An operator decides (see docs/recovery.md).",
+                    remedies=(Remedy(RemedyKind.QUARANTINE, position=position),))
             return self.projection.state.position
         for item in self.log.follow(0, stop):
             if item is None:
@@ -130,14 +133,10 @@ class ProjectionWorker:
         return self.projection.state.position
 
     def _take_stored(self, position: int, data: bytes) -> None:
-        try:
-            record = self.codec.decode(data, position)
-        except DecodeError as exc:
-            self.projection.state.note_unreadable(position, str(exc))
-            self._pending.add(summary_key(self.namespace))
-            return
-        self._take(record)
-        if self.projection.state.needs_refold:
+        state = self.projection.state
+        if self.reader.take(state, position, data, self._take) is None:
+            self._pending.add(summary_key(self.namespace))  # it says what stopped it
+        if state.needs_refold:
             self._rederive()
 
     def _rederive(self) -> None:
@@ -146,9 +145,8 @@ class ProjectionWorker:
         log.warning("%s: a quarantine decision excludes a record already projected; "
                     "re-deriving every document", self.namespace)
         state = self.projection.state
-        state.start_over()
+        self.reader.refold(self.log, state)
         self.projection = Projection(self.namespace, state)
-        fold(decoded(self.log.read(0), state, self.codec), state)
         self._pending |= set(self.projection.rederived())
         self._pending_events += 1
 
@@ -201,6 +199,7 @@ class ProjectionWorker:
     # -- folding and writing -----------------------------------------------------------------
 
     def _take(self, record: Recorded) -> None:
+        """Fold one record through the projection, noting the documents it changed."""
         touched = self.projection.apply(record)
         if record.position == self._resume:
             self._check_resume_hash()
@@ -219,7 +218,8 @@ class ProjectionWorker:
                 f"{self.store.name}: the checkpoint of namespace {self.namespace!r} says the "
                 f"event at position {self._resume} has hash {self._resume_hash[:16]}..., but "
                 f"the log {self.log.name} has {head[:16]}... there. The documents describe "
-                "another log; run `flamingock-es project --rebuild`.")
+                "another log: rebuild the projection.",
+                remedies=(Remedy(RemedyKind.PROJECT_REBUILD),))
 
     def _verify_resume(self) -> None:
         if not self._checked and self._resume >= 0:
@@ -227,8 +227,8 @@ class ProjectionWorker:
                 raise StoreError(
                     f"{self.store.name}: the checkpoint of namespace {self.namespace!r} is at "
                     f"position {self._resume}, past the end of {self.log.name} (at "
-                    f"{self.projection.state.position}). The log was replaced; run "
-                    "`flamingock-es project --rebuild`.")
+                    f"{self.projection.state.position}). The log was replaced: rebuild the "
+                    "projection.", remedies=(Remedy(RemedyKind.PROJECT_REBUILD),))
             self._checked = True
 
     def flush(self, idle: bool = True) -> ProjectedBatch | None:
@@ -237,9 +237,8 @@ class ProjectionWorker:
         if not self._pending:
             return None
         state = self.projection.state
-        if self.trust is not None:
-            settle(state, self.trust)
-        findings = state.findings(signatures=self.trust is not None)
+        self.reader.settle(state)
+        findings = self.reader.findings(state)
         if findings:
             # The tail of an append in progress is unsigned for an instant: only an idle log
             # with unsigned events is a finding.
@@ -250,7 +249,8 @@ class ProjectionWorker:
         ns = self.namespace
         keys = sorted(self._pending - {checkpoint_key(ns)})
         written = skipped = 0
-        with projection_batch_span(self._batch, self.log.messaging, ns), self.store.batch():
+        span = self._batch_span(self._batch) if self._batch_span else nullcontext()
+        with span, self.store.batch():
             unknown = [k for k in keys if k not in self._versions]
             self._versions.update(self.store.get_many(unknown))
             docs = {key: self.projection.document(key) for key in keys}
@@ -284,8 +284,7 @@ class ProjectionWorker:
         """Say in the summary document, once, that it stopped before ``finding``."""
         stale = {"position": finding.position, "kind": finding.kind, "reason": finding.reason,
                  "findings": count,
-                 "resolve": "An operator decides: flamingock-es quarantine --offset "
-                            f'{finding.position} --reason "..." (see docs/recovery.md).'}
+                 "remedy": {"kind": RemedyKind.QUARANTINE.value, "position": finding.position}}
         if stale == self.stale:
             return
         log.warning("%s: the log cannot be projected past offset %d (%s: %s); the documents "
@@ -339,36 +338,3 @@ class ProjectionWorker:
             return True
         raise StoreError(f"{self.store.name}: {key!r} kept changing under 100 attempts to "
                          "write it; is something else writing this namespace's documents?")
-
-
-def run_projection(bus: str = DEFAULT_BUS, namespace: str = "default",
-                   store_url: str = DEFAULT_STORE, once: bool = False, rebuild: bool = False,
-                   stop: threading.Event | None = None, *,
-                   options: Mapping[str, str] | None = None,
-                   store_options: Mapping[str, str] | None = None,
-                   on_batch: Callable[[ProjectedBatch], None] | None = None,
-                   batch_size: int = 500, trust: TrustStore | None = None) -> int:
-    """Project ``namespace`` of ``bus`` into ``store_url``; the library entry point.
-
-    Returns the position of the last projected event. With ``once`` it returns when the log is
-    caught up; otherwise it follows the log until ``stop`` is set.
-    """
-    stop = stop or threading.Event()
-    with open_backend(bus, namespace, options, create=False) as backend:
-        if not backend.log.exists():
-            if once:
-                raise NamespaceNotFoundError(
-                    f"namespace {namespace!r} has no audit log at {backend.log.name}: nothing "
-                    "to project. Check --namespace and --bus (or the workflow file).")
-            log.warning("namespace %r has no audit log at %s yet; waiting for a runner to "
-                        "create it", namespace, backend.log.name)
-            while not backend.log.exists():
-                if stop.wait(1.0):
-                    return -1
-        store = open_store(store_url, store_options)
-        try:
-            worker = ProjectionWorker(backend.log, store, namespace, batch_size=batch_size,
-                                      rebuild=rebuild, on_batch=on_batch, trust=trust)
-            return worker.run(stop, once=once)
-        finally:
-            store.close()

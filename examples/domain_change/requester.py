@@ -8,17 +8,17 @@ from __future__ import annotations
 import sys
 
 from flamingock_es import telemetry
+from flamingock_es.api import request_changes
 from flamingock_es.core.state import RunState
-from flamingock_es.request.client import request_changes
 
 if __name__ == "__main__":
     telemetry.configure()  # an application sets the SDK up: OTEL_* variables decide
     tracer = telemetry.tracer("orders-service")
     with tracer.start_as_current_span("release orders v2 (delivery window)"):
         answer = request_changes(
-            "kafka://127.0.0.1:19092", "orders-domain", reason="release 2.0: delivery window",
-            requested_by="orders-service", service="orders-service 2.0.0", wait=True,
-            timeout=120)
+            bus="kafka://127.0.0.1:19092", namespace="orders-domain",
+            reason="release 2.0: delivery window", requested_by="orders-service",
+            service="orders-service 2.0.0", wait=True, timeout=120).answer
     telemetry.shutdown()
     assert isinstance(answer, RunState)
     print(f"request {answer.request_id}: {answer.outcome} (run {answer.run_id}), "

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..core.codec import AuditCodec, Recorded
+from ..core.codec import Recorded
 from ..core.events import (
     AuditEvent,
     ChangeFailed,
@@ -23,12 +23,10 @@ from ..core.events import (
     CompensationFailed,
     CompensationSucceeded,
     ManualMark,
-    RecordQuarantined,
 )
 from ..core.ports import StoredRecord
-from ..core.reading import decoded, settle
+from ..core.reading import LogReader
 from ..core.state import ChainBreak, Finding, Quarantine, RunState, State
-from ..core.trust import TrustStore
 from .checkpoint import Checkpoint, check_expectations
 
 __all__ = ["ChangeRow", "ReplayReport", "RunRow", "Window", "replay_records", "run_row",
@@ -163,33 +161,27 @@ def select_events(records: Iterable[Recorded], *, unit: str | None = None,
     return events
 
 
-def replay_records(stored: Iterable[StoredRecord], *, log: str = "", namespace: str = "",
-                   window: Window = Window(), rows: bool = True,
-                   trust: TrustStore | None = None, every_signature: bool = False,
+def replay_records(stored: Iterable[StoredRecord], reader: LogReader | None = None, *,
+                   log: str = "", namespace: str = "", window: Window = Window(),
+                   rows: bool = True, every_signature: bool = False,
                    expect: Sequence[Checkpoint] = ()) -> ReplayReport:
-    """Decode and fold a whole log's records one by one and report (``rows=False``:
-    integrity and state only). With ``trust``, the last signature and each writer's latest
-    are checked (``every_signature``: all of them); ``expect`` are checkpoints the log must
-    still hold."""
-    undecodable = State()  # where decoding failed, noted while the records are read
-    records = list(decoded(stored, undecodable, AuditCodec()))
-    # The replay holds the whole log: the quarantine decisions are known before the fold.
-    state = State(skip=frozenset(r.event.payload.position for r in records
-                                 if isinstance(r.event.payload, RecordQuarantined)))
+    """Fold a whole log's records through ``reader`` (the namespace's: its codec and trust
+    store) and report (``rows=False``: integrity and state only). With a trust store, the
+    last signature and each writer's latest are checked (``every_signature``: all of them);
+    ``expect`` are checkpoints the log must still hold."""
+    reader = reader or LogReader()
     changes: list[ChangeRow] = []
-    for record in records:
-        state.apply(record)
-        event, payload = record.event, record.event.payload
-        if not rows or not isinstance(payload, _OUTCOMES) or event.time not in window \
-                or record.position in state.skip:
-            continue
-        changes.append(_change_row(state, record))
-    for position, why in undecodable.unreadable.items():
-        state.note_unreadable(position, why)
-    if trust is not None:
-        settle(state, trust, writers=True, every=every_signature)
-    findings = state.findings(signatures=trust is not None)
-    findings += check_expectations(records, expect, trust)
+
+    def row(state: State, record: Recorded) -> None:
+        if isinstance(record.event.payload, _OUTCOMES) and record.event.time in window \
+                and record.position not in state.skip:
+            changes.append(_change_row(state, record))
+
+    folded = reader.replay(stored, on_record=row if rows else None,
+                           every_signature=every_signature)
+    state, records = folded.state, folded.records
+    findings = reader.findings(state)
+    findings += check_expectations(records, expect, reader.trust)
     if rows:
         changes += _in_doubt(state, namespace, window)
     runs = [run_row(run) for run in state.runs.values() if run.started_at in window] \
@@ -198,7 +190,7 @@ def replay_records(stored: Iterable[StoredRecord], *, log: str = "", namespace: 
                         changes=changes, since=_iso(window.since) or None,
                         until=_iso(window.until) or None,
                         findings=sorted(findings, key=lambda f: f.position),
-                        signatures_checked=trust is not None)
+                        signatures_checked=reader.trust is not None)
 
 
 def _change_row(state: State, record: Recorded) -> ChangeRow:

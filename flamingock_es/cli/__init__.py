@@ -6,7 +6,8 @@ event or projection could not be written (or Kafka is unreachable); 6 checksum d
 intervention required (`plan --check` says 6 and 7 before a run would); 8 a unit (or an
 undo's rollback) failed, after compensation; 9 the run was stopped between units (SIGTERM or
 SIGINT; nothing in doubt); 130/143 a signal interrupted a change that could not finish in the
-grace period (it is recorded as interrupted); 141 the output's reader went away.
+grace period (it is recorded as interrupted); 141 the output's reader went away. The table
+is cli/status_codes.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from ..errors import FlamingockError
 from ..telemetry import setup as tracing
 from . import audit, authoring, bus, keys, projection, run
 from .console import ConsoleLogHandler, console_for
+from .remedies import to_resolve
+from .status_codes import BROKEN_PIPE, INTERRUPTED, exit_code
 
 __all__ = ["build_parser", "main"]
 
@@ -86,15 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         sys.stdout.flush()  # here, so that a reader gone away is handled below, not at exit
     except FlamingockError as exc:
-        _tell(f"flamingock-es: error: {exc}")
-        return exc.exit_code
+        _tell(f"flamingock-es: error: {exc}{to_resolve(exc.remedies)}")
+        return exit_code(exc)
     except KeyboardInterrupt:
         _tell("flamingock-es: interrupted")
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`| head`): say nothing more, as other Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        return BROKEN_PIPE
     finally:
         tracing.shutdown()
     return code

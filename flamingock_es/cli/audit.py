@@ -13,18 +13,15 @@ from .. import api
 from ..audit import FORMATS, Checkpoint, ReplayReport, parse_head, render
 from ..core.events import RunStarted
 from ..core.state import Finding
-from ..core.trust import trust_of
-from .output import parse_time, print_json, settings, table
+from .output import parse_time, print_json, reason, settings, table
 
 __all__ = ["register"]
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     """List audit events, oldest first; filter by unit, run or time."""
-    s = settings(args)
-    events = api.history(s.bus, s.namespace, unit=args.unit, run_id=args.run,
-                         since=parse_time(args.since), until=parse_time(args.until, "--until"),
-                         options=s.bus_options)
+    events = api.history(settings(args), unit=args.unit, run_id=args.run,
+                         since=parse_time(args.since), until=parse_time(args.until, "--until"))
     if args.json:
         print_json(events)
         return 0
@@ -51,9 +48,8 @@ def _expected(args: argparse.Namespace) -> list[Checkpoint]:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Replay the log with the shared fold; check its hash chain, its signatures (with a
     trust store) and the checkpoints given; report every finding with its offset."""
-    s = settings(args)
-    report = api.verify(s.bus, s.namespace, s.bus_options, trust=trust_of(s),
-                        every_signature=args.every_signature, expect=_expected(args))
+    report = api.verify(settings(args), every_signature=args.every_signature,
+                        expect=_expected(args))
     if args.json:
         print_json({"log": report.log, "ok": report.ok, "events": report.events,
                     "position": report.state.position, "head_hash": report.head_hash,
@@ -106,11 +102,9 @@ def _finding_lines(findings: list[Finding]) -> list[str]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay the audit log, verify it, and export a compliance report."""
-    s = settings(args)
-    report = api.replay(s.bus, s.namespace, since=parse_time(args.since),
-                        until=parse_time(args.until, "--until"), options=s.bus_options,
-                        trust=trust_of(s), every_signature=args.every_signature,
-                        expect=_expected(args))
+    report = api.replay(settings(args), since=parse_time(args.since),
+                        until=parse_time(args.until, "--until"),
+                        every_signature=args.every_signature, expect=_expected(args))
     text = render(report, args.format)
     if args.output and args.output != "-":
         with open(args.output, "w", encoding="utf-8", newline="") as out:
@@ -128,9 +122,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_checkpoint(args: argparse.Namespace) -> int:
     """Print the log's latest signed point as JSON: publish it, and `verify --checkpoint`
     proves later that the log still holds it (nothing cut off, nothing rewritten)."""
-    s = settings(args)
-    sys.stdout.write(api.checkpoint(s.bus, s.namespace, s.bus_options,
-                                    trust=trust_of(s)).to_json())
+    sys.stdout.write(api.checkpoint(settings(args)).to_json())
     return 0
 
 
@@ -139,14 +131,15 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     appended): start-ups then fold only what follows it. Verifies the log first."""
     position = api.snapshot(settings(args))
     if not args.quiet:
-        print(f"snapshot written at offset {position}")
+        print(f"snapshot written at offset {position}" if position is not None else
+              "no snapshot written: the latest one is as new")
     return 0
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
     """Record, under the lock, that the record at --offset is not part of the history
     (undecodable, not a valid event, or not covered by a trusted signature). Audited."""
-    finding = api.quarantine(settings(args), args.offset, args.reason)
+    finding = api.quarantine(settings(args), args.offset, reason(args))
     if not args.quiet:
         print(f"quarantined the record at offset {args.offset} ({finding.kind}: "
               f"{finding.reason}); every reader now skips it, and shows that it did")
@@ -156,7 +149,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 def cmd_vouch(args: argparse.Namespace) -> int:
     """Record, under the lock, that the unsigned history up to --through (written before
     signing was configured) is authentic; this run's signature then covers it. Audited."""
-    count = api.vouch(settings(args), args.through, args.reason)
+    count = api.vouch(settings(args), args.through, reason(args))
     if not args.quiet:
         print(f"vouched for {count} unsigned event(s) up to offset {args.through}")
     return 0

@@ -28,7 +28,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     or reuses an id."""
     wf = workflow(args)
     path = new_unit(wf, args.name, template=args.template, stage=args.stage, unit_id=args.id,
-                    author=args.author or local_actor().principal,
+                    author=args.author or local_actor(principal=wf.settings.principal).principal,
                     description=args.description or "")
     print(f"created {path}")
     return 0

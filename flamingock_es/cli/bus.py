@@ -6,41 +6,41 @@ import argparse
 import sys
 from typing import Any
 
+from .. import api
 from ..core.events import RunOutcome
-from ..core.trust import load_signer
-from ..request.client import DEFAULT_TTL, request_changes
-from ..request.service import serve
+from ..errors import ConfigError, UnitFailedError
+from ..request.model import DEFAULT_TTL
 from .output import print_json, progress, settings, workflow
+from .status_codes import exit_code
 
 __all__ = ["register"]
 
 
 def cmd_request(args: argparse.Namespace) -> int:
     """Publish a change request to the bus for `serve` to execute (optionally --wait)."""
-    s = settings(args)
-    key = args.key or s.signing_key
-    answer = request_changes(
-        s.bus, s.namespace, stages=args.stage, units=args.unit, undo_to=args.undo_to,
+    sent = api.request_changes(
+        settings(args), stages=args.stage, units=args.unit, undo_to=args.undo_to,
         reason=args.reason, requested_by=args.requested_by, service=args.service,
-        request_id=args.id, wait=args.wait, timeout=args.timeout, options=s.bus_options,
-        signer=load_signer(key) if key else None, ttl=args.ttl)
-    if isinstance(answer, str):
-        print_json({"request_id": answer}) if args.json else print(answer)
+        request_id=args.id, wait=args.wait, timeout=args.timeout, ttl=args.ttl,
+        signing_key=args.key)
+    answer = sent.answer
+    if answer is None:
+        print_json({"request_id": sent.request_id}) if args.json else print(sent.request_id)
         return 0
     if args.json:
         print_json(answer)
     else:
         error = f": {answer.error}" if answer.error else ""
         print(f"request {answer.request_id}: {answer.outcome} (run {answer.run_id}){error}")
-    codes = {RunOutcome.SUCCEEDED: 0, RunOutcome.REJECTED: 2}
-    return codes.get(answer.outcome or RunOutcome.FAILED, 8)
+    codes = {RunOutcome.SUCCEEDED: 0, RunOutcome.REJECTED: exit_code(ConfigError)}
+    return codes.get(answer.outcome or RunOutcome.FAILED, exit_code(UnitFailedError))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Execute change requests from the bus for the workflow's namespace, until SIGTERM."""
-    stats = serve(workflow(args), progress=progress(args), allow=args.allow or (),
-                  max_requests=args.max_requests, handle_signals=True,
-                  require_signed=args.require_signed)
+    stats = api.serve(workflow(args), progress=progress(args), allow=args.allow or (),
+                      max_requests=args.max_requests, handle_signals=True,
+                      require_signed=args.require_signed)
     if not args.quiet:
         print(f"served {stats.handled} request(s): {stats.succeeded} succeeded, "
               f"{stats.failed} failed, {stats.rejected} rejected, {stats.duplicates} "

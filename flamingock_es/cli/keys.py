@@ -9,8 +9,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ..core.trust import generate_key, key_id, load_signer, public_pem, trust_of
+from ..core.trust import generate_key, key_id, load_signer, public_pem
 from ..errors import ConfigError
+from ..namespace import signer_of, trust_of
 from .output import print_json, settings, table
 
 __all__ = ["register"]
@@ -57,8 +58,9 @@ def _list(args: argparse.Namespace) -> int:
                   ",".join(sorted(k.request)) or "-", k.source) for k in entries)],
               indent="  ")
     if s.signing_key:
+        signer = signer_of(s)
         print(f"this runner signs with {s.signing_key} (key id "
-              f"{load_signer(s.signing_key).key_id})")
+              f"{signer.key_id if signer else '?'})")
     return 0
 
 
@@ -68,7 +70,7 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError("keys export needs a key file, or a signing_key in the settings")
     data = Path(path).read_bytes() if Path(path).exists() else b""
     if b"PRIVATE KEY" in data:
-        public = load_signer(path).public_key
+        public = load_signer(path, settings(args).key_passphrase).public_key
     else:
         try:
             loaded = serialization.load_pem_public_key(data)

@@ -17,7 +17,8 @@ from ..errors import ConfigError
 from ..run.progress import Progress
 from .progress import console_progress
 
-__all__ = ["jsonable", "parse_time", "print_json", "progress", "settings", "table", "workflow"]
+__all__ = ["jsonable", "parse_time", "print_json", "progress", "reason", "settings", "table",
+           "workflow"]
 
 
 def settings(args: argparse.Namespace, *, required: bool = False) -> Settings:
@@ -29,6 +30,14 @@ def settings(args: argparse.Namespace, *, required: bool = False) -> Settings:
                                     store=getattr(args, "store", None))
         args._settings = resolved
     return resolved
+
+
+def reason(args: argparse.Namespace) -> str:
+    """The ``--reason`` a decision is recorded with: it may not be blank."""
+    given: str = args.reason
+    if not given.strip():
+        raise ConfigError(f"{args.command} needs a --reason: it is written to the audit log")
+    return given
 
 
 def workflow(args: argparse.Namespace) -> Workflow:

@@ -8,14 +8,12 @@ import shutil
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
+from ..core.events import AuditEvent, ChangeFailed, ChangeSucceeded
+from ..core.recorder import Notice, Planned
 from ..run.progress import LineProgress
 from .console import console_for
-
-if TYPE_CHECKING:
-    from ..core.events import ErrorInfo
-    from ..run.planner import Plan, PlannedUnit
 
 __all__ = ["ConsoleProgress", "TerminalProgress", "console_progress"]
 
@@ -37,6 +35,7 @@ class ConsoleProgress(LineProgress):
     line, and a reader that went away silences it instead of breaking the run."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
         self.stream = stream or sys.stderr
         self.console = console_for(self.stream)
 
@@ -54,28 +53,21 @@ class TerminalProgress(ConsoleProgress):
 
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__(stream)
-        self._index, self._total = 0, 0
         self._durations: list[float] = []
         self._run_started = time.monotonic()
         self._step: tuple[str, float] | None = None  # what is running, since when
         self._ticker: threading.Thread | None = None
         self._lock = threading.Lock()  # the ticker must not redraw a step that just ended
 
-    def run_started(self, run_id: str, plan: Plan) -> None:
-        self._run_started, self._durations = time.monotonic(), []
-        super().run_started(run_id, plan)
+    def notice(self, notice: Notice) -> None:
+        if isinstance(notice, Planned):
+            self._run_started, self._durations = time.monotonic(), []
+        super().notice(notice)
 
-    def unit_started(self, index: int, total: int, planned: PlannedUnit) -> None:
-        self._index, self._total = index, total
-        super().unit_started(index, total, planned)
-
-    def unit_applied(self, unit_id: str, ms: float) -> None:
-        self._durations.append(ms / 1000)
-        super().unit_applied(unit_id, ms)
-
-    def unit_failed(self, unit_id: str, error: ErrorInfo, ms: float) -> None:
-        self._durations.append(ms / 1000)
-        super().unit_failed(unit_id, error, ms)
+    def recorded(self, event: AuditEvent) -> None:
+        if isinstance(event.payload, ChangeSucceeded | ChangeFailed):
+            self._durations.append(event.payload.duration_ms / 1000)
+        super().recorded(event)
 
     def _say(self, text: str, end: str = "\n") -> None:
         step = self._step

@@ -10,10 +10,13 @@ import threading
 from types import FrameType
 from typing import Any, TextIO
 
-from ..core.trust import trust_of
+from .. import api
 from ..definition.settings import DEFAULT_STORE
-from ..projections import ProjectedBatch, ProjectionReader, open_store, run_projection
+from ..errors import HistoryError, Remedy, RemedyKind
+from ..projections import ProjectedBatch, ProjectionReader
 from .output import settings, table
+from .remedies import command
+from .status_codes import exit_code
 
 __all__ = ["register"]
 
@@ -22,7 +25,6 @@ def cmd_project(args: argparse.Namespace) -> int:
     """Project the audit log into the read-side store (follows the log unless --once)."""
     s = settings(args)
     stop = threading.Event()
-    trust = trust_of(s)
 
     def progress(batch: ProjectedBatch) -> None:
         if not args.quiet:
@@ -35,10 +37,8 @@ def cmd_project(args: argparse.Namespace) -> int:
 
     previous = None if args.once else signal.signal(signal.SIGTERM, on_signal)
     try:
-        position = run_projection(s.bus, s.namespace, s.store, once=args.once,
-                                  rebuild=args.rebuild, stop=stop, options=s.bus_options,
-                                  store_options=s.store_options, on_batch=progress,
-                                  batch_size=args.batch_size, trust=trust)
+        position = api.project(s, once=args.once, rebuild=args.rebuild, stop=stop,
+                               on_batch=progress, batch_size=args.batch_size)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -54,12 +54,8 @@ def cmd_state(args: argparse.Namespace) -> int:
     if what in ("unit", "run") and not ident:
         print(f"flamingock-es: error: `state {what}` needs an id", file=sys.stderr)
         return 2
-    store = open_store(s.store, s.store_options)
-    reader = ProjectionReader(store, s.namespace)
-    try:
+    with api.open_projection(s) as reader:
         return _show(args, reader, what, ident)
-    finally:
-        store.close()
 
 
 def _show(args: argparse.Namespace, reader: ProjectionReader, what: str,
@@ -88,10 +84,12 @@ def _show(args: argparse.Namespace, reader: ProjectionReader, what: str,
     summary = doc if what == "summary" else reader.summary()
     stale = (summary or {}).get("stale")
     if stale:
+        remedy = Remedy(RemedyKind(stale["remedy"]["kind"]),
+                        position=stale["remedy"].get("position"))
         print(f"flamingock-es: STALE: the projection stopped before offset {stale['position']} "
-              f"({stale['kind']}: {stale['reason']}); what is shown may be out of date. "
-              f"{stale['resolve']}", file=sys.stderr)
-        return 4
+              f"({stale['kind']}: {stale['reason']}); what is shown may be out of date. An "
+              f"operator decides: {command(remedy)} (see docs/recovery.md).", file=sys.stderr)
+        return exit_code(HistoryError)
     return 0
 
 

@@ -10,9 +10,13 @@ from typing import Any
 
 from .. import api
 from ..core.events import RunOutcome
+from ..errors import ManualInterventionRequired, UnitFailedError
+from ..run.planner import Blocker, UndoBlockedError, UndoRefusedError, UndoScope
 from ..run.results import RunResult
-from .output import print_json, progress, table, workflow
+from .output import jsonable, print_json, progress, reason, table, workflow
 from .preview import preview, render
+from .remedies import command, to_resolve
+from .status_codes import exit_code, plan_check
 
 __all__ = ["register"]
 
@@ -27,18 +31,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = api.plan(workflow(args), accept_drift=args.accept_drift)
     previews = [preview(f"{p.stage}/{p.unit.id}", p.unit, os.environ)
                 for p in plan.to_run] if args.show else []
-    code = plan.check_code if args.check else 0
+    code = plan_check(plan) if args.check else 0
     if args.json:
         print_json({"units": [{"stage": p.stage, "unit": p.unit.id, "action": p.action.value,
                                "reason": p.reason} for p in plan.units],
-                    "blockers": plan.blockers, "unknown": plan.unknown,
+                    "blockers": [_blocker_json(b) for b in plan.blockers],
+                    "unknown": plan.unknown,
                     "in_doubt": [p.unit.id for p in plan.in_doubt],
                     **({"show": [item.as_json() for item in previews]} if args.show else {}),
                     **({"check": code} if args.check else {})})
         return code
     table([(p.action.value, f"{p.stage}/{p.unit.id}", p.reason) for p in plan.units])
     for blocker in plan.blockers:
-        print(f"\nBLOCKED {blocker.unit_id}: {blocker.message}\n  to resolve: {blocker.resolve}")
+        print(f"\nBLOCKED {blocker.unit_id}: {blocker.message}{to_resolve(blocker.remedies)}")
     for uid in plan.unknown:
         print(f"note: {uid} is in the audit log but no longer in the workflow")
     if plan.up_to_date:
@@ -52,6 +57,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   f"{len(plan.blockers)} blocked" if plan.blockers else "",
                   f"in doubt: {', '.join(doubt)}" if doubt else ""))), file=sys.stderr)
     return code
+
+
+def _blocker_json(blocker: Blocker) -> dict[str, object]:
+    """A blocker for ``--json``: its remedies as data, and as the commands to type."""
+    out: dict[str, object] = jsonable(blocker)
+    return {**out, "resolve": "\n".join(command(r) for r in blocker.remedies)}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -78,15 +89,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     if report.attention:
         print("\nneeds manual intervention (check the target system, then record one):")
         for row in report.attention:
-            commands = "".join(f"\n    {line}" for line in (row.resolve or "").splitlines())
+            commands = "".join(f"\n    {command(remedy)}" for remedy in row.remedies)
             print(f"  {row.unit_id}: {row.detail}{commands}")
-        return 7
+        return exit_code(ManualInterventionRequired)
     return 0
 
 
 def cmd_mark(args: argparse.Namespace) -> int:
     """Record a manual decision about a unit (applied or rolled back), with a reason."""
-    api.mark(workflow(args), args.unit_id, args.as_.replace("-", "_").upper(), args.reason,
+    api.mark(workflow(args), args.unit_id, args.as_.replace("-", "_").upper(), reason(args),
              seen=args.seen)
     if not args.quiet:
         print(f"marked {args.unit_id} as {args.as_}")
@@ -96,13 +107,24 @@ def cmd_mark(args: argparse.Namespace) -> int:
 def cmd_undo(args: argparse.Namespace) -> int:
     """Compensate applied units, newest first: those after --to ID, the newest --count N,
     or --all of them (back to before the first unit)."""
-    result = api.undo(workflow(args), args.to, count=args.count, all_units=args.all,
-                      progress=progress(args))
+    try:
+        result = api.undo(workflow(args), to=args.to, count=args.count, all_units=args.all,
+                          progress=progress(args))
+    except (UndoRefusedError, UndoBlockedError) as refused:  # said with the flags given
+        refused.args = (f"cannot undo {_flags(refused.scope)}: {refused.detail}",)
+        raise
     if args.json:
         print_json(result)
     elif not args.quiet:
         print(undo_summary(result, args.to))
-    return 0 if result.outcome is not RunOutcome.FAILED else 8
+    return 0 if result.outcome is not RunOutcome.FAILED else exit_code(UnitFailedError)
+
+
+def _flags(scope: UndoScope) -> str:
+    """An undo's scope as the command line says it (``--to u1``, ``--count 2``, ``--all``)."""
+    if scope.to is not None:
+        return f"--to {scope.to}"
+    return f"--count {scope.count}" if scope.count is not None else "--all"
 
 
 def undo_summary(result: RunResult, to: str | None) -> str:

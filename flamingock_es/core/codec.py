@@ -35,7 +35,7 @@ from fastavro.schema import to_parsing_canonical_form
 
 from ..errors import DecodeError
 from ._speedups import avro_reader
-from ._speedups.compiled import current_source, is_current, pure_python_asked
+from ._speedups.compiled import current_source, is_current
 from .events import (
     AVRO_NAMESPACE,
     PAYLOAD_TYPES,
@@ -217,9 +217,9 @@ _ENUM_TYPES: dict[str, Callable[[str], Any]] = {
 
 
 def compiled_reader() -> bool:
-    """True if the compiled reader is installed, current, and not turned off (see
-    :mod:`.compiled`): then every codec decodes with it unless told otherwise."""
-    return not pure_python_asked() and is_current(avro_reader)
+    """True if the compiled reader is installed and current (see :mod:`._speedups.compiled`):
+    then a codec decodes with it unless told otherwise (``pure_python`` in the settings)."""
+    return is_current(avro_reader)
 
 
 def _construction(name: str, field_names: list[str]) -> avro_reader.Construction:

@@ -1,112 +1,187 @@
-"""Reading a namespace's log into state: decode, fold, check, and refuse what is not to be trusted.
+"""The one way a log is read: decode, fold, check the chain and the signatures, refuse.
 
-Every reader of the log (the runner, the read-only commands, the compliance replay, the
-projection worker) folds it through here, so they all see the same history:
+Every reader of a namespace's log goes through a :class:`LogReader` (the composition root
+builds one per namespace, with its codec and trust store): the runner to plan, the
+compliance replay and ``verify``, the projection worker, and the request follower that waits
+for an answer. So they all see the same history:
 
 * a record that cannot be decoded is noted (``State.unreadable``) and never applied;
+* the fold checks the hash chain and the sequence as it goes (:meth:`State.apply`);
 * a quarantine decision that excludes a record already applied makes the fold start over
   without it (rare: only the read after the decision pays for it);
-* with a trust store, the signatures the fold collected are checked (:func:`settle`).
-
-:func:`check_integrity` is the fail-closed rule: a runner decides nothing on a log with a
-finding an operator has not decided about, and the error names the position and the command.
+* with a trust store, the signatures the fold collected are checked (:meth:`settle`);
+* :meth:`check` is the fail-closed rule: nothing is decided on a log with a finding an
+  operator has not decided about; the error names the position and the remedy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
-from ..errors import ChainBrokenError, DecodeError
+from ..errors import ChainBrokenError, DecodeError, Remedy, RemedyKind
 from .codec import AUDIT_CONTEXT, AuditCodec
-from .events import Recorded
+from .events import Recorded, RecordQuarantined
 from .ports import EventLog, StoredRecord
-from .state import Finding, State, fold
+from .state import Finding, State
 from .trust import TrustStore
 
-__all__ = ["check_integrity", "decoded", "read_log", "settle"]
+__all__ = ["Apply", "LogReader", "Replayed"]
+
+Apply = Callable[[Recorded], object]
+"""What folding one record means to a reader: ``state.apply`` by default; the projection
+folds through its own, which also notes the documents a record changed."""
 
 
-def decoded(stored: Iterable[StoredRecord], state: State,
-            codec: AuditCodec | None = None) -> Iterator[Recorded]:
-    """The records of ``stored`` decoded; the ones that cannot be are noted in ``state``."""
-    decode = (codec or AuditCodec()).decode
-    for position, data in stored:
+@dataclass
+class Replayed:
+    """A whole log folded at once (``verify``, ``replay``): the state and every record."""
+
+    state: State
+    records: list[Recorded] = field(default_factory=list)
+
+
+class LogReader:
+    """Reads a namespace's log into state, with its codec and (optionally) trust store."""
+
+    def __init__(self, codec: AuditCodec | None = None, trust: TrustStore | None = None) -> None:
+        self.codec = codec or AuditCodec()
+        self.trust = trust
+
+    # Decoding --------------------------------------------------------------------------------
+
+    def decoded(self, stored: Iterable[StoredRecord], state: State) -> Iterator[Recorded]:
+        """The records of ``stored`` decoded; the ones that cannot be are noted in ``state``."""
+        decode = self.codec.decode
+        for position, data in stored:
+            try:
+                yield decode(data, position)
+            except DecodeError as exc:
+                state.note_unreadable(position, str(exc))
+
+    def take(self, state: State, position: int, data: bytes,
+             apply: Apply | None = None) -> Recorded | None:
+        """Fold one stored record (a follower's loop); ``None`` if it could not be decoded.
+        After it, ``state.needs_refold`` says whether :meth:`refold` is due."""
         try:
-            yield decode(data, position)
+            record = self.codec.decode(data, position)
         except DecodeError as exc:
             state.note_unreadable(position, str(exc))
+            return None
+        (apply or state.apply)(record)
+        return record
 
+    # Folding ---------------------------------------------------------------------------------
 
-def read_log(log: EventLog, state: State | None = None, codec: AuditCodec | None = None,
-             trust: TrustStore | None = None, *, every_signature: bool = False) -> State:
-    """Fold what ``log`` gained since ``state`` (a fresh state by default) and return it.
+    def catch_up(self, log: EventLog, state: State | None = None, *,
+                 apply: Apply | None = None, every_signature: bool = False) -> State:
+        """Fold what ``log`` gained since ``state`` (a fresh state by default), check the
+        signatures, and return it. ``every_signature`` checks every one (an auditor's pass),
+        not only those that vouch for the rest."""
+        state = state if state is not None else State()
+        fold = apply or state.apply
+        for record in self.decoded(log.read(state.position + 1), state):
+            fold(record)
+        if state.needs_refold:
+            self.refold(log, state, apply)
+        self.settle(state, every=every_signature)
+        return state
 
-    ``every_signature`` checks every signature, not only the last one (compliance replay).
-    """
-    codec = codec or AuditCodec()
-    state = state if state is not None else State()
-    fold(decoded(log.read(state.position + 1), state, codec), state)
-    if state.needs_refold:
+    def refold(self, log: EventLog, state: State, apply: Apply | None = None) -> None:
+        """Fold the whole log again, without the records quarantine decisions exclude (the
+        state object stays the same: holders keep it)."""
         state.start_over()
-        fold(decoded(log.read(0), state, codec), state)
-    if trust is not None:
-        settle(state, trust, every=every_signature)
-    return state
+        fold = apply or state.apply
+        for record in self.decoded(log.read(0), state):
+            fold(record)
 
+    def replay(self, stored: Iterable[StoredRecord], *,
+               on_record: Callable[[State, Recorded], None] | None = None,
+               every_signature: bool = False) -> Replayed:
+        """Fold a whole log at once, calling ``on_record`` after each record is applied.
 
-def settle(state: State, trust: TrustStore, *, writers: bool = False,
-           every: bool = False) -> None:
-    """Check the signatures the fold collected since the last check.
+        The records are decoded first, so the quarantine decisions are known before the fold
+        and it never starts over; each writer's latest signature is checked too, so that
+        every writer is named (what ``verify`` reports)."""
+        undecodable = State()  # where decoding failed, noted while the records are read
+        records = list(self.decoded(stored, undecodable))
+        state = State(skip=frozenset(r.event.payload.position for r in records
+                                     if isinstance(r.event.payload, RecordQuarantined)))
+        for record in records:
+            state.apply(record)
+            if on_record is not None:
+                on_record(state, record)
+        for position, why in undecodable.unreadable.items():
+            state.note_unreadable(position, why)
+        self.settle(state, writers=True, every=every_signature)
+        return Replayed(state, records)
 
-    The last one is enough where it verifies: it signs a hash that chains every event before
-    it, and no runner signs a history it did not verify. Where it does not, the ones before
-    it are checked until one does. ``writers`` also checks each key's latest signature, so
-    that every writer is named and checked (what ``verify`` does); ``every`` checks them all
-    (an auditor's thorough pass: a signature whose bytes alone were altered is named too).
-    """
-    seals, state.seals = state.seals, []
-    latest_of_each: dict[str | None, int] = {}
-    if writers:
-        for index, seal in enumerate(seals):
-            latest_of_each[seal.key_id] = index
-    wanted = set(latest_of_each.values())
-    trusted_found = False
-    for index in range(len(seals) - 1, -1, -1) if not every else range(len(seals)):
-        seal = seals[index]
-        if trusted_found and not every and index not in wanted:
-            continue
-        why = trust.check(seal.key_id, seal.signature, AUDIT_CONTEXT + seal.hash,
-                          namespace=seal.namespace, role="write")
-        if why is not None:
-            state.untrusted[seal.position] = why
-            continue
-        state.signed_through = max(state.signed_through, seal.position)
-        trusted_found = True
-        if not every and not wanted:
+    # Trust -----------------------------------------------------------------------------------
+
+    def settle(self, state: State, *, writers: bool = False, every: bool = False) -> None:
+        """Check the signatures the fold collected since the last check (nothing without a
+        trust store).
+
+        The last one is enough where it verifies: it signs a hash that chains every event
+        before it, and no runner signs a history it did not verify. Where it does not, the
+        ones before it are checked until one does. ``writers`` also checks each key's latest
+        signature, so that every writer is named and checked; ``every`` checks them all (an
+        auditor's thorough pass: a signature whose bytes alone were altered is named too).
+        """
+        trust = self.trust
+        if trust is None:
+            state.seals = []
             return
+        seals, state.seals = state.seals, []
+        latest_of_each: dict[str | None, int] = {}
+        if writers:
+            for index, seal in enumerate(seals):
+                latest_of_each[seal.key_id] = index
+        wanted = set(latest_of_each.values())
+        trusted_found = False
+        for index in range(len(seals) - 1, -1, -1) if not every else range(len(seals)):
+            seal = seals[index]
+            if trusted_found and not every and index not in wanted:
+                continue
+            why = trust.check(seal.key_id, seal.signature, AUDIT_CONTEXT + seal.hash,
+                              namespace=seal.namespace, role="write")
+            if why is not None:
+                state.untrusted[seal.position] = why
+                continue
+            state.signed_through = max(state.signed_through, seal.position)
+            trusted_found = True
+            if not every and not wanted:
+                return
+
+    def findings(self, state: State) -> list[Finding]:
+        """What a reader must not decide on in ``state``, with this reader's trust rules."""
+        return state.findings(signatures=self.trust is not None)
+
+    def check(self, state: State, where: str) -> State:
+        """``state``, if nothing in the log it was folded from is a finding; else raise
+        :class:`ChainBrokenError` naming the first finding and the remedy."""
+        findings = self.findings(state)
+        if findings:
+            raise refusal(state, findings, where)
+        return state
 
 
-def check_integrity(state: State, where: str, trust: TrustStore | None = None) -> State:
-    """``state``, if nothing in the log it was folded from is a finding; else raise."""
-    findings = state.findings(signatures=trust is not None)
-    if findings:
-        raise ChainBrokenError(_refusal(state, findings, where))
-    return state
-
-
-def _refusal(state: State, findings: list[Finding], where: str) -> str:
+def refusal(state: State, findings: list[Finding], where: str) -> ChainBrokenError:
+    """The error that refuses to decide on a log with ``findings``."""
     first = findings[0]
     more = f" ({len(findings) - 1} more finding(s) after it)" if len(findings) > 1 else ""
     if all(f.kind == "unsigned" for f in findings) and state.signed_through < 0:
-        return (f"the audit log {where} has {len(findings)} event(s) and no trusted signature "
-                "covers any of them (it was written before signing was configured, or by "
-                "someone without a trusted key). Nothing was run. If this history is "
-                "authentic, an operator vouches for it with an audited decision: "
-                f'flamingock-es vouch --through {state.position} --reason "..."; '
-                "`flamingock-es verify` lists the events.")
-    return (f"the audit log {where} is inconsistent at offset {first.position}: "
-            f"{first.reason}{more}. Nothing was run. If that record was not written by "
-            "flamingock-es (a foreign or forged record), an operator excludes it with an "
-            f'audited decision: flamingock-es quarantine --offset {first.position} --reason '
-            '"..."; if events were altered or dropped, restore the log (docs/recovery.md). '
-            "`flamingock-es verify` reports every finding.")
+        return ChainBrokenError(
+            f"the audit log {where} has {len(findings)} event(s) and no trusted signature "
+            "covers any of them (it was written before signing was configured, or by someone "
+            "without a trusted key). Nothing was run. If this history is authentic, an "
+            "operator vouches for it with an audited decision.",
+            remedies=(Remedy(RemedyKind.VOUCH, position=state.position),
+                      Remedy(RemedyKind.VERIFY)))
+    return ChainBrokenError(
+        f"the audit log {where} is inconsistent at offset {first.position}: {first.reason}"
+        f"{more}. Nothing was run. If that record was not written by flamingock-es (a "
+        "foreign or forged record), an operator excludes it with an audited decision; if "
+        "events were altered or dropped, restore the log (docs/recovery.md).",
+        remedies=(Remedy(RemedyKind.QUARANTINE, position=first.position),
+                  Remedy(RemedyKind.VERIFY)))

@@ -34,7 +34,7 @@ from typing import Any
 from ..errors import ChainBrokenError, DecodeError
 from .codec import AuditCodec
 from .ports import EventLog, SnapshotStore
-from .reading import read_log
+from .reading import LogReader
 from .state import State
 from .trust import Signer, TrustStore
 
@@ -75,13 +75,14 @@ def save(store: SnapshotStore, state: State, namespace: str, signer: Signer | No
 
 
 def load(store: SnapshotStore, log_: EventLog, namespace: str,
-         trust: TrustStore | None) -> State | None:
+         reader: LogReader) -> State | None:
     """The latest snapshot's state, once checked against ``log_``; ``None`` if there is
     none or it does not hold (with a warning). Raises ``ChainBrokenError`` when a trusted
     snapshot shows that the log was cut or rewritten since."""
     data = store.latest()
     if data is None:
         return None
+    trust = reader.trust
     try:
         first, _, raw = gzip.decompress(data).partition(b"\n")
         header = json.loads(first)
@@ -104,7 +105,7 @@ def load(store: SnapshotStore, log_: EventLog, namespace: str,
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring the snapshot of %s: it cannot be read (%s)", namespace, exc)
         return None
-    found = _event_at(log_, position)
+    found = _event_at(log_, position, reader.codec)
     if found != head:
         where = ("the log ends before it" if found is None else
                  f"the event there has hash {found.hex()[:16]}..., not {head.hex()[:16]}...")
@@ -125,11 +126,10 @@ def load(store: SnapshotStore, log_: EventLog, namespace: str,
     return state
 
 
-def read(log_: EventLog, store: SnapshotStore, namespace: str,
-         trust: TrustStore | None) -> State:
+def read(log_: EventLog, store: SnapshotStore, namespace: str, reader: LogReader) -> State:
     """The namespace's state: the latest snapshot that holds, and what the log gained since."""
-    state = load(store, log_, namespace, trust) or State()
-    return read_log(log_, state, trust=trust)
+    state = load(store, log_, namespace, reader) or State()
+    return reader.catch_up(log_, state)
 
 
 def _signed_by_a_writer(header: dict[str, Any], body: bytes, namespace: str,
@@ -160,13 +160,13 @@ def _header(data: bytes | None) -> dict[str, Any] | None:
     return header if isinstance(header, dict) else None
 
 
-def _event_at(log_: EventLog, position: int) -> bytes | None:
+def _event_at(log_: EventLog, position: int, codec: AuditCodec) -> bytes | None:
     """The hash of the event at ``position``, if the log still has one there."""
     for at, data in log_.read(position):
         if at != position:
             return None
         try:
-            return AuditCodec().decode(data, at).event.hash
+            return codec.decode(data, at).event.hash
         except DecodeError:
             return None
     return None

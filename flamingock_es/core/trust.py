@@ -5,28 +5,19 @@ of the SHA-256 of its raw 32-byte public key, so anyone can compute it from the 
 A runner signs the last event of each append; one signature vouches for every event before it,
 because each event's hash chains its predecessor. A requester signs its change request.
 
-The trust store says which keys may do what, in ``flamingock.yaml``::
-
-    signing_key: keys/runner.key          # this runner's private key (or FLAMINGOCK_SIGNING_KEY)
-    trust:
-      - key: keys/runner.pub              # a public key file (PEM)
-        principal: runner@prod            # the name the audit shows for it
-        write: [shop]                     # namespaces it may append to ("*": any)
-      - key: keys/alice.pub
-        principal: alice
-        request: [shop]                   # namespaces it may request changes for
-
-or ``trust: trust/`` for a folder holding a ``trust.yaml`` of the same list (and the keys).
+The trust store says which keys may do what: which principal each stands for, which
+namespaces it may write, which it may request changes for. How a workflow file writes it is
+:mod:`flamingock_es.definition.trust_config`'s; this module only checks signatures.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -35,23 +26,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from ..definition.settings import Settings
-from ..definition.yamlfile import Located, load_document
-from ..errors import ConfigError
+from ..errors import ConfigError, Remedy, RemedyKind
 
 __all__ = [
     "Role",
     "Signer",
     "TrustStore",
     "TrustedKey",
+    "check_writer",
     "generate_key",
     "key_id",
     "load_signer",
-    "load_trust",
+    "principals",
     "public_pem",
-    "signer_of",
-    "trust_of",
-    "writer_for",
 ]
 
 Role = Literal["write", "request"]
@@ -84,15 +71,15 @@ class Signer:
         return self.private_key.public_key()
 
 
-def load_signer(path: str | os.PathLike[str]) -> Signer:
-    """The private key in the PEM file ``path`` (``FLAMINGOCK_KEY_PASSPHRASE`` if encrypted)."""
+def load_signer(path: str | os.PathLike[str], passphrase: str | None = None) -> Signer:
+    """The private key in the PEM file ``path`` (decrypted with ``passphrase``, if given)."""
     file = Path(path)
     try:
         data = file.read_bytes()
     except OSError as exc:
         raise ConfigError(f"signing key {file}: cannot read it ({exc.strerror or exc}). "
-                          "Create one with `flamingock-es keys generate NAME`.") from exc
-    passphrase = os.environ.get("FLAMINGOCK_KEY_PASSPHRASE")
+                          "Create one with the keys command.",
+                          remedies=(Remedy(RemedyKind.KEYS),)) from exc
     try:
         key = serialization.load_pem_private_key(
             data, passphrase.encode() if passphrase else None)
@@ -169,81 +156,24 @@ class TrustStore:
         return entry.principal if entry is not None else None
 
 
-def load_trust(spec: str | Sequence[Mapping[str, Any]] | None, base: Path) -> TrustStore | None:
-    """The trust store a ``trust:`` setting describes (relative paths from ``base``)."""
-    if spec is None:
-        return None
-    where = str(base)
-    if isinstance(spec, str):
-        folder = base / spec
-        doc = load_document(folder / "trust.yaml")
-        if not isinstance(doc, list):
-            raise ConfigError(f"{folder / 'trust.yaml'}: expected a list of trusted keys")
-        spec, base, where = doc, folder, str(folder / "trust.yaml")
-    keys: dict[str, TrustedKey] = {}
-    for item in spec:
-        entry = _entry(item, base, where)
-        keys[entry.key_id] = entry
-    return TrustStore(keys, where)
-
-
-def _entry(item: Any, base: Path, where: str) -> TrustedKey:
-    at = item.where() if isinstance(item, Located) else where
-    if not isinstance(item, Mapping) or "key" not in item or "principal" not in item:
-        raise ConfigError(f"{at}: a trusted key needs key (a public key file) and principal")
-    unknown = set(item) - {"key", "principal", "write", "request"}
-    if unknown:
-        raise ConfigError(f"{at}: unknown field(s) {', '.join(sorted(unknown))}; expected key, "
-                          "principal, write, request")
-    path = base / str(item["key"])
-    try:
-        public = serialization.load_pem_public_key(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{at}: cannot read the public key {path} ({exc})") from exc
-    if not isinstance(public, Ed25519PublicKey):
-        raise ConfigError(f"{at}: {path} is not an Ed25519 public key")
-    return TrustedKey(key_id(public), str(item["principal"]), public,
-                      _names(item.get("write", ())), _names(item.get("request", ())),
-                      str(path))
-
-
-def _names(value: Any) -> frozenset[str]:
-    return frozenset([value] if isinstance(value, str) else [str(v) for v in value])
-
-
 def principals(store: TrustStore, role: Role, namespace: str) -> Iterable[TrustedKey]:
     """The keys trusted for ``role`` in ``namespace``."""
     return (k for k in store.keys.values() if k.may(role, namespace))
 
 
-def trust_of(settings: Settings) -> TrustStore | None:
-    """The trust store ``settings`` name, loaded; ``None`` when there is none."""
-    return load_trust(settings.trust, settings.base)
-
-
-def signer_of(settings: Settings) -> Signer | None:
-    """The signing key ``settings`` name, loaded; ``None`` when there is none."""
-    return load_signer(settings.signing_key) if settings.signing_key else None
-
-
-def writer_for(settings: Settings) -> tuple[TrustStore | None, Signer | None]:
-    """The trust store and signing key of a runner that writes ``settings``' namespace.
-
-    With a trust store, a runner must sign, with a key the store trusts to write there:
-    anything else would append history that every reader refuses.
-    """
-    trust, signer = trust_of(settings), signer_of(settings)
+def check_writer(trust: TrustStore | None, signer: Signer | None, namespace: str) -> None:
+    """Refuse a runner that would append history every reader refuses: with a trust store,
+    a runner signs, with a key the store trusts to write ``namespace``."""
     if trust is None:
-        return None, signer
+        return
     if signer is None:
         raise ConfigError(
-            f"namespace {settings.namespace!r} has a trust store ({trust.source}): its runners "
-            "sign what they append. Set signing_key in the workflow file or "
-            "FLAMINGOCK_SIGNING_KEY (create a key with `flamingock-es keys generate NAME`).")
+            f"namespace {namespace!r} has a trust store ({trust.source}): its runners sign what "
+            "they append. Set signing_key in the workflow file or FLAMINGOCK_SIGNING_KEY.",
+            remedies=(Remedy(RemedyKind.KEYS),))
     entry = trust.keys.get(signer.key_id)
-    if entry is None or not entry.may("write", settings.namespace):
+    if entry is None or not entry.may("write", namespace):
         raise ConfigError(
-            f"the signing key {signer.key_id} may not write namespace {settings.namespace!r} "
-            f"per the trust store {trust.source}: add its public key there with write: "
-            f"[{settings.namespace}] (`flamingock-es keys export` prints it).")
-    return trust, signer
+            f"the signing key {signer.key_id} may not write namespace {namespace!r} per the "
+            f"trust store {trust.source}: add its public key there with write: [{namespace}] "
+            "(the keys command exports it).")

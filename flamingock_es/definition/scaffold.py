@@ -168,7 +168,7 @@ def new_unit(workflow: Workflow, name: str, *, template: str | None, author: str
         raise ConfigError(f"new: unit id {unit_id!r} is taken ({existing.source}); give "
                           "another name or --id")
     order = max((u.order for u in target.units), default=0) + 1
-    folder = _folder(workflow.config, target.name)
+    folder = _folder(workflow.settings, target.name)
     if template is None:
         path = folder / f"u{order:03d}_{slug}.py"
         text = _PY_SKELETON.format(description=_oneline(description or f"{name}."),

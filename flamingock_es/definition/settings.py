@@ -1,9 +1,10 @@
 """Settings: where a namespace's log lives and how to run it, resolved once.
 
-Precedence, highest first: flags (the CLI's ``--bus`` and friends, or keyword arguments of the
-library calls), then ``flamingock.yaml``, then the environment (``FLAMINGOCK_NAMESPACE``,
-``FLAMINGOCK_BUS``, ``FLAMINGOCK_STORE``, ``FLAMINGOCK_LOCK_TIMEOUT``), then the defaults.
-Reading settings never imports unit code: commands that only read the log need nothing more.
+Precedence, highest first: flags (the CLI's options, or keyword arguments of the library
+calls), then ``flamingock.yaml``, then the environment, then the defaults. This module is the
+only one that reads ``FLAMINGOCK_*`` variables (:data:`ENVIRONMENT` lists them); everything
+else receives the :class:`Settings` they gave. Reading settings never imports unit code:
+commands that only read the log need nothing more.
 
 ```yaml
 namespace: shop
@@ -26,13 +27,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Remedy, RemedyKind
 from .yamlfile import Located, load_document
 
 __all__ = [
     "CONFIG_FILE",
     "DEFAULT_BUS",
     "DEFAULT_STORE",
+    "ENVIRONMENT",
     "CompensationScope",
     "Settings",
     "StageSource",
@@ -43,9 +45,23 @@ CONFIG_FILE = "flamingock.yaml"
 DEFAULT_BUS = "local:.flamingock"
 DEFAULT_STORE = "sqlite:.flamingock/projections.db"
 
-_ENVIRONMENT = {"namespace": "FLAMINGOCK_NAMESPACE", "bus": "FLAMINGOCK_BUS",
-                "store": "FLAMINGOCK_STORE", "lock_timeout": "FLAMINGOCK_LOCK_TIMEOUT",
-                "grace_period": "FLAMINGOCK_GRACE_PERIOD", "signing_key": "FLAMINGOCK_SIGNING_KEY"}
+ENVIRONMENT = {
+    "namespace": "FLAMINGOCK_NAMESPACE", "bus": "FLAMINGOCK_BUS", "store": "FLAMINGOCK_STORE",
+    "lock_timeout": "FLAMINGOCK_LOCK_TIMEOUT", "grace_period": "FLAMINGOCK_GRACE_PERIOD",
+    "signing_key": "FLAMINGOCK_SIGNING_KEY", "key_passphrase": "FLAMINGOCK_KEY_PASSPHRASE",
+    "principal": "FLAMINGOCK_PRINCIPAL", "unit_cache": "FLAMINGOCK_UNIT_CACHE",
+    "pure_python": "FLAMINGOCK_PURE_PYTHON",
+}
+"""Each setting the environment may give, and its variable."""
+_CONNECTIONS = {
+    "couchbase_url": "FLAMINGOCK_COUCHBASE_URL", "couchbase_user": "FLAMINGOCK_COUCHBASE_USER",
+    "couchbase_password": "FLAMINGOCK_COUCHBASE_PASSWORD",
+    "couchbase_bucket": "FLAMINGOCK_COUCHBASE_BUCKET",
+    "kafka_bootstrap": "FLAMINGOCK_KAFKA_BOOTSTRAP",
+}
+"""Where templates and the Couchbase store connect when nothing closer says (a block, the
+``settings:`` block, a store URL or its options)."""
+_OFF = ("off", "0", "false", "no")
 _KEYS = frozenset({"namespace", "name", "bus", "kafka", "bus_options", "store",
                    "store_options", "settings", "stages", "compensate", "lock_timeout",
                    "grace_period", "signing_key", "trust"})
@@ -91,9 +107,27 @@ class Settings:
     compensate: CompensationScope = CompensationScope.RUN
     unit_settings: Mapping[str, Any] = field(default_factory=dict)
     """The ``settings`` block: handed to every unit as ``ctx.settings``."""
+    principal: str | None = None
+    """Who this process acts as in the audit log (default: the OS user)."""
+    key_passphrase: str | None = field(default=None, repr=False)
+    """The passphrase of an encrypted ``signing_key``."""
+    unit_cache: bool = True
+    """Restore unchanged unit files from the unit cache instead of importing them."""
+    pure_python: bool = False
+    """Decode the log with fastavro even where the compiled reader is installed."""
+    connections: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Connection defaults from the environment (``couchbase_url``, ``couchbase_user``,
+    ``couchbase_password``, ``couchbase_bucket``, ``kafka_bootstrap``): the lowest
+    precedence for templates and the Couchbase store."""
     stages: tuple[StageSource, ...] = ()
     source: str = "<code>"
     """The configuration file these came from."""
+
+    @property
+    def unit_context(self) -> Mapping[str, Any]:
+        """What a unit's ``ctx.settings`` holds: the ``settings`` block over the connection
+        defaults of the environment."""
+        return {**self.connections, **self.unit_settings}
 
     @property
     def base(self) -> Path:
@@ -122,15 +156,19 @@ def resolve_settings(config: str | Path | None = None, *, required: bool = False
     if path.is_dir():
         path = path / CONFIG_FILE
     values: dict[str, Any] = {}
-    for key, variable in _ENVIRONMENT.items():
+    for key, variable in ENVIRONMENT.items():
         if env.get(variable):
             values[key] = env[variable]
+    for flag in ("unit_cache", "pure_python"):
+        if flag in values:
+            values[flag] = str(values[flag]).lower() not in _OFF
+    values["connections"] = {key: env[variable] for key, variable in _CONNECTIONS.items()
+                             if env.get(variable)}
     if read_file and path.exists():
         values.update(_read(path))
     elif required:
-        raise ConfigError(
-            f"{path}: no workflow file here. Run `flamingock-es init` to create one, or pass "
-            "--config PATH.")
+        raise ConfigError(f"{path}: no workflow file here; create one, or name another.",
+                          remedies=(Remedy(RemedyKind.INIT),))
     values.update({k: v for k, v in flags.items() if v is not None})
     values.setdefault("name", values.get("namespace", "default"))
     for key in _SECONDS:

@@ -36,41 +36,28 @@ class Stage:
 class Workflow:
     """Everything a run needs to know: its settings and its units, in execution order."""
 
-    config: Settings
+    settings: Settings
     stages: tuple[Stage, ...] = field(default=())
 
     @property
     def namespace(self) -> str:
-        return self.config.namespace
+        return self.settings.namespace
 
     @property
     def name(self) -> str:
-        return self.config.name or self.config.namespace
-
-    @property
-    def bus(self) -> str:
-        return self.config.bus
-
-    @property
-    def bus_options(self) -> Mapping[str, str]:
-        return self.config.bus_options
+        return self.settings.name or self.settings.namespace
 
     @property
     def lock_timeout(self) -> float:
-        return self.config.lock_timeout
+        return self.settings.lock_timeout
 
     @property
     def compensate(self) -> CompensationScope:
-        return self.config.compensate
-
-    @property
-    def settings(self) -> Mapping[str, Any]:
-        """The ``settings`` block, handed to every unit as ``ctx.settings``."""
-        return self.config.unit_settings
+        return self.settings.compensate
 
     @property
     def source(self) -> str:
-        return self.config.source
+        return self.settings.source
 
     def units(self) -> Iterator[tuple[Stage, ChangeUnit]]:
         """Every unit, in execution order."""
@@ -81,9 +68,9 @@ class Workflow:
     def unit(self, unit_id: str) -> ChangeUnit | None:
         return next((u for _, u in self.units() if u.id == unit_id), None)
 
-    def with_config(self, **changes: Any) -> Workflow:
+    def but(self, **changes: Any) -> Workflow:
         """The same units under changed settings (flags); ``None`` values change nothing."""
-        return Workflow(self.config.but(**changes), self.stages)
+        return Workflow(self.settings.but(**changes), self.stages)
 
     @classmethod
     def of(cls, namespace: str, stages: Mapping[str, Sequence[ChangeUnit]],
@@ -95,22 +82,22 @@ class Workflow:
         """
         if "settings" in options:
             options["unit_settings"] = options.pop("settings")
-        config = resolve_settings(read_file=False, namespace=namespace, **options)
+        settings = resolve_settings(read_file=False, namespace=namespace, **options)
         built = tuple(Stage(name, tuple(sorted(units, key=lambda u: u.order)))
                       for name, units in stages.items())
         _check_unique(built)
-        return cls(config, built)
+        return cls(settings, built)
 
 
-def load_workflow(config: Settings | str | Path | None = None, **flags: Any) -> Workflow:
-    """Load the units of a configuration's stages (importing their code, unless the unit
-    cache beside the file still holds it: see :mod:`flamingock_es.definition._speedups.unit_cache`).
+def load_workflow(source: Settings | str | Path | None = None, **flags: Any) -> Workflow:
+    """Load the units of a workflow's stages, importing their code unless the unit cache
+    beside its file still holds it (:mod:`~flamingock_es.definition._speedups.unit_cache`).
 
-    ``config`` is resolved settings, or the path of a ``flamingock.yaml`` (default: ./);
+    ``source`` is resolved settings, or the path of a ``flamingock.yaml`` (default: ./);
     ``flags`` (``namespace``, ``bus``, ...) win over the file. Errors name the file and line.
     """
-    settings = config if isinstance(config, Settings) else \
-        resolve_settings(config, required=True, **flags)
+    settings = source.but(**flags) if isinstance(source, Settings) else \
+        resolve_settings(source, required=True, **flags)
     if not settings.stages:
         raise ConfigError(f"{settings.source}: missing 'stages': list the stages and where "
                           "their units are")
@@ -118,12 +105,12 @@ def load_workflow(config: Settings | str | Path | None = None, **flags: Any) -> 
     if base not in sys.path:  # units and python-call targets import modules beside the file
         sys.path.insert(0, base)
     cache = UnitCache.beside(Path(settings.source), UNIT_MODULE_PREFIX) \
-        if settings.source != "<code>" else None
+        if settings.source != "<code>" and settings.unit_cache else None
     stages = []
     with batched_gc():  # thousands of restored units: see gcbatch.py
-        for source in settings.stages:
-            units = load_units(source.units, settings.base, source.where, cache)
-            stages.append(Stage(source.name, tuple(sorted(units, key=lambda u: u.order))))
+        for stage in settings.stages:
+            units = load_units(stage.units, settings.base, stage.where, cache)
+            stages.append(Stage(stage.name, tuple(sorted(units, key=lambda u: u.order))))
     if cache is not None:
         cache.save()
     _check_unique(stages)

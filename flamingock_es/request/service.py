@@ -22,41 +22,47 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..adapters import Backend, open_backend
-from ..core.events import ErrorInfo, Requester, RunOutcome
+from ..core.backend import Backend
+from ..core.events import ErrorInfo, Requester, RunOutcome, TraceContext
 from ..core.ports import Delivery
+from ..core.recorder import Observer
 from ..core.state import State
-from ..core.trust import Signer, TrustStore, writer_for
 from ..definition.workflow import Workflow
 from ..errors import (
-    AppendError,
     ChecksumDriftError,
     ConfigError,
     DecodeError,
     FlamingockError,
-    LockLostError,
-    LockTimeoutError,
     ManualInterventionRequired,
     RunInterrupted,
     UnitFailedError,
+    retryable,
 )
-from ..run.progress import LogProgress, Progress
-from ..run.runner import Runner
+from ..run.runner import Runner, RunOptions
 from ..run.signals import Interrupts
-from ..telemetry.propagation import current_trace
-from ..telemetry.spans import OUTCOME, TracingProgress, process_span
-from .client import ChangeRequest, RequestCodec, Stages, UndoTo, Units
+from .model import ChangeRequest, RequestCodec, Stages, UndoTo, Units
 
-__all__ = ["RequestService", "ServeStats", "serve"]
+__all__ = ["Observers", "ProcessSpan", "RequestService", "ServeStats"]
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE = (LockTimeoutError, LockLostError, AppendError)
+Observers = Callable[[], Sequence[Observer]]
+"""Who hears of one run's steps: fresh for each run (spans keep state per run)."""
+ProcessSpan = Callable[[Delivery, ChangeRequest, str],
+                       AbstractContextManager[Callable[[str], None]]]
+"""Around the handling of one request (delivery, request, group); yields a function that
+records its outcome. The composition root's span, when tracing is on."""
+
+
+@contextmanager
+def _untraced(delivery: Delivery, request: ChangeRequest,
+              group: str) -> Iterator[Callable[[str], None]]:
+    yield lambda outcome: None
 
 
 @dataclass
@@ -76,15 +82,17 @@ class ServeStats:
 class RequestService:
     """Executes the requests of one workflow's namespace on one open backend."""
 
-    def __init__(self, workflow: Workflow, backend: Backend, progress: Progress,
-                 allow: Sequence[str] = (), interrupts: Interrupts | None = None, *,
-                 trust: TrustStore | None = None, signer: Signer | None = None,
-                 require_signed: bool = False) -> None:
-        self.workflow, self.backend, self.progress = workflow, backend, progress
-        self.interrupts = interrupts or Interrupts(workflow.config.grace_period)
+    def __init__(self, workflow: Workflow, backend: Backend, *,
+                 observers: Observers = lambda: (), interrupts: Interrupts | None = None,
+                 allow: Sequence[str] = (), require_signed: bool = False,
+                 process_span: ProcessSpan = _untraced,
+                 trace: Callable[[], TraceContext | None] = lambda: None) -> None:
+        self.workflow, self.backend = workflow, backend
+        self._observers, self._process_span, self._trace = observers, process_span, trace
+        self.interrupts = interrupts or Interrupts(workflow.settings.grace_period)
         self.allow = frozenset(allow)
-        self.trust, self.signer = trust, signer
-        self.require_signed = require_signed or trust is not None
+        self.trust = backend.trust
+        self.require_signed = require_signed or self.trust is not None
         self.codec = RequestCodec()
         self.stats = ServeStats()
         self.state = State()
@@ -102,13 +110,8 @@ class RequestService:
         if requester is None:
             self._dead_letter(delivery, str(refusal))
             return
-        with process_span(self.backend.requests.messaging, delivery.headers, group=group,
-                          offset=delivery.position, key=delivery.key,
-                          request_id=request.request_id, namespace=request.namespace,
-                          fallback=request.trace) as span:
-            outcome = self._handle(request, requester)
-            if span is not None:
-                span.set_attribute(OUTCOME, outcome)
+        with self._process_span(delivery, request, group) as done:
+            done(self._handle(request, requester))
         self.stats.handled += 1
         self.stats.request_ids.append(request.request_id)
 
@@ -158,10 +161,9 @@ class RequestService:
 
     def _runner(self, rid: str, requester: Requester) -> Runner:
         return Runner(self.workflow, self.backend,
-                      TracingProgress.wrap(self.progress, self.workflow.namespace),
-                      trigger="request", request_id=rid, requester=requester,
-                      trace=current_trace, interrupts=self.interrupts, trust=self.trust,
-                      signer=self.signer, state=self.state)
+                      RunOptions(trigger="request", request_id=rid, requester=requester),
+                      observers=self._observers(), interrupts=self.interrupts,
+                      trace=self._trace, state=self.state)
 
     def _refusal(self, request: ChangeRequest, requester: Requester) -> str | None:
         """Why ``request`` may not run here, or None."""
@@ -210,8 +212,8 @@ class RequestService:
             self.stats.rejected += 1
             return RunOutcome.REJECTED.value
         finally:
-            if isinstance(runner.progress, TracingProgress):
-                runner.progress.close()
+            for observer in runner.observers:
+                observer.close()
         if result.run_id is None:  # nothing to do: no run was recorded; answer anyway
             self._answer(self._runner(rid, runner.requester or _anonymous(request)),
                          RunOutcome.SUCCEEDED, None)
@@ -227,70 +229,44 @@ class RequestService:
         if error is not None:
             log.warning("request %s %s: %s", runner.request_id, outcome.value.lower(), error)
 
-
-def _anonymous(request: ChangeRequest) -> Requester:
-    return Requester(principal=request.requested_by, reason=request.reason,
-                     service=request.service)
-
-
-def serve(
-    workflow: Workflow,
-    *,
-    progress: Progress | None = None,
-    allow: Sequence[str] = (),
-    stop: threading.Event | None = None,
-    max_requests: int | None = None,
-    group: str | None = None,
-    handle_signals: bool = False,
-    require_signed: bool = False,
-) -> ServeStats:
-    """Execute change requests for ``workflow``'s namespace until ``stop`` is set.
-
-    ``max_requests`` ends the service after that many requests (tests, one-shot jobs).
-    With ``handle_signals`` (the CLI; main thread only), a first SIGTERM or SIGINT sets
-    ``stop``: the current unit finishes within the grace period (or is compensated), the
-    run's outcome is recorded, the lock is released, and ``serve`` returns; a second signal,
-    or the end of the grace period, interrupts the unit and records it as interrupted.
-    ``require_signed`` refuses unsigned requests even without a trust store.
-    """
-    interrupts = Interrupts(workflow.config.grace_period, stop)
-    stop = interrupts.stop
-    trust, signer = writer_for(workflow.config)
-    with open_backend(workflow.bus, workflow.namespace, workflow.bus_options) as backend, \
-            (interrupts.installed() if handle_signals else nullcontext()):
-        service = RequestService(workflow, backend, progress or LogProgress(), allow,
-                                 interrupts, trust=trust, signer=signer,
-                                 require_signed=require_signed)
-        group = group or backend.requests.group
-        consumer = backend.requests.consumer(group)
+    def serve(self, stop: threading.Event, max_requests: int | None = None,
+              group: str | None = None) -> ServeStats:
+        """Consume the request channel in ``group`` (default: the namespace's runners') and
+        answer each request until ``stop`` is set, or ``max_requests`` were handled. A
+        request is committed only once its answer is durable."""
+        group = group or self.backend.requests.group
+        consumer = self.backend.requests.consumer(group)
         try:
             while not stop.is_set():
-                if max_requests is not None and service.stats.handled >= max_requests:
+                if max_requests is not None and self.stats.handled >= max_requests:
                     break
                 delivery = consumer.poll(0.2)
                 if delivery is None:
                     continue
-                if _handle_with_retry(service, delivery, group, stop):
+                if self._handle_with_retry(delivery, group, stop):
                     consumer.commit(delivery)  # only now: the answer is durable
         finally:
             consumer.close()
-    return service.stats
+        return self.stats
 
-
-def _handle_with_retry(service: RequestService, delivery: Delivery, group: str,
-                       stop: threading.Event) -> bool:
-    """Handle ``delivery``; retry infrastructure errors with backoff. False if stopped."""
-    delay = 0.5
-    while True:
-        try:
-            service.handle(delivery, group)
-            return True
-        except _RETRYABLE as exc:
-            log.warning("request at offset %d not answered yet (%s); retrying in %.1fs",
+    def _handle_with_retry(self, delivery: Delivery, group: str,
+                           stop: threading.Event) -> bool:
+        """Handle ``delivery``; retry what may succeed later, with backoff. False if
+        stopped before it was handled."""
+        delay = 0.5
+        while True:
+            try:
+                self.handle(delivery, group)
+                return True
+            except FlamingockError as exc:
+                level = logging.WARNING if retryable(exc) else logging.ERROR
+                log.log(level, "request at offset %d not answered yet (%s); retrying in %.1fs",
                         delivery.position, exc, delay)
-        except FlamingockError as exc:
-            log.error("request at offset %d: %s; retrying in %.1fs", delivery.position, exc,
-                      delay)
-        if stop.wait(delay):
-            return False  # not committed: the next runner gets it again
-        delay = min(delay * 2, 10.0)
+            if stop.wait(delay):
+                return False  # not committed: the next runner gets it again
+            delay = min(delay * 2, 10.0)
+
+
+def _anonymous(request: ChangeRequest) -> Requester:
+    return Requester(principal=request.requested_by, reason=request.reason,
+                     service=request.service)

@@ -15,7 +15,7 @@ from datetime import datetime
 from ..core.changes import ChangeUnit, Recovery
 from ..core.state import LockState, State, UnitState, UnitStatus
 from ..definition.workflow import Stage, Workflow
-from ..errors import ChecksumDriftError, ConfigError, ManualInterventionRequired
+from ..errors import ConfigError, ManualInterventionRequired, Remedy, RemedyKind
 
 __all__ = [
     "Action",
@@ -24,9 +24,11 @@ __all__ = [
     "Plan",
     "PlannedUnit",
     "StatusRow",
+    "UndoBlockedError",
+    "UndoRefusedError",
     "UndoScope",
     "make_plan",
-    "mark_commands",
+    "mark_remedies",
     "namespace_status",
     "only",
     "undo_targets",
@@ -53,14 +55,14 @@ class PlannedUnit:
 
 @dataclass(frozen=True)
 class Blocker:
-    """Why the run cannot go on without a person's decision, and the commands that decide."""
+    """Why the run cannot go on without a person's decision, and the decisions that would."""
 
     unit_id: str
     kind: str
     """``drift`` or ``manual-intervention``."""
     message: str
-    resolve: str
-    """The command(s) that resolve it, one per line."""
+    remedies: tuple[Remedy, ...]
+    """What resolves it, one remedy per decision a person can take."""
 
 
 @dataclass(frozen=True)
@@ -94,13 +96,15 @@ class Plan:
                 if p.previous is not None and p.previous.status is UnitStatus.STARTED]
 
     @property
-    def check_code(self) -> int:
-        """``plan --check``'s exit code: 7 (as ``run``'s manual intervention) when a unit is
-        blocked for a person or in doubt, 6 (as ``run``'s drift) when an applied unit changed
-        and the drift is not accepted, 0 when ``run`` could go ahead on its own."""
-        if self.in_doubt or any(b.kind != "drift" for b in self.blockers):
-            return ManualInterventionRequired.exit_code
-        return ChecksumDriftError.exit_code if self.blockers else 0
+    def needs_a_person(self) -> bool:
+        """A unit is blocked for a person's decision, or in doubt: ``run`` would not go ahead
+        on its own (drift aside, which :attr:`drifted` says)."""
+        return bool(self.in_doubt) or any(b.kind != "drift" for b in self.blockers)
+
+    @property
+    def drifted(self) -> bool:
+        """An applied unit changed and its drift is not accepted."""
+        return any(b.kind == "drift" for b in self.blockers)
 
 
 def only(plan: Plan, units: Sequence[str] | None, workflow: Workflow) -> Plan:
@@ -124,12 +128,13 @@ class UndoScope:
     to: str | None = None
     count: int | None = None
 
-    @property
-    def flag(self) -> str:
-        """The scope as the command line says it (``--to u1``, ``--count 2``, ``--all``)."""
+    def describe(self) -> str:
+        """The scope in words, for messages and the audit log."""
         if self.to is not None:
-            return f"--to {self.to}"
-        return f"--count {self.count}" if self.count is not None else "--all"
+            return f"the units after {self.to}"
+        if self.count is not None:
+            return f"the {self.count} newest applied unit(s)"
+        return "every applied unit"
 
 
 def undo_targets(workflow: Workflow, state: State, scope: UndoScope | str) -> list[ChangeUnit]:
@@ -144,11 +149,12 @@ def undo_targets(workflow: Workflow, state: State, scope: UndoScope | str) -> li
     if scope.to is not None:
         ids = [u.id for u in order]
         if scope.to not in ids:
-            raise ConfigError(f"undo --to {scope.to!r}: no such unit in workflow "
+            raise ConfigError(f"undo back to {scope.to!r}: no such unit in workflow "
                               f"{workflow.name!r}")
         reach = order[ids.index(scope.to) + 1:]
     if scope.count is not None and scope.count < 1:
-        raise ConfigError(f"undo --count {scope.count}: give a count of 1 or more")
+        raise ConfigError(f"an undo of the {scope.count} newest units: give a count of 1 or "
+                          "more")
     applied = [u for u in reversed(reach)
                if (s := state.units.get(u.id)) is not None and s.status.is_applied]
     targets = applied[:scope.count] if scope.count is not None else applied
@@ -158,17 +164,42 @@ def undo_targets(workflow: Workflow, state: State, scope: UndoScope | str) -> li
                  and s.needs_attention]
     if undecided:
         unit = undecided[0]
-        raise ManualInterventionRequired(
-            f"cannot undo {scope.flag}: {unit.unit_id} is {unit.status.value}, and undo would "
-            "reach past it. Check the target system, then record what you found:\n  "
-            + "\n  ".join(mark_commands(unit)))
+        raise UndoBlockedError(
+            scope, f"{unit.unit_id} is {unit.status.value}, and undo would reach past it. Check "
+            "the target system, then record what you found.", remedies=mark_remedies(unit))
     missing = [u.id for u in targets if u.rollback is None]
     if missing:
         verb = "has" if len(missing) == 1 else "have"
-        raise ConfigError(f"cannot undo {scope.flag}: {_words(missing)} {verb} no rollback. "
-                          "Write one, or, once reverted by hand, mark "
-                          f"{'it' if len(missing) == 1 else 'them'} rolled back.")
+        them = "it" if len(missing) == 1 else "them"
+        raise UndoRefusedError(scope, f"{_words(missing)} {verb} no rollback. Write one, or, "
+                               f"once reverted by hand, mark {them} rolled back.")
     return targets
+
+
+class _UndoRefusal:
+    """An undo refused before it started: its scope and why, as data (the CLI names the
+    scope as its flags do)."""
+
+    scope: UndoScope
+    detail: str
+
+    def _say(self, scope: UndoScope, detail: str) -> str:
+        self.scope, self.detail = scope, detail
+        return f"cannot undo {scope.describe()}: {detail}"
+
+
+class UndoRefusedError(_UndoRefusal, ConfigError):
+    """An undo whose units cannot all be compensated (one has no rollback)."""
+
+    def __init__(self, scope: UndoScope, detail: str) -> None:
+        super().__init__(self._say(scope, detail))
+
+
+class UndoBlockedError(_UndoRefusal, ManualInterventionRequired):
+    """An undo that would reach past a unit a person must decide about first."""
+
+    def __init__(self, scope: UndoScope, detail: str, *, remedies: Sequence[Remedy]) -> None:
+        super().__init__(self._say(scope, detail), remedies=remedies)
 
 
 def _words(items: Sequence[str]) -> str:
@@ -187,8 +218,8 @@ class StatusRow:
     last_run: str | None
     finished_at: datetime | None
     detail: str
-    resolve: str | None
-    """The command that resolves it, when it needs a person."""
+    remedies: tuple[Remedy, ...] = ()
+    """What resolves it, when it needs a person."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +234,7 @@ class NamespaceStatus:
 
     @property
     def attention(self) -> list[StatusRow]:
-        return [row for row in self.rows if row.resolve]
+        return [row for row in self.rows if row.remedies]
 
 
 def namespace_status(workflow: Workflow, state: State, plan: Plan,
@@ -232,16 +263,16 @@ def namespace_status(workflow: Workflow, state: State, plan: Plan,
         rows.append(StatusRow(
             planned.unit.id, planned.stage, unit.status.value if unit else "PENDING",
             unit.last_run_id if unit else None, unit.finished_at if unit else None, detail,
-            blocker.resolve if blocker else None))
+            blocker.remedies if blocker else ()))
     return NamespaceStatus(workflow.namespace, rows, state.lock, list(plan.unknown),
                            state.events)
 
 
-def mark_commands(unit: UnitState) -> tuple[str, ...]:
-    """The commands that resolve a unit needing attention, one per decision a person can
-    take. ``--seen`` carries where its history was: a mark refuses if it moved meanwhile."""
-    return tuple(f'flamingock-es mark {unit.unit_id} --as {choice} --reason "..." '
-                 f"--seen {unit.position}" for choice in ("applied", "rolled-back"))
+def mark_remedies(unit: UnitState) -> tuple[Remedy, ...]:
+    """The marks that resolve a unit needing attention, one per decision a person can take.
+    Each carries where its history was: a mark refuses if it moved meanwhile."""
+    return tuple(Remedy(RemedyKind.MARK, unit_id=unit.unit_id, marked_as=choice,
+                        position=unit.position) for choice in ("APPLIED", "ROLLED_BACK"))
 
 
 def make_plan(workflow: Workflow, state: State, accept_drift: bool = False) -> Plan:
@@ -274,9 +305,8 @@ def _decide(
             message = (f"{unit.source}: unit {unit.id!r} changed after it was applied "
                        f"(checksum {last.checksum[:12]} -> {unit.checksum[:12]}). Revert the "
                        "edit and write a new unit instead, or accept the drift.")
-            resolve = "flamingock-es run --accept-drift (or accept_drift: true on the unit)"
             return (entry(Action.BLOCKED, "checksum drift"),
-                    Blocker(unit.id, "drift", message, resolve))
+                    Blocker(unit.id, "drift", message, (Remedy(RemedyKind.ACCEPT_DRIFT),)))
         if unit.run_always:
             return entry(Action.RUN, "run-always"), None
         return entry(Action.SKIP, f"applied in run {last.last_run_id}"), None
@@ -296,7 +326,7 @@ def _decide(
                + ". Its recovery strategy is manual-intervention: check the target system, "
                  "then record what you found.")
     return (entry(Action.BLOCKED, doubt),
-            Blocker(unit.id, "manual-intervention", message, "\n".join(mark_commands(last))))
+            Blocker(unit.id, "manual-intervention", message, mark_remedies(last)))
 
 
 def _doubt(last: UnitState) -> str:

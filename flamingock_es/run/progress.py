@@ -1,94 +1,108 @@
-"""Progress: what a run tells the person (or the log) while it works."""
+"""Progress: what a run tells the person (or the log) while it works.
+
+A :class:`Progress` is an observer of the run's recorder: every line it writes is drawn from
+an event as it is recorded, or from one of the few notices about what the log does not hold
+(a wait for the lock, nothing to do, a missing rollback). Subclass it to follow a run.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ..core.events import ErrorInfo
-    from .planner import Plan, PlannedUnit
-    from .results import RunResult
+from ..core.events import (
+    AuditEvent,
+    ChangeFailed,
+    ChangeStarted,
+    ChangeSucceeded,
+    CompensationFailed,
+    CompensationStarted,
+    CompensationSucceeded,
+    ManualMark,
+    Payload,
+    RunFinished,
+)
+from ..core.recorder import LockGone, NoRollback, Notice, Planned, UpToDate, Waiting
 
-__all__ = ["LineProgress", "LogProgress", "Progress"]
+__all__ = ["DRIFT_ACCEPTED", "LineProgress", "LogProgress", "Progress"]
+
+DRIFT_ACCEPTED = "checksum drift accepted"
+"""How the reason of a mark that accepts a unit's drift begins (the runner writes it)."""
 
 
 class Progress:
-    """Receives a run's progress. The base class ignores it all (quiet mode, ``--json``)."""
+    """Hears of a run's steps and notices. The base class ignores them all (quiet mode,
+    ``--json``)."""
 
-    def waiting(self, seconds: float, holder: str) -> None: ...
-    def up_to_date(self, plan: Plan, after_wait: bool = False) -> None: ...
-    def run_started(self, run_id: str, plan: Plan) -> None: ...
-    def drift_accepted(self, unit_id: str) -> None: ...
-    def unit_started(self, index: int, total: int, planned: PlannedUnit) -> None: ...
-    def unit_applied(self, unit_id: str, ms: float) -> None: ...
-    def unit_failed(self, unit_id: str, error: ErrorInfo, ms: float) -> None: ...
-    def compensation_started(self, unit_id: str, reason: str) -> None: ...
-    def compensation_succeeded(self, unit_id: str, ms: float) -> None: ...
-    def compensation_failed(self, unit_id: str, error: ErrorInfo,
-                            original: ErrorInfo | None) -> None: ...
-    def no_rollback(self, unit_id: str) -> None: ...
-    def lock_lost(self, why: str) -> None: ...
-    def run_finished(self, result: RunResult) -> None: ...
+    def recording(self, payload: Payload) -> None:
+        """A step is about to be recorded."""
+
+    def recorded(self, event: AuditEvent) -> None:
+        """A step is durable."""
+
+    def notice(self, notice: Notice) -> None:
+        """Something the log does not hold."""
+
+    def close(self) -> None:
+        """The run is over, however it ended."""
 
 
 class LineProgress(Progress):
-    """One line of text per step; where the lines go is the subclass's ``_say``."""
+    """One line of text per step; where the lines go is the subclass's ``_say``. A step that
+    is running leaves its line open (``end=""``); its outcome completes it."""
+
+    def __init__(self) -> None:
+        self._index = self._total = self._skipped = self._compensated = 0
 
     def _say(self, text: str, end: str = "\n") -> None:
         raise NotImplementedError
 
-    def waiting(self, seconds: float, holder: str) -> None:
-        self._say(f"waiting for the lock ({seconds:.0f}s): {holder}")
+    def notice(self, notice: Notice) -> None:
+        if isinstance(notice, Waiting):
+            self._say(f"waiting for the lock ({notice.seconds:.0f}s): {notice.holder}")
+        elif isinstance(notice, UpToDate):
+            how = " (another runner applied them while this one waited)" \
+                if notice.after_wait else ""
+            self._say(f"up to date: {notice.units} unit(s), nothing to apply{how}")
+        elif isinstance(notice, Planned):
+            self._index, self._total, self._skipped = 0, notice.to_apply, notice.skipped
+            self._say(f"run {notice.run_id}: {notice.to_apply} to apply, "
+                      f"{notice.skipped} already applied")
+        elif isinstance(notice, NoRollback):
+            self._say(f"  {notice.unit_id} has no rollback: left as it is")
+        elif isinstance(notice, LockGone):
+            self._say(f"LOCK LOST: {notice.why}")
 
-    def up_to_date(self, plan: Plan, after_wait: bool = False) -> None:
-        how = " (another runner applied them while this one waited)" if after_wait else ""
-        self._say(f"up to date: {len(plan.units)} unit(s), nothing to apply{how}")
-
-    def run_started(self, run_id: str, plan: Plan) -> None:
-        self._say(f"run {run_id}: {len(plan.to_run)} to apply, "
-                  f"{len(plan.units) - len(plan.to_run)} already applied")
-
-    def drift_accepted(self, unit_id: str) -> None:
-        self._say(f"  accepted checksum drift of {unit_id} (recorded as a manual mark)")
-
-    def unit_started(self, index: int, total: int, planned: PlannedUnit) -> None:
-        self._say(f"[{index}/{total}] {planned.stage}/{planned.unit.id} ({planned.reason}) ...",
-                  end="")
-
-    def unit_applied(self, unit_id: str, ms: float) -> None:
-        self._say(f" applied ({ms:.0f} ms)")
-
-    def unit_failed(self, unit_id: str, error: ErrorInfo, ms: float) -> None:
-        self._say(f" FAILED ({ms:.0f} ms): {error}")
-
-    def compensation_started(self, unit_id: str, reason: str) -> None:
-        self._say(f"  rolling back {unit_id} ...", end="")
-
-    def compensation_succeeded(self, unit_id: str, ms: float) -> None:
-        self._say(f" rolled back ({ms:.0f} ms)")
-
-    def compensation_failed(self, unit_id: str, error: ErrorInfo,
-                            original: ErrorInfo | None) -> None:
-        cause = f" (it was compensating: {original})" if original else ""
-        self._say(f" ROLLBACK FAILED: {error}{cause}")
-
-    def no_rollback(self, unit_id: str) -> None:
-        self._say(f"  {unit_id} has no rollback: left as it is")
-
-    def lock_lost(self, why: str) -> None:
-        self._say(f"LOCK LOST: {why}")
-
-    def run_finished(self, result: RunResult) -> None:
-        outcome = result.outcome.value if result.outcome else "NOTHING_TO_DO"
-        self._say(f"run {result.run_id}: {outcome}; applied {len(result.applied)}, "
-                  f"compensated {len(result.compensated)}, skipped {result.skipped}")
+    def recorded(self, event: AuditEvent) -> None:
+        p = event.payload
+        if isinstance(p, ChangeStarted):
+            self._index += 1
+            self._say(f"[{self._index}/{self._total}] {p.stage}/{p.unit_id} ({p.reason}) ...",
+                      end="")
+        elif isinstance(p, ChangeSucceeded):
+            self._say(f" applied ({p.duration_ms:.0f} ms)")
+        elif isinstance(p, ChangeFailed):
+            self._say(f" FAILED ({p.duration_ms:.0f} ms): {p.error}")
+        elif isinstance(p, CompensationStarted):
+            self._say(f"  rolling back {p.unit_id} ...", end="")
+        elif isinstance(p, CompensationSucceeded):
+            self._compensated += 1
+            self._say(f" rolled back ({p.duration_ms:.0f} ms)")
+        elif isinstance(p, CompensationFailed):
+            cause = f" (it was compensating: {p.original_error})" if p.original_error else ""
+            self._say(f" ROLLBACK FAILED: {p.error}{cause}")
+        elif isinstance(p, ManualMark) and p.reason.startswith(DRIFT_ACCEPTED):
+            self._say(f"  accepted checksum drift of {p.unit_id} (recorded as a manual mark)")
+        elif isinstance(p, RunFinished):
+            self._say(f"run {event.run_id}: {p.outcome.value}; applied {len(p.applied)}, "
+                      f"compensated {self._compensated}, skipped {self._skipped}")
+            self._compensated = self._skipped = 0
 
 
 class LogProgress(LineProgress):
     """The library default: the same lines, through :mod:`logging`."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
+        super().__init__()
         self.logger = logger or logging.getLogger("flamingock_es")
         self._line = ""
 

@@ -20,10 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-from ..adapters import Backend
 from ..core import snapshots
+from ..core.backend import Backend
 from ..core.changes import ChangeContext, ChangeUnit
-from ..core.codec import AuditCodec
 from ..core.events import (
     ChangeFailed,
     ChangeInterrupted,
@@ -47,10 +46,20 @@ from ..core.events import (
     TraceContext,
 )
 from ..core.ports import Lease
-from ..core.reading import check_integrity, read_log
-from ..core.recorder import Recorder, RunIdentity, local_actor, new_run_id
+from ..core.recorder import (
+    LockGone,
+    NoRollback,
+    Notice,
+    Observer,
+    Planned,
+    Recorder,
+    RunIdentity,
+    UpToDate,
+    Waiting,
+    local_actor,
+    new_run_id,
+)
 from ..core.state import Finding, State, UnitState
-from ..core.trust import Signer, TrustStore
 from ..definition.loader import resolved_parameters
 from ..definition.workflow import CompensationScope, Workflow
 from ..errors import (
@@ -62,16 +71,18 @@ from ..errors import (
     LockLostError,
     LockTimeoutError,
     ManualInterventionRequired,
+    Remedy,
+    RemedyKind,
     RunInterrupted,
     StepNotStarted,
     UnitFailedError,
 )
 from .planner import Plan, PlannedUnit, UndoScope, make_plan, only, undo_targets
-from .progress import Progress
+from .progress import DRIFT_ACCEPTED
 from .results import RunResult
-from .signals import Interrupts, StepInterrupted, exit_code
+from .signals import Interrupts, StepInterrupted
 
-__all__ = ["Frame", "Runner"]
+__all__ = ["Frame", "RunOptions", "Runner"]
 
 log = logging.getLogger(__name__)
 
@@ -85,42 +96,56 @@ class Frame:
     result: RunResult
 
 
-class Runner:
-    """Runs one workflow against one backend. One instance per run."""
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run is asked to do besides its workflow: how it was triggered, by whom."""
 
-    def __init__(
-        self,
-        workflow: Workflow,
-        backend: Backend,
-        progress: Progress,
-        *,
-        accept_drift: bool = False,
-        trigger: str = "library",
-        request_id: str | None = None,
-        requester: Requester | None = None,
-        service_version: str | None = None,
-        trace: Callable[[], TraceContext | None] = lambda: None,
-        interrupts: Interrupts | None = None,
-        trust: TrustStore | None = None,
-        signer: Signer | None = None,
-        state: State | None = None,
-    ) -> None:
-        self.workflow, self.backend, self.progress = workflow, backend, progress
-        self.accept_drift, self.trigger = accept_drift, trigger
-        self.request_id, self.requester = request_id, requester
-        self.interrupts = interrupts or Interrupts(workflow.config.grace_period)
+    accept_drift: bool = False
+    trigger: str = "library"
+    request_id: str | None = None
+    requester: Requester | None = None
+    service_version: str | None = None
+
+
+class Runner:
+    """Runs one workflow against one namespace's parts. One instance per run."""
+
+    def __init__(self, workflow: Workflow, backend: Backend, options: RunOptions = RunOptions(),
+                 *, observers: Sequence[Observer] = (), interrupts: Interrupts | None = None,
+                 trace: Callable[[], TraceContext | None] = lambda: None,
+                 state: State | None = None) -> None:
+        self.workflow, self.backend, self.options = workflow, backend, options
+        self.observers = list(observers)
+        """Who hears of each step as it is recorded, and of the run's notices."""
+        self.interrupts = interrupts or Interrupts(workflow.settings.grace_period)
         """What signals asked of the run; set ``interrupts.stop`` to end it after the
         current unit, its outcome recorded and the lock released."""
-        self.trust, self.signer = trust, signer
-        self.codec = AuditCodec()
         self.state = state if state is not None else State()
         """What the log said when last read; a long-lived caller (``serve``) passes the one it
         keeps, so that each run reads only what the log gained since."""
         self.run_id = new_run_id()
-        self.identity = RunIdentity(workflow.namespace, self.run_id,
-                                    local_actor(service_version), request_id)
+        self.identity = RunIdentity(
+            workflow.namespace, self.run_id,
+            local_actor(options.service_version, workflow.settings.principal),
+            options.request_id)
         self._trace = trace
         self._from_snapshot = False
+
+    @property
+    def trigger(self) -> str:
+        return self.options.trigger
+
+    @property
+    def request_id(self) -> str | None:
+        return self.options.request_id
+
+    @property
+    def requester(self) -> Requester | None:
+        return self.options.requester
+
+    def _tell(self, notice: Notice) -> None:
+        for observer in self.observers:
+            observer.notice(notice)
 
     # Reading -------------------------------------------------------------------------------
 
@@ -128,18 +153,18 @@ class Runner:
         """Fold whatever the log gained since the last read (starting from the latest
         snapshot, when it holds); refuse a log with a finding (unless ``check`` is off: the
         commands that decide about findings)."""
+        reader = self.backend.reader
         if self.state.position < 0 and not self._from_snapshot:
             self._from_snapshot = True
             found = snapshots.load(self.backend.snapshots, self.backend.log,
-                                   self.workflow.namespace, self.trust)
+                                   self.workflow.namespace, reader)
             if found is not None:
                 self.state.take(found)
-        read_log(self.backend.log, self.state, self.codec, self.trust)
-        return check_integrity(self.state, self.backend.log.name, self.trust) if check \
-            else self.state
+        reader.catch_up(self.backend.log, self.state)
+        return reader.check(self.state, self.backend.log.name) if check else self.state
 
     def plan(self, units: Sequence[str] | None = None) -> Plan:
-        return only(make_plan(self.workflow, self.refresh(), self.accept_drift), units,
+        return only(make_plan(self.workflow, self.refresh(), self.options.accept_drift), units,
                     self.workflow)
 
     # Running -------------------------------------------------------------------------------
@@ -151,14 +176,14 @@ class Runner:
         # they are decided under it, after that runner is done.
         plan = self.plan(units)
         if not plan.has_work and not plan.blockers:
-            self.progress.up_to_date(plan)
+            self._tell(UpToDate(len(plan.units)))
             return RunResult(None, None, skipped=len(plan.units))
         self._check_before_lock(plan)
         with self._locked() as (recorder, lease):
             plan = self.plan(units)  # another runner may have done it while we waited
             _raise_blockers(plan)
             if not plan.has_work:
-                self.progress.up_to_date(plan, after_wait=True)
+                self._tell(UpToDate(len(plan.units), after_wait=True))
                 return RunResult(None, None, skipped=len(plan.units))
             with self._frame(recorder, lease, self.trigger, plan) as frame:
                 self._execute(plan, frame)
@@ -182,10 +207,10 @@ class Runner:
         try:
             writer = self.backend.log.writer(lease)
             self.refresh(check=check)
-            signer = self.signer
-            recorder = Recorder(writer, self.state, self.identity, self.codec, self._trace,
-                                signer.sign if signer else None,
-                                signer.key_id if signer else None)
+            signer = self.backend.signer
+            recorder = Recorder(writer, self.state, self.identity, self.backend.reader.codec,
+                                self._trace, signer.sign if signer else None,
+                                signer.key_id if signer else None, self.observers)
             try:
                 yield recorder, lease
             finally:  # whatever the run's outcome: what it recorded is the log now
@@ -217,7 +242,7 @@ class Runner:
         frame = Frame(recorder, lease, RunResult(self.run_id, None))
         if isinstance(planned, Plan):
             frame.result.skipped = len(planned.units) - len(ids)
-            self.progress.run_started(self.run_id, planned)
+            self._tell(Planned(self.run_id, len(ids), frame.result.skipped))
         result = frame.result
         try:
             yield frame
@@ -241,19 +266,18 @@ class Runner:
             RunFinished(outcome=result.outcome, applied=tuple(result.applied),
                         error=result.error, not_started=tuple(result.not_started)),
             LockReleased(holder=frame.lease.holder))
-        self.progress.run_finished(result)
 
     def _snapshot(self) -> None:
         """Leave a snapshot of what the log now says, for the next start-up: a cache, so a
         failure to write it is only a warning."""
         try:
             snapshots.save(self.backend.snapshots, self.state, self.workflow.namespace,
-                           self.signer)
+                           self.backend.signer)
         except FlamingockError as exc:
             log.warning("no snapshot written: %s", exc)
 
     def _holder_text(self) -> str:
-        lock = read_log(self.backend.log, self.state, self.codec).lock
+        lock = self.backend.reader.catch_up(self.backend.log, self.state).lock
         if lock is None:
             return "No holder is recorded in the audit log yet."
         return (f"Held by {lock.holder} (run {lock.run_id}) since {lock.since:%Y-%m-%d %H:%M:%S}"
@@ -262,7 +286,7 @@ class Runner:
     def _waiting(self, seconds: float) -> None:
         if self.interrupts.stop.is_set():
             raise RunInterrupted("stopped while waiting for the lock; nothing was run")
-        self.progress.waiting(seconds, self._holder_text())
+        self._tell(Waiting(seconds, self._holder_text()))
 
     def _execute(self, plan: Plan, frame: Frame) -> None:
         recorder, result, to_run = frame.recorder, frame.result, plan.to_run
@@ -270,30 +294,32 @@ class Runner:
             before = drift.previous.checksum if drift.previous else "?"
             recorder.record(ManualMark(
                 unit_id=drift.unit.id, marked_as=MarkedAs.APPLIED, checksum=drift.unit.checksum,
-                reason=f"checksum drift accepted: {before} -> {drift.unit.checksum}"))
-            self.progress.drift_accepted(drift.unit.id)
-        for index, planned in enumerate(to_run):
-            frame.lease.check()
-            result.not_started = [p.unit.id for p in to_run[index + 1:]]
-            if self.interrupts.stop.is_set():
-                result.not_started.insert(0, planned.unit.id)
-                result.error = ErrorInfo(type="Interrupted", message=(
-                    f"stopped on request ({self.interrupts.first or 'stop'}) after "
-                    f"{len(result.applied)} unit(s); {len(result.not_started)} not started"))
-                raise RunInterrupted(f"{result.error.message}; the next run applies them")
-            self.progress.unit_started(index + 1, len(to_run), planned)
-            error, started = self._apply(planned, frame)
-            if error is None:
-                result.applied.append(planned.unit.id)
-                continue
-            result.error = error
-            result.outcome = self._compensate(planned, error, frame, own=started)
-            raise UnitFailedError(f"unit {planned.unit.id!r} failed: {error}"
-                                  + _compensation_summary(result))
+                reason=f"{DRIFT_ACCEPTED}: {before} -> {drift.unit.checksum}"))
+        begun = 0  # units whose step was started; the rest are "not started" however it ends
+        try:
+            for planned in to_run:
+                frame.lease.check()
+                if self.interrupts.stop.is_set():
+                    result.error = ErrorInfo(type="Interrupted", message=(
+                        f"stopped on request ({self.interrupts.first or 'stop'}) after "
+                        f"{len(result.applied)} unit(s); {len(to_run) - begun} not started"))
+                    raise RunInterrupted(f"{result.error.message}; the next run applies them")
+                begun += 1
+                error, started = self._apply(planned, frame)
+                if error is None:
+                    result.applied.append(planned.unit.id)
+                    continue
+                result.error = error
+                result.outcome = self._compensate(planned, error, frame, own=started)
+                raise UnitFailedError(f"unit {planned.unit.id!r} failed: {error}"
+                                      + _compensation_summary(result),
+                                      remedies=_compensation_remedies(result))
+        finally:
+            result.not_started = [p.unit.id for p in to_run[begun:]]
 
     def _context(self, unit: ChangeUnit, params: dict[str, object]) -> ChangeContext:
         return ChangeContext(self.workflow.namespace, self.run_id, unit.id, params,
-                             self.workflow.settings)
+                             self.workflow.settings.unit_context)
 
     def _apply(self, planned: PlannedUnit, frame: Frame) -> tuple[ErrorInfo | None, bool]:
         """Run one unit between its two events: its error, if any, and whether its side
@@ -315,18 +341,15 @@ class Runner:
             error, ms = ErrorInfo.of(exc), _ms(started)
             recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
                                          duration_ms=ms, error=error, not_started=True))
-            self.progress.unit_failed(unit.id, error, ms)
             return error, False
         except Exception as exc:
             error, ms = ErrorInfo.of(exc), _ms(started)
             recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
                                          duration_ms=ms, error=error))
-            self.progress.unit_failed(unit.id, error, ms)
             return error, True
         ms = _ms(started)
         recorder.record(ChangeSucceeded(unit_id=unit.id, checksum=unit.checksum,
                                         duration_ms=ms))
-        self.progress.unit_applied(unit.id, ms)
         return None, True
 
     def _interrupted(self, unit_id: str, stop: StepInterrupted, frame: Frame, *,
@@ -338,8 +361,8 @@ class Runner:
         frame.result.error = ErrorInfo(type="Interrupted", message=(
             f"{stop.signal_name}: the {step} of {unit_id} was interrupted ({stop.reason}); it "
             "is in doubt"))
-        raise RunInterrupted(f"{frame.result.error.message}. See `flamingock-es status` for "
-                             "how to resolve it.", exit_code(stop.signal_name))
+        raise RunInterrupted(f"{frame.result.error.message}; its status says how to resolve it.",
+                             stop.signal_name)
 
     def _compensate(self, failed: PlannedUnit, error: ErrorInfo, frame: Frame, *,
                     own: bool) -> RunOutcome:
@@ -357,7 +380,7 @@ class Runner:
         for unit, reason, original in targets:
             frame.lease.check()
             if unit.rollback is None:
-                self.progress.no_rollback(unit.id)
+                self._tell(NoRollback(unit.id))
                 all_ok = False
                 continue
             if self.compensate_unit(unit, reason, frame, original):
@@ -373,7 +396,6 @@ class Runner:
         recorder = frame.recorder
         params = dict(resolved_parameters(unit, os.environ))
         recorder.record(CompensationStarted(unit_id=unit.id, reason=reason))
-        self.progress.compensation_started(unit.id, reason)
         started = time.perf_counter()
         try:
             with self.interrupts.step():
@@ -384,11 +406,9 @@ class Runner:
             rollback_error, ms = ErrorInfo.of(exc), _ms(started)
             recorder.record(CompensationFailed(unit_id=unit.id, duration_ms=ms,
                                                error=rollback_error, original_error=original))
-            self.progress.compensation_failed(unit.id, rollback_error, original)
             return False
         ms = _ms(started)
         recorder.record(CompensationSucceeded(unit_id=unit.id, duration_ms=ms))
-        self.progress.compensation_succeeded(unit.id, ms)
         return True
 
     # Runs that apply nothing new ---------------------------------------------------------
@@ -402,7 +422,7 @@ class Runner:
             return RunResult(None, None)
         with self.frame("undo", [unit.id for unit in targets]) as frame:
             for index, unit in enumerate(targets):
-                if not self.compensate_unit(unit, f"undo {scope.flag}", frame):
+                if not self.compensate_unit(unit, f"undo of {scope.describe()}", frame):
                     error = (self.state.units[unit.id].rollback_error
                              or ErrorInfo(type="RollbackFailed", message="no detail"))
                     frame.result.outcome = RunOutcome.FAILED
@@ -433,8 +453,8 @@ class Runner:
                 raise ChangedMeanwhileError(
                     f"unit {unit_id!r} changed since it was looked at (offset {expected}): it "
                     f"is now {_describe(now)}; it was {was} when this mark started. Nothing was"
-                    " recorded; look again with `flamingock-es status` and decide on what is "
-                    "there now.")
+                    " recorded; look at its status again and decide on what is there now.",
+                    remedies=(Remedy(RemedyKind.STATUS),))
             with self._frame(recorder, lease, "mark", [unit_id]):
                 recorder.record(ManualMark(unit_id=unit_id, marked_as=marked_as,
                                            reason=reason, checksum=checksum))
@@ -460,20 +480,20 @@ class Runner:
         return finding
 
     def _finding_at(self, position: int, state: State) -> Finding:
-        findings = state.findings(signatures=self.trust is not None)
+        findings = self.backend.reader.findings(state)
         found = next((f for f in findings if f.position == position), None)
         if found is None:
             listed = ", ".join(str(f.position) for f in findings[:10]) or "none"
             raise ConfigError(f"offset {position} is not a record the readers refuse (findings "
-                              f"at: {listed}); quarantine only excludes those. `flamingock-es "
-                              "verify` lists them.")
+                              f"at: {listed}); quarantine only excludes those.",
+                              remedies=(Remedy(RemedyKind.VERIFY),))
         return found
 
     def vouch(self, through: int, reason: str) -> int:
         """Record an operator's decision that the unsigned history up to ``through`` (the
         log's head, as they saw it) is authentic; this run's signature then covers it.
         Returns how many unsigned events it vouched for."""
-        if self.signer is None or self.trust is None:
+        if self.backend.signer is None or self.backend.trust is None:
             raise ConfigError("vouch needs a trust store and a signing key: its signature is "
                               "what covers the history")
         with self._locked(check=False) as (recorder, lease):
@@ -487,8 +507,9 @@ class Runner:
             if through != state.position:
                 raise ChangedMeanwhileError(
                     f"the log's head is at offset {state.position}, not {through}: it changed "
-                    "since you looked. Check it again (`flamingock-es verify`), then vouch "
-                    f"--through {state.position}.")
+                    "since you looked. Check it again, then vouch through its head.",
+                    remedies=(Remedy(RemedyKind.VERIFY),
+                              Remedy(RemedyKind.VOUCH, position=state.position)))
             with self._frame(recorder, lease, "vouch", ()):
                 recorder.record(HistoryVouched(through=through, head=state.head_hash,
                                                unsigned=len(findings), reason=reason))
@@ -498,7 +519,7 @@ class Runner:
         # Usually refused (a fenced writer cannot append): best effort, never masks the loss.
         with suppress(FlamingockError):
             recorder.record(LockLost(holder=lease.holder, reason=why))
-        self.progress.lock_lost(why)
+        self._tell(LockGone(why))
 
 
 def _describe(unit: UnitState | None) -> str:
@@ -511,11 +532,11 @@ def _raise_blockers(plan: Plan) -> None:
     if not plan.blockers:
         return
     blocker = plan.blockers[0]
-    more = f" (and {len(plan.blockers) - 1} more: see `flamingock-es status`)" \
+    more = f" (and {len(plan.blockers) - 1} more: each unit's status says how)" \
         if len(plan.blockers) > 1 else ""
     error = ChecksumDriftError if blocker.kind == "drift" else ManualInterventionRequired
-    resolve = "\n              ".join(blocker.resolve.splitlines())
-    raise error(f"{blocker.message}\n  to resolve: {resolve}{more}")
+    extra = (Remedy(RemedyKind.STATUS),) if more else ()
+    raise error(f"{blocker.message}{more}", remedies=(*blocker.remedies, *extra))
 
 
 def _ms(started: float) -> float:
@@ -527,4 +548,8 @@ def _compensation_summary(result: RunResult) -> str:
         done = ", ".join(result.compensated) or "nothing (it never started)"
         return f"; compensated {done}: no partial state is left"
     return (f"; compensated {', '.join(result.compensated) or 'nothing'}, but not everything "
-            "could be rolled back: see `flamingock-es status`")
+            "could be rolled back")
+
+
+def _compensation_remedies(result: RunResult) -> tuple[Remedy, ...]:
+    return () if result.outcome is RunOutcome.ROLLED_BACK else (Remedy(RemedyKind.STATUS),)

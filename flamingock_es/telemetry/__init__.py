@@ -7,7 +7,7 @@ from .propagation import current_trace, extract, inject
 from .setup import configure, shutdown
 from .spans import (
     TracedLock,
-    TracingProgress,
+    TracingObserver,
     deploy_span,
     enabled,
     process_span,
@@ -19,7 +19,7 @@ from .spans import (
 
 __all__ = [
     "TracedLock",
-    "TracingProgress",
+    "TracingObserver",
     "configure",
     "current_trace",
     "deploy_span",

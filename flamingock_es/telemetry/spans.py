@@ -4,16 +4,17 @@ projection worker.
 
 Only ``opentelemetry-api`` is used here. With no SDK provider installed (by the application,
 or by :func:`~flamingock_es.telemetry.setup.configure` in the CLI) every helper is a cheap
-no-op. The engine knows nothing of OpenTelemetry: :class:`TracingProgress` turns the runner's
-:class:`~flamingock_es.run.progress.Progress` callbacks into spans and makes them current, and the
-recorder writes the current context into each audit event (see ``docs/tracing.md``).
+no-op. The engine knows nothing of OpenTelemetry: :class:`TracingObserver` hears of each step
+as the recorder appends it (the same events progress output is drawn from) and opens and
+closes its span, current while the step runs, so the recorder writes the span's context
+into each audit event (see ``docs/tracing.md``).
 Transports describe themselves with their own messaging attributes (``EventLog.messaging``,
 ``RequestChannel.messaging``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -24,16 +25,28 @@ from opentelemetry.semconv.attributes import error_attributes
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from .._version import __version__
-from ..core.events import ErrorInfo, TraceContext
-from ..run.progress import Progress
+from ..core.events import (
+    AuditEvent,
+    ChangeFailed,
+    ChangeInterrupted,
+    ChangeStarted,
+    ChangeSucceeded,
+    CompensationFailed,
+    CompensationStarted,
+    CompensationSucceeded,
+    ErrorInfo,
+    Payload,
+    RunFinished,
+    RunStarted,
+    TraceContext,
+)
+from ..core.recorder import LockGone, NoRollback, Notice, UpToDate, Waiting
 from . import setup
 from .propagation import current_trace, extract, inject
 
 if TYPE_CHECKING:
     from ..core.codec import Recorded
-    from ..core.ports import Lease, Lock, WaitCallback
-    from ..run.planner import Plan, PlannedUnit
-    from ..run.results import RunResult
+    from ..core.ports import Delivery, Lease, Lock, WaitCallback
 
 __all__ = [
     "NAMESPACE",
@@ -42,11 +55,12 @@ __all__ = [
     "RUN_ID",
     "UNIT_ID",
     "TracedLock",
-    "TracingProgress",
+    "TracingObserver",
     "deploy_span",
     "enabled",
     "process_span",
     "projection_batch_span",
+    "request_process",
     "request_span",
     "traced_lock",
     "tracer",
@@ -127,6 +141,21 @@ def process_span(transport: Mapping[str, str], headers: Mapping[str, str], *,
 
 
 @contextmanager
+def request_process(transport: Mapping[str, str], delivery: Delivery, request_id: str,
+                    namespace: str, fallback: TraceContext | None,
+                    group: str) -> Iterator[Callable[[str], None]]:
+    """:func:`process_span` around handling one delivered request; yields a function that
+    records the request's outcome on the span."""
+    with process_span(transport, delivery.headers, group=group, offset=delivery.position,
+                      key=delivery.key, request_id=request_id, namespace=namespace,
+                      fallback=fallback) as span:
+        if span is None:
+            yield lambda outcome: None
+        else:
+            yield lambda outcome: span.set_attribute(OUTCOME, outcome)
+
+
+@contextmanager
 def projection_batch_span(records: Sequence[Recorded], transport: Mapping[str, str],
                           namespace: str) -> Iterator[Span | None]:
     """A span for one projection batch: linked to every traced event in it.
@@ -200,107 +229,96 @@ def traced_lock(lock: Lock, namespace: str) -> Lock:
     return TracedLock(lock, namespace)
 
 
-class TracingProgress(Progress):
-    """Opens and closes spans on the runner's callbacks, then forwards them to ``inner``.
+class TracingObserver:
+    """Spans from the steps a run records: the run, each change, each compensation.
 
-    Spans are made current, so the audit events written inside them carry their context.
+    A span opens as its first event is about to be recorded and is made current (in the
+    thread recording it), so that event and the ones of its step carry its context; it ends
+    once its outcome is durable. Spans are kept by step, not on a stack, so steps recorded
+    from several threads each keep their own.
     """
 
-    def __init__(self, inner: Progress, namespace: str) -> None:
-        self.inner, self.namespace = inner, namespace
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
         self._tracer = tracer()
-        self._stack: list[tuple[str, Span, object]] = []
+        self._open: dict[tuple[str, str], tuple[Span, object]] = {}
         self._run_id = ""
 
-    @classmethod
-    def wrap(cls, inner: Progress, namespace: str) -> Progress:
-        """``inner`` traced when tracing is on, else ``inner`` itself."""
-        return cls(inner, namespace) if enabled() else inner
+    def recording(self, payload: Payload) -> None:
+        if isinstance(payload, RunStarted):
+            self._start("run", "", "flamingock.run", {"flamingock.run.planned":
+                                                      len(payload.planned)})
+        elif isinstance(payload, ChangeStarted):
+            self._start("unit", payload.unit_id, f"flamingock.change {payload.unit_id}", {
+                UNIT_ID: payload.unit_id, "flamingock.stage": payload.stage,
+                "flamingock.reason": payload.reason})
+        elif isinstance(payload, CompensationStarted):
+            self._start("compensation", payload.unit_id,
+                        f"flamingock.compensation {payload.unit_id}",
+                        {UNIT_ID: payload.unit_id, "flamingock.reason": payload.reason})
 
-    def _open(self, role: str, name: str, attrs: dict[str, Any]) -> None:
-        span = self._tracer.start_span(name, attributes={NAMESPACE: self.namespace, **attrs})
+    def recorded(self, event: AuditEvent) -> None:
+        p = event.payload
+        if isinstance(p, RunStarted):
+            self._run_id = event.run_id
+            self._attribute("run", "", RUN_ID, event.run_id)
+        elif isinstance(p, ChangeSucceeded):
+            self._end("unit", p.unit_id, "APPLIED")
+        elif isinstance(p, ChangeFailed):
+            self._end("unit", p.unit_id, "FAILED", p.error)
+        elif isinstance(p, ChangeInterrupted):
+            role = "compensation" if p.compensating else "unit"
+            self._end(role, p.unit_id, "INTERRUPTED",
+                      ErrorInfo(type="Interrupted", message=f"{p.signal}: {p.reason}"))
+        elif isinstance(p, CompensationSucceeded):
+            self._end("compensation", p.unit_id, "ROLLED_BACK")
+        elif isinstance(p, CompensationFailed):
+            self._end("compensation", p.unit_id, "ROLLBACK_FAILED", p.error)
+        elif isinstance(p, RunFinished):
+            self.close(p.outcome.value, p.error)
+
+    def notice(self, notice: Notice) -> None:
+        span = trace.get_current_span()
+        if isinstance(notice, Waiting):
+            span.add_event("waiting for the lock",
+                           {"seconds": notice.seconds, "holder": notice.holder})
+        elif isinstance(notice, UpToDate):
+            span.set_attribute(OUTCOME, "UP_TO_DATE")
+        elif isinstance(notice, LockGone):
+            self.close("LOCK_LOST", ErrorInfo(type="LockLostError", message=notice.why))
+        elif isinstance(notice, NoRollback):
+            span.add_event("no rollback", {UNIT_ID: notice.unit_id})
+
+    def _start(self, role: str, unit_id: str, name: str, attrs: dict[str, Any]) -> None:
+        attrs = {NAMESPACE: self.namespace, **attrs}
+        if self._run_id:
+            attrs[RUN_ID] = self._run_id
+        span = self._tracer.start_span(name, attributes=attrs)
         token = otel_context.attach(trace.set_span_in_context(span))
-        self._stack.append((role, span, token))
+        self._open[(role, unit_id)] = (span, token)
 
-    def _close(self, role: str, outcome: str | None = None,
-               error: ErrorInfo | None = None) -> None:
-        """End the innermost ``role`` span (and anything left open inside it)."""
-        if not any(r == role for r, _, _ in self._stack):
+    def _attribute(self, role: str, unit_id: str, key: str, value: str) -> None:
+        found = self._open.get((role, unit_id))
+        if found is not None:
+            found[0].set_attribute(key, value)
+
+    def _end(self, role: str, unit_id: str, outcome: str,
+             error: ErrorInfo | None = None) -> None:
+        found = self._open.pop((role, unit_id), None)
+        if found is None:
             return
-        while self._stack:
-            r, span, token = self._stack.pop()
-            if r == role:
-                if outcome is not None:
-                    span.set_attribute(OUTCOME, outcome)
-                if error is not None:
-                    span.set_status(Status(StatusCode.ERROR, str(error)))
-                    span.set_attribute(error_attributes.ERROR_TYPE, error.type)
-            span.end()
-            otel_context.detach(token)  # type: ignore[arg-type]
-            if r == role:
-                return
+        span, token = found
+        span.set_attribute(OUTCOME, outcome)
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, str(error)))
+            span.set_attribute(error_attributes.ERROR_TYPE, error.type)
+        span.end()
+        otel_context.detach(token)  # type: ignore[arg-type]
 
-    def close(self) -> None:
-        """End every span still open (a run that raised before ``run_finished``)."""
-        while self._stack:
-            self._close(self._stack[-1][0])
-
-    def waiting(self, seconds: float, holder: str) -> None:
-        trace.get_current_span().add_event("waiting for the lock",
-                                           {"seconds": seconds, "holder": holder})
-        self.inner.waiting(seconds, holder)
-
-    def up_to_date(self, plan: Plan, after_wait: bool = False) -> None:
-        trace.get_current_span().set_attribute(OUTCOME, "UP_TO_DATE")
-        self.inner.up_to_date(plan, after_wait)
-
-    def run_started(self, run_id: str, plan: Plan) -> None:
-        self._run_id = run_id
-        self._open("run", "flamingock.run", {RUN_ID: run_id,
-                                             "flamingock.run.planned": len(plan.to_run)})
-        self.inner.run_started(run_id, plan)
-
-    def drift_accepted(self, unit_id: str) -> None:
-        trace.get_current_span().add_event("checksum drift accepted", {UNIT_ID: unit_id})
-        self.inner.drift_accepted(unit_id)
-
-    def unit_started(self, index: int, total: int, planned: PlannedUnit) -> None:
-        self._open("unit", f"flamingock.change {planned.unit.id}", {
-            UNIT_ID: planned.unit.id, RUN_ID: self._run_id, "flamingock.stage": planned.stage,
-            "flamingock.reason": planned.reason})
-        self.inner.unit_started(index, total, planned)
-
-    def unit_applied(self, unit_id: str, ms: float) -> None:
-        self._close("unit", "APPLIED")
-        self.inner.unit_applied(unit_id, ms)
-
-    def unit_failed(self, unit_id: str, error: ErrorInfo, ms: float) -> None:
-        self._close("unit", "FAILED", error)
-        self.inner.unit_failed(unit_id, error, ms)
-
-    def compensation_started(self, unit_id: str, reason: str) -> None:
-        self._open("compensation", f"flamingock.compensation {unit_id}", {
-            UNIT_ID: unit_id, RUN_ID: self._run_id, "flamingock.reason": reason})
-        self.inner.compensation_started(unit_id, reason)
-
-    def compensation_succeeded(self, unit_id: str, ms: float) -> None:
-        self._close("compensation", "ROLLED_BACK")
-        self.inner.compensation_succeeded(unit_id, ms)
-
-    def compensation_failed(self, unit_id: str, error: ErrorInfo,
-                            original: ErrorInfo | None) -> None:
-        self._close("compensation", "ROLLBACK_FAILED", error)
-        self.inner.compensation_failed(unit_id, error, original)
-
-    def no_rollback(self, unit_id: str) -> None:
-        trace.get_current_span().add_event("no rollback", {UNIT_ID: unit_id})
-        self.inner.no_rollback(unit_id)
-
-    def lock_lost(self, why: str) -> None:
-        self._close("run", "LOCK_LOST", ErrorInfo(type="LockLostError", message=why))
-        self.inner.lock_lost(why)
-
-    def run_finished(self, result: RunResult) -> None:
-        outcome = result.outcome.value if result.outcome else "UP_TO_DATE"
-        self._close("run", outcome, result.error)
-        self.inner.run_finished(result)
+    def close(self, outcome: str | None = None, error: ErrorInfo | None = None) -> None:
+        """End every span still open, the run's last (a run that raised before its
+        ``RunFinished`` leaves its steps' spans open)."""
+        for role, unit_id in [key for key in self._open if key[0] != "run"][::-1]:
+            self._end(role, unit_id, "INTERRUPTED")
+        if ("run", "") in self._open:
+            self._end("run", "", outcome or "FAILED", error)

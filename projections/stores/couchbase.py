@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -68,12 +67,13 @@ class CouchbaseSettings:
 
     @classmethod
     def from_url(cls, url: str, options: Mapping[str, str] | None = None,
-                 env: Mapping[str, str] | None = None) -> CouchbaseSettings:
+                 defaults: Mapping[str, str] | None = None) -> CouchbaseSettings:
         """``couchbase[s]://HOSTS?bucket=B&scope=S&collection=C``; credentials from
-        ``options`` or ``FLAMINGOCK_COUCHBASE_USER/PASSWORD/BUCKET``. Query parameters that
-        are not ours (``ssl``, ``certpath``, ``truststorepath``, ...) pass through to the SDK.
+        ``options``, else ``defaults`` (the settings' connections: ``couchbase_user``,
+        ``couchbase_password``, ``couchbase_bucket``, from ``FLAMINGOCK_COUCHBASE_*``). Query
+        parameters that are not ours (``ssl``, ``certpath``, ...) pass through to the SDK.
         """
-        env = os.environ if env is None else env
+        env = defaults or {}
         opts = dict(options or {})
         parts = urlsplit(url)
         if parts.scheme not in ("couchbase", "couchbases"):
@@ -81,9 +81,9 @@ class CouchbaseSettings:
         query = dict(parse_qsl(parts.query))
         ours = {k: query.pop(k) for k in list(query) if k in _OURS}
         merged = {**ours, **opts}
-        bucket = merged.get("bucket") or env.get("FLAMINGOCK_COUCHBASE_BUCKET")
-        user = merged.get("user") or env.get("FLAMINGOCK_COUCHBASE_USER")
-        password = merged.get("password") or env.get("FLAMINGOCK_COUCHBASE_PASSWORD")
+        bucket = merged.get("bucket") or env.get("couchbase_bucket")
+        user = merged.get("user") or env.get("couchbase_user")
+        password = merged.get("password") or env.get("couchbase_password")
         if not bucket or not user or password is None:
             raise ConfigError(
                 f"{parts.scheme}://{parts.netloc}: bucket, user and password are needed; give "
@@ -111,10 +111,11 @@ class CouchbaseProjectionStore:
         self._connect()
 
     @classmethod
-    def from_url(cls, url: str, options: Mapping[str, str] | None = None
-                 ) -> CouchbaseProjectionStore:
-        """Open the store that a ``couchbase://`` URL names."""
-        return cls(CouchbaseSettings.from_url(url, options))
+    def from_url(cls, url: str, options: Mapping[str, str] | None = None,
+                 defaults: Mapping[str, str] | None = None) -> CouchbaseProjectionStore:
+        """Open the store that a ``couchbase://`` URL names (see
+        :meth:`CouchbaseSettings.from_url`)."""
+        return cls(CouchbaseSettings.from_url(url, options, defaults))
 
     def _connect(self) -> None:
         from couchbase.auth import PasswordAuthenticator
@@ -254,6 +255,25 @@ class CouchbaseProjectionStore:
         """No transaction: each KV write is atomic on its own, and the worker's order (the
         checkpoint last) is what makes a batch safe to redo."""
         yield
+
+    def query_units(self, namespace: str, status: str | None = None
+                    ) -> Iterator[dict[str, Any]]:
+        """The unit documents of ``namespace`` (with ``status``) through SQL++: only where the
+        cluster runs the query service (:meth:`ProjectionReader.query_units_sqlpp`)."""
+        from couchbase.options import QueryOptions
+
+        if self._cluster is None:
+            raise StoreUnavailable(f"{self.name} is closed")
+        s = self.settings
+        keyspace = f"`{s.bucket}`.`{s.scope}`.`{s.collection}`"
+        where = "d.type = 'unit' AND d.namespace = $ns"
+        params: dict[str, Any] = {"ns": namespace}
+        if status is not None:
+            where += " AND d.status = $status"
+            params["status"] = status
+        statement = f"SELECT d.* FROM {keyspace} AS d WHERE {where} ORDER BY d.unit_id"
+        for row in self._cluster.query(statement, QueryOptions(named_parameters=params)).rows():
+            yield dict(row)
 
     def close(self) -> None:
         if self._cluster is not None:

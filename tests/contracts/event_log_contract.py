@@ -12,12 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from flamingock_es.adapters import Backend, open_backend
 from flamingock_es.core.codec import AuditCodec
 from flamingock_es.core.events import LockAcquired, RunStarted
 from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
 from flamingock_es.core.state import State, fold
 from flamingock_es.errors import LockLostError
+from flamingock_es.namespace import Backend, open_backend
 
 
 class EventLogContract:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from flamingock_es.adapters import open_backend
+from flamingock_es.namespace import open_backend
 
 backend = open_backend(sys.argv[1], sys.argv[2])
 lease = backend.lock.acquire("doomed-holder", 60)

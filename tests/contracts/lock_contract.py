@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from flamingock_es.adapters import Backend, open_backend
 from flamingock_es.errors import LockTimeoutError
+from flamingock_es.namespace import Backend, open_backend
 
 HOLDER = Path(__file__).with_name("hold_lock.py")
 

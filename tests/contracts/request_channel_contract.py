@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from flamingock_es.adapters import Backend, open_backend
 from flamingock_es.core.ports import Delivery, RequestConsumer
+from flamingock_es.namespace import Backend, open_backend
 
 
 def _take(consumer: RequestConsumer, count: int, timeout: float = 30.0) -> list[Delivery]:

@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flamingock_es.projections.stores import SqliteProjectionStore, open_store
+from flamingock_es.projections.stores.sqlite import SqliteProjectionStore
+
+from flamingock_es.namespace import open_store
 
 from .projection_store_contract import ProjectionStoreContract
 

@@ -62,3 +62,33 @@ def test_a_missing_extra_is_named(core: Path, tmp_path: Path, args: tuple[str, .
     assert result.returncode == 2, result.stderr
     assert f"pip install '{extra}'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_wheel_builds_without_a_c_compiler_and_holds_the_mapped_folders(
+        tmp_path: Path) -> None:
+    """``pip wheel .`` with no compiler at hand (``CC`` is a command that fails): pure
+    Python, with the read side and the Avro contract mapped in from their top-level folders,
+    and no link anywhere."""
+    import zipfile
+
+    env = {**os.environ, "CC": "false", "CXX": "false"}
+    env.pop("FLAMINGOCK_COMPILE", None)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--disable-pip-version-check", "-w", str(tmp_path), str(REPO)],
+                   check=True, timeout=600, env=env)
+    (wheel,) = tmp_path.glob("flamingock_es-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"flamingock_es/projections/worker.py", "flamingock_es/projections/stores/sqlite.py",
+            "flamingock_es/schemas/AuditEvent.avsc", "flamingock_es/schemas/ChangeRequest.avsc",
+            "flamingock_es/core/codec.py", "flamingock_es/py.typed"} <= names
+    assert not [name for name in names if name.endswith(".so")]
+    assert not [name for name in names if name.startswith(("projections/", "schemas/"))]
+
+
+def test_the_installed_package_reads_its_contract_and_read_side(core: Path) -> None:
+    found = subprocess.run([str(core / "python"), "-c", (
+        "import flamingock_es.projections.worker as w, flamingock_es.core.codec as c; "
+        "print(w.__file__.endswith('flamingock_es/projections/worker.py'), "
+        "len(c.writer_schemas('AuditEvent')))")],
+        text=True, capture_output=True, check=True).stdout.split()
+    assert found == ["True", "2"]

@@ -8,7 +8,7 @@ import uuid
 from flamingock_es.projections.documents import Document, Projection
 from flamingock_es.projections.stores import ProjectionStore
 
-from flamingock_es.adapters import Backend
+from flamingock_es.core.backend import Backend
 from flamingock_es.core.codec import AuditCodec
 from flamingock_es.core.events import (
     ChangeFailed,

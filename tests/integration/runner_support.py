@@ -196,7 +196,7 @@ class Audit:
 def read_audit(bus: str, namespace: str) -> Audit:
     from flamingock_es import api
 
-    return Audit(api.verify(bus, namespace))
+    return Audit(api.verify(bus=bus, namespace=namespace))
 
 
 def ok(result: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.CompletedProcess[str]:

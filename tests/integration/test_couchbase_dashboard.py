@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flamingock_es.projections import ProjectionReader, open_store
+from flamingock_es.projections import ProjectionReader
 from flamingock_es.projections.stores.couchbase import CouchbaseProjectionStore
+
+from flamingock_es.namespace import open_store
 
 from ..e2e.conftest import Project, ok
 from .conftest import CouchbaseEnv

@@ -25,8 +25,9 @@ import yaml
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from flamingock_es import api
-from flamingock_es.adapters import open_backend
+from flamingock_es.cli.status_codes import exit_code
 from flamingock_es.errors import FlamingockError
+from flamingock_es.namespace import open_backend
 
 from .conftest import SecureKafka
 from .runner_support import Audit, RunnerProject, ok
@@ -114,7 +115,8 @@ def test_each_principal_does_its_job(tmp_path: Path, secure_kafka: SecureKafka,
     ok(_cli(auditor, "verify"))
     replay = ok(_cli(auditor, "replay"))
     assert "u0002" in replay.stdout
-    audit = Audit(api.verify(bus, namespace, secure_kafka.options("auditor")))
+    audit = Audit(api.verify(bus=bus, namespace=namespace,
+                             bus_options=secure_kafka.options("auditor")))
     audit.assert_intact()
     assert [e.payload.unit_id for e in audit.kinds("ChangeSucceeded")] == [  # type: ignore[attr-defined]
         "u0001", "u0002"]
@@ -177,7 +179,7 @@ def test_the_lock_names_kafkas_refusal(secure_kafka: SecureKafka, namespace: str
         backend.lock.acquire("auditor", 30)
     assert "GROUP_AUTHORIZATION_FAILED" in str(refused.value)
     assert "ACL" in str(refused.value)
-    assert refused.value.exit_code == 5
+    assert exit_code(refused.value) == 5
 
 
 def _first_error(poll: Callable[[], object], seconds: float) -> KafkaError:

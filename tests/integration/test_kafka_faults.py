@@ -21,7 +21,7 @@ from flamingock_es.core.codec import AuditCodec
 from flamingock_es.core.events import ManualMark, MarkedAs
 from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
 from flamingock_es.core.state import fold
-from flamingock_es.request.client import ChangeRequest, RequestCodec
+from flamingock_es.request.model import ChangeRequest, RequestCodec
 
 from .runner_support import RunnerProject, kafka_tool, ok, read_audit
 

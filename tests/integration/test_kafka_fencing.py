@@ -15,12 +15,12 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from flamingock_es.adapters import Backend, open_backend
 from flamingock_es.core.codec import AuditCodec
 from flamingock_es.core.events import RunStarted
 from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
 from flamingock_es.core.state import State
 from flamingock_es.errors import DecodeError
+from flamingock_es.namespace import Backend, open_backend
 
 pytestmark = pytest.mark.kafka
 
@@ -30,7 +30,7 @@ SESSION_TIMEOUT = 3.0
 # The test freezes it (SIGSTOP) in between, as a long GC pause or a suspended VM would.
 ZOMBIE = textwrap.dedent("""
     import sys
-    from flamingock_es.adapters import open_backend
+    from flamingock_es.namespace import open_backend
     backend = open_backend(sys.argv[1], sys.argv[2])
     lease = backend.lock.acquire("zombie", 30)
     writer = backend.log.writer(lease)

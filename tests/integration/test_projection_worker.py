@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from flamingock_es.projections import ProjectionReader, ProjectionWorker, open_store, run_projection
+from flamingock_es.projections import ProjectionReader, ProjectionWorker
 from flamingock_es.projections.documents import checkpoint_key
 from flamingock_es.projections.stores import ProjectionStore
 from flamingock_es.projections.stores.couchbase import CouchbaseProjectionStore, CouchbaseSettings
 
-from flamingock_es.adapters import Backend, open_backend
+from flamingock_es.api import project
+from flamingock_es.definition.settings import resolve_settings
+from flamingock_es.namespace import Backend, open_backend, settings_store
 
 from .kv_proxy import KvProxy
 from .projection_support import expected_documents, stored_documents, write_history
@@ -41,7 +43,7 @@ class Stack:
     couchbase_url: str = ""
 
     def store(self) -> ProjectionStore:
-        return open_store(self.store_url)
+        return settings_store(resolve_settings(read_file=False, store=self.store_url))
 
 
 @pytest.fixture(params=[
@@ -121,7 +123,7 @@ class Following:
 def test_projects_the_log_and_reads_it_back(stack: Stack, backend: Backend,
                                             store: ProjectionStore) -> None:
     state = write_history(backend, runs=8)
-    position = run_projection(stack.bus, stack.namespace, stack.store_url, once=True)
+    position = project(bus=stack.bus, namespace=stack.namespace, store=stack.store_url, once=True)
     assert position == state.position
     projection, expected = expected_documents(backend)
     assert stored_documents(store, projection) == expected
@@ -148,7 +150,7 @@ def test_projects_the_log_and_reads_it_back(stack: Stack, backend: Backend,
 def test_incremental_following_equals_a_rebuild(stack: Stack, backend: Backend,
                                                 store: ProjectionStore) -> None:
     write_history(backend, runs=3)
-    run_projection(stack.bus, stack.namespace, stack.store_url, once=True)
+    project(bus=stack.bus, namespace=stack.namespace, store=stack.store_url, once=True)
     with Following(backend, store, batch_size=7):
         for seed in (1, 2, 3):
             state = write_history(backend, runs=2, seed=seed)
@@ -158,7 +160,8 @@ def test_incremental_following_equals_a_rebuild(stack: Stack, backend: Backend,
     incremental = stored_documents(store, projection)
     assert incremental == expected
 
-    run_projection(stack.bus, stack.namespace, stack.store_url, once=True, rebuild=True)
+    project(bus=stack.bus, namespace=stack.namespace, store=stack.store_url, once=True,
+            rebuild=True)
     assert stored_documents(store, projection) == incremental
 
 
@@ -236,7 +239,8 @@ def test_a_couchbase_outage_loses_and_double_counts_nothing(
         stack: Stack, backend: Backend, store: ProjectionStore) -> None:
     proxy = KvProxy(stack.couchbase_url)
     bucket = stack.env["FLAMINGOCK_COUCHBASE_BUCKET"]
-    settings = CouchbaseSettings.from_url(f"{proxy.url}?bucket={bucket}", {"timeout": "1"})
+    settings = CouchbaseSettings.from_url(f"{proxy.url}?bucket={bucket}", {"timeout": "1"},
+                                          resolve_settings(read_file=False).connections)
     cut_store = CouchbaseProjectionStore(settings, retry_seconds=2.0)
     try:
         write_history(backend, runs=2)

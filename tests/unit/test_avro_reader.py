@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flamingock_es.core._speedups import avro_reader
-from flamingock_es.core._speedups.compiled import PURE_PYTHON_VARIABLE, current_source, is_current
+from flamingock_es.core._speedups.compiled import current_source, is_current
 from flamingock_es.core.codec import AuditCodec, compiled_reader
 from flamingock_es.core.events import RunFinished, RunOutcome
 from flamingock_es.core.state import fold
@@ -150,10 +150,17 @@ def test_a_stale_extension_gives_way_to_its_source_and_says_so(
     assert current_source(module).X == 2
 
 
-def test_the_pure_python_path_can_be_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PURE_PYTHON_VARIABLE, "1")
-    assert not compiled_reader()
-    assert AuditCodec()._tree is None
+def test_the_pure_python_path_can_be_asked_for(tmp_path: Path) -> None:
+    from flamingock_es.definition.settings import resolve_settings
+    from flamingock_es.namespace import open_namespace
+
+    settings = resolve_settings(read_file=False, bus=f"local:{tmp_path}",
+                                env={"FLAMINGOCK_PURE_PYTHON": "1"})
+    assert settings.pure_python
+    with open_namespace(settings) as backend:
+        assert backend.reader.codec._tree is None
+    assert AuditCodec(reader=False)._tree is None
+    assert compiled_reader() is avro_reader.COMPILED
 
 
 def test_a_python_module_is_never_taken_for_an_extension() -> None:

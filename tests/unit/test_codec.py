@@ -12,6 +12,7 @@ import fastavro
 import pytest
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from flamingock_es.cli.status_codes import exit_code
 from flamingock_es.core.codec import MAGIC, AuditCodec, crc64_avro, load_schema, schema_dir
 from flamingock_es.core.events import (
     PAYLOAD_TYPES,
@@ -231,7 +232,7 @@ def test_an_unknown_fingerprint_names_the_offset(codec: AuditCodec) -> None:
     with pytest.raises(DecodeError, match=r"offset 4096 .*unknown schema") as info:
         codec.decode(other, 4096)
     assert info.value.position == 4096
-    assert info.value.exit_code == 4
+    assert exit_code(info.value) == 4
 
 
 @pytest.mark.parametrize("data", [b'{"json": true}', b"", b"\xc3"], ids=["json", "empty", "c3"])

@@ -63,4 +63,4 @@ def test_a_missing_variable_stops_the_run_before_anything_is_applied(tmp_path: P
         api.run(workflow, progress=Progress())
 
     assert applied == []
-    assert api.read_state(workflow.bus, "shop").events == 0
+    assert api.read_state(workflow).events == 0

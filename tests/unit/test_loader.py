@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from flamingock_es.cli.status_codes import exit_code
 from flamingock_es.core.changes import ChangeContext, ChangeUnit, Recovery
 from flamingock_es.definition.loader import load_units, resolved_parameters
 from flamingock_es.definition.workflow import load_workflow
@@ -152,7 +153,7 @@ def load_error(tmp_path: Path, write: Write, text: str, name: str = "unit.yaml")
     write(name, text)
     with pytest.raises(ConfigError) as info:
         load_units(name, tmp_path)
-    assert info.value.exit_code == 2
+    assert exit_code(info.value) == 2
     return str(info.value)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from flamingock_es.cli.remedies import command
 from flamingock_es.core.changes import ChangeContext, ChangeUnit, Recovery
 from flamingock_es.core.events import (
     ChangeFailed,
@@ -16,12 +17,17 @@ from flamingock_es.core.events import (
 )
 from flamingock_es.core.state import State
 from flamingock_es.definition.workflow import Workflow
-from flamingock_es.run.planner import Action, Plan, make_plan
+from flamingock_es.run.planner import Action, Blocker, Plan, make_plan
 
 from .fakes import Journal
 from .test_state import started, succeeded
 
 BOOM = ErrorInfo(type="RuntimeError", message="boom")
+
+
+def _commands(blocker: Blocker) -> str:
+    """The blocker's remedies as the CLI writes them, one command per line."""
+    return "\n".join(command(remedy) for remedy in blocker.remedies)
 
 
 def noop(ctx: ChangeContext) -> None:
@@ -123,7 +129,7 @@ def test_in_doubt_under_manual_intervention_blocks_with_the_mark_command(journal
     (blocker,) = plan.blockers
     assert blocker.unit_id == "u1"
     assert blocker.kind == "manual-intervention"
-    assert blocker.resolve.splitlines() == [  # one concrete command for each decision
+    assert _commands(blocker).splitlines() == [  # one concrete command for each decision
         'flamingock-es mark u1 --as applied --reason "..." --seen 0',
         'flamingock-es mark u1 --as rolled-back --reason "..." --seen 0']
     assert "in run r1" in blocker.message
@@ -136,7 +142,7 @@ def test_failed_under_manual_intervention_blocks_and_names_the_error(journal: Jo
     journal.run("r1", started(), ChangeFailed(unit_id="u1", checksum="a" * 64,
                                               duration_ms=1.0, error=BOOM))
     (blocker,) = plan_for([unit()], journal).blockers
-    assert 'flamingock-es mark u1 --as rolled-back --reason "..." --seen 100' in blocker.resolve
+    assert 'flamingock-es mark u1 --as rolled-back --reason "..." --seen 100' in _commands(blocker)
     assert "is failed in run r1 (RuntimeError: boom)" in blocker.message
 
 
@@ -164,7 +170,7 @@ def test_a_failed_rollback_always_needs_a_person(journal: Journal, recovery: Rec
     plan = plan_for([unit(recovery=recovery)], journal)
 
     (blocker,) = plan.blockers
-    assert 'flamingock-es mark u1 --as rolled-back --reason "..." --seen 300' in blocker.resolve
+    assert 'flamingock-es mark u1 --as rolled-back --reason "..." --seen 300' in _commands(blocker)
     assert "(RuntimeError: boom)" in blocker.message
     assert "its rollback failed too (OSError: undo boom)" in blocker.message
 
@@ -181,7 +187,7 @@ def test_drift_of_an_applied_unit_blocks(journal: Journal) -> None:
     assert blocker.kind == "drift"
     assert blocker.message.startswith("changes/u1.py:3: unit 'u1' changed after it was applied "
                                       f"(checksum 000000000000 -> {u.checksum[:12]})")
-    assert "--accept-drift" in blocker.resolve
+    assert "--accept-drift" in _commands(blocker)
     assert not plan.has_work
 
 

@@ -9,17 +9,22 @@ PUBLIC = [
     "ChangeUnit",
     "ChecksumDriftError",
     "ConfigError",
+    "DecisionRequired",
     "FlamingockError",
+    "HistoryError",
+    "LockError",
     "LockLostError",
     "LockTimeoutError",
     "ManualInterventionRequired",
     "Progress",
     "Recovery",
+    "RunFailed",
     "RunInterrupted",
     "RunResult",
     "Settings",
     "Stage",
     "State",
+    "Transient",
     "UnitFailedError",
     "UnitStatus",
     "Workflow",
@@ -29,15 +34,22 @@ PUBLIC = [
     "history",
     "load_workflow",
     "mark",
+    "open_projection",
     "open_workflow",
     "plan",
+    "project",
+    "quarantine",
     "read_state",
     "replay",
+    "request_changes",
     "resolve_settings",
+    "retryable",
     "run",
+    "serve",
     "status",
     "undo",
     "verify",
+    "vouch",
     "wait",
 ]
 
@@ -58,12 +70,30 @@ def test_star_import_gives_exactly_the_public_names() -> None:
     assert sorted(set(namespace) - {"__builtins__"}) == PUBLIC
 
 
-def test_errors_carry_their_cli_exit_codes() -> None:
-    codes = {name: getattr(flamingock_es, name).exit_code for name in PUBLIC
+def test_errors_map_to_their_cli_exit_codes() -> None:
+    from flamingock_es.cli.status_codes import exit_code
+
+    codes = {name: exit_code(getattr(flamingock_es, name)) for name in PUBLIC
              if name.endswith(("Error", "Required"))}
-    assert codes == {"ChecksumDriftError": 6, "ConfigError": 2, "FlamingockError": 1,
-                     "LockLostError": 3, "LockTimeoutError": 3,
-                     "ManualInterventionRequired": 7, "UnitFailedError": 8}
+    assert codes == {"ChecksumDriftError": 6, "ConfigError": 2, "DecisionRequired": 7,
+                     "FlamingockError": 1,
+                     "HistoryError": 4, "LockError": 3, "LockLostError": 3,
+                     "LockTimeoutError": 3, "ManualInterventionRequired": 7,
+                     "UnitFailedError": 8}
+
+
+def test_the_library_carries_no_exit_codes() -> None:
+    assert not any(hasattr(getattr(flamingock_es, name), "exit_code") for name in PUBLIC)
+
+
+def test_retrying_is_decided_by_the_error_type() -> None:
+    from flamingock_es.errors import AppendError, StoreError
+
+    assert flamingock_es.retryable(flamingock_es.LockTimeoutError("held"))
+    assert flamingock_es.retryable(AppendError("not confirmed"))
+    assert flamingock_es.retryable(StoreError("down"))
+    assert not flamingock_es.retryable(flamingock_es.ConfigError("typo"))
+    assert not flamingock_es.retryable(flamingock_es.ManualInterventionRequired("decide"))
 
 
 def test_the_version_is_the_package_metadata() -> None:

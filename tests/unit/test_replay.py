@@ -94,7 +94,7 @@ def _write(root: Path, blobs: list[bytes]) -> list[int]:
 
 def test_report_of_a_known_scenario(tmp_path: Path) -> None:
     positions = _write(tmp_path, _blobs())
-    report = replay(f"local:{tmp_path}", "shop")
+    report = replay(bus=f"local:{tmp_path}", namespace="shop")
     assert report.ok
     assert report.events == 12
     common = {"namespace": "shop", "stage": "main", "template": "", "parameters": "{}",
@@ -124,7 +124,7 @@ def test_report_of_a_known_scenario(tmp_path: Path) -> None:
 
 def test_time_range_selects_rows_but_verifies_everything(tmp_path: Path) -> None:
     _write(tmp_path, _blobs())
-    report = replay(f"local:{tmp_path}", "shop", since=T0 + timedelta(seconds=5))
+    report = replay(bus=f"local:{tmp_path}", namespace="shop", since=T0 + timedelta(seconds=5))
     assert [r.seq for r in report.changes] == [8, 10]
     assert [r.run_id for r in report.runs] == ["r2"]
     assert report.events == 12
@@ -133,7 +133,7 @@ def test_time_range_selects_rows_but_verifies_everything(tmp_path: Path) -> None
 
 def test_renderings(tmp_path: Path) -> None:
     _write(tmp_path, _blobs())
-    report = replay(f"local:{tmp_path}", "shop")
+    report = replay(bus=f"local:{tmp_path}", namespace="shop")
     doc = json.loads(render(report, "json"))
     assert doc["verified"] is True
     assert len(doc["changes"]) == 3
@@ -160,7 +160,7 @@ def test_tampered_copies_are_detected_with_their_position(
         tmp_path: Path, tamper: object, bad_index: int, reason: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     positions = _write(tmp_path, tamper(_blobs()))  # type: ignore[operator]
-    report = replay(f"local:{tmp_path}", "shop")
+    report = replay(bus=f"local:{tmp_path}", namespace="shop")
     assert not report.ok
     first = report.breaks[0]
     assert first.position == positions[bad_index]

@@ -148,7 +148,7 @@ def _write_history(root: Path, unit3: str = "enable-checkout",
 
 def _report(root: Path, **history: object) -> ReplayReport:
     _write_history(root, **history)  # type: ignore[arg-type]
-    report = replay(f"local:{root}", "shop")
+    report = replay(bus=f"local:{root}", namespace="shop")
     # Who asked and why come from authenticated requests, which the fold does not record
     # yet: set them as the fold will, to show how the page presents them.
     report.runs = [dataclasses.replace(r, requested_by="alice", request_reason="CHG-1234: "
@@ -359,9 +359,9 @@ def test_a_long_list_of_status_codes_is_folded_and_long_values_are_kept_whole(
 def test_a_run_cut_by_the_time_range_keeps_its_steps_in_range_and_says_so(
         tmp_path: Path) -> None:
     _write_history(tmp_path)
-    whole = replay(f"local:{tmp_path}", "shop")
+    whole = replay(bus=f"local:{tmp_path}", namespace="shop")
     failed = next(r for r in whole.changes if r.status == "FAILED")
-    report = replay(f"local:{tmp_path}", "shop", since=parse_time(failed.time))
+    report = replay(bus=f"local:{tmp_path}", namespace="shop", since=parse_time(failed.time))
     assert "r2-request" not in [r.run_id for r in report.runs]  # it started before
     page = _tree(to_html(report, generated_at=GENERATED))
     section = _section(page, "r2-request")

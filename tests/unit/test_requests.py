@@ -10,23 +10,20 @@ from pathlib import Path
 import pytest
 
 from flamingock_es import ChangeContext, Workflow, change_unit
-from flamingock_es.adapters import open_backend
 from flamingock_es.adapters.local import LocalEventLog
-from flamingock_es.api import history, read_state
+from flamingock_es.api import history, read_state, request_changes, serve, wait_for_answer
 from flamingock_es.core.events import RunOutcome, TraceContext
 from flamingock_es.core.state import RunState
 from flamingock_es.errors import DecodeError
-from flamingock_es.request.client import (
+from flamingock_es.namespace import open_backend
+from flamingock_es.request.model import (
     ChangeRequest,
     RequestCodec,
     Stages,
     UndoTo,
     Units,
     WholeWorkflow,
-    request_changes,
-    wait_for_outcome,
 )
-from flamingock_es.request.service import serve
 
 APPLIED: list[str] = []
 
@@ -80,8 +77,8 @@ def server(workflow: Workflow) -> Iterator[threading.Event]:
 
 
 def _ask(workflow: Workflow, **kwargs: object) -> RunState:
-    answer = request_changes(workflow.bus, workflow.namespace, wait=True, timeout=20,
-                             reason="test", **kwargs)  # type: ignore[arg-type]
+    answer = request_changes(workflow, wait=True, timeout=20, reason="test",
+                             **kwargs).answer  # type: ignore[arg-type]
     assert isinstance(answer, RunState)
     return answer
 
@@ -92,7 +89,7 @@ def test_request_runs_and_is_answered(workflow: Workflow, server: threading.Even
     assert run.trigger == "request"
     assert run.applied == ["b"]
     assert APPLIED == ["b"]
-    events = history(workflow.bus, "shop", run_id=run.run_id)
+    events = history(workflow, run_id=run.run_id)
     assert {e.request_id for e in events} == {run.request_id}
     assert _ask(workflow).applied == ["a"]  # the whole workflow: only a is left
     nothing = _ask(workflow)  # nothing pending: still answered, under the lock
@@ -104,7 +101,7 @@ def test_duplicate_request_runs_once(workflow: Workflow, server: threading.Event
     again = _ask(workflow, request_id="same-id", units=["a"])
     assert again.run_id == first.run_id
     _ask(workflow, request_id="later")  # the service went past the duplicate
-    state = read_state(workflow.bus, "shop")
+    state = read_state(workflow)
     assert [r.request_id for r in state.runs.values()].count("same-id") == 1
     assert APPLIED == ["a", "b"]
 
@@ -126,24 +123,24 @@ def test_unknown_targets_are_rejected(workflow: Workflow, server: threading.Even
 def test_malformed_and_foreign_requests_never_stop_the_service(
         workflow: Workflow, server: threading.Event) -> None:
     codec = RequestCodec()
-    with open_backend(workflow.bus, "shop") as backend:
+    with open_backend(workflow.settings.bus, "shop") as backend:
         foreign = ChangeRequest(request_id="other-ns", namespace="elsewhere", requested_by="x",
                                 reason="r")
         backend.requests.publish(foreign.request_id, codec.encode(foreign))
         garbage = codec.encode(ChangeRequest(namespace="shop", requested_by="x", reason="r"))
         # a frame no reader can decode, keyed with the id a real request will use later
         backend.requests.publish("later", b"\xc3\x01garbage!" + garbage[len(codec.header):])
-    foreign = wait_for_outcome(workflow.bus, "shop", "other-ns", timeout=20)
+    foreign = wait_for_answer(workflow, "other-ns", timeout=20)
     assert foreign.outcome is RunOutcome.REJECTED
     assert foreign.error is not None
     assert "serves namespace 'shop'" in foreign.error.message
     ok = _ask(workflow, stages=["s1"], request_id="later")  # the garbage took no id
     assert ok.outcome is RunOutcome.SUCCEEDED
-    state = read_state(workflow.bus, "shop")
+    state = read_state(workflow)
     rejected = [r for r in state.runs.values() if r.outcome is RunOutcome.REJECTED]
     assert [r.request_id for r in rejected] == ["other-ns"]  # garbage: no lock, no event
     assert len(state.runs) == 2
-    dead = Path(workflow.bus.removeprefix("local:")) / "shop" / "requests.dead.log"
+    dead = Path(workflow.settings.bus.removeprefix("local:")) / "shop" / "requests.dead.log"
     (entry,) = [json.loads(record) for _, record in LocalEventLog(dead).read()]
     assert entry["reason"].startswith("undecodable: request at offset")
 
@@ -157,11 +154,12 @@ def test_undo_request(workflow: Workflow, server: threading.Event) -> None:
 
 
 def test_request_without_wait_returns_the_id(workflow: Workflow) -> None:
-    rid = request_changes(workflow.bus, "shop", reason="later")
-    assert isinstance(rid, str)
+    sent = request_changes(workflow, reason="later")
+    assert sent.answer is None
+    rid = sent.request_id
     stats = serve(workflow, max_requests=1)
     assert stats.request_ids == [rid]
-    assert wait_for_outcome(workflow.bus, "shop", rid, timeout=5).outcome is RunOutcome.SUCCEEDED
+    assert wait_for_answer(workflow, rid, timeout=5).outcome is RunOutcome.SUCCEEDED
 
 
 def test_sigterm_finishes_the_current_unit_then_stops_and_exits_0(tmp_path: Path) -> None:
@@ -191,9 +189,9 @@ def test_sigterm_finishes_the_current_unit_then_stops_and_exits_0(tmp_path: Path
     server = subprocess.Popen([sys.executable, "-m", "flamingock_es.cli", "serve", "-q"],
                               cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.getcwd()})
     try:
-        rid = request_changes(bus, "shop", reason="slow one")
+        rid = request_changes(bus=bus, namespace="shop", reason="slow one").request_id
         deadline = time.monotonic() + 20
-        while not any(e.kind == "ChangeStarted" for e in history(bus, "shop")):
+        while not any(e.kind == "ChangeStarted" for e in history(bus=bus, namespace="shop")):
             assert time.monotonic() < deadline, "the unit never started"
             time.sleep(0.05)
         server.send_signal(signal.SIGTERM)  # mid-unit
@@ -202,7 +200,7 @@ def test_sigterm_finishes_the_current_unit_then_stops_and_exits_0(tmp_path: Path
         if server.poll() is None:
             server.kill()
             server.wait()
-    state = read_state(bus, "shop")
+    state = read_state(bus=bus, namespace="shop")
     run = next(r for r in state.runs.values() if r.request_id == rid)
     assert run.outcome is RunOutcome.FAILED
     assert run.error is not None

@@ -28,10 +28,11 @@ from flamingock_es.core.events import (
     RunOutcome,
     RunStarted,
 )
-from flamingock_es.core.reading import read_log
+from flamingock_es.core.reading import LogReader
 from flamingock_es.core.recorder import Recorder, RunIdentity
 from flamingock_es.core.state import State, UnitState, fold
-from flamingock_es.core.trust import Signer, generate_key, load_signer, load_trust
+from flamingock_es.core.trust import Signer, generate_key, load_signer
+from flamingock_es.definition.trust_config import load_trust
 from flamingock_es.errors import ChainBrokenError
 
 from .fakes import ACTOR
@@ -88,7 +89,7 @@ def test_a_start_up_folds_only_what_follows_the_snapshot(tmp_path: Path) -> None
     read = []
     original = log.read
     log.read = lambda start=0: (read.append(start), original(start))[1]  # type: ignore[method-assign]
-    loaded = snapshots.read(log, store, "shop", None)
+    loaded = snapshots.read(log, store, "shop", LogReader(trust=None))
 
     assert read[0] > 0  # the log was read from after the snapshot's position, not from 0
     assert loaded.units["u9"].status.value == "STARTED"
@@ -137,7 +138,7 @@ def test_a_snapshot_keeps_what_decisions_read_not_the_history(tmp_path: Path) ->
     # what a runner folds after loading it is what it would have folded from the start
     store = LocalSnapshots(tmp_path)
     assert snapshots.save(store, state, "shop", None)
-    loaded = snapshots.read(log, store, "shop", None)
+    loaded = snapshots.read(log, store, "shop", LogReader(trust=None))
     assert {u: (x.status, x.last_run_id) for u, x in loaded.units.items()} == \
         {u: (x.status, x.last_run_id) for u, x in state.units.items()}
 
@@ -165,7 +166,7 @@ def test_a_snapshot_that_does_not_match_the_log_is_ignored(tmp_path: Path,
     repack(store, header, body)
 
     with caplog.at_level(logging.WARNING):
-        loaded = snapshots.read(log, store, "shop", None)
+        loaded = snapshots.read(log, store, "shop", LogReader(trust=None))
 
     assert "ignoring the snapshot" in caplog.text
     assert loaded.units["u0"].status.value == "MANUAL_MARKED_AS_APPLIED"  # from the log
@@ -178,13 +179,14 @@ def test_a_signed_snapshot_is_a_witness_of_a_cut_log(tmp_path: Path) -> None:
     log, state = write(tmp_path, 2, signer)
     store = LocalSnapshots(tmp_path)
     snapshots.save(store, state, "shop", signer)
-    assert snapshots.read(log, store, "shop", trust).signed_through == state.position
+    loaded = snapshots.read(log, store, "shop", LogReader(trust=trust))
+    assert loaded.signed_through == state.position
 
     log.path.write_bytes(log.path.read_bytes()[:state.units["u1"].position])  # cut the end
 
     with pytest.raises(ChainBrokenError, match="the log ends before it"):
-        snapshots.read(log, store, "shop", trust)
-    unsigned = read_log(log)  # without the witness, the cut log looks whole
+        snapshots.read(log, store, "shop", LogReader(trust=trust))
+    unsigned = LogReader().catch_up(log)  # without the witness, the cut log looks whole
     assert unsigned.findings() == []
 
 
@@ -196,7 +198,7 @@ def test_an_unsigned_snapshot_is_not_believed_where_signatures_are_required(
     store = LocalSnapshots(tmp_path)
     snapshots.save(store, state, "shop", None)
     with caplog.at_level(logging.WARNING):
-        snapshots.read(log, store, "shop", trust)
+        snapshots.read(log, store, "shop", LogReader(trust=trust))
     assert "no trusted signature covers it" in caplog.text
 
 
@@ -214,7 +216,7 @@ def test_a_signed_snapshot_edited_after_signing_is_not_believed(
     repack(store, header, body)
 
     with caplog.at_level(logging.WARNING):
-        loaded = snapshots.read(log, store, "shop", trust)
+        loaded = snapshots.read(log, store, "shop", LogReader(trust=trust))
 
     assert "no trusted signature covers it" in caplog.text
     assert loaded.units["u1"].status.value == "APPLIED"  # the log's word, folded whole

@@ -11,10 +11,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from flamingock_es import ChangeContext, Workflow, change_unit, telemetry
-from flamingock_es.api import verify
+from flamingock_es.api import request_changes, serve, verify
 from flamingock_es.core.state import RunState
-from flamingock_es.request.client import request_changes
-from flamingock_es.request.service import serve
 
 
 def _fail(ctx: ChangeContext) -> None:
@@ -56,13 +54,13 @@ def test_one_trace_from_request_to_projection(tmp_path: Path,
     thread = threading.Thread(target=serve, args=(wf,), kwargs={"stop": stop})
     thread.start()
     try:
-        answer = request_changes(wf.bus, "shop", reason="t", wait=True, timeout=20)
+        answer = request_changes(wf, reason="t", wait=True, timeout=20).answer
     finally:
         stop.set()
         thread.join(10)
     assert isinstance(answer, RunState)
     assert answer.outcome is not None
-    records = verify(wf.bus, "shop").records
+    records = verify(wf).records
     with telemetry.projection_batch_span(
             records, {"messaging.destination.name": "file:audit.log"}, "shop"):
         pass
@@ -135,5 +133,5 @@ def test_a_run_without_a_request_is_one_trace_rooted_in_a_deploy_span(
     assert spans["flamingock.run"].parent.span_id == root.context.span_id
     assert spans["flamingock.change ok"].parent.span_id == spans["flamingock.run"].context.span_id
     # the audit events carry the run's trace
-    events = verify(wf.bus, "shop").records
+    events = verify(wf).records
     assert {r.event.trace_id for r in events} == {_hex(root.context.trace_id).rjust(32, "0")}

@@ -8,10 +8,11 @@ import pytest
 
 from flamingock_es.core.codec import AUDIT_CONTEXT, AuditCodec
 from flamingock_es.core.events import ChangeStarted, ChangeSucceeded, ManualMark, MarkedAs
-from flamingock_es.core.reading import check_integrity, settle
+from flamingock_es.core.reading import LogReader
 from flamingock_es.core.recorder import Recorder, RunIdentity
 from flamingock_es.core.state import State, fold
-from flamingock_es.core.trust import TrustStore, generate_key, load_signer, load_trust
+from flamingock_es.core.trust import TrustStore, generate_key, load_signer
+from flamingock_es.definition.trust_config import load_trust
 from flamingock_es.errors import ChainBrokenError, ConfigError
 
 from .fakes import ACTOR, MemoryLog
@@ -49,7 +50,7 @@ def signed_history(keys: Path, units: int = 2) -> MemoryLog:
 
 def checked(log: MemoryLog, trust: TrustStore, every: bool = False) -> State:
     state = fold(CODEC.decode_all(log.records))
-    settle(state, trust, every=every)
+    LogReader(trust=trust).settle(state, every=every)
     return state
 
 
@@ -103,7 +104,7 @@ def test_a_forged_event_continuing_the_chain_is_unsigned_and_refused(
     (finding,) = state.findings(signatures=True)
     assert (finding.position, finding.kind) == (log.records[-1][0], "unsigned")
     with pytest.raises(ChainBrokenError, match=f"offset {finding.position}"):
-        check_integrity(state, "memory", trust)
+        LogReader(trust=trust).check(state, "memory")
 
 
 def test_a_signature_by_an_untrusted_key_is_refused(keys: Path, trust: TrustStore) -> None:

@@ -15,7 +15,8 @@ import pytest
 
 from flamingock_es.core import changes
 from flamingock_es.core.changes import ChangeContext, ChangeUnit
-from flamingock_es.definition._speedups.unit_cache import CACHE_FILE, SWITCH
+from flamingock_es.definition._speedups.unit_cache import CACHE_FILE
+from flamingock_es.definition.settings import ENVIRONMENT
 from flamingock_es.definition.workflow import Workflow, load_workflow
 from flamingock_es.errors import ConfigError
 from flamingock_es.run.planner import Action, make_plan
@@ -23,6 +24,7 @@ from flamingock_es.run.planner import Action, make_plan
 from .fakes import Journal
 from .test_state import started, succeeded
 
+SWITCH = ENVIRONMENT["unit_cache"]
 Write = Callable[[str, str], Path]
 
 WORKFLOW = "namespace: shop\nstages: [{name: main, units: [changes]}]\n"

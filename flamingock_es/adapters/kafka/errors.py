@@ -17,7 +17,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from ...errors import FlamingockError
+from ...errors import Refused, Unavailable
 
 __all__ = [
     "FENCING_CODES",
@@ -76,16 +76,12 @@ REFUSAL_CODES = frozenset({
 """Codes meaning "the cluster answered, and said no to these credentials": not worth a retry."""
 
 
-class KafkaUnavailableError(FlamingockError):
+class KafkaUnavailableError(Unavailable):
     """The Kafka cluster could not be reached or did not answer in time (after retries)."""
 
-    exit_code = 5
 
-
-class KafkaRefusedError(FlamingockError):
+class KafkaRefusedError(Refused):
     """The Kafka cluster refused these credentials what was asked (authentication or ACL)."""
-
-    exit_code = 5
 
 
 def error_of(exc: BaseException) -> KafkaError | None:

@@ -34,7 +34,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 )
 
 from ...core.ports import Lease, StoredRecord
-from ...errors import ChainBrokenError, ConfigError
+from ...errors import ChainBrokenError, ConfigError, Remedy, RemedyKind
 from .admin import admin_client, end_offsets, topic_exists
 from .config import KafkaSettings, Topics, new_client, redacted
 from .errors import is_transient, unavailable
@@ -222,8 +222,9 @@ class KafkaEventLog:
                 f"{self.topics.lock_group} committed with it reaching offset {seen}: events "
                 "were cut off, or the topic was deleted and created again. Nothing was run; "
                 "restore the log (docs/recovery.md). If the namespace was started over on "
-                "purpose, delete the group's offsets too: scripts/kafka-tool consumer-groups "
-                f"--delete-offsets --group {self.topics.lock_group} --topic {self.topics.lock}")
+                "purpose, delete the group's offsets too.",
+                remedies=(Remedy(RemedyKind.DELETE_GROUP_OFFSETS, group=self.topics.lock_group,
+                                 topic=self.topics.lock),))
 
     def close(self) -> None:
         if self._reader is not None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from ...errors import AppendError, LockLostError
+from ...errors import AppendError, LockLostError, Remedy, RemedyKind
 from .config import KafkaSettings, new_client
 from .errors import error_of, is_fencing, is_transient, transient_retry, unavailable
 from .group_lock import KafkaLease, end_metadata
@@ -212,8 +212,8 @@ class KafkaLogWriter:
         if failures or min(positions, default=0) < 0:
             raise AppendError(
                 f"the broker committed a transaction on {self.topic} but did not confirm "
-                f"every record ({failures or 'missing delivery reports'}); check the log "
-                "with `flamingock-es verify` before rerunning."
+                f"every record ({failures or 'missing delivery reports'}); verify the log "
+                "before rerunning.", remedies=(Remedy(RemedyKind.VERIFY),)
             )
         return positions
 

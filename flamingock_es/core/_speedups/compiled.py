@@ -1,5 +1,5 @@
 """Which modules run compiled: a mypyc extension is used only if it was built from the source
-that sits beside it, and unless ``FLAMINGOCK_PURE_PYTHON=1`` asks for the pure-Python path.
+that sits beside it (the settings may still ask for the pure-Python path).
 
 ``setup.py`` compiles the hot modules where it can and records, in the generated
 ``flamingock_es/_compiled.py``, the SHA-256 of each source it compiled. An editable install
@@ -14,24 +14,16 @@ import hashlib
 import importlib
 import importlib.util
 import logging
-import os
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import TypeVar, cast
 
-__all__ = ["PURE_PYTHON_VARIABLE", "current_source", "is_current", "pure_python_asked"]
-
-PURE_PYTHON_VARIABLE = "FLAMINGOCK_PURE_PYTHON"
+__all__ = ["current_source", "is_current"]
 
 _Module = TypeVar("_Module", bound=ModuleType)
 
 log = logging.getLogger(__name__)
-
-
-def pure_python_asked() -> bool:
-    """True if ``FLAMINGOCK_PURE_PYTHON`` is set (to anything but ``0``)."""
-    return os.environ.get(PURE_PYTHON_VARIABLE, "") not in ("", "0")
 
 
 def is_current(module: ModuleType) -> bool:
@@ -77,5 +69,6 @@ def _built_from_source(name: str, origin: str) -> bool:
     if built.get(name) == digest:
         return True
     log.warning("%s: the compiled extension %s was not built from %s as it is now; using the "
-                "pure-Python path. Rebuild it with `pip install -e .`.", name, origin, source)
+                "pure-Python path. Rebuild it with `FLAMINGOCK_COMPILE=1 pip install -e .`.",
+                name, origin, source)
     return False

@@ -37,11 +37,9 @@ from ...core.changes import ChangeUnit, Recovery, source_files
 from .deferred import DeferredFile
 from .import_watch import TOOL_ROOT, EnvironmentReads, project_modules, watching_environment
 
-__all__ = ["CACHE_FILE", "SWITCH", "UnitCache"]
+__all__ = ["CACHE_FILE", "UnitCache"]
 
 CACHE_FILE = Path(".flamingock") / "unit-cache.json"
-SWITCH = "FLAMINGOCK_UNIT_CACHE"
-"""``off`` (or ``0``, ``false``, ``no``) turns the cache off: every start-up imports all."""
 
 _FORMAT = 1
 _EVERYTHING = "*"  # the environment as a whole: a unit file iterated or copied it
@@ -70,10 +68,9 @@ class UnitCache:
         self._changed = False
 
     @classmethod
-    def beside(cls, workflow_file: Path, skip_modules: str) -> UnitCache | None:
-        """The cache of the workflow in ``workflow_file``; None if it is turned off."""
-        if os.environ.get(SWITCH, "").lower() in ("off", "0", "false", "no"):
-            return None
+    def beside(cls, workflow_file: Path, skip_modules: str) -> UnitCache:
+        """The cache of the workflow in ``workflow_file`` (the settings turn it off:
+        ``FLAMINGOCK_UNIT_CACHE=off``)."""
         base = workflow_file.parent
         return cls(base / CACHE_FILE, [base], skip_modules)
 

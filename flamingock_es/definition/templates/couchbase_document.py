@@ -28,7 +28,6 @@ Connection: ``url``/``user``/``password``/``bucket`` in the block, else the work
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
@@ -120,10 +119,8 @@ class CouchbaseDocument(Template):
 
 def _setting(params: CouchbaseDocumentParams, ctx: ChangeContext, name: str) -> str | None:
     value = getattr(params, name)
-    if value is None:
+    if value is None:  # the settings block, over the FLAMINGOCK_COUCHBASE_* defaults
         value = ctx.settings.get(f"couchbase_{name}")
-    if value is None:
-        value = os.environ.get(f"FLAMINGOCK_COUCHBASE_{name.upper()}")
     return None if value is None else str(value)
 
 

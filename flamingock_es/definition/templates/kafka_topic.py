@@ -19,7 +19,6 @@ the keys given (incremental), so its rollback block lists the values to restore.
 
 from __future__ import annotations
 
-import os
 from typing import Any, ClassVar, Literal
 
 from confluent_kafka import KafkaError, KafkaException
@@ -92,8 +91,7 @@ def run(params: KafkaTopicParams, ctx: ChangeContext) -> None:
 
 
 def _admin(params: KafkaTopicParams, ctx: ChangeContext) -> AdminClient:
-    bootstrap = (params.bootstrap or ctx.settings.get("kafka_bootstrap")
-                 or os.environ.get("FLAMINGOCK_KAFKA_BOOTSTRAP"))
+    bootstrap = params.bootstrap or ctx.settings.get("kafka_bootstrap")
     if not bootstrap:
         raise TemplateError(
             f"kafka-topic: no bootstrap servers for {params.topic!r}: set bootstrap in the "

@@ -1,0 +1,46 @@
+"""The engine's remedies, as the command lines a person types (the engine names none)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..errors import Remedy, RemedyKind
+
+__all__ = ["command", "to_resolve"]
+
+_REASON = '--reason "..."'
+"""Where the person writes why: the placeholder ``mark`` and friends refuse as it is."""
+
+
+def command(remedy: Remedy) -> str:
+    """``remedy`` as a ``flamingock-es`` command line."""
+    kind = remedy.kind
+    if kind is RemedyKind.MARK:
+        choice = (remedy.marked_as or "APPLIED").lower().replace("_", "-")
+        return (f"flamingock-es mark {remedy.unit_id} --as {choice} {_REASON} "
+                f"--seen {remedy.position}")
+    if kind is RemedyKind.ACCEPT_DRIFT:
+        return "flamingock-es run --accept-drift (or accept_drift: true on the unit)"
+    if kind is RemedyKind.QUARANTINE:
+        return f"flamingock-es quarantine --offset {remedy.position} {_REASON}"
+    if kind is RemedyKind.VOUCH:
+        return f"flamingock-es vouch --through {remedy.position} {_REASON}"
+    if kind is RemedyKind.KEYS:
+        return "flamingock-es keys generate NAME"
+    if kind is RemedyKind.INIT:
+        return "flamingock-es init (or pass --config PATH)"
+    if kind is RemedyKind.PROJECT_REBUILD:
+        return "flamingock-es project --rebuild"
+    if kind is RemedyKind.DELETE_GROUP_OFFSETS:
+        return (f"scripts/kafka-tool consumer-groups --delete-offsets --group {remedy.group} "
+                f"--topic {remedy.topic}")
+    return f"flamingock-es {kind.value}"  # status, verify
+
+
+def to_resolve(remedies: Sequence[Remedy], indent: str = "  ") -> str:
+    """``remedies`` as lines to append to a message: ``to resolve: CMD``, one per line."""
+    if not remedies:
+        return ""
+    lead = f"{indent}to resolve: "
+    lines = [command(r) for r in remedies]
+    return "\n" + lead + f"\n{' ' * len(lead)}".join(lines)

@@ -1,0 +1,53 @@
+"""A namespace's parts, as the composition root (:mod:`flamingock_es.namespace`) built them:
+what every flow receives, and nothing builds again.
+
+The ports of its bus (the log, the lock, the request channel, the snapshot store), the
+reader every reader of the log goes through, and, where the namespace is signed, the trust
+store and this process's signing key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from .ports import EventLog, Lock, RequestChannel, SnapshotStore
+from .reading import LogReader
+from .trust import Signer, TrustStore
+
+__all__ = ["Backend"]
+
+
+@dataclass
+class Backend:
+    """One namespace's parts, opened together; close them together (a context manager)."""
+
+    bus: str
+    namespace: str
+    log: EventLog
+    lock: Lock
+    requests: RequestChannel
+    snapshots: SnapshotStore
+    reader: LogReader = field(default_factory=LogReader)
+    signer: Signer | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+    """The bus's options (Kafka: topic prefix, librdkafka properties), as given."""
+
+    @property
+    def trust(self) -> TrustStore | None:
+        """The trust store the reader checks signatures against, if the namespace has one."""
+        return self.reader.trust
+
+    def close(self) -> None:
+        self.requests.close()
+        self.snapshots.close()
+        self.lock.close()
+        self.log.close()
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

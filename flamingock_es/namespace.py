@@ -1,0 +1,177 @@
+"""The composition root: a namespace's settings in, its parts out.
+
+The one module that chooses and builds adapters (``local:PATH``, the embedded default, or
+``kafka://HOST:PORT`` for the log, the lock, the request channel and the snapshot store;
+``sqlite:PATH`` or ``couchbase://...`` for the projection store) and the one place where a
+port is wrapped for tracing. It also loads what the settings name for signing (the trust
+store, this process's key) and makes the reader every flow reads the log through. The
+flows receive the :class:`~flamingock_es.core.backend.Backend` it returns::
+
+    with open_namespace(resolve_settings("flamingock.yaml")) as backend:
+        state = backend.reader.catch_up(backend.log)
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from .core.backend import Backend
+from .core.codec import AuditCodec
+from .core.reading import LogReader
+from .core.recorder import Observer
+from .core.trust import Signer, TrustStore, check_writer, load_signer
+from .definition.settings import Settings
+from .definition.trust_config import load_trust
+from .errors import ConfigError, MissingExtraError, NamespaceNotFoundError
+from .projections.stores.base import ProjectionStore
+from .run.signals import Interrupts
+from .telemetry.spans import TracingObserver, enabled, traced_lock
+
+__all__ = [
+    "Backend",
+    "existing_namespace",
+    "interrupts",
+    "observers",
+    "open_backend",
+    "open_namespace",
+    "open_store",
+    "settings_store",
+    "signer_of",
+    "trust_of",
+]
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
+
+
+def trust_of(settings: Settings) -> TrustStore | None:
+    """The trust store the settings name, loaded; ``None`` when there is none."""
+    return load_trust(settings.trust, settings.base)
+
+
+def signer_of(settings: Settings) -> Signer | None:
+    """This process's signing key, as the settings name it; ``None`` when there is none."""
+    if not settings.signing_key:
+        return None
+    return load_signer(settings.signing_key, settings.key_passphrase)
+
+
+def open_namespace(settings: Settings, *, create: bool = True, write: bool = False) -> Backend:
+    """The parts of ``settings``' namespace. ``create=False`` is for commands that only read:
+    they never create what is missing (``log.exists()`` then says so). ``write``: a runner
+    that appends, which with a trust store must sign with a key it trusts."""
+    trust, signer = trust_of(settings), signer_of(settings)
+    if write:
+        check_writer(trust, signer, settings.namespace)
+    reader = LogReader(AuditCodec(reader=False if settings.pure_python else None), trust)
+    return open_backend(settings.bus, settings.namespace, settings.bus_options, create=create,
+                        reader=reader, signer=signer)
+
+
+def existing_namespace(settings: Settings, *, write: bool = False) -> Backend:
+    """The parts of a namespace that was written before (read-only commands, and the
+    decisions about its history); a namespace with no log is an error (a typo, usually), and
+    nothing is created."""
+    backend = open_namespace(settings, create=False, write=write)
+    if not backend.log.exists():
+        backend.close()
+        raise NamespaceNotFoundError(
+            f"namespace {settings.namespace!r} has no audit log at {backend.log.name}: nothing "
+            "was ever recorded there. Check the namespace and the bus (flags, or the "
+            "workflow file).")
+    return backend
+
+
+def open_backend(bus: str, namespace: str, options: Mapping[str, str] | None = None, *,
+                 create: bool = True, reader: LogReader | None = None,
+                 signer: Signer | None = None) -> Backend:
+    """The log, lock, request channel and snapshot store of ``namespace`` on ``bus``.
+
+    ``options`` are adapter settings (Kafka: ``topic_prefix``, ``replication_factor``, and any
+    librdkafka property such as ``security.protocol``). Tools and tests that need the ports
+    alone call this; commands call :func:`open_namespace`.
+    """
+    if not _NAMESPACE.match(namespace):
+        raise ConfigError(
+            f"namespace {namespace!r} is not valid: use letters, digits, '.', '_' or '-' "
+            "(it becomes part of topic and file names).")
+    options = dict(options or {})
+    if bus.startswith("kafka://"):
+        backend = _kafka(bus, namespace, options, create)
+    elif bus == "local" or bus.startswith(("local:", "file:")):
+        backend = _local(bus, namespace, options)
+    else:
+        raise ConfigError(
+            f"unknown bus {bus!r}: use local:PATH for the embedded log, or kafka://HOST:PORT.")
+    backend.lock = traced_lock(backend.lock, namespace)
+    backend.reader = reader or LogReader()
+    backend.signer = signer
+    return backend
+
+
+def _local(bus: str, namespace: str, options: Mapping[str, str]) -> Backend:
+    from .adapters.local import FileLock, LocalEventLog, LocalRequestChannel, LocalSnapshots
+
+    root = Path(bus.partition(":")[2] or ".flamingock") / namespace
+    return Backend(bus, namespace, LocalEventLog(root / "audit.log"), FileLock(root / "lock"),
+                   LocalRequestChannel(root), LocalSnapshots(root), options=options)
+
+
+def _kafka(bus: str, namespace: str, options: Mapping[str, str], create: bool) -> Backend:
+    try:
+        from .adapters.kafka import (
+            KafkaEventLog,
+            KafkaGroupLock,
+            KafkaRequestChannel,
+            KafkaSnapshots,
+            ensure_topics,
+            parse_bus,
+        )
+    except ImportError as exc:
+        raise MissingExtraError(f"the Kafka bus ({bus})", "kafka",
+                                exc.name or "confluent-kafka") from exc
+    settings = parse_bus(bus, options)
+    topics = settings.topics(namespace)
+    if create:
+        ensure_topics(settings, topics)
+    return Backend(bus, namespace, KafkaEventLog(settings, topics),
+                   KafkaGroupLock(settings, topics), KafkaRequestChannel(settings, topics),
+                   KafkaSnapshots(settings, topics), options=options)
+
+
+def open_store(url: str, options: Mapping[str, str] | None = None,
+               defaults: Mapping[str, str] | None = None) -> ProjectionStore:
+    """The projection store ``url`` names (``sqlite:PATH`` or ``couchbase[s]://HOSTS?...``);
+    ``options`` (credentials and the like) win over ``defaults`` (the settings'
+    connections). The Couchbase adapter, and its SDK, load only when used."""
+    if url.startswith("sqlite:"):
+        from .projections.stores.sqlite import SqliteProjectionStore
+
+        path = url.removeprefix("sqlite:").removeprefix("//") or ".flamingock/projections.db"
+        return SqliteProjectionStore(path)
+    if url.startswith(("couchbase://", "couchbases://")):
+        try:
+            from .projections.stores.couchbase import CouchbaseProjectionStore
+        except ImportError as exc:
+            raise MissingExtraError(f"the Couchbase store ({url})", "couchbase",
+                                    exc.name or "couchbase") from exc
+        return CouchbaseProjectionStore.from_url(url, options, defaults)
+    raise ConfigError(
+        f"unknown projection store {url!r}: use sqlite:PATH or couchbase://HOST?bucket=NAME")
+
+
+def settings_store(settings: Settings) -> ProjectionStore:
+    """The projection store of ``settings``."""
+    return open_store(settings.store, settings.store_options, settings.connections)
+
+
+def interrupts(settings: Settings, stop: threading.Event | None = None) -> Interrupts:
+    """What signals ask of a run (or of ``serve``), with the settings' grace period."""
+    return Interrupts(settings.grace_period, stop)
+
+
+def observers(namespace: str, progress: Observer) -> list[Observer]:
+    """Who hears of a run's steps: ``progress``, and the spans when tracing is on."""
+    return [progress, TracingObserver(namespace)] if enabled() else [progress]
