@@ -47,6 +47,7 @@ from .events import (
     Recorded,
     Requester,
     RunOutcome,
+    SkipCause,
     TraceContext,
 )
 
@@ -194,15 +195,20 @@ def _payload(name: str, data: dict[str, Any]) -> Payload:
             data["not_started"] = tuple(data["not_started"])
         elif "planned" in data:
             data["planned"] = tuple(data["planned"])
+            data["labels"] = tuple(data["labels"])
             requester = data["requester"]
             if requester is not None:
                 data["requester"] = Requester(**_fields(requester))
+        elif "cause" in data:
+            data["cause"] = SkipCause(data["cause"])
+        elif "through" in data and "applied" in data:
+            data["applied"] = tuple(data["applied"])
     return _PAYLOADS[name](**data)
 
 
 _PLAIN_PAYLOADS = frozenset(  # payloads whose fields Avro already reads as their Python types
     cls.avro_name for cls in PAYLOAD_TYPES
-    if not {"error", "original_error", "marked_as", "outcome", "planned"}
+    if not {"error", "original_error", "marked_as", "outcome", "planned", "cause", "applied"}
     & {f.name for f in fields(cls)})
 
 
@@ -213,7 +219,7 @@ _RECORD_TYPES: dict[str, type[Any]] = {
     f"{AVRO_NAMESPACE}.{cls.__name__}": cls
     for cls in (AuditEvent, Actor, TraceContext, ErrorInfo, Requester, *PAYLOAD_TYPES)}
 _ENUM_TYPES: dict[str, Callable[[str], Any]] = {
-    f"{AVRO_NAMESPACE}.{cls.__name__}": cls for cls in (MarkedAs, RunOutcome)}
+    f"{AVRO_NAMESPACE}.{cls.__name__}": cls for cls in (MarkedAs, RunOutcome, SkipCause)}
 
 
 def compiled_reader() -> bool:
@@ -360,6 +366,7 @@ def _to_avro(event: AuditEvent) -> dict[str, Any]:
         "payload": (payload.avro_name, payload.to_dict()),
         "prev_hash": event.prev_hash,
         "key_id": event.key_id,
+        "signed_from": event.signed_from,
         "hash": bytes(_HASH),
         "signature": None,
     }
@@ -388,6 +395,7 @@ def _from_avro(raw: dict[str, Any], actors: dict[tuple[Any, ...], Actor]) -> Aud
         payload=_payload(name, payload),
         prev_hash=raw["prev_hash"],
         key_id=raw["key_id"],
+        signed_from=raw["signed_from"],
         hash=raw["hash"],
         signature=raw["signature"],
     )

@@ -22,6 +22,7 @@ __all__ = [
     "AuditEvent",
     "ChangeFailed",
     "ChangeInterrupted",
+    "ChangeSkipped",
     "ChangeStarted",
     "ChangeSucceeded",
     "CompensationFailed",
@@ -35,12 +36,15 @@ __all__ = [
     "ManualMark",
     "MarkedAs",
     "Payload",
+    "PreconditionChecked",
     "RecordQuarantined",
     "Recorded",
     "Requester",
     "RunFinished",
     "RunOutcome",
     "RunStarted",
+    "SkipCause",
+    "TagRecorded",
     "TraceContext",
 ]
 
@@ -74,13 +78,16 @@ class ErrorInfo:
 
     type: str
     message: str
+    where: str | None = None
+    """``file:line`` of the innermost frame in the unit's own code, when it came from there."""
 
     @classmethod
-    def of(cls, exc: BaseException) -> ErrorInfo:
-        return cls(type=type(exc).__name__, message=str(exc) or repr(exc))
+    def of(cls, exc: BaseException, where: str | None = None) -> ErrorInfo:
+        return cls(type=type(exc).__name__, message=str(exc) or repr(exc), where=where)
 
     def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
+        at = f" (at {self.where})" if self.where else ""
+        return f"{self.type}: {self.message}{at}"
 
 
 class MarkedAs(enum.StrEnum):
@@ -91,14 +98,25 @@ class MarkedAs(enum.StrEnum):
 
 
 class RunOutcome(enum.StrEnum):
-    """How a run ended: applied all, compensated, left partial state, lost its lock, or
-    refused a change request."""
+    """How a run ended: applied all, compensated, left partial state, lost its lock, refused
+    a change request, was stopped on request between units, or (``on_failure: isolate``)
+    applied what did not depend on a failed unit."""
 
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     ROLLED_BACK = "ROLLED_BACK"
     LOCK_LOST = "LOCK_LOST"
     REJECTED = "REJECTED"
+    STOPPED = "STOPPED"
+    PARTIAL = "PARTIAL"
+
+
+class SkipCause(enum.StrEnum):
+    """Why a run did not apply a unit it considered."""
+
+    CONDITION = "CONDITION"
+    PRECONDITION = "PRECONDITION"
+    DEPENDENCY = "DEPENDENCY"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +139,8 @@ class Requester:
     key_id: str | None = None
     reason: str
     service: str | None = None
+    request_digest: str | None = None
+    """SHA-256 of what the request asked (its namespace and target)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +151,8 @@ class RunStarted(Payload):
     trigger: str
     planned: tuple[str, ...]
     requester: Requester | None = None
+    environment: str | None = None
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -276,6 +298,40 @@ class HistoryVouched(Payload):
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeSkipped(Payload):
+    """A unit the run did not apply, and why (``cause``). ``marked_applied``: a
+    precondition's ``on_fail: mark-applied`` made it count as applied without running."""
+
+    unit_id: str
+    stage: str
+    checksum: str
+    cause: SkipCause
+    reason: str
+    marked_applied: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreconditionChecked(Payload):
+    """A unit's precondition, checked before its apply: whether it ``holds``, and what its
+    ``on_fail`` (``halt``, ``skip``, ``mark-applied``) made of it when it did not."""
+
+    unit_id: str
+    holds: bool
+    on_fail: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TagRecorded(Payload):
+    """A name for the log's position ``through``, with the units applied there, in order."""
+
+    name: str
+    through: int
+    applied: tuple[str, ...]
+    reason: str
+
+
 PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     RunStarted,
     LockAcquired,
@@ -292,6 +348,9 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     ChangeInterrupted,
     RecordQuarantined,
     HistoryVouched,
+    ChangeSkipped,
+    PreconditionChecked,
+    TagRecorded,
 )
 
 for _cls in PAYLOAD_TYPES:
@@ -316,6 +375,9 @@ class AuditEvent:
     prev_hash: bytes = ZERO_HASH
     key_id: str | None = None
     """The writer's signing key (trust store id), when it has one."""
+    signed_from: int | None = None
+    """On a signed event: the seq of the first event of the append it ends; its signature
+    covers ``signed_from..seq`` and nothing before (``None`` in version 2 events)."""
     hash: bytes = ZERO_HASH
     signature: bytes | None = None
     """Ed25519 signature of the hash by ``key_id``: on the last event of each append."""

@@ -42,7 +42,7 @@ __all__ = ["FORMAT", "SNAPSHOT_CONTEXT", "decode_state", "encode_state", "load",
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3
 SNAPSHOT_CONTEXT = b"flamingock-es snapshot "
 """What a snapshot's signature signs, before the SHA-256 of its body's bytes."""
 

@@ -24,6 +24,7 @@ from .events import (
     AuditEvent,
     ChangeFailed,
     ChangeInterrupted,
+    ChangeSkipped,
     ChangeStarted,
     ChangeSucceeded,
     CompensationFailed,
@@ -37,11 +38,14 @@ from .events import (
     ManualMark,
     MarkedAs,
     Payload,
+    PreconditionChecked,
     Recorded,
     RecordQuarantined,
     RunFinished,
     RunOutcome,
     RunStarted,
+    SkipCause,
+    TagRecorded,
 )
 
 __all__ = [
@@ -51,7 +55,9 @@ __all__ = [
     "Quarantine",
     "RunState",
     "Seal",
+    "Skip",
     "State",
+    "Tag",
     "UnitState",
     "UnitStatus",
     "fold",
@@ -199,6 +205,31 @@ class Finding:
     """The event's sequence number, where it has one that can be read."""
 
 
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """The last time a run considered a unit and did not apply it, and why."""
+
+    cause: SkipCause
+    reason: str
+    run_id: str
+    at: datetime
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """A name for a log position, and the units applied there (``tag``)."""
+
+    name: str
+    through: int
+    applied: tuple[str, ...]
+    reason: str
+    by: str
+    at: datetime
+    position: int
+    """Where the tag itself is in the log."""
+
+
 @dataclass(slots=True)
 class State:
     """The whole derived state of one namespace's audit log."""
@@ -228,6 +259,11 @@ class State:
     """The last position a trusted signature covers (set by the trust check)."""
     untrusted: dict[int, str] = field(default_factory=dict)
     """Signatures that the trust check refused, by position, with why."""
+    skipped: dict[str, Skip] = field(default_factory=dict)
+    """Units a run considered and did not apply (a condition, a precondition, a failed
+    requirement), by id: the last such decision, until the unit runs."""
+    tags: dict[str, Tag] = field(default_factory=dict)
+    """Named log positions, by name."""
 
     def apply(self, record: Recorded) -> bool:
         """Fold one record in. Returns False (and changes nothing) for a redelivered one."""
@@ -397,6 +433,7 @@ def _lock_gone(state: State, event: AuditEvent, p: LockReleased | LockLost, pos:
 
 
 def _change_started(state: State, event: AuditEvent, p: ChangeStarted, position: int) -> None:
+    state.skipped.pop(p.unit_id, None)
     unit = _unit(state, p.unit_id, UnitStatus.STARTED)
     unit.status, unit.checksum, unit.author, unit.stage = (
         UnitStatus.STARTED, p.checksum, p.author, p.stage)
@@ -486,6 +523,25 @@ def _vouched(state: State, event: AuditEvent, p: HistoryVouched, pos: int) -> No
     """Nothing to change: the signature on this decision is what covers the history."""
 
 
+def _skipped(state: State, event: AuditEvent, p: ChangeSkipped, pos: int) -> None:
+    state.skipped[p.unit_id] = Skip(p.cause, p.reason, event.run_id, event.time, pos)
+    if p.marked_applied:
+        unit = _unit(state, p.unit_id, UnitStatus.APPLIED, p.checksum)
+        unit.status, unit.checksum, unit.stage = UnitStatus.APPLIED, p.checksum, p.stage
+        unit.mark_reason, unit.finished_at = p.reason, event.time
+        _touch(unit, event, pos)
+        _run(state, event).applied.append(p.unit_id)
+
+
+def _precondition(state: State, event: AuditEvent, p: PreconditionChecked, pos: int) -> None:
+    """Nothing to change: its outcome (a start, a skip, a halt) is an event of its own."""
+
+
+def _tagged(state: State, event: AuditEvent, p: TagRecorded, pos: int) -> None:
+    state.tags[p.name] = Tag(p.name, p.through, p.applied, p.reason,
+                             f"{event.actor.principal}@{event.actor.host}", event.time, pos)
+
+
 _HANDLERS: dict[type[Payload], Callable[[State, AuditEvent, Payload, int], None]] = {
     RunStarted: _run_started,  # type: ignore[dict-item]
     LockAcquired: _lock_acquired,  # type: ignore[dict-item]
@@ -502,4 +558,7 @@ _HANDLERS: dict[type[Payload], Callable[[State, AuditEvent, Payload, int], None]
     ChangeInterrupted: _interrupted,  # type: ignore[dict-item]
     RecordQuarantined: _quarantined,  # type: ignore[dict-item]
     HistoryVouched: _vouched,  # type: ignore[dict-item]
+    ChangeSkipped: _skipped,  # type: ignore[dict-item]
+    PreconditionChecked: _precondition,  # type: ignore[dict-item]
+    TagRecorded: _tagged,  # type: ignore[dict-item]
 }

@@ -15,7 +15,7 @@ import pytest
 from flamingock_es.adapters.local import LocalEventLog
 from flamingock_es.adapters.local.frames import encode
 from flamingock_es.core.codec import AuditCodec
-from flamingock_es.core.events import ManualMark, MarkedAs
+from flamingock_es.core.events import ManualMark, MarkedAs, RunFinished, RunOutcome, RunStarted
 from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
 from flamingock_es.core.state import fold
 
@@ -245,3 +245,37 @@ def test_requests_are_authenticated_by_their_key(signed: Project) -> None:
     runs = [e for e in json.loads(signed.cli("history", "--json").stdout)
             if e["payload"]["type"] == "RunStarted"]
     assert [r["request_id"] for r in runs] == ["req-1"]
+
+
+def test_a_forged_unsigned_answer_does_not_answer_a_request(signed: Project) -> None:
+    """The requester reads the log through the one read path: an answer no trusted runner
+    signed is not an answer, even carrying the request's id and SUCCEEDED."""
+    ok(signed.cli("run"))  # a signed history to forge onto
+    waiting = signed.spawn("request", "--wait", "--timeout", "6", "--key", "keys/alice.key",
+                           "--reason", "r", "--unit", "u1", "--id", "pending-1")
+    requests = signed.path / ".flamingock" / "shop" / "requests.log"
+    deadline = time.monotonic() + 30
+    while not (requests.exists() and LocalEventLog(requests).read()):
+        assert time.monotonic() < deadline, "the request was never published"
+        time.sleep(0.05)
+    codec = AuditCodec()
+    state = fold(codec.decode_all(LocalEventLog(signed.log).read()))
+    at = signed.log.stat().st_size
+
+    class Appender:
+        def append(self, records: list[bytes], headers: object = None) -> list[int]:
+            with signed.log.open("ab") as f:
+                f.write(encode(records)[0])
+            return [at + i for i in range(len(records))]
+
+        def close(self) -> None: ...
+
+    Recorder(Appender(), state, RunIdentity("shop", "r-forged", local_actor(
+        principal="runner-prod"), request_id="pending-1"), codec).record(
+        RunStarted(workflow="shop", trigger="request", planned=("u1",)),
+        RunFinished(outcome=RunOutcome.SUCCEEDED, applied=("u1",)))
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 3, err
+    assert "SUCCEEDED" not in out
+    assert "no answer to request pending-1" in err
+    assert signed.effects().count("apply u1") == 1  # the first run's, nothing since

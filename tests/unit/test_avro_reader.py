@@ -61,13 +61,15 @@ def test_damaged_records_are_refused_wherever_fastavro_refuses_them() -> None:
     """Flipped, cut, inserted and deleted bytes, a few thousand times (seeded). The reader
     decodes a damaged record exactly as fastavro does, or refuses it where fastavro reads a
     negative union or enum index the way Python indexes a list (from the end): a record that
-    fastavro could only read as altered (its hash no longer holds)."""
+    fastavro could only read as altered (its hash no longer holds, or the damage is in the
+    signature after the hash, which the hash does not cover)."""
     rng = random.Random(20261128)
     samples = records()
     stricter = 0
     for _ in range(4000):
         data = bytearray(rng.choice(samples))
         at = rng.randrange(10, len(data))
+        in_signature = at >= len(data) - 65  # the signature union and its 64 bytes
         match rng.randrange(4):
             case 0:
                 data[at] = rng.randrange(256)
@@ -81,7 +83,7 @@ def test_damaged_records_are_refused_wherever_fastavro_refuses_them() -> None:
         if ours != theirs:
             assert ours == ("refused",)
             assert theirs[:1] == ("read",)
-            assert theirs[2] is False
+            assert theirs[2] is False or in_signature
             stricter += 1
     assert stricter < 40
 

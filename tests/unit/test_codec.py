@@ -19,6 +19,7 @@ from flamingock_es.core.events import (
     AuditEvent,
     ChangeFailed,
     ChangeInterrupted,
+    ChangeSkipped,
     ChangeStarted,
     ChangeSucceeded,
     CompensationFailed,
@@ -32,11 +33,14 @@ from flamingock_es.core.events import (
     ManualMark,
     MarkedAs,
     Payload,
+    PreconditionChecked,
     RecordQuarantined,
     Requester,
     RunFinished,
     RunOutcome,
     RunStarted,
+    SkipCause,
+    TagRecorded,
     TraceContext,
 )
 from flamingock_es.errors import DecodeError
@@ -78,6 +82,19 @@ PAYLOADS: list[Payload] = [
     RecordQuarantined(position=4096, record_sha256="f" * 64, finding="undecodable",
                       reason="garbage from a test client"),
     HistoryVouched(through=900, head=b"\x07" * 32, unsigned=12, reason="adopting signatures"),
+    RunStarted(workflow="shop", trigger="cli", planned=("a", "b"), environment="prod",
+               labels=("eu", "billing"),
+               requester=Requester(principal="alice", reason="r", request_digest="9" * 64)),
+    ChangeFailed(unit_id="a", checksum="c" * 64, duration_ms=0.5,
+                 error=ErrorInfo(type="KeyError", message="'x'", where="changes/u1.py:12")),
+    RunFinished(outcome=RunOutcome.STOPPED, applied=("a",), not_started=("b",)),
+    RunFinished(outcome=RunOutcome.PARTIAL, applied=("a",)),
+    ChangeSkipped(unit_id="b", stage="data", checksum="d" * 64, cause=SkipCause.CONDITION,
+                  reason='env == "prod" is false'),
+    ChangeSkipped(unit_id="b", stage="data", checksum="d" * 64, cause=SkipCause.PRECONDITION,
+                  reason="the column exists", marked_applied=True),
+    PreconditionChecked(unit_id="b", holds=False, on_fail="skip", detail="the column exists"),
+    TagRecorded(name="v1.0", through=4096, applied=("a", "b"), reason="release 1.0"),
 ]
 
 
@@ -274,7 +291,8 @@ def test_a_plain_avro_reader_decodes_events_with_the_contract_alone(codec: Audit
     assert record["actor"]["principal"] == "ana"
     assert record["payload"] == ("io.flamingock.es.ChangeFailed", {
         "unit_id": "a", "checksum": "c" * 64, "duration_ms": 3.25,
-        "error": {"type": "RuntimeError", "message": "boom"}, "not_started": False})
+        "error": {"type": "RuntimeError", "message": "boom", "where": None},
+        "not_started": False})
     assert record["hash"] == original.hash == hashlib.sha256(
         record["prev_hash"] + blob[10:-33]).digest()
     assert record["signature"] is None
@@ -283,5 +301,5 @@ def test_a_plain_avro_reader_decodes_events_with_the_contract_alone(codec: Audit
 def test_load_schema_is_the_parsed_contract() -> None:
     schema = load_schema("AuditEvent")
     assert schema["name"] == "io.flamingock.es.AuditEvent"
-    assert [f["name"] for f in schema["fields"]][-4:] == ["prev_hash", "key_id", "hash",
-                                                          "signature"]
+    assert [f["name"] for f in schema["fields"]][-5:] == ["prev_hash", "key_id", "signed_from",
+                                                          "hash", "signature"]
