@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from . import namespace as root
-from .audit import Checkpoint, ReplayReport, Window, latest_checkpoint, replay_records
+from .audit import Checkpoint, Entry, ReplayReport, Window, latest_checkpoint, replay_records
 from .audit import select_events as _select
 from .core import snapshots
 from .core.backend import Backend
-from .core.events import AuditEvent, MarkedAs
+from .core.events import MarkedAs
 from .core.recorder import Observer, local_actor
 from .core.state import Finding, RunState, State, UnitStatus
 from .definition.settings import Settings, resolve_settings
@@ -154,15 +154,17 @@ def undo(target: Target, *, to: str | None = None, count: int | None = None,
             UndoScope(to=to, count=count))
 
 
-def quarantine(target: Target, offset: int, reason: str, **flags: Any) -> Finding:
-    """Record an operator's decision that the record at ``offset`` (a finding: undecodable,
-    not a valid event, or not covered by a trusted signature) is not part of the history.
-    Audited; takes the lock; imports no unit code. Returns the finding it excluded."""
+def quarantine(target: Target, offset: int, reason: str, *, through: int | None = None,
+               **flags: Any) -> list[Finding]:
+    """Record an operator's decision that the records the readers refuse at ``offset``
+    (through ``through``, for a range: undecodable, not valid events, not covered by a
+    trusted signature) are not part of the history, one decision each. Audited; takes the
+    lock; imports no unit code. Returns the findings it excluded."""
     _reason(reason, "a quarantine")
     settings = settings_of(target, **flags)
     with root.existing_namespace(settings, write=True) as backend:
         return Runner(Workflow(settings), backend,
-                      RunOptions(trigger="quarantine")).quarantine(offset, reason)
+                      RunOptions(trigger="quarantine")).quarantine(offset, reason, through)
 
 
 def vouch(target: Target, through: int, reason: str, **flags: Any) -> int:
@@ -241,37 +243,35 @@ def read_state(target: Target = None, **flags: Any) -> State:
 
 def history(target: Target = None, *, unit: str | None = None, run_id: str | None = None,
             since: datetime | None = None, until: datetime | None = None,
-            **flags: Any) -> list[AuditEvent]:
-    """The audit events of a namespace, oldest first, filtered (undecodable records are
-    left out: ``verify`` names them)."""
+            **flags: Any) -> list[Entry]:
+    """The audit events of a namespace, oldest first, filtered, each with whether it is
+    verified or quarantined (undecodable records are left out: ``verify`` names them)."""
     settings = settings_of(target, **flags)
     with root.existing_namespace(settings) as backend:
-        records = replay_records(backend.log.read(), backend.reader, rows=False).records
-        return _select(records, unit=unit, run_id=run_id, window=Window(since, until))
+        report = replay_records(backend.log.read(), backend.reader, rows=False)
+        return _select(report, unit=unit, run_id=run_id, window=Window(since, until))
 
 
-def verify(target: Target = None, *, every_signature: bool = False,
-           expect: Sequence[Checkpoint] = (), **flags: Any) -> ReplayReport:
-    """Replay the whole log with the shared fold: its hash chain and sequence, its
-    signatures against the trust store (every one with ``every_signature``), and the
-    ``expect``ed checkpoints."""
+def verify(target: Target = None, *, expect: Sequence[Checkpoint] = (),
+           **flags: Any) -> ReplayReport:
+    """Replay the whole log with the shared fold: its hash chain and sequence, every
+    signature against the trust store, and the ``expect``ed checkpoints."""
     settings = settings_of(target, **flags)
     with root.existing_namespace(settings) as backend:
         return replay_records(backend.log.read(), backend.reader, log=backend.log.name,
-                              namespace=settings.namespace, rows=False,
-                              every_signature=every_signature, expect=expect)
+                              namespace=settings.namespace, rows=False, expect=expect)
 
 
 def replay(target: Target = None, *, since: datetime | None = None,
-           until: datetime | None = None, every_signature: bool = False,
-           expect: Sequence[Checkpoint] = (), **flags: Any) -> ReplayReport:
+           until: datetime | None = None, expect: Sequence[Checkpoint] = (),
+           **flags: Any) -> ReplayReport:
     """The compliance replay of the namespace's whole log; rows limited to ``[since,
     until]``."""
     settings = settings_of(target, **flags)
     with root.existing_namespace(settings) as backend:
         return replay_records(backend.log.read(), backend.reader, log=backend.log.name,
                               namespace=settings.namespace, window=Window(since, until),
-                              every_signature=every_signature, expect=expect)
+                              expect=expect)
 
 
 def snapshot(target: Target = None, **flags: Any) -> int | None:

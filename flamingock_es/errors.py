@@ -25,7 +25,8 @@ the CLI writes the command line. Exit codes are the CLI's (``cli/status_codes.py
     ├── HistoryError              the log is not what was written, or not trusted: an
     │   ├── DecodeError               operator decides (verify, quarantine, restore)
     │   │   └── CorruptLogError
-    │   └── ChainBrokenError
+    │   ├── ChainBrokenError
+    │   └── ForeignRecordError        someone else appended among a runner's own appends
     ├── DecisionRequired          a unit needs a person before any run goes on
     │   ├── ChecksumDriftError
     │   └── ManualInterventionRequired
@@ -52,6 +53,7 @@ __all__ = [
     "DecisionRequired",
     "DecodeError",
     "FlamingockError",
+    "ForeignRecordError",
     "HistoryError",
     "LockError",
     "LockLostError",
@@ -217,6 +219,17 @@ class CorruptLogError(DecodeError):
 
 class ChainBrokenError(HistoryError):
     """The hash chain, the sequence or the signatures of the audit log do not hold."""
+
+
+class ForeignRecordError(HistoryError):
+    """Records this writer did not write landed among its own appends (someone without the
+    lock wrote to the log). This writer's own records, ``appended``, are durable all the
+    same; ``foreign`` are the positions of the others."""
+
+    def __init__(self, message: str, *, appended: Sequence[int], foreign: Sequence[int],
+                 remedies: Sequence[Remedy] = ()) -> None:
+        super().__init__(message, remedies=remedies)
+        self.appended, self.foreign = list(appended), list(foreign)
 
 
 class DecisionRequired(FlamingockError):

@@ -8,13 +8,22 @@
 from __future__ import annotations
 
 from .checkpoint import Checkpoint, check_expectations, latest_checkpoint, parse_head
-from .replay import ChangeRow, ReplayReport, RunRow, Window, replay_records, select_events
+from .replay import (
+    ChangeRow,
+    Entry,
+    ReplayReport,
+    RunRow,
+    Window,
+    replay_records,
+    select_events,
+)
 from .report.render import FORMATS, render, to_csv
 
 __all__ = [
     "FORMATS",
     "ChangeRow",
     "Checkpoint",
+    "Entry",
     "ReplayReport",
     "RunRow",
     "Window",

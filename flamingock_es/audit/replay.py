@@ -29,8 +29,8 @@ from ..core.reading import LogReader
 from ..core.state import ChainBreak, Finding, Quarantine, RunState, State
 from .checkpoint import Checkpoint, check_expectations
 
-__all__ = ["ChangeRow", "ReplayReport", "RunRow", "Window", "replay_records", "run_row",
-           "select_events"]
+__all__ = ["ChangeRow", "Entry", "ReplayReport", "RunRow", "Window", "replay_records",
+           "run_row", "select_events"]
 
 _OUTCOMES = (ChangeSucceeded, ChangeFailed, CompensationSucceeded, CompensationFailed,
              ManualMark)
@@ -146,29 +146,45 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value is not None else ""
 
 
-def select_events(records: Iterable[Recorded], *, unit: str | None = None,
-                  run_id: str | None = None, window: Window = Window()) -> list[AuditEvent]:
-    """The events of ``records`` about ``unit``, of ``run_id`` and inside ``window``."""
-    events = []
-    for record in records:
+@dataclass(frozen=True)
+class Entry:
+    """One event of a log's history, with what the replay made of it: ``verified`` when
+    nothing at or before it is a finding (with a trust store: a trusted signature covers it);
+    ``quarantined`` when an operator excluded it."""
+
+    event: AuditEvent
+    position: int
+    verified: bool
+    quarantined: bool
+
+
+def select_events(report: ReplayReport, *, unit: str | None = None, run_id: str | None = None,
+                  window: Window = Window()) -> list[Entry]:
+    """The events of ``report`` about ``unit``, of ``run_id`` and inside ``window``."""
+    first = min((f.position for f in report.findings), default=None)
+    quarantined = report.state.quarantined
+    entries = []
+    for record in report.records:
         event = record.event
         if unit is not None and getattr(event.payload, "unit_id", None) != unit:
             continue
         if run_id is not None and event.run_id != run_id:
             continue
         if event.time in window:
-            events.append(event)
-    return events
+            excluded = record.position in quarantined
+            entries.append(Entry(event, record.position,
+                                 not excluded and (first is None or record.position < first),
+                                 excluded))
+    return entries
 
 
 def replay_records(stored: Iterable[StoredRecord], reader: LogReader | None = None, *,
                    log: str = "", namespace: str = "", window: Window = Window(),
-                   rows: bool = True, every_signature: bool = False,
+                   rows: bool = True,
                    expect: Sequence[Checkpoint] = ()) -> ReplayReport:
     """Fold a whole log's records through ``reader`` (the namespace's: its codec and trust
-    store) and report (``rows=False``: integrity and state only). With a trust store, the
-    last signature and each writer's latest are checked (``every_signature``: all of them);
-    ``expect`` are checkpoints the log must still hold."""
+    store) and report (``rows=False``: integrity and state only). With a trust store, every
+    signature is checked; ``expect`` are checkpoints the log must still hold."""
     reader = reader or LogReader()
     changes: list[ChangeRow] = []
 
@@ -177,8 +193,7 @@ def replay_records(stored: Iterable[StoredRecord], reader: LogReader | None = No
                 and record.position not in state.skip:
             changes.append(_change_row(state, record))
 
-    folded = reader.replay(stored, on_record=row if rows else None,
-                           every_signature=every_signature)
+    folded = reader.replay(stored, on_record=row if rows else None)
     state, records = folded.state, folded.records
     findings = reader.findings(state)
     findings += check_expectations(records, expect, reader.trust)

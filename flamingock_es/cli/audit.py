@@ -13,29 +13,34 @@ from .. import api
 from ..audit import FORMATS, Checkpoint, ReplayReport, parse_head, render
 from ..core.events import RunStarted
 from ..core.state import Finding
-from .output import parse_time, print_json, reason, settings, table
+from .output import jsonable, parse_time, print_json, reason, settings, table
 
 __all__ = ["register"]
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     """List audit events, oldest first; filter by unit, run or time."""
-    events = api.history(settings(args), unit=args.unit, run_id=args.run,
-                         since=parse_time(args.since), until=parse_time(args.until, "--until"))
+    entries = api.history(settings(args), unit=args.unit, run_id=args.run,
+                          since=parse_time(args.since), until=parse_time(args.until, "--until"))
     if args.json:
-        print_json(events)
+        print_json([{**jsonable(e.event), "position": e.position, "verified": e.verified,
+                     "quarantined": e.quarantined} for e in entries])
         return 0
     rows = []
-    for event in events:
-        payload = event.payload
+    for entry in entries:
+        event, payload = entry.event, entry.event.payload
         extra = next((f"{name}={value}" for name in ("outcome", "error", "reason", "holder")
                       if (value := getattr(payload, name, None))), "")
         if isinstance(payload, RunStarted) and payload.requester is not None:
             extra = f"requested by {payload.requester.principal}: {payload.requester.reason}"
+        marker = "QUARANTINED" if entry.quarantined else "" if entry.verified else "UNVERIFIED"
         rows.append((str(event.seq), f"{event.time:%Y-%m-%d %H:%M:%S}", event.kind,
                      getattr(payload, "unit_id", None) or "", f"run={event.run_id}",
-                     f"by={event.actor.principal}@{event.actor.host}", extra))
+                     f"by={event.actor.principal}@{event.actor.host}", marker, extra))
     table(rows)
+    if any(not e.verified for e in entries):
+        print("UNVERIFIED: at or after a record the readers refuse (`verify` names each); "
+              "QUARANTINED: excluded by an operator's decision", file=sys.stderr)
     return 0
 
 
@@ -48,8 +53,7 @@ def _expected(args: argparse.Namespace) -> list[Checkpoint]:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Replay the log with the shared fold; check its hash chain, its signatures (with a
     trust store) and the checkpoints given; report every finding with its offset."""
-    report = api.verify(settings(args), every_signature=args.every_signature,
-                        expect=_expected(args))
+    report = api.verify(settings(args), expect=_expected(args))
     if args.json:
         print_json({"log": report.log, "ok": report.ok, "events": report.events,
                     "position": report.state.position, "head_hash": report.head_hash,
@@ -103,8 +107,7 @@ def _finding_lines(findings: list[Finding]) -> list[str]:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay the audit log, verify it, and export a compliance report."""
     report = api.replay(settings(args), since=parse_time(args.since),
-                        until=parse_time(args.until, "--until"),
-                        every_signature=args.every_signature, expect=_expected(args))
+                        until=parse_time(args.until, "--until"), expect=_expected(args))
     text = render(report, args.format)
     if args.output and args.output != "-":
         with open(args.output, "w", encoding="utf-8", newline="") as out:
@@ -139,10 +142,14 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 def cmd_quarantine(args: argparse.Namespace) -> int:
     """Record, under the lock, that the record at --offset is not part of the history
     (undecodable, not a valid event, or not covered by a trusted signature). Audited."""
-    finding = api.quarantine(settings(args), args.offset, reason(args))
-    if not args.quiet:
-        print(f"quarantined the record at offset {args.offset} ({finding.kind}: "
-              f"{finding.reason}); every reader now skips it, and shows that it did")
+    excluded = api.quarantine(settings(args), args.offset, reason(args), through=args.through)
+    if args.json:
+        print_json({"quarantined": excluded})
+    elif not args.quiet:
+        for finding in excluded:
+            print(f"quarantined the record at offset {finding.position} ({finding.kind}: "
+                  f"{finding.reason})")
+        print("every reader now skips them, and shows that it did")
     return 0
 
 
@@ -170,8 +177,8 @@ def register(add: Any) -> None:
         p.add_argument("--expect-head", action="append", metavar="OFFSET:HASH",
                        help="an event the log must still hold, as `verify` prints its head")
         p.add_argument("--every-signature", action="store_true",
-                       help="check every signature, not only the last and each writer's "
-                            "latest (which vouch for all before them)")
+                       help="kept for scripts: every signature is always checked (each vouches "
+                            "only for the events its signer appended)")
     p.add_argument("--since", help="ISO time: report changes from then on")
     p.add_argument("--until", help="ISO time")
     p.add_argument("--format", choices=FORMATS, default="json")
@@ -181,6 +188,9 @@ def register(add: Any) -> None:
     p = add("quarantine", cmd_quarantine)
     p.add_argument("--offset", type=int, required=True,
                    help="the record's offset, as the error or `verify` names it")
+    p.add_argument("--through", type=int, metavar="OFFSET",
+                   help="the last offset of a range (`verify` prints UNSIGNED offsets A..B): "
+                        "every record the readers refuse in it is excluded, one decision each")
     p.add_argument("--reason", required=True, help="why; written to the audit log")
     p = add("vouch", cmd_vouch)
     p.add_argument("--through", type=int, required=True,

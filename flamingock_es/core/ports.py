@@ -88,7 +88,9 @@ class LogWriter(Protocol):
 
         Returns only once the store confirmed them (fsync; broker acks=all and transaction
         commit). Raises ``AppendError`` if that cannot be confirmed and ``LockLostError`` if
-        the lease was lost: a runner that lost its lock can never append.
+        the lease was lost: a runner that lost its lock can never append. Raises
+        ``ForeignRecordError`` (with the positions of both) when the records are durable but
+        records this writer did not write landed since its previous append.
         """
         ...
 

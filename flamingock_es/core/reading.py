@@ -23,7 +23,7 @@ from ..errors import ChainBrokenError, DecodeError, Remedy, RemedyKind
 from .codec import AUDIT_CONTEXT, AuditCodec
 from .events import Recorded, RecordQuarantined
 from .ports import EventLog, StoredRecord
-from .state import Finding, State
+from .state import Finding, Quarantine, State, effective_skip
 from .trust import TrustStore
 
 __all__ = ["Apply", "LogReader", "Replayed"]
@@ -74,84 +74,68 @@ class LogReader:
     # Folding ---------------------------------------------------------------------------------
 
     def catch_up(self, log: EventLog, state: State | None = None, *,
-                 apply: Apply | None = None, every_signature: bool = False) -> State:
+                 apply: Apply | None = None) -> State:
         """Fold what ``log`` gained since ``state`` (a fresh state by default), check the
-        signatures, and return it. ``every_signature`` checks every one (an auditor's pass),
-        not only those that vouch for the rest."""
+        signatures, and return it."""
         state = state if state is not None else State()
         fold = apply or state.apply
         for record in self.decoded(log.read(state.position + 1), state):
             fold(record)
         if state.needs_refold:
             self.refold(log, state, apply)
-        self.settle(state, every=every_signature)
+        self.settle(state)
         return state
 
-    def refold(self, log: EventLog, state: State, apply: Apply | None = None) -> None:
-        """Fold the whole log again, without the records quarantine decisions exclude (the
-        state object stays the same: holders keep it)."""
-        state.start_over()
+    def refold(self, log: EventLog, state: State, apply: Apply | None = None, *,
+               exclude: frozenset[int] = frozenset()) -> None:
+        """Fold the whole log again, without the records quarantine decisions (and
+        ``exclude``) leave out; the state object stays the same: holders keep it."""
+        state.start_over(exclude)
         fold = apply or state.apply
         for record in self.decoded(log.read(0), state):
             fold(record)
 
     def replay(self, stored: Iterable[StoredRecord], *,
-               on_record: Callable[[State, Recorded], None] | None = None,
-               every_signature: bool = False) -> Replayed:
+               on_record: Callable[[State, Recorded], None] | None = None) -> Replayed:
         """Fold a whole log at once, calling ``on_record`` after each record is applied.
 
         The records are decoded first, so the quarantine decisions are known before the fold
-        and it never starts over; each writer's latest signature is checked too, so that
-        every writer is named (what ``verify`` reports)."""
+        and it never starts over; every signature is checked (what ``verify`` reports)."""
         undecodable = State()  # where decoding failed, noted while the records are read
         records = list(self.decoded(stored, undecodable))
-        state = State(skip=frozenset(r.event.payload.position for r in records
-                                     if isinstance(r.event.payload, RecordQuarantined)))
+        state = State(skip=effective_skip(
+            Quarantine(r.event.payload.position, "", "", "", r.event.time, r.position)
+            for r in records if isinstance(r.event.payload, RecordQuarantined)))
         for record in records:
             state.apply(record)
             if on_record is not None:
                 on_record(state, record)
         for position, why in undecodable.unreadable.items():
             state.note_unreadable(position, why)
-        self.settle(state, writers=True, every=every_signature)
+        self.settle(state)
         return Replayed(state, records)
 
     # Trust -----------------------------------------------------------------------------------
 
-    def settle(self, state: State, *, writers: bool = False, every: bool = False) -> None:
-        """Check the signatures the fold collected since the last check (nothing without a
-        trust store).
-
-        The last one is enough where it verifies: it signs a hash that chains every event
-        before it, and no runner signs a history it did not verify. Where it does not, the
-        ones before it are checked until one does. ``writers`` also checks each key's latest
-        signature, so that every writer is named and checked; ``every`` checks them all (an
-        auditor's thorough pass: a signature whose bytes alone were altered is named too).
-        """
+    def settle(self, state: State) -> None:
+        """Check every signature the fold collected since the last check (nothing without a
+        trust store). Each vouches for exactly the events of its own append: one that does
+        not verify leaves those events unsigned, and is named itself."""
         trust = self.trust
-        if trust is None:
-            state.seals = []
-            return
         seals, state.seals = state.seals, []
-        latest_of_each: dict[str | None, int] = {}
-        if writers:
-            for index, seal in enumerate(seals):
-                latest_of_each[seal.key_id] = index
-        wanted = set(latest_of_each.values())
-        trusted_found = False
-        for index in range(len(seals) - 1, -1, -1) if not every else range(len(seals)):
-            seal = seals[index]
-            if trusted_found and not every and index not in wanted:
-                continue
+        if trust is None:
+            return
+        for seal in seals:
             why = trust.check(seal.key_id, seal.signature, AUDIT_CONTEXT + seal.hash,
                               namespace=seal.namespace, role="write")
-            if why is not None:
-                state.untrusted[seal.position] = why
+            if why is None:
+                state.signed_through = max(state.signed_through, seal.position)
                 continue
-            state.signed_through = max(state.signed_through, seal.position)
-            trusted_found = True
-            if not every and not wanted:
-                return
+            state.untrusted[seal.position] = why
+            for position in seal.covers:
+                if position != seal.position:
+                    state.uncovered[position] = (f"the signature that claims it (offset "
+                                                 f"{seal.position}) is refused: {why}")
 
     def findings(self, state: State) -> list[Finding]:
         """What a reader must not decide on in ``state``, with this reader's trust rules."""

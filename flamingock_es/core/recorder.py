@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from .._version import __version__
+from ..errors import ForeignRecordError
 from .codec import AuditCodec, Recorded, Sign
 from .events import Actor, AuditEvent, Payload, TraceContext
 from .ports import LogWriter
@@ -139,7 +140,8 @@ class Recorder:
     observers. Safe to share between threads: appends are made one batch at a time.
 
     With a signing key, every event names it and the last event of each append carries its
-    signature of the chain's new head.
+    signature, which covers that append's events (``signed_from`` names the first) and
+    nothing before them.
     """
 
     def __init__(
@@ -163,6 +165,9 @@ class Recorder:
         self._lock = threading.Lock()
         self.appended = 0
         """How many events this recorder made durable."""
+        self.foreign: list[int] = []
+        """Positions of records others appended among this recorder's: its state does not
+        hold them, so it is not the log's (no snapshot may be taken of it)."""
 
     def record(self, *payloads: Payload) -> list[AuditEvent]:
         """Append ``payloads`` as one batch; returns once they are durable."""
@@ -193,16 +198,25 @@ class Recorder:
                 key_id=self._key_id,
             )
             last = offset == len(payloads) - 1
+            if last and self._sign is not None:
+                event = event.replace(signed_from=seq)
             event, blob = self.codec.seal(event, self._sign if last else None)
             prev = event.hash
             sealed.append(event)
             blobs.append(blob)
         headers = {"traceparent": trace.traceparent} if trace else None
-        positions = self.writer.append(blobs, headers)
+        foreign: ForeignRecordError | None = None
+        try:
+            positions = self.writer.append(blobs, headers)
+        except ForeignRecordError as exc:  # ours are durable: fold them, then say so
+            positions, foreign = exc.appended, exc
+            self.foreign += exc.foreign
         self.appended += len(blobs)
         for position, event in zip(positions, sealed, strict=True):
             self.state.apply(Recorded(position, event, True))
         for event in sealed:
             for observer in self.observers:
                 observer.recorded(event)
+        if foreign is not None:
+            raise foreign
         return sealed

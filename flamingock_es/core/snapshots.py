@@ -52,37 +52,42 @@ SNAPSHOT_CONTEXT = b"flamingock-es snapshot "
 
 
 def save(store: SnapshotStore, state: State, namespace: str, signer: Signer | None) -> bool:
-    """Write ``state`` as the namespace's latest snapshot, unless the store has a newer one
-    or the state holds a finding (a snapshot vouches for what it holds). True if written."""
-    if state.position < 0 or state.findings() or state.needs_refold:
+    """Write ``state`` as the namespace's latest snapshot, signed, unless the store has a
+    newer one or the state holds a finding (a snapshot vouches for what it holds). True if
+    written. Without a signing key nothing is written: no reader believes an unsigned
+    snapshot (anyone who can write beside the log could have written it)."""
+    if signer is None or state.position < 0 or state.findings() or state.needs_refold:
         return False
     current = _header(store.latest())
     if current is not None and int(current.get("position", -1)) >= state.position:
         return False
     kept = state.for_decisions()
-    if signer is None:
-        # Only a reader without a trust store believes an unsigned snapshot, and it never asks
-        # which events no signature covers: in an unsigned log that list is the whole history.
-        kept.unsealed = []
     body = json.dumps({"namespace": namespace, "position": state.position,
                        "head": state.head_hash.hex(), "state": encode_state(kept)},
                       separators=(",", ":")).encode()
-    header: dict[str, Any] = {"format": FORMAT, "position": state.position}
-    if signer is not None:
-        header |= {"key_id": signer.key_id, "signature": signer.sign(_message(body)).hex()}
+    header: dict[str, Any] = {"format": FORMAT, "position": state.position,
+                              "key_id": signer.key_id,
+                              "signature": signer.sign(_message(body)).hex()}
     store.save(gzip.compress(json.dumps(header).encode() + b"\n" + body, 6))
     return True
 
 
 def load(store: SnapshotStore, log_: EventLog, namespace: str,
          reader: LogReader) -> State | None:
-    """The latest snapshot's state, once checked against ``log_``; ``None`` if there is
-    none or it does not hold (with a warning). Raises ``ChainBrokenError`` when a trusted
-    snapshot shows that the log was cut or rewritten since."""
+    """The latest snapshot's state, once its signature and the log hold it; ``None`` if
+    there is none, it is not signed by a trusted writer, or it does not hold (with a
+    warning): a snapshot never changes a decision the log would not make. Raises
+    ``ChainBrokenError`` when a trusted snapshot shows that the log was cut or rewritten
+    since."""
     data = store.latest()
     if data is None:
         return None
     trust = reader.trust
+    if trust is None:
+        log.warning("ignoring the snapshot of %s: without a trust store no snapshot is "
+                    "believed (anyone who can write beside the log could have written it); "
+                    "the log is read from its start", namespace)
+        return None
     try:
         first, _, raw = gzip.decompress(data).partition(b"\n")
         header = json.loads(first)
@@ -92,8 +97,8 @@ def load(store: SnapshotStore, log_: EventLog, namespace: str,
     except (OSError, ValueError, EOFError) as exc:
         log.warning("ignoring the snapshot of %s: it cannot be read (%s)", namespace, exc)
         return None
-    trusted = trust is not None and _signed_by_a_writer(header, raw, namespace, trust)
-    if trust is not None and not trusted:
+    trusted = _signed_by_a_writer(header, raw, namespace, trust)
+    if not trusted:
         log.warning("ignoring the snapshot of %s at offset %s: no trusted signature covers it",
                     namespace, header.get("position"))
         return None
@@ -109,20 +114,17 @@ def load(store: SnapshotStore, log_: EventLog, namespace: str,
     if found != head:
         where = ("the log ends before it" if found is None else
                  f"the event there has hash {found.hex()[:16]}..., not {head.hex()[:16]}...")
-        if trusted:
-            raise ChainBrokenError(
-                f"the audit log {log_.name} no longer holds what the signed snapshot at offset "
-                f"{position} vouches for: {where}. Events were cut off or rewritten since. "
-                "Nothing was run; restore the log (docs/recovery.md).")
-        log.warning("ignoring the snapshot of %s at offset %d: %s", namespace, position, where)
-        return None
+        raise ChainBrokenError(
+            f"the audit log {log_.name} no longer holds what the signed snapshot at offset "
+            f"{position} vouches for: {where}. Events were cut off or rewritten since. "
+            "Nothing was run; restore the log (docs/recovery.md).")
     try:
         state = decode_state(body["state"])
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring the snapshot of %s: its state cannot be read (%s)", namespace,
                     exc)
         return None
-    state.signed_through = position if trusted else state.signed_through
+    state.signed_through = position
     return state
 
 

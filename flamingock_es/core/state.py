@@ -5,10 +5,17 @@ compliance replay folds it to report: all three call :func:`fold` (or :meth:`Sta
 one event at a time), so there is one definition of what the history means.
 
 The fold also keeps what a reader must not decide on (:meth:`State.findings`): chain breaks,
-records that could not be decoded, signatures that did not verify, events no signature covers
-yet. An operator's quarantine decision (a ``RecordQuarantined`` event) excludes a record: the
-fold skips it, and every later reader sees that it did, by whom and why. Checking signatures
-is :mod:`flamingock_es.core.trust`'s job; the fold only collects them (:class:`Seal`).
+records that could not be decoded, signatures that did not verify, events no signature
+covers. A signature covers exactly the events of the append it ends (``signed_from`` to its
+own seq; a version 2 signature, which names no start, the events since the signature before
+it), never what came before them: an event that no signature claims stays unsigned until an
+operator decides about it. An operator's quarantine decision (a ``RecordQuarantined``
+event) excludes a record: the fold skips it, and every later reader sees that it did, by
+whom and why; the chain runs through it (what was written after it chained to it) or around
+it (a runner that never saw it, an injected record, chained to the one before it). A vouch
+(``HistoryVouched``) adopts unsigned history. Checking signatures is
+:mod:`flamingock_es.core.trust`'s job, done by the reader; the fold only collects them
+(:class:`Seal`) with what each claims to cover.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ __all__ = [
     "Tag",
     "UnitState",
     "UnitStatus",
+    "Unsealed",
+    "effective_skip",
     "fold",
 ]
 
@@ -171,13 +180,25 @@ class ChainBreak:
 
 @dataclass(frozen=True, slots=True)
 class Seal:
-    """A signature found in the log, to be checked against the trust store."""
+    """A signature found in the log, to be checked against the trust store, and the
+    positions of the events it claims to cover (its own append)."""
 
     position: int
     key_id: str | None
     signature: bytes
     hash: bytes
     namespace: str
+    covers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Unsealed:
+    """An event no signature has claimed yet, with what links it into the chain."""
+
+    position: int
+    seq: int
+    hash: bytes
+    prev_hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,14 +268,21 @@ class State:
     """Records that could not be decoded, by position; never applied, never in the chain."""
     quarantined: dict[int, Quarantine] = field(default_factory=dict)
     skip: frozenset[int] = frozenset()
-    """Quarantined positions whose payload this fold ignores (they still chain)."""
+    """Quarantined positions this fold does not apply (the chain may run through them)."""
+    around_hash: bytes | None = None
+    """The head before the excluded records just passed: the next event may chain to it."""
+    around_seq: int = -1
     needs_refold: bool = False
     """A quarantine decision excluded a record this fold had already applied: fold again
     from the start with ``skip`` (see :func:`flamingock_es.core.reading.read_log`)."""
     seals: list[Seal] = field(default_factory=list)
     """Signatures folded since the trust store last checked them."""
-    unsealed: list[int] = field(default_factory=list)
-    """Positions of the events after the last signature: no signature covers them yet."""
+    unsealed: list[Unsealed] = field(default_factory=list)
+    """The events after the last signature: none claims them yet."""
+    uncovered: dict[int, str] = field(default_factory=dict)
+    """Events no signature will ever cover (one that came after them claimed less, or the
+    one that claimed them was refused), by position, with why: unsigned until an operator
+    quarantines or vouches for each."""
     signed_through: int = -1
     """The last position a trusted signature covers (set by the trust check)."""
     untrusted: dict[int, str] = field(default_factory=dict)
@@ -270,30 +298,59 @@ class State:
         position, event = record.position, record.event
         if 0 <= position <= self.position:
             return False
-        skipped = position in self.skip
-        if not skipped and (not record.intact or event.seq != self.next_seq
-                            or event.prev_hash != self.head_hash):
-            self._check_chain(record)  # the rare path: say exactly what does not hold
         self.position = position
+        if position in self.skip:  # excluded: not applied, but the chain may run through it
+            if self.around_hash is None:
+                self.around_hash, self.around_seq = self.head_hash, self.next_seq
+            self.next_seq, self.head_hash = event.seq + 1, event.hash
+            return True
+        chains = record.intact and event.seq == self.next_seq and \
+            event.prev_hash == self.head_hash
+        around = record.intact and event.seq == self.around_seq and \
+            event.prev_hash == self.around_hash  # around the records just excluded
+        if not chains and not around:
+            self._check_chain(record)  # the rare path: say exactly what does not hold
+        self.around_hash, self.around_seq = None, -1
         self.events += 1
         self.next_seq = event.seq + 1
         self.head_hash = event.hash
         self.last_time = event.time
+        self.unsealed.append(Unsealed(position, event.seq, event.hash, event.prev_hash))
         if event.signature is not None:
-            self.seals.append(Seal(position, event.key_id, event.signature, event.hash,
-                                   event.namespace))
-            self.unsealed.clear()
-        else:
-            self.unsealed.append(position)
-        if not skipped:
-            payload = event.payload
-            _HANDLERS[type(payload)](self, event, payload, position)
+            self._seal(record)
+        _HANDLERS[type(event.payload)](self, event, event.payload, position)
         return True
 
-    def start_over(self) -> None:
+    def _seal(self, record: Recorded) -> None:
+        """Collect the signature that ends an append, with the events it claims: those of
+        its own append, found by walking the chain back from the signed event to seq
+        ``signed_from`` (a foreign event beside them, even one with a seq of theirs, is not
+        on that chain); events that no signature claimed are uncovered for good. A version 2
+        signature claims everything since the last one."""
+        event, start = record.event, record.event.signed_from
+        if start is None:
+            claimed = {u.position for u in self.unsealed}
+        else:
+            claimed, wanted = set(), event.hash
+            for pending in reversed(self.unsealed):
+                if pending.hash == wanted and pending.seq >= start:
+                    claimed.add(pending.position)
+                    wanted = pending.prev_hash
+        for pending in self.unsealed:
+            if pending.position not in claimed:
+                self.uncovered[pending.position] = (
+                    f"no signature covers it: the next one (offset {record.position}) covers "
+                    "only its own append")
+        self.unsealed.clear()
+        assert event.signature is not None
+        self.seals.append(Seal(record.position, event.key_id, event.signature, event.hash,
+                               event.namespace, tuple(sorted(claimed))))
+
+    def start_over(self, exclude: frozenset[int] = frozenset()) -> None:
         """Forget everything but the quarantine decisions, to fold again from the start
-        without the records they exclude (the object stays the same: holders keep it)."""
-        self.take(State(skip=frozenset(self.quarantined)))
+        without the records they exclude (and ``exclude``); the object stays the same:
+        holders keep it."""
+        self.take(State(skip=effective_skip(self.quarantined.values()) | exclude))
 
     def take(self, other: State) -> None:
         """Become ``other`` (a snapshot, a fresh start), in place: holders keep this object."""
@@ -314,8 +371,9 @@ class State:
         out += [Finding(p, "unreadable", why) for p, why in self.unreadable.items()]
         out += [Finding(p, "untrusted", why) for p, why in self.untrusted.items()]
         if signatures:
-            out += [Finding(p, "unsigned", "no trusted signature covers it")
-                    for p in self.unsealed if p > self.signed_through]
+            out += [Finding(p, "unsigned", why) for p, why in self.uncovered.items()]
+            out += [Finding(p, "unsigned", "no trusted signature covers it yet")
+                    for p in (u.position for u in self.unsealed)]
         return sorted((f for f in out if f.position not in self.quarantined),
                       key=lambda f: f.position)
 
@@ -378,6 +436,17 @@ class State:
         units = {unit_id: replace(unit, runs=unit.runs[-1:])
                  for unit_id, unit in self.units.items()}
         return replace(self, runs=runs, units=units)
+
+
+def effective_skip(decisions: Iterable[Quarantine]) -> frozenset[int]:
+    """The positions the quarantine ``decisions`` exclude: a decision that a later one
+    excluded (it was itself forged, say) excludes nothing. Decisions only ever name earlier
+    records, so the latest is read first."""
+    skipped: set[int] = set()
+    for decision in sorted(decisions, key=lambda d: d.decided_at, reverse=True):
+        if decision.decided_at not in skipped:
+            skipped.add(decision.position)
+    return frozenset(skipped)
 
 
 def fold(records: Iterable[Recorded], state: State | None = None) -> State:
@@ -520,7 +589,11 @@ def _quarantined(state: State, event: AuditEvent, p: RecordQuarantined, pos: int
 
 
 def _vouched(state: State, event: AuditEvent, p: HistoryVouched, pos: int) -> None:
-    """Nothing to change: the signature on this decision is what covers the history."""
+    """An operator adopted the unsigned history up to ``through``: it is covered by this
+    decision (itself signed: a vouch no trusted signature covers is a finding of its own)."""
+    for position in [q for q in state.uncovered if q <= p.through]:
+        del state.uncovered[position]
+    state.unsealed[:] = [u for u in state.unsealed if u.position > p.through or u.position == pos]
 
 
 def _skipped(state: State, event: AuditEvent, p: ChangeSkipped, pos: int) -> None:

@@ -68,6 +68,7 @@ from ..errors import (
     ChecksumDriftError,
     ConfigError,
     FlamingockError,
+    ForeignRecordError,
     LockLostError,
     LockTimeoutError,
     ManualInterventionRequired,
@@ -214,7 +215,7 @@ class Runner:
             try:
                 yield recorder, lease
             finally:  # whatever the run's outcome: what it recorded is the log now
-                if recorder.appended and not lease.lost:
+                if recorder.appended and not lease.lost and not recorder.foreign:
                     self._snapshot()
         finally:
             if writer is not None:
@@ -269,7 +270,10 @@ class Runner:
 
     def _snapshot(self) -> None:
         """Leave a snapshot of what the log now says, for the next start-up: a cache, so a
-        failure to write it is only a warning."""
+        failure to write it is only a warning. None of a state with findings: a snapshot
+        vouches for what it holds."""
+        if self.backend.reader.findings(self.state):
+            return
         try:
             snapshots.save(self.backend.snapshots, self.state, self.workflow.namespace,
                            self.backend.signer)
@@ -327,10 +331,16 @@ class Runner:
         unit, recorder = planned.unit, frame.recorder
         params = dict(resolved_parameters(unit, os.environ))
         attempt = (planned.previous.attempts if planned.previous else 0) + 1
-        recorder.record(ChangeStarted(
-            unit_id=unit.id, stage=planned.stage, author=unit.author, checksum=unit.checksum,
-            template=unit.template, parameters=unit.audit_parameters(), attempt=attempt,
-            reason=planned.reason))
+        try:
+            recorder.record(ChangeStarted(
+                unit_id=unit.id, stage=planned.stage, author=unit.author,
+                checksum=unit.checksum, template=unit.template,
+                parameters=unit.audit_parameters(), attempt=attempt, reason=planned.reason))
+        except ForeignRecordError as foreign:  # its start is durable; its step will not run
+            recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
+                                         duration_ms=0.0, error=ErrorInfo.of(foreign),
+                                         not_started=True))
+            raise
         started = time.perf_counter()
         try:
             with self.interrupts.step():
@@ -465,27 +475,50 @@ class Runner:
         with self.frame(self.trigger) as frame:
             frame.result.outcome, frame.result.error = outcome, error
 
-    def quarantine(self, position: int, reason: str) -> Finding:
-        """Record an operator's decision that the record at ``position`` is not part of the
-        history. Only a record that is a finding can be quarantined."""
-        finding = self._finding_at(position, self.refresh(check=False))
-        record = next((data for at, data in self.backend.log.read(position) if at == position),
-                      b"")
-        with self._locked(check=False) as (recorder, lease):
-            finding = self._finding_at(position, self.state)
-            with self._frame(recorder, lease, "quarantine", ()):
-                recorder.record(RecordQuarantined(
-                    position=position, record_sha256=hashlib.sha256(record).hexdigest(),
-                    finding=f"{finding.kind}: {finding.reason}", reason=reason))
-        return finding
+    def quarantine(self, position: int, reason: str,
+                   through: int | None = None) -> list[Finding]:
+        """Record an operator's decision that the records the readers refuse at ``position``
+        (through ``through``: a range) are not part of the history: one decision per record,
+        each named. Only findings are excluded; a record that is fine in the range stays.
 
-    def _finding_at(self, position: int, state: State) -> Finding:
+        The decision's own events chain around what it excludes, as every reader will read
+        the log once it is recorded; findings after the range stay findings."""
+        through = position if through is None else through
+        self._findings_in(position, through, self.refresh(check=False))
+        with self._locked(check=False) as (recorder, lease):
+            chosen = self._excluded(position, through)
+            stored = {at: data for at, data in self.backend.log.read(position) if at <= through}
+            with self._frame(recorder, lease, "quarantine", ()):
+                recorder.record(*(RecordQuarantined(
+                    position=f.position,
+                    record_sha256=hashlib.sha256(stored.get(f.position, b"")).hexdigest(),
+                    finding=f"{f.kind}: {f.reason}", reason=reason) for f in chosen))
+        return chosen
+
+    def _excluded(self, position: int, through: int) -> list[Finding]:
+        """The findings of ``position..through``, the state folded again without them: a
+        break that only a foreign record before it caused goes with that record."""
+        chosen: list[Finding] = []
+        while found := [f for f in self._findings_in(position, through, self.state,
+                                                     required=not chosen)
+                        if f.position not in {c.position for c in chosen}]:
+            first = [f for f in found if f.kind != "break"] or found
+            chosen += first
+            self.backend.reader.refold(self.backend.log, self.state,
+                                       exclude=frozenset(f.position for f in chosen))
+            self.backend.reader.settle(self.state)
+        return sorted(chosen, key=lambda f: f.position)
+
+    def _findings_in(self, position: int, through: int, state: State, *,
+                     required: bool = True) -> list[Finding]:
         findings = self.backend.reader.findings(state)
-        found = next((f for f in findings if f.position == position), None)
-        if found is None:
+        found = [f for f in findings if position <= f.position <= through]
+        if not found and required:
             listed = ", ".join(str(f.position) for f in findings[:10]) or "none"
-            raise ConfigError(f"offset {position} is not a record the readers refuse (findings "
-                              f"at: {listed}); quarantine only excludes those.",
+            where = f"offset {position}" if through == position else \
+                f"offsets {position}..{through}"
+            raise ConfigError(f"{where}: no record the readers refuse there (findings at: "
+                              f"{listed}); quarantine only excludes those.",
                               remedies=(Remedy(RemedyKind.VERIFY),))
         return found
 

@@ -85,10 +85,11 @@ def test_a_wheel_builds_without_a_c_compiler_and_holds_the_mapped_folders(
     assert not [name for name in names if name.startswith(("projections/", "schemas/"))]
 
 
-def test_the_installed_package_reads_its_contract_and_read_side(core: Path) -> None:
+def test_the_installed_package_reads_its_contract_and_read_side(core: Path,
+                                                               tmp_path: Path) -> None:
     found = subprocess.run([str(core / "python"), "-c", (
         "import flamingock_es.projections.worker as w, flamingock_es.core.codec as c; "
         "print(w.__file__.endswith('flamingock_es/projections/worker.py'), "
-        "len(c.writer_schemas('AuditEvent')))")],
-        text=True, capture_output=True, check=True).stdout.split()
-    assert found == ["True", "2"]
+        "'site-packages' in w.__file__, len(c.writer_schemas('AuditEvent')))")],
+        cwd=tmp_path, text=True, capture_output=True, check=True).stdout.split()
+    assert found == ["True", "True", "3"]

@@ -66,7 +66,8 @@ def test_a_failure_compensates_the_unit_and_the_run_newest_first(project: Projec
     events = json.loads(project.cli("history", "--json").stdout)
     finished = [e["payload"] for e in events if e["payload"]["type"] == "RunFinished"]
     assert finished[0]["outcome"] == "ROLLED_BACK"
-    assert finished[0]["error"] == {"type": "RuntimeError", "message": "u3 boom"}
+    error = finished[0]["error"]
+    assert (error["type"], error["message"]) == ("RuntimeError", "u3 boom")
 
     status = ok(project.cli("status"))
     assert status.stdout.count("ROLLED_BACK") == 3

@@ -90,7 +90,7 @@ def test_request_runs_and_is_answered(workflow: Workflow, server: threading.Even
     assert run.applied == ["b"]
     assert APPLIED == ["b"]
     events = history(workflow, run_id=run.run_id)
-    assert {e.request_id for e in events} == {run.request_id}
+    assert {e.event.request_id for e in events} == {run.request_id}
     assert _ask(workflow).applied == ["a"]  # the whole workflow: only a is left
     nothing = _ask(workflow)  # nothing pending: still answered, under the lock
     assert (nothing.outcome, nothing.applied) == (RunOutcome.SUCCEEDED, [])
@@ -191,7 +191,8 @@ def test_sigterm_finishes_the_current_unit_then_stops_and_exits_0(tmp_path: Path
     try:
         rid = request_changes(bus=bus, namespace="shop", reason="slow one").request_id
         deadline = time.monotonic() + 20
-        while not any(e.kind == "ChangeStarted" for e in history(bus=bus, namespace="shop")):
+        while not any(e.event.kind == "ChangeStarted"
+                      for e in history(bus=bus, namespace="shop")):
             assert time.monotonic() < deadline, "the unit never started"
             time.sleep(0.05)
         server.send_signal(signal.SIGTERM)  # mid-unit

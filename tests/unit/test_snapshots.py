@@ -31,7 +31,7 @@ from flamingock_es.core.events import (
 from flamingock_es.core.reading import LogReader
 from flamingock_es.core.recorder import Recorder, RunIdentity
 from flamingock_es.core.state import State, UnitState, fold
-from flamingock_es.core.trust import Signer, generate_key, load_signer
+from flamingock_es.core.trust import Signer, TrustStore, generate_key, load_signer
 from flamingock_es.definition.trust_config import load_trust
 from flamingock_es.errors import ChainBrokenError
 
@@ -75,11 +75,20 @@ def test_a_snapshot_holds_exactly_the_folded_state(tmp_path: Path) -> None:
     assert snapshots.decode_state(as_json) == dataclasses.replace(state, seals=[])
 
 
+def signing(tmp_path: Path) -> tuple[Signer, TrustStore]:
+    """A runner's key and a trust store that trusts it: only signed snapshots are read."""
+    generate_key("runner", tmp_path)
+    trust = load_trust([{"key": "runner.pub", "principal": "r", "write": ["shop"]}], tmp_path)
+    assert trust is not None
+    return load_signer(tmp_path / "runner.key"), trust
+
+
 def test_a_start_up_folds_only_what_follows_the_snapshot(tmp_path: Path) -> None:
-    log, state = write(tmp_path, 3)
+    signer, trust = signing(tmp_path)
+    log, state = write(tmp_path, 3, signer)
     store = LocalSnapshots(tmp_path)
-    assert snapshots.save(store, state, "shop", None)
-    assert not snapshots.save(store, state, "shop", None)  # not newer: left as it is
+    assert snapshots.save(store, state, "shop", signer)
+    assert not snapshots.save(store, state, "shop", signer)  # not newer: left as it is
     lease = FileLock(tmp_path / "lock").acquire("t", 5)
     writer = log.writer(lease)
     Recorder(writer, state, RunIdentity("shop", "r9", ACTOR), CODEC).record(started("u9"))
@@ -89,7 +98,7 @@ def test_a_start_up_folds_only_what_follows_the_snapshot(tmp_path: Path) -> None
     read = []
     original = log.read
     log.read = lambda start=0: (read.append(start), original(start))[1]  # type: ignore[method-assign]
-    loaded = snapshots.read(log, store, "shop", LogReader(trust=None))
+    loaded = snapshots.read(log, store, "shop", LogReader(trust=trust))
 
     assert read[0] > 0  # the log was read from after the snapshot's position, not from 0
     assert loaded.units["u9"].status.value == "STARTED"
@@ -97,13 +106,14 @@ def test_a_start_up_folds_only_what_follows_the_snapshot(tmp_path: Path) -> None
 
 
 def test_a_snapshot_keeps_what_decisions_read_not_the_history(tmp_path: Path) -> None:
+    signer, trust = signing(tmp_path)
     log, state = LocalEventLog(tmp_path / "audit.log"), State()
     lease = FileLock(tmp_path / "lock").acquire("t", 5)
     writer = log.writer(lease)
 
     def run(run_id: str, request_id: str | None = None) -> None:
         recorder = Recorder(writer, state, RunIdentity("shop", run_id, ACTOR, request_id),
-                            CODEC)
+                            CODEC, sign=signer.sign, key_id=signer.key_id)
         recorder.record(RunStarted(workflow="w", trigger="cli", planned=("u1",)),
                         LockAcquired(holder=run_id, lock="l", generation=0))
         recorder.record(started("u1"))
@@ -117,9 +127,10 @@ def test_a_snapshot_keeps_what_decisions_read_not_the_history(tmp_path: Path) ->
         if n in (9, 299):
             (tmp_path / f"at-{n}").mkdir()
             store = LocalSnapshots(tmp_path / f"at-{n}")
-            assert snapshots.save(store, state, "shop", None)
+            assert snapshots.save(store, state, "shop", signer)
             sizes[n] = len(gzip.decompress(store.latest() or b""))
-    live = Recorder(writer, state, RunIdentity("shop", "live", ACTOR), CODEC)
+    live = Recorder(writer, state, RunIdentity("shop", "live", ACTOR), CODEC, sign=signer.sign,
+                    key_id=signer.key_id)
     live.record(RunStarted(workflow="w", trigger="cli", planned=("u2",)),
                 LockAcquired(holder="live", lock="l", generation=1))
     live.record(started("u2"))  # the run still holds the lock: u2 is in progress
@@ -137,8 +148,8 @@ def test_a_snapshot_keeps_what_decisions_read_not_the_history(tmp_path: Path) ->
     assert dataclasses.replace(kept, runs=state.runs, units=state.units) == state
     # what a runner folds after loading it is what it would have folded from the start
     store = LocalSnapshots(tmp_path)
-    assert snapshots.save(store, state, "shop", None)
-    loaded = snapshots.read(log, store, "shop", LogReader(trust=None))
+    assert snapshots.save(store, state, "shop", signer)
+    loaded = snapshots.read(log, store, "shop", LogReader(trust=trust))
     assert {u: (x.status, x.last_run_id) for u, x in loaded.units.items()} == \
         {u: (x.status, x.last_run_id) for u, x in state.units.items()}
 
@@ -153,16 +164,20 @@ def repack(store: LocalSnapshots, header: dict[str, Any], body: dict[str, Any]) 
     store.save(gzip.compress(json.dumps(header).encode() + b"\n" + json.dumps(body).encode()))
 
 
-def test_a_snapshot_that_does_not_match_the_log_is_ignored(tmp_path: Path,
-                                                           caplog: pytest.LogCaptureFixture
-                                                           ) -> None:
+def test_an_unsigned_snapshot_never_changes_a_decision(tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    """A snapshot forged beside an unsigned log (same position and head, a unit's status
+    changed) is not read: the state is the log's, whatever the snapshot says."""
+    signer, _ = signing(tmp_path)
     log, state = write(tmp_path, 2)
     store = LocalSnapshots(tmp_path)
-    snapshots.save(store, state, "shop", None)
+    assert not snapshots.save(store, state, "shop", None)  # unsigned: not even written
+    snapshots.save(store, state, "shop", signer)  # the forger's starting point
     header, body = unpack(store)
-    body["head"] = "00" * 32
     status = [f.name for f in dataclasses.fields(UnitState)].index("status")
-    body["state"][0]["u0"][status] = "ROLLED_BACK"  # a lie
+    body["state"][0]["u0"][status] = "ROLLED_BACK"  # a lie, at the right position and head
+    del header["signature"], header["key_id"]
     repack(store, header, body)
 
     with caplog.at_level(logging.WARNING):
@@ -196,7 +211,10 @@ def test_an_unsigned_snapshot_is_not_believed_where_signatures_are_required(
     trust = load_trust([{"key": "runner.pub", "principal": "r", "write": ["shop"]}], tmp_path)
     log, state = write(tmp_path, 1, load_signer(tmp_path / "runner.key"))
     store = LocalSnapshots(tmp_path)
-    snapshots.save(store, state, "shop", None)
+    snapshots.save(store, state, "shop", load_signer(tmp_path / "runner.key"))
+    header, body = unpack(store)
+    del header["signature"], header["key_id"]  # an unsigned one, as only a forger writes now
+    repack(store, header, body)
     with caplog.at_level(logging.WARNING):
         snapshots.read(log, store, "shop", LogReader(trust=trust))
     assert "no trusted signature covers it" in caplog.text

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from itertools import takewhile
 from typing import Any
 
 from confluent_kafka import (
@@ -187,7 +188,12 @@ class KafkaEventLog:
         lease.check()
         end = self._settle()
         self._check_end(lease, end)
-        return KafkaLogWriter(self._transactions, lease, end)
+        return KafkaLogWriter(self._transactions, lease, end, self._committed_between)
+
+    def _committed_between(self, start: int, stop: int) -> list[int]:
+        """The offsets of the committed records in ``[start, stop)``."""
+        return list(takewhile(lambda offset: offset < stop,
+                              (offset for offset, _ in self.read(start))))
 
     def _settle(self) -> int:
         """Return once no earlier holder's transaction is open (what follows is readable),

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from ...errors import AppendError, LockLostError, Remedy, RemedyKind
+from ...errors import AppendError, ForeignRecordError, LockLostError, Remedy, RemedyKind
 from .config import KafkaSettings, new_client
 from .errors import error_of, is_fencing, is_transient, transient_retry, unavailable
 from .group_lock import KafkaLease, end_metadata
@@ -113,13 +113,27 @@ def _init(producer: Producer) -> None:
     producer.init_transactions(TXN_TIMEOUT)
 
 
-class KafkaLogWriter:
-    """Appends in transactions fenced by the producer epoch and the lock group's metadata."""
+Peek = Callable[[int, int], list[int]]
+"""The offsets of the committed records in ``[start, stop)`` of the audit topic."""
 
-    def __init__(self, producer: TransactionalProducer, lease: KafkaLease, end: int) -> None:
+
+class KafkaLogWriter:
+    """Appends in transactions fenced by the producer epoch and the lock group's metadata.
+
+    After each commit it checks that nothing landed between its previous append and this
+    one: offsets there are commit or abort markers, or records of aborted attempts, unless
+    someone without the lock produced to the topic; those records are named
+    (``ForeignRecordError``), this writer's own being durable after them."""
+
+    def __init__(self, producer: TransactionalProducer, lease: KafkaLease, end: int,
+                 peek: Peek) -> None:
         self._producer, self._lease = producer, lease
         self._end = end
         """The log's end as far as this writer knows: recorded with every commit."""
+        self._next = end
+        """Where this writer's next record lands if nobody else writes: after its last
+        record and that transaction's commit marker."""
+        self._peek = peek
         self.topic = producer.topic
         self._inherited = producer.started
         """The producer was started in an earlier session: someone may have fenced it."""
@@ -155,12 +169,31 @@ class KafkaLogWriter:
                 continue
             self._inherited = False
             self._end = max(self._end, max(positions, default=-1) + 1)
+            expected, self._next = self._next, max(positions) + 2
+            if positions[0] != expected:
+                self._check_gap(expected, positions)
             return positions
         raise AppendError(
             f"could not make {len(records)} audit event(s) durable on {self.topic}: {last}. "
             "Nothing of this batch is visible (the transaction was aborted); the run stops "
             "here. Check the broker, then rerun."
         ) from last
+
+    def _check_gap(self, start: int, positions: list[int]) -> None:
+        """Between ``start`` and this append there should be only markers and aborted
+        attempts: a committed record there is someone else's."""
+        foreign = self._peek(start, positions[0])
+        if foreign:
+            raise ForeignRecordError(
+                f"{len(foreign)} record(s) this runner did not write landed on {self.topic} at "
+                f"offset(s) {', '.join(map(str, foreign))} while it held the lock (between two "
+                f"of its appends); its own records follow them, from offset {positions[0]}. "
+                "The run stops here. If those records were not written by flamingock-es, an "
+                "operator excludes them (docs/recovery.md), and the ACLs should keep others "
+                "off the topic (docs/operations-kafka.md).",
+                appended=positions, foreign=foreign,
+                remedies=(Remedy(RemedyKind.QUARANTINE, position=foreign[0]),
+                          Remedy(RemedyKind.VERIFY)))
 
     def _retry(self, exc: KafkaException, attempt: int) -> bool:
         """Abort; raise if fenced; True if another attempt may succeed."""

@@ -25,7 +25,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 )
 
 from ...core.ports import Lease, StoredRecord
-from ...errors import AppendError
+from ...errors import AppendError, CorruptLogError, ForeignRecordError, Remedy, RemedyKind
 from .frames import HEADER, Scan, append_durably, encode, first_frame_at, scan, sync_directory
 
 __all__ = ["LocalEventLog", "LocalLogWriter"]
@@ -127,7 +127,11 @@ def _first_frame_at_or_after(file: BinaryIO, start: int) -> int:
 
 
 class LocalLogWriter:
-    """Appends whole frames at the end of the file and fsyncs before returning."""
+    """Appends whole frames at the end of the file and fsyncs before returning.
+
+    It appends at the file's real end, never over what is there: bytes someone else added
+    since its previous append (a writer without the lock) are kept, as evidence, and named
+    (``ForeignRecordError``) once this writer's own frames are durable after them."""
 
     def __init__(self, path: Path, lease: Lease) -> None:
         self._lease, self._path = lease, path
@@ -145,16 +149,43 @@ class LocalLogWriter:
             raise AppendError(f"the writer of {self._path} is closed (an earlier append failed);"
                               " nothing more is appended by this run.")
         data, offsets = encode(records)
+        expected, end = self._position, os.fstat(self._fd).st_size
         try:
-            append_durably(self._fd, data, self._position, self._path)
+            append_durably(self._fd, data, end, self._path)
         except AppendError:
             # After a failed fsync the kernel may have dropped dirty pages: nothing this writer
             # believes about the file can be trusted any more, so it appends nothing else.
             self.close()
             raise
-        positions = [self._position + at for at in offsets]
-        self._position += len(data)
+        positions = [end + at for at in offsets]
+        self._position = end + len(data)
+        if end != expected:
+            foreign = self._frames_between(expected, end)
+            raise ForeignRecordError(
+                f"{self._path}: {end - expected} byte(s) this runner did not write were "
+                f"appended at byte {expected} while it held the lock (frames at "
+                f"{', '.join(map(str, foreign))}); its own records follow them, from byte "
+                f"{end}. The run stops here. If those records were not written by flamingock-es,"
+                " an operator excludes them (docs/recovery.md).",
+                appended=positions, foreign=foreign,
+                remedies=(Remedy(RemedyKind.QUARANTINE, position=foreign[0]),
+                          Remedy(RemedyKind.VERIFY)))
         return positions
+
+    def _frames_between(self, start: int, end: int) -> list[int]:
+        """The positions of the frames others wrote in ``start..end`` (``start`` itself when
+        what is there is not a whole frame: every reader then names it as damage)."""
+        try:
+            with self._path.open("rb") as file:
+                file.seek(start)
+                data = file.read(end - start)
+        except OSError:
+            return [start]
+        try:
+            found = scan(self._path, data, start)
+        except CorruptLogError:
+            return [start]
+        return [position for position, _ in found.records] or [start]
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -35,6 +35,8 @@ def as_json(report: ReplayReport) -> dict[str, Any]:
         "events": report.events, "head_hash": report.head_hash,
         "since": report.since, "until": report.until,
         "breaks": [asdict(b) for b in report.breaks],
+        "findings": [asdict(f) for f in report.findings],
+        "quarantined": [{**asdict(q), "at": q.at.isoformat()} for q in report.quarantined],
         "runs": [asdict(r) for r in report.runs],
         "changes": [asdict(c) for c in report.changes],
     }
