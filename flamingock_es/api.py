@@ -330,10 +330,12 @@ def request_changes(target: Target = None, *, stages: Sequence[str] | None = Non
             end = follower.position if follower else -1
             with request_span(backend.requests.messaging, request.request_id,
                               settings.namespace) as (trace, headers):
-                publish(backend, replace(request, trace=trace) if trace else request, headers)
+                position = publish(backend, replace(request, trace=trace) if trace else request,
+                                   headers)
             if follower is None:
                 return Request(request.request_id, end)
-            return Request(request.request_id, end, follower.wait(request.request_id, timeout))
+            return Request(request.request_id, end, follower.wait(
+                request.request_id, timeout, position=position, digest=request.digest()))
         finally:
             if follower is not None:
                 follower.close()

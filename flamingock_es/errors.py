@@ -18,7 +18,8 @@ the CLI writes the command line. Exit codes are the CLI's (``cli/status_codes.py
     │   └── LockError                 someone else has, or took, the namespace's lock
     │       ├── LockTimeoutError
     │       └── LockLostError
-    ├── Refused                   the other side said no to these credentials: fix access
+    ├── Refused                   the other side said no: fix access, or the request
+    │   └── RequestRefusedError       the runners refused a change request (its reason)
     ├── Conflict                  what a decision was about changed: look again, decide
     │   ├── ChangedMeanwhileError
     │   └── RequestConflictError      a request id reused for another request
@@ -65,6 +66,7 @@ __all__ = [
     "Remedy",
     "RemedyKind",
     "RequestConflictError",
+    "RequestRefusedError",
     "RequestTimeoutError",
     "RunFailed",
     "RunInterrupted",
@@ -184,6 +186,11 @@ class LockLostError(LockError):
 
 class Refused(FlamingockError):
     """The other side answered, and said no to these credentials (authentication, an ACL)."""
+
+
+class RequestRefusedError(Refused):
+    """The runners refused a change request before running anything (undecodable, not
+    authenticated, expired, a reused id): it will never run as it is."""
 
 
 class Conflict(FlamingockError):

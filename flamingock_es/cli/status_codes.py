@@ -4,7 +4,7 @@
 |---|---|
 | 0 | success, or nothing to do |
 | 1 | an unexpected error |
-| 2 | invalid configuration, change file or flag |
+| 2 | invalid configuration, change file or flag; a change request rejected or refused |
 | 3 | the lock stayed held past the timeout, or was lost; no answer to a request in time |
 | 4 | the audit log is undecodable, inconsistent or not covered by a trusted signature |
 | 5 | a write could not be confirmed, or a service is unreachable or refused access |
@@ -31,6 +31,8 @@ from ..errors import (
     LockError,
     ManualInterventionRequired,
     Refused,
+    RequestConflictError,
+    RequestRefusedError,
     RequestTimeoutError,
     RunInterrupted,
     StepNotStarted,
@@ -46,6 +48,8 @@ INTERRUPTED = 130
 
 _CODES: tuple[tuple[type[FlamingockError], int], ...] = (  # most specific first
     (ConfigError, 2),
+    (RequestRefusedError, 2),
+    (RequestConflictError, 2),
     (RequestTimeoutError, 3),
     (LockError, 3),
     (HistoryError, 4),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "DeadLetter",
     "Delivery",
     "EventLog",
     "Lease",
@@ -143,6 +144,21 @@ class Delivery:
     """The position to commit once it is handled (the next record's)."""
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A request the runners refused before anything was recorded about it, and why; signed
+    by the runner that refused it, when it has a key (so a requester can believe it)."""
+
+    position: int
+    """Where it is among the dead letters."""
+    source: int
+    """Where the request was on the channel."""
+    reason: str
+    value: bytes
+    key_id: str | None = None
+    signature: bytes | None = None
+
+
 class RequestConsumer(Protocol):
     """A runner group's cursor over the request channel; commits are explicit."""
 
@@ -181,8 +197,21 @@ class RequestChannel(Protocol):
         """A consumer in ``group`` (default: the namespace's runner group)."""
         ...
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        """Keep an undecodable request, with why, where an operator can look at it."""
+    dead_letter_destination: str
+    """Where refused requests go, for messages."""
+
+    def dead_letter(self, delivery: Delivery, reason: str, key_id: str | None = None,
+                    signature: bytes | None = None) -> None:
+        """Keep a refused request, with why (signed by the refusing runner, when given),
+        where an operator can look at it and its requester can learn of it."""
+        ...
+
+    def dead_letters(self, start: int = 0) -> Iterator[DeadLetter]:
+        """The dead letters from position ``start`` on, as far as the channel has them."""
+        ...
+
+    def dead_letter_end(self) -> int:
+        """The position the next dead letter will take: a requester reads from there on."""
         ...
 
     def close(self) -> None:

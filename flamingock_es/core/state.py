@@ -142,6 +142,10 @@ class RunState:
     requested_by: str | None = None
     """The principal the request's verified signature names (not a field it chose)."""
     request_reason: str | None = None
+    request_digest: str | None = None
+    """What the request asked, by digest (a reused request id is told apart by it)."""
+    environment: str | None = None
+    labels: tuple[str, ...] = ()
     trace_id: str | None = None
     planned: tuple[str, ...] = ()
     applied: list[str] = field(default_factory=list)
@@ -486,8 +490,10 @@ def _run_started(state: State, event: AuditEvent, p: RunStarted, position: int) 
     run = _run(state, event)
     run.workflow, run.trigger, run.planned = p.workflow, p.trigger, p.planned
     run.request_id, run.trace_id = event.request_id, event.trace_id
+    run.environment, run.labels = p.environment, p.labels
     if p.requester is not None:
         run.requested_by, run.request_reason = p.requester.principal, p.requester.reason
+        run.request_digest = p.requester.request_digest
     run.position, run.seq = position, event.seq
 
 

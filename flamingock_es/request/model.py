@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ from ..errors import ConfigError, DecodeError
 
 __all__ = [
     "DEFAULT_TTL",
+    "REFUSAL_CONTEXT",
     "REQUEST_CONTEXT",
     "ChangeRequest",
     "RequestCodec",
@@ -34,6 +36,7 @@ __all__ = [
     "UndoTo",
     "Units",
     "WholeWorkflow",
+    "refusal_message",
     "target_of",
 ]
 
@@ -103,8 +106,27 @@ class ChangeRequest:
             return f"undo to {target.unit_id}"
         return "the whole workflow"
 
+    def digest(self) -> str:
+        """SHA-256 of what the request asks (its namespace and target): the runs it starts
+        record it, so a request id used again for something else is told apart."""
+        target = self.target
+        asked = {"namespace": self.namespace, "target": type(target).__name__,
+                 "names": list(getattr(target, "names", ())),
+                 "ids": list(getattr(target, "ids", ())),
+                 "unit_id": getattr(target, "unit_id", None)}
+        return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
+
 
 REQUEST_CONTEXT = b"flamingock-es request "
+REFUSAL_CONTEXT = b"flamingock-es refusal "
+"""What a runner's signature of a refused request signs (domain separation)."""
+
+
+def refusal_message(value: bytes, source: int, reason: str) -> bytes:
+    """What a runner signs when it refuses a request: the request's bytes (by digest),
+    where it was on the channel, and why."""
+    return (REFUSAL_CONTEXT + hashlib.sha256(value).digest() + source.to_bytes(8, "big")
+            + reason.encode())
 """What a request's signature signs, before the SHA-256 of its body (domain separation)."""
 
 

@@ -45,7 +45,7 @@ from ..errors import (
 )
 from ..run.runner import Runner, RunOptions
 from ..run.signals import Interrupts
-from .model import ChangeRequest, RequestCodec, Stages, UndoTo, Units
+from .model import ChangeRequest, RequestCodec, Stages, UndoTo, Units, refusal_message
 
 __all__ = ["Observers", "ProcessSpan", "RequestService", "ServeStats"]
 
@@ -110,15 +110,37 @@ class RequestService:
         if requester is None:
             self._dead_letter(delivery, str(refusal))
             return
+        reused = self._reused(request, requester)
+        if reused is not None:
+            self._dead_letter(delivery, reused)
+            return
         with self._process_span(delivery, request, group) as done:
             done(self._handle(request, requester))
         self.stats.handled += 1
         self.stats.request_ids.append(request.request_id)
 
+    def _reused(self, request: ChangeRequest, requester: Requester) -> str | None:
+        """Why ``request`` reuses the id of an earlier, different request, or ``None``. An
+        answer already in the log for the same request is a duplicate, answered once."""
+        state = self._runner(request.request_id, requester).refresh(check=False)
+        earlier = next((run for run in state.runs.values()
+                        if run.request_id == request.request_id and run.outcome is not None),
+                       None)
+        if earlier is None or earlier.request_digest in (None, request.digest()):
+            return None
+        return (f"request id {request.request_id} was used before, by run {earlier.run_id} "
+                "for another request; this one asks for something else. Publish it with a new "
+                "id")
+
     def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        self.backend.requests.dead_letter(delivery, reason)
-        log.warning("request at offset %d sent to the dead letters of %s: %s",
-                    delivery.position, self.backend.requests.destination, reason)
+        """Refuse a request before anything is recorded about it: kept, with why, where its
+        requester learns of it (signed, when this runner has a key)."""
+        channel, signer = self.backend.requests, self.backend.signer
+        signature = signer.sign(refusal_message(delivery.value, delivery.position, reason)) \
+            if signer is not None else None
+        channel.dead_letter(delivery, reason, signer.key_id if signer else None, signature)
+        log.warning("request at offset %d sent to the dead letters (%s): %s",
+                    delivery.position, channel.dead_letter_destination, reason)
         self.stats.dead_letters += 1
         self.stats.handled += 1
 
@@ -133,7 +155,8 @@ class RequestService:
                 return None, f"request {request.request_id} is unsigned; this runner requires " \
                              "signed requests"
             return Requester(principal=request.requested_by, key_id=None,
-                             reason=request.reason, service=request.service), None
+                             reason=request.reason, service=request.service,
+                             request_digest=request.digest()), None
         why = self.trust.check(request.key_id, request.signature, request.signed,
                                namespace=request.namespace, role="request")
         if why is not None:
@@ -141,7 +164,7 @@ class RequestService:
         principal = self.trust.principal(request.key_id)
         assert principal is not None
         return Requester(principal=principal, key_id=request.key_id, reason=request.reason,
-                         service=request.service), None
+                         service=request.service, request_digest=request.digest()), None
 
     def _handle(self, request: ChangeRequest, requester: Requester) -> str:
         runner = self._runner(request.request_id, requester)

@@ -282,3 +282,33 @@ def test_a_forged_unsigned_answer_does_not_answer_a_request(signed: Project) -> 
     assert "SUCCEEDED" not in out
     assert "no answer to request pending-1" in err
     assert signed.effects().count("apply u1") == 1  # the first run's, nothing since
+
+
+def test_a_refused_request_is_told_at_once_and_a_reused_id_is_refused(signed: Project) -> None:
+    """The requester learns a refusal from the runner's signed dead letter, within the round
+    trip: an expired request, and a request id already answered for another request."""
+    server = _serve(signed)
+    try:
+        expired = signed.cli("request", "--wait", "--timeout", "60", "--key", "keys/alice.key",
+                             "--ttl", "-1", "--reason", "late", "--unit", "u1", timeout=90)
+        assert expired.returncode == 2, expired.stderr
+        assert "was refused by the runners and will not run" in expired.stderr
+        assert "expired" in expired.stderr
+
+        first = ok(signed.cli("request", "--wait", "--timeout", "60", "--key",
+                              "keys/alice.key", "--reason", "r", "--unit", "u1", "--id",
+                              "release-7", timeout=90))
+        assert "SUCCEEDED" in first.stdout
+        reused = signed.cli("request", "--wait", "--timeout", "60", "--key", "keys/alice.key",
+                            "--reason", "r", "--unit", "u2", "--id", "release-7", timeout=90)
+        assert reused.returncode == 2, reused.stderr  # told by the log or the dead letter
+        assert "release-7" in reused.stderr
+        assert "another request" in reused.stderr
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    assert signed.effects().count("apply u1") == 1
+    assert "apply u2" not in signed.effects()
+    letters = _dead_letters(signed)
+    assert letters  # the expired one at least, perhaps the reused id too
+    assert all(d["signature"] for d in letters)  # each signed by the runner that refused it

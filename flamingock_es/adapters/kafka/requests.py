@@ -10,7 +10,8 @@ copied to ``{prefix}.requests-dlq.{ns}`` with the reason in headers, as Kafka Co
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
@@ -18,8 +19,9 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_SYSTEM,
 )
 
-from ...core.ports import Delivery
+from ...core.ports import DeadLetter, Delivery
 from ...errors import AppendError
+from .admin import admin_client, end_offsets
 from .config import KafkaSettings, Topics, new_client
 from .errors import is_transient, unavailable
 
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT = 30.0
 REASON_HEADER = "flamingock.dlq.reason"
 SOURCE_HEADER = "flamingock.dlq.source.offset"
+KEY_HEADER = "flamingock.dlq.key_id"
+SIGNATURE_HEADER = "flamingock.dlq.signature"
+_DLQ_READ_TIMEOUT = 5.0
 
 
 class KafkaRequestChannel:
@@ -38,6 +43,7 @@ class KafkaRequestChannel:
     def __init__(self, settings: KafkaSettings, topics: Topics) -> None:
         self.settings, self.topics = settings, topics
         self.destination = topics.requests
+        self.dead_letter_destination = topics.dead_letters
         self.messaging = {MESSAGING_SYSTEM: "kafka", MESSAGING_DESTINATION_NAME: self.destination}
         self.group = topics.runner_group
         self._producer: Producer | None = None
@@ -45,10 +51,43 @@ class KafkaRequestChannel:
     def publish(self, key: str, value: bytes, headers: Mapping[str, str] | None = None) -> int:
         return self._produce(self.destination, key, value, headers)
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+    def dead_letter(self, delivery: Delivery, reason: str, key_id: str | None = None,
+                    signature: bytes | None = None) -> None:
         headers = {**delivery.headers, REASON_HEADER: reason,
                    SOURCE_HEADER: str(delivery.position)}
+        if key_id is not None and signature is not None:
+            headers |= {KEY_HEADER: key_id, SIGNATURE_HEADER: signature.hex()}
         self._produce(self.topics.dead_letters, delivery.key or "", delivery.value, headers)
+
+    def dead_letter_end(self) -> int:
+        try:
+            return end_offsets(admin_client(self.settings), self.topics.dead_letters)[1]
+        except KafkaException as exc:
+            raise unavailable(f"find the end of {self.topics.dead_letters}",
+                              self.settings.describe(), exc) from exc
+
+    def dead_letters(self, start: int = 0) -> Iterator[DeadLetter]:
+        end = self.dead_letter_end()
+        if start >= end:
+            return
+        consumer = new_client(Consumer, self.settings.config({
+            "group.id": f"{self.topics.dead_letters}.reader", "enable.auto.commit": False,
+            "enable.partition.eof": True}))
+        try:
+            consumer.assign([TopicPartition(self.topics.dead_letters, 0, start)])
+            deadline = time.monotonic() + _DLQ_READ_TIMEOUT
+            while time.monotonic() < deadline:
+                msg = consumer.poll(0.2)
+                if msg is None or msg.error() is not None:
+                    continue
+                offset = int(msg.offset() or 0)
+                found = _dead_letter(offset, msg)
+                if found is not None:
+                    yield found
+                if offset + 1 >= end:
+                    return
+        finally:
+            consumer.close()
 
     def _produce(self, topic: str, key: str, value: bytes,
                  headers: Mapping[str, str] | None) -> int:
@@ -132,3 +171,20 @@ class KafkaRequestConsumer:
             self._consumer.close()
         except (KafkaException, RuntimeError) as exc:
             log.debug("closing the requests consumer: %s", exc)
+
+
+def _dead_letter(offset: int, msg: Message) -> DeadLetter | None:
+    """A dead letter as the runners wrote it (its headers say where and why)."""
+    headers: dict[str, str] = {}
+    for name, raw in list(msg.headers() or []):
+        if isinstance(raw, bytes):
+            headers[str(name)] = raw.decode(errors="replace")
+    value = msg.value()
+    try:
+        source = int(headers[SOURCE_HEADER])
+        signature = headers.get(SIGNATURE_HEADER)
+        return DeadLetter(offset, source, headers.get(REASON_HEADER, ""),
+                          value if isinstance(value, bytes) else b"", headers.get(KEY_HEADER),
+                          bytes.fromhex(signature) if signature else None)
+    except (KeyError, ValueError):  # not written by a runner: not an answer
+        return None

@@ -13,7 +13,7 @@ import fcntl
 import json
 import os
 import threading
-from base64 import b64encode
+from base64 import b64decode, b64encode
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_NAME,
 )
 
-from ...core.ports import Delivery, StoredRecord
+from ...core.ports import DeadLetter, Delivery, StoredRecord
 from ...errors import AppendError
 from .event_log import LocalEventLog
 from .frames import HEADER, append_durably, encode, replace_durably
@@ -37,7 +37,9 @@ class LocalRequestChannel:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.path = root / "requests.log"
+        self.dead = root / "requests.dead.log"
         self.destination = f"file:{self.path}"
+        self.dead_letter_destination = f"file:{self.dead}"
         self.messaging = {MESSAGING_DESTINATION_NAME: self.destination}
         self.group = DEFAULT_GROUP
 
@@ -48,10 +50,29 @@ class LocalRequestChannel:
         name = group or DEFAULT_GROUP
         return LocalRequestConsumer(self.path, self.root / f"requests.{name}.offset")
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+    def dead_letter(self, delivery: Delivery, reason: str, key_id: str | None = None,
+                    signature: bytes | None = None) -> None:
         entry = {"position": delivery.position, "reason": reason,
-                 "value": b64encode(delivery.value).decode()}
-        _append(self.root / "requests.dead.log", json.dumps(entry).encode())
+                 "value": b64encode(delivery.value).decode(), "key_id": key_id,
+                 "signature": signature.hex() if signature is not None else None}
+        _append(self.dead, json.dumps(entry).encode())
+
+    def dead_letters(self, start: int = 0) -> Iterator[DeadLetter]:
+        for position, record in LocalEventLog(self.dead).read(start):
+            try:
+                entry = json.loads(record)
+                signature = entry.get("signature")
+                yield DeadLetter(position, int(entry["position"]), str(entry["reason"]),
+                                 b64decode(entry["value"]), entry.get("key_id"),
+                                 bytes.fromhex(signature) if signature else None)
+            except (ValueError, KeyError, TypeError):  # not one of ours: not an answer
+                continue
+
+    def dead_letter_end(self) -> int:
+        try:
+            return self.dead.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def close(self) -> None:
         pass
