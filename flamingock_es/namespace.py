@@ -23,6 +23,7 @@ from .core.codec import AuditCodec
 from .core.reading import LogReader
 from .core.recorder import Observer
 from .core.trust import Signer, TrustStore, check_writer, load_signer
+from .core.witness import HeadMemory
 from .definition.settings import Settings
 from .definition.trust_config import load_trust
 from .errors import ConfigError, MissingExtraError, NamespaceNotFoundError
@@ -66,8 +67,23 @@ def open_namespace(settings: Settings, *, create: bool = True, write: bool = Fal
     if write:
         check_writer(trust, signer, settings.namespace)
     reader = LogReader(AuditCodec(reader=False if settings.pure_python else None), trust)
-    return open_backend(settings.bus, settings.namespace, settings.bus_options, create=create,
-                        reader=reader, signer=signer)
+    backend = open_backend(settings.bus, settings.namespace, settings.bus_options,
+                           create=create, reader=reader, signer=signer)
+    if write:
+        backend.heads = _heads(settings)
+    return backend
+
+
+def _heads(settings: Settings) -> HeadMemory:
+    """Where a runner keeps the last head it saw: beside the workflow, off the bus, one file
+    per namespace and bus (``.flamingock/heads/NAMESPACE@BUS.json``)."""
+    from .adapters.local import LocalSnapshots
+
+    prefix = settings.bus_options.get("topic_prefix", "")
+    bus = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{settings.bus}{prefix}").strip("_")
+    folder = settings.base / ".flamingock" / "heads"
+    name = f"{settings.namespace}@{bus}.json"
+    return HeadMemory(LocalSnapshots(folder, name), str(folder / name))
 
 
 def existing_namespace(settings: Settings, *, write: bool = False) -> Backend:

@@ -15,6 +15,7 @@ from types import TracebackType
 from .ports import EventLog, Lock, RequestChannel, SnapshotStore
 from .reading import LogReader
 from .trust import Signer, TrustStore
+from .witness import HeadMemory
 
 __all__ = ["Backend"]
 
@@ -33,6 +34,9 @@ class Backend:
     signer: Signer | None = None
     options: Mapping[str, str] = field(default_factory=dict)
     """The bus's options (Kafka: topic prefix, librdkafka properties), as given."""
+    heads: HeadMemory | None = None
+    """The last head a runner saw of this namespace, kept off the bus (a runner refuses a
+    log that lost it); ``None`` for tools that only read."""
 
     @property
     def trust(self) -> TrustStore | None:
@@ -42,6 +46,8 @@ class Backend:
     def close(self) -> None:
         self.requests.close()
         self.snapshots.close()
+        if self.heads is not None:
+            self.heads.store.close()
         self.lock.close()
         self.log.close()
 

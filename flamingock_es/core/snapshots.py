@@ -38,7 +38,8 @@ from .reading import LogReader
 from .state import State
 from .trust import Signer, TrustStore
 
-__all__ = ["FORMAT", "SNAPSHOT_CONTEXT", "decode_state", "encode_state", "load", "read", "save"]
+__all__ = ["FORMAT", "SNAPSHOT_CONTEXT", "decode_state", "encode_state", "event_hash_at", "load",
+           "read", "save"]
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def load(store: SnapshotStore, log_: EventLog, namespace: str,
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring the snapshot of %s: it cannot be read (%s)", namespace, exc)
         return None
-    found = _event_at(log_, position, reader.codec)
+    found = event_hash_at(log_, position, reader.codec)
     if found != head:
         where = ("the log ends before it" if found is None else
                  f"the event there has hash {found.hex()[:16]}..., not {head.hex()[:16]}...")
@@ -162,7 +163,7 @@ def _header(data: bytes | None) -> dict[str, Any] | None:
     return header if isinstance(header, dict) else None
 
 
-def _event_at(log_: EventLog, position: int, codec: AuditCodec) -> bytes | None:
+def event_hash_at(log_: EventLog, position: int, codec: AuditCodec) -> bytes | None:
     """The hash of the event at ``position``, if the log still has one there."""
     for at, data in log_.read(position):
         if at != position:

@@ -41,7 +41,8 @@ def test_a_killed_run_leaves_the_unit_in_doubt_and_manual_intervention_refuses(
     assert other in status.stdout  # one concrete command for each decision, never a template
 
     refused = ok(project.cli("run"), 7)
-    assert "unit 'u2' is in doubt: started, never finished (the process died)" in refused.stderr
+    assert ("unit 'u2' is in doubt: started, no outcome recorded (the process died, or was cut "
+            "off") in refused.stderr
     assert mark in refused.stderr
     # not ready: wait times out (exit 3) and names the unit and the command that resolves it
     assert ok(project.cli("wait", "--timeout", "0.5", "--poll", "0.1"), 3).stderr.count(mark) == 1
@@ -68,7 +69,7 @@ def test_a_killed_run_is_retried_under_always_retry(project: Project) -> None:
 
     result = ok(project.cli("run"))
 
-    assert "main/u2 (retry (in doubt: started, never finished" in result.stderr
+    assert "main/u2 (retry (in doubt: started, no outcome recorded" in result.stderr
     assert project.effects() == ["start u1", "apply u1", "start u2",
                                  "start u2", "apply u2", "start u3", "apply u3"]
     events = json.loads(project.cli("history", "--json", "--unit", "u2").stdout)
@@ -151,3 +152,35 @@ def test_wait_returns_when_up_to_date_and_times_out_when_pending(project: Projec
 
     ok(project.cli("run"))
     assert ok(project.cli("wait", "--timeout", "5")).stdout.strip() == "up to date"
+
+
+def test_a_log_deleted_or_cut_is_refused_until_the_head_is_forgotten(project: Project) -> None:
+    """A namespace whose log was deleted (or cut short) reads as a new one: every unit would
+    run a second time. The runner remembers the head it saw, off the log, and refuses."""
+    ok(project.cli("run"))
+    assert project.effects() == ["start u1", "apply u1", "start u2", "apply u2",
+                                 "start u3", "apply u3"]
+    heads = project.path / ".flamingock" / "heads"
+    [memory] = heads.iterdir()
+    assert memory.name.startswith("shop@local")
+
+    frames = project.frames()
+    cut = frames[len(frames) // 2][0]
+    with project.log.open("r+b") as log:  # cut off the second half, on a frame boundary
+        log.truncate(cut)
+    assert ok(project.cli("verify")).returncode == 0  # what is left holds together
+    cut_off = ok(project.cli("run"), 4)
+    assert "no longer holds the event this runner saw" in cut_off.stderr
+    assert "the log ends before it" in cut_off.stderr
+
+    project.log.parent.joinpath("snapshot").unlink(missing_ok=True)
+    for name in ("audit.log", "lock"):
+        project.log.parent.joinpath(name).unlink(missing_ok=True)
+    deleted = ok(project.cli("run"), 4)
+    assert "the namespace was deleted and created again" in deleted.stderr
+    assert f"rm {memory.relative_to(project.path)}" in deleted.stderr
+    assert len(project.effects()) == 6  # nothing ran a second time
+
+    memory.unlink()  # the operator decides that starting over is what they want
+    ok(project.cli("run"))
+    assert len(project.effects()) == 12

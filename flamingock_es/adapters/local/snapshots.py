@@ -12,10 +12,10 @@ __all__ = ["LocalSnapshots"]
 
 
 class LocalSnapshots:
-    """``ROOT/snapshot``."""
+    """``ROOT/snapshot`` (or ``ROOT/NAME``: the heads a runner remembers use it too)."""
 
-    def __init__(self, root: Path) -> None:
-        self.path = root / "snapshot"
+    def __init__(self, root: Path, name: str = "snapshot") -> None:
+        self.path = root / name
 
     def latest(self) -> bytes | None:
         try:
@@ -25,9 +25,10 @@ class LocalSnapshots:
 
     def save(self, data: bytes) -> None:
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             replace_durably(self.path, data)
         except OSError as exc:
-            raise AppendError(f"could not write the snapshot {self.path}: "
+            raise AppendError(f"could not write {self.path}: "
                               f"{exc.strerror or exc}") from exc
 
     def close(self) -> None:
