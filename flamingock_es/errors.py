@@ -14,7 +14,8 @@ the CLI writes the command line. Exit codes are the CLI's (``cli/status_codes.py
     │   ├── Unavailable               a service did not answer, or did not confirm a write
     │   │   ├── AppendError               an audit event could not be made durable
     │   │   ├── StoreError                a projection store failed (after retries)
-    │   │   └── RequestTimeoutError       no answer to a change request in time
+    │   │   ├── RequestTimeoutError       no answer to a change request in time
+    │   │   └── OpenTransactionError      someone else's transaction hides the log's end
     │   └── LockError                 someone else has, or took, the namespace's lock
     │       ├── LockTimeoutError
     │       └── LockLostError
@@ -62,6 +63,7 @@ __all__ = [
     "ManualInterventionRequired",
     "MissingExtraError",
     "NamespaceNotFoundError",
+    "OpenTransactionError",
     "Refused",
     "Remedy",
     "RemedyKind",
@@ -103,6 +105,10 @@ class RemedyKind(enum.StrEnum):
     """Rebuild the projection from the log."""
     DELETE_GROUP_OFFSETS = "delete-group-offsets"
     """Forget how far a Kafka group's commits saw the log reach (``group``, ``topic``)."""
+    FORGET_HEAD = "forget-head"
+    """Forget the head a runner remembers of a namespace (``topic``: the file that holds it)."""
+    ABORT_TRANSACTION = "abort-transaction"
+    """End a Kafka transaction left open on ``topic`` from offset ``position``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +178,11 @@ class RequestTimeoutError(Unavailable):
     """No answer to a change request appeared in the audit log in time."""
 
 
+class OpenTransactionError(Unavailable):
+    """A transaction this project's writer cannot end (another transactional id) is open on
+    the audit log: what follows it is hidden until it ends or is aborted."""
+
+
 class LockError(Transient):
     """The namespace's lock is another runner's: held past the wait, or taken away."""
 
@@ -237,6 +248,20 @@ class ForeignRecordError(HistoryError):
                  remedies: Sequence[Remedy] = ()) -> None:
         super().__init__(message, remedies=remedies)
         self.appended, self.foreign = list(appended), list(foreign)
+
+    @classmethod
+    def landed(cls, log: str, foreign: Sequence[int], appended: Sequence[int],
+               unit: str = "offset", advice: str = "") -> ForeignRecordError:
+        """The one way every log says it: where the others' records are, where this
+        writer's own follow, and the operator's way on."""
+        return cls(
+            f"{len(foreign)} record(s) this runner did not write landed on {log} at {unit}(s) "
+            f"{', '.join(map(str, foreign))} while it held the lock (between two of its "
+            f"appends); its own records follow them, from {unit} {appended[0]}. The run stops "
+            "here. If those records were not written by flamingock-es, an operator excludes "
+            f"them (docs/recovery.md){advice}.", appended=appended, foreign=foreign,
+            remedies=(Remedy(RemedyKind.QUARANTINE, position=foreign[0]),
+                      Remedy(RemedyKind.VERIFY)))
 
 
 class DecisionRequired(FlamingockError):

@@ -53,7 +53,8 @@ def _expected(args: argparse.Namespace) -> list[Checkpoint]:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Replay the log with the shared fold; check its hash chain, its signatures (with a
     trust store) and the checkpoints given; report every finding with its offset."""
-    report = api.verify(settings(args), expect=_expected(args))
+    expected = _expected(args)
+    report = api.verify(settings(args), expect=expected)
     if args.json:
         print_json({"log": report.log, "ok": report.ok, "events": report.events,
                     "position": report.state.position, "head_hash": report.head_hash,
@@ -66,8 +67,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(f"{report.log}: {report.events} events, head "
           f"{report.state.position}:{report.head_hash}")
     _print_integrity(report, sys.stdout)
-    print("chain intact" if report.ok else f"{len(report.findings)} break(s) found")
+    failed = {f.position for f in report.findings if f.kind == "checkpoint"}
+    for checkpoint in expected:
+        if checkpoint.position not in failed:
+            signed = f", signed by key {checkpoint.key_id}" if checkpoint.signature else ""
+            print(f"  checkpoint at offset {checkpoint.position} holds{signed}")
+    print("chain intact" if report.ok else _summary(report.findings))
     return 0 if report.ok else 4
+
+
+def _summary(findings: list[Finding]) -> str:
+    """``3 findings: 1 break, 2 unsigned events (in 1 range)``: each kind counted once."""
+    kinds: dict[str, int] = {}
+    for finding in findings:
+        kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
+    if set(kinds) == {"break"}:
+        return f"{_count(len(findings), 'break')} found"
+    ranges = sum(1 for line in _finding_lines(findings) if line.startswith("UNSIGNED"))
+    parts = [f"{_count(count, _NOUNS.get(kind, kind))}"
+             + (f" (in {_count(ranges, 'range')})" if kind == "unsigned" else "")
+             for kind, count in kinds.items()]
+    return f"{_count(len(findings), 'finding')}: {', '.join(parts)}"
+
+
+_NOUNS = {"unsigned": "unsigned event", "untrusted": "untrusted event",
+          "unreadable": "unreadable record", "checkpoint": "checkpoint not held"}
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 break``, ``2 breaks``; ``2 checkpoints not held``."""
+    head, _, tail = noun.partition(" not ")
+    plural = head if n == 1 else f"{head}s"
+    return f"{n} {plural}" + (f" not {tail}" if tail else "")
 
 
 def _print_integrity(report: ReplayReport, out: Any) -> None:

@@ -31,6 +31,11 @@ def command(remedy: Remedy) -> str:
         return "flamingock-es init (or pass --config PATH)"
     if kind is RemedyKind.PROJECT_REBUILD:
         return "flamingock-es project --rebuild"
+    if kind is RemedyKind.FORGET_HEAD:
+        return f"rm {remedy.topic}   (after checking that starting over is what you want)"
+    if kind is RemedyKind.ABORT_TRANSACTION:
+        return (f"scripts/kafka-tool transactions abort --topic {remedy.topic} --partition 0 "
+                f"--start-offset {remedy.position}")
     if kind is RemedyKind.DELETE_GROUP_OFFSETS:
         return (f"scripts/kafka-tool consumer-groups --delete-offsets --group {remedy.group} "
                 f"--topic {remedy.topic}")

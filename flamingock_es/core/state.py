@@ -392,6 +392,13 @@ class State:
         event = record.event
         if not record.intact:
             self._break(record, "hash mismatch: the event was altered after it was written")
+        forked = next((u for u in self.unsealed if (u.seq, u.prev_hash) == (
+            event.seq, event.prev_hash) and u.hash != event.hash), None)
+        if record.intact and forked is not None:  # its writer never saw what came between
+            self._break(record, f"it chains to the event before offset {forked.position}, "
+                        "around the records appended from there on by another writer: once "
+                        "they are excluded, the chain holds")
+            return
         if event.seq != self.next_seq:
             what = "dropped" if event.seq > self.next_seq else "duplicated or reordered"
             self._break(record, f"sequence {event.seq} where {self.next_seq} was expected: "

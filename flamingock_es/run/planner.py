@@ -324,7 +324,12 @@ def _decide(
                + (f"; its rollback failed too ({last.rollback_error})"
                   if last.rollback_error else "")
                + ". Its recovery strategy is manual-intervention: check the target system, "
-                 "then record what you found.")
+                 "then record what you found"
+               + (". Its runner may be alive and cut off from the bus, its step still in "
+                  "flight: first make sure it is gone (the lock's session has expired and the "
+                  "process is not running), as its side effect may still land"
+                  if status is UnitStatus.STARTED and not last.interrupted else "")
+               + ".")
     return (entry(Action.BLOCKED, doubt),
             Blocker(unit.id, "manual-intervention", message, mark_remedies(last)))
 
@@ -334,4 +339,5 @@ def _doubt(last: UnitState) -> str:
         return last.status.value.lower().replace("_", " ")
     if last.interrupted:
         return f"in doubt: interrupted by {last.interrupted}"
-    return "in doubt: started, never finished (the process died)"
+    return ("in doubt: started, no outcome recorded (the process died, or was cut off from "
+            "the bus and its side effect may still land)")

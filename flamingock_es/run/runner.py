@@ -76,6 +76,7 @@ from ..errors import (
     RemedyKind,
     RunInterrupted,
     StepNotStarted,
+    Unavailable,
     UnitFailedError,
 )
 from .planner import Plan, PlannedUnit, UndoScope, make_plan, only, undo_targets
@@ -208,6 +209,8 @@ class Runner:
         try:
             writer = self.backend.log.writer(lease)
             self.refresh(check=check)
+            if self.backend.heads is not None:
+                self.backend.heads.check(self.backend.log, self.backend.reader, self.state)
             signer = self.backend.signer
             recorder = Recorder(writer, self.state, self.identity, self.backend.reader.codec,
                                 self._trace, signer.sign if signer else None,
@@ -215,8 +218,8 @@ class Runner:
             try:
                 yield recorder, lease
             finally:  # whatever the run's outcome: what it recorded is the log now
-                if recorder.appended and not lease.lost and not recorder.foreign:
-                    self._snapshot()
+                if not lease.lost and not recorder.foreign:
+                    self._keep(snapshot=recorder.appended > 0)
         finally:
             if writer is not None:
                 writer.close()
@@ -268,20 +271,26 @@ class Runner:
                         error=result.error, not_started=tuple(result.not_started)),
             LockReleased(holder=frame.lease.holder))
 
-    def _snapshot(self) -> None:
-        """Leave a snapshot of what the log now says, for the next start-up: a cache, so a
-        failure to write it is only a warning. None of a state with findings: a snapshot
-        vouches for what it holds."""
+    def _keep(self, *, snapshot: bool) -> None:
+        """Leave what the log now says for the next start-up: a snapshot (a cache) if this
+        run appended, and the head it saw (evidence that the log held it). Failing to is
+        only a warning. Neither of a state with findings: both vouch for what they hold."""
         if self.backend.reader.findings(self.state):
             return
         try:
-            snapshots.save(self.backend.snapshots, self.state, self.workflow.namespace,
-                           self.backend.signer)
+            if snapshot:
+                snapshots.save(self.backend.snapshots, self.state, self.workflow.namespace,
+                               self.backend.signer)
+            if self.backend.heads is not None:
+                self.backend.heads.remember(self.state)
         except FlamingockError as exc:
-            log.warning("no snapshot written: %s", exc)
+            log.warning("not kept for the next start-up: %s", exc)
 
     def _holder_text(self) -> str:
-        lock = self.backend.reader.catch_up(self.backend.log, self.state).lock
+        try:
+            lock = self.backend.reader.catch_up(self.backend.log, self.state).lock
+        except Unavailable as exc:  # the wait goes on: the lock decides, not this line
+            return f"The holder cannot be read from the audit log right now ({exc})."
         if lock is None:
             return "No holder is recorded in the audit log yet."
         return (f"Held by {lock.holder} (run {lock.run_id}) since {lock.since:%Y-%m-%d %H:%M:%S}"
@@ -357,9 +366,12 @@ class Runner:
             recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
                                          duration_ms=ms, error=error))
             return error, True
-        ms = _ms(started)
-        recorder.record(ChangeSucceeded(unit_id=unit.id, checksum=unit.checksum,
-                                        duration_ms=ms))
+        try:
+            recorder.record(ChangeSucceeded(unit_id=unit.id, checksum=unit.checksum,
+                                            duration_ms=_ms(started)))
+        except ForeignRecordError:  # its success is durable all the same
+            frame.result.applied.append(unit.id)
+            raise
         return None, True
 
     def _interrupted(self, unit_id: str, stop: StepInterrupted, frame: Frame, *,

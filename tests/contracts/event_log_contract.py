@@ -53,6 +53,21 @@ class EventLogContract:
         lease.release()
         assert [data for _, data in backend.log.read(positions[1])] == [b"b", b"c"]
 
+    def test_a_read_begun_inside_a_read_reads_the_whole_log_and_the_outer_goes_on(
+            self, backend: Backend) -> None:
+        """A fold that starts over from inside a read (a quarantine decision found midway)."""
+        lease = backend.lock.acquire("contract", self.lock_timeout)
+        writer = backend.log.writer(lease)
+        writer.append([b"a", b"b", b"c"])
+        writer.close()
+        lease.release()
+        outer, inner = [], []
+        for _, data in backend.log.read():
+            outer.append(data)
+            if data == b"b":
+                inner = [d for _, d in backend.log.read()]
+        assert (outer, inner) == ([b"a", b"b", b"c"], [b"a", b"b", b"c"])
+
     def test_recorded_events_fold_into_an_intact_chain(self, backend: Backend) -> None:
         lease = backend.lock.acquire("contract", self.lock_timeout)
         state = State()

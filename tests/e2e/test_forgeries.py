@@ -177,8 +177,10 @@ def test_a_record_injected_while_a_runner_holds_the_lock_stops_it_and_is_named(
 
     stopped = ok(signed.cli("run"), 4)
 
-    assert "did not write were appended" in stopped.stderr
-    (foreign,) = unsigned(signed)[:1]
+    assert "this runner did not write landed on" in stopped.stderr
+    foreign, _own = unsigned(signed)  # the runner's next record chains around it
+    assert f"chains to the event before offset {foreign}" in ok(signed.cli("verify"), 4).stdout
+    assert "applied 1" in stopped.stderr  # u4's success is durable, and said
     assert f"flamingock-es quarantine --offset {foreign}" in stopped.stderr
     assert signed.effects().count("apply u4") == 1
     assert "apply u5" not in signed.effects()  # the run stopped after the unit in hand

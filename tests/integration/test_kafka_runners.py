@@ -215,8 +215,8 @@ def test_a_holder_killed_inside_a_unit_leaves_it_in_doubt(
     audit.assert_intact()
     if recovery == "manual-intervention":
         ok(successor, 7)
-        assert "unit 'u0002' is in doubt: started, never finished (the process died)" \
-            in successor.stderr
+        assert ("unit 'u0002' is in doubt: started, no outcome recorded (the process died, or "
+                "was cut off") in successor.stderr
         assert MARK in successor.stderr
         assert project.applied_effects() == ["u0001"]  # nothing ran again
         assert project.started_effects() == ["u0001", "u0002"]
@@ -229,7 +229,7 @@ def test_a_holder_killed_inside_a_unit_leaves_it_in_doubt(
         assert audit.report.state.counts() == {"APPLIED": 1, "STARTED": 1}
     else:
         ok(successor)
-        assert "main/u0002 (retry (in doubt: started, never finished" in successor.stderr
+        assert "main/u0002 (retry (in doubt: started, no outcome recorded" in successor.stderr
         assert project.applied_effects() == ["u0001", "u0002", "u0003"]
         assert project.started_effects() == ["u0001", "u0002", "u0002", "u0003"]
         assert [e.payload.attempt for e in audit.unit_events("u0002", "ChangeStarted")] \

@@ -125,7 +125,8 @@ def test_in_doubt_under_manual_intervention_blocks_with_the_mark_command(journal
 
     (entry,) = plan.units
     assert entry.action is Action.BLOCKED
-    assert entry.reason == "in doubt: started, never finished (the process died)"
+    assert entry.reason == ("in doubt: started, no outcome recorded (the process died, or was cut "
+                            "off from the bus and its side effect may still land)")
     (blocker,) = plan.blockers
     assert blocker.unit_id == "u1"
     assert blocker.kind == "manual-intervention"

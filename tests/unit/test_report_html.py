@@ -294,7 +294,7 @@ def test_summary_counts_units_runs_and_people(page: ET.Element) -> None:
     assert "MANUAL_MARKED_AS_APPLIED 1 enable-checkout" in text
     assert "SUCCEEDED 2" in text
     assert "ROLLED_BACK 1" in text
-    assert "incomplete (no outcome recorded: the process died) 1" in text
+    assert "incomplete (no outcome recorded: the process died or was cut off) 1" in text
     assert "ana@laptop-7 3 4" in text  # runs, steps (the interrupted one counts)
     assert "deploy-bot@runner-2 1 2" in text
     assert "alice 1" in text
@@ -323,11 +323,11 @@ def test_a_requested_run_shows_who_asked_and_why_apart_from_who_applied(
 def test_a_killed_run_is_incomplete_not_blank(page: ET.Element) -> None:
     section = _section(page, "r3-killed")
     header = _text(section.find(".//header"))
-    assert "incomplete (no outcome recorded: the process died)" in header
+    assert "incomplete (no outcome recorded: the process died or was cut off)" in header
     assert "Finished never: no outcome recorded" in _text(section)
     (row,) = section.findall(".//tbody/tr")
     assert "STARTED" in _text(row)
-    assert "In doubt started, no outcome recorded: the process died" in _text(row)
+    assert "In doubt started, no outcome recorded: the process died or was cut off" in _text(row)
 
 
 def test_a_mark_shows_its_reason_as_a_reason(page: ET.Element) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -42,6 +44,43 @@ _RESERVED = frozenset({
 
 KINDS = ("audit", "lock", "requests", "requests-dlq", "snapshots")
 _LIBRDKAFKA_LOG = logging.getLogger("flamingock_es.kafka.librdkafka")
+
+
+class _Repeats(logging.Filter):
+    """librdkafka says so again at every reconnect attempt while a broker is away (a run
+    across a broker restart printed 165 lines of it): each kind of line is shown once a
+    minute, with how many like it were left out, and a connection refused is a warning (the
+    clients retry; an error is what they give up on, which this project reports itself)."""
+
+    WINDOW = 60.0
+    _DIGITS = re.compile(r"\d+")
+    _RETRIED = ("Connection refused", "Disconnected", "Connect to ipv", "Broker transport failure",
+                "Timed out")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        key = self._DIGITS.sub("#", text)[:240]
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self.WINDOW:
+                seen[1] += 1
+                return False
+            left_out = int(seen[1]) if seen is not None else 0
+            self._seen[key] = [now, 0]
+        if left_out:
+            record.msg, record.args = f"{text} ({left_out} more like it left out)", ()
+        if record.levelno >= logging.ERROR and any(word in text for word in self._RETRIED):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_LIBRDKAFKA_LOG.addFilter(_Repeats())
 _CLIENT = TypeVar("_CLIENT")
 # librdkafka's words for a property it does not know or a value it refuses
 _BAD_PROPERTY = re.compile(r'No such configuration property: "([^"]+)"|'

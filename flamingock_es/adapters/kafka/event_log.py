@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import takewhile
 from typing import Any
 
@@ -35,18 +36,27 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 )
 
 from ...core.ports import Lease, StoredRecord
-from ...errors import ChainBrokenError, ConfigError, Remedy, RemedyKind
+from ...errors import (
+    ChainBrokenError,
+    ConfigError,
+    OpenTransactionError,
+    Remedy,
+    RemedyKind,
+)
 from .admin import admin_client, end_offsets, topic_exists
 from .config import KafkaSettings, Topics, new_client, redacted
 from .errors import is_transient, unavailable
 from .group_lock import KafkaLease
-from .writer import TXN_TIMEOUT, KafkaLogWriter, TransactionalProducer
+from .writer import KafkaLogWriter, TransactionalProducer
 
 __all__ = ["KafkaEventLog"]
 
 log = logging.getLogger(__name__)
 
 READ_BATCH = 10_000
+FOREIGN_WAIT = 3.0
+"""After this namespace's own writer started (which ends a transaction of its id), how long
+the end may still stay hidden before the open transaction is known to be someone else's."""
 SETTLE_WAIT = 0.25
 """How long the end of a just-committed transaction may stay hidden before it counts as left
 open (its commit markers take a few milliseconds)."""
@@ -75,6 +85,8 @@ class KafkaEventLog:
         self.name = f"kafka:{self.topic}@{settings.bootstrap}"
         self.messaging = {MESSAGING_SYSTEM: "kafka", MESSAGING_DESTINATION_NAME: self.topic}
         self._reader: Consumer | None = None
+        self._reading_now = False
+        """A read is under way on ``_reader`` (a read inside it needs a consumer of its own)."""
         self._admin: AdminClient | None = None
         self._transactions = TransactionalProducer(settings, self.topic)
 
@@ -90,16 +102,28 @@ class KafkaEventLog:
         consumer.assign([tp])
         return consumer, tp
 
-    def _reading(self, start: int) -> tuple[Consumer, TopicPartition]:
-        """The log's reader, positioned at ``start``."""
-        tp = TopicPartition(self.topic, 0, start)
+    @contextmanager
+    def _reading(self, start: int) -> Iterator[Consumer]:
+        """The log's reader, positioned at ``start``; a read begun while another is under way
+        (a fold that starts over from inside a read) gets a consumer of its own."""
+        # A read knows where the end is: the broker has the records, so it need not hold a
+        # fetch back waiting for more (a long wait would delay every re-positioning).
+        if self._reading_now:
+            consumer, _ = self._consumer(start, fetch_wait_ms=2)
+            try:
+                yield consumer
+            finally:
+                consumer.close()
+            return
         if self._reader is None:
-            # A read knows where the end is: the broker has the records, so it need not hold
-            # a fetch back waiting for more (a long wait would delay every re-positioning).
             self._reader, _ = self._consumer(start, fetch_wait_ms=2)
         else:
-            self._reader.assign([tp])
-        return self._reader, tp
+            self._reader.assign([TopicPartition(self.topic, 0, start)])
+        self._reading_now = True
+        try:
+            yield self._reader
+        finally:
+            self._reading_now = False
 
     def _offsets(self) -> tuple[int, int]:
         """The last stable offset (the end a ``read_committed`` reader sees: an open
@@ -130,7 +154,10 @@ class KafkaEventLog:
         end = self._end()
         if start >= end:
             return
-        consumer, _ = self._reading(start)
+        with self._reading(start) as consumer:
+            yield from self._read(consumer, end)
+
+    def _read(self, consumer: Consumer, end: int) -> Iterator[StoredRecord]:
         deadline = time.monotonic() + IDLE_LIMIT
         while True:
             batch = _fetch(consumer, 1.0)
@@ -205,13 +232,21 @@ class KafkaEventLog:
             if committed >= written:
                 return written
             if not started and time.monotonic() > settled_at:
-                log.warning("%s: a transaction an earlier holder left open hides the end of "
-                            "the log; aborting it", self.topic)
+                log.info("%s: a transaction left open hides the end of the log from offset %d; "
+                         "starting this namespace's writer, which ends one of its own id",
+                         self.topic, committed)
                 self._transactions.restart()  # init_transactions aborts or completes it
-                started, settled_at = True, time.monotonic() + TXN_TIMEOUT
+                started, settled_at = True, time.monotonic() + FOREIGN_WAIT
             elif started and time.monotonic() > settled_at:
-                raise unavailable(f"settle the open transaction on {self.topic}",
-                                  self.settings.describe(), None)
+                raise OpenTransactionError(
+                    f"a transaction that is not this namespace's writer's (another "
+                    f"transactional id) has been open on {self.topic} from offset {committed} "
+                    f"for more than {SETTLE_WAIT + FOREIGN_WAIT:g}s: the records after it are "
+                    "hidden until it ends (at its producer's transaction timeout, or when it "
+                    "is aborted). Nothing was run. A client outside flamingock-es wrote to the "
+                    "audit topic; the ACLs should keep it off (docs/operations-kafka.md).",
+                    remedies=(Remedy(RemedyKind.ABORT_TRANSACTION, topic=self.topic,
+                                     position=committed),))
             time.sleep(0.01)
 
     def _check_end(self, lease: KafkaLease, written: int) -> None:

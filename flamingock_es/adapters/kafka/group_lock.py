@@ -31,7 +31,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from ...core.ports import WaitCallback
-from ...errors import LockLostError, LockTimeoutError
+from ...errors import FlamingockError, LockLostError, LockTimeoutError
 from .admin import admin_client
 from .config import KafkaSettings, Topics, new_client
 from .errors import error_of, is_refusal, refused, result_of, transient_retry, unavailable
@@ -52,6 +52,10 @@ _CLASSIC_SESSION_MS = 6000
 _PROTOCOL_REFUSED = frozenset({KafkaError.UNSUPPORTED_VERSION, KafkaError._UNSUPPORTED_FEATURE})
 
 
+def _client_id(holder: str) -> str:
+    return f"{_CLIENT_PREFIX}{holder}"[:200]
+
+
 class _Membership:
     """A lock-group consumer and what its rebalance callbacks reported."""
 
@@ -67,7 +71,7 @@ class _Membership:
             "group.protocol": protocol,
             "enable.auto.commit": False,
             "auto.offset.reset": "latest",
-            "client.id": f"{_CLIENT_PREFIX}{holder}"[:200],
+            "client.id": _client_id(holder),
             "error_cb": self._on_error,
         }
         if protocol == "classic":  # KIP-848 keeps these on the broker; classic needs them
@@ -128,9 +132,10 @@ class KafkaLease:
     """
 
     def __init__(self, membership: _Membership, holder: str, lock: str,
-                 claim: Callable[[], int]) -> None:
+                 claim: Callable[[], int], assigned: Callable[[], bool]) -> None:
         self.holder, self.lock = holder, lock
         self._claim, self._claim_offset = claim, -1
+        self._assigned = assigned
         self.topic = membership.topic
         self._membership = membership
         self._released = False
@@ -186,6 +191,17 @@ class KafkaLease:
                 self.mark_lost(f"the lock consumer failed: {exc}")
                 return
             self._stop.wait(_POLL)
+
+    def assigned(self) -> bool:
+        """True if the group coordinator, asked now, gives this holder the lock partition:
+        what tells a fence by a stranger (who took the transactional id) from a fence by
+        the next holder. An answer that cannot be had is a no."""
+        if self.lost:
+            return False
+        try:
+            return self._assigned()
+        except FlamingockError:
+            return False
 
     def mark_lost(self, reason: str) -> None:
         """Record that the lock is gone (used by writers that were fenced)."""
@@ -257,7 +273,12 @@ class KafkaGroupLock:
         except BaseException:
             membership.close()
             raise
-        return KafkaLease(membership, holder, self.name, lambda: self._claim(holder))
+        return KafkaLease(membership, holder, self.name, lambda: self._claim(holder),
+                          lambda: self._holds(holder))
+
+    def _holds(self, holder: str) -> bool:
+        """True if the coordinator assigns the lock partition to ``holder``, asked now."""
+        return self.holder() == _client_id(holder).removeprefix(_CLIENT_PREFIX)
 
     def _claim(self, holder: str) -> int:
         """Write the claim record; its offset, which grows with every claim, is the generation.

@@ -150,6 +150,7 @@ class KafkaLogWriter:
         ]
         last: KafkaException | None = None
         attempt = 0
+        taken_back = False
         while attempt < _APPEND_ATTEMPTS:
             attempt += 1
             self._lease.check()
@@ -161,6 +162,17 @@ class KafkaLogWriter:
                     # Another runner started the namespace's producer since our last session;
                     # this session holds the lock: start ours again (fencing theirs).
                     self._inherited = False
+                    self._producer.drop()
+                    attempt -= 1
+                    continue
+                if _producer_fenced(exc) and not taken_back and self._lease.assigned():
+                    # The coordinator says the lock is ours: whoever took the transactional
+                    # id is not a holder of this lock. Take it back (once an append).
+                    log.warning("the audit writer for %s was fenced by a producer using this "
+                                "namespace's transactional id while this runner holds the "
+                                "lock (a client outside the lock took the id); starting a new "
+                                "writer, which fences it", self.topic)
+                    taken_back = True
                     self._producer.drop()
                     attempt -= 1
                     continue
@@ -184,16 +196,10 @@ class KafkaLogWriter:
         attempts: a committed record there is someone else's."""
         foreign = self._peek(start, positions[0])
         if foreign:
-            raise ForeignRecordError(
-                f"{len(foreign)} record(s) this runner did not write landed on {self.topic} at "
-                f"offset(s) {', '.join(map(str, foreign))} while it held the lock (between two "
-                f"of its appends); its own records follow them, from offset {positions[0]}. "
-                "The run stops here. If those records were not written by flamingock-es, an "
-                "operator excludes them (docs/recovery.md), and the ACLs should keep others "
-                "off the topic (docs/operations-kafka.md).",
-                appended=positions, foreign=foreign,
-                remedies=(Remedy(RemedyKind.QUARANTINE, position=foreign[0]),
-                          Remedy(RemedyKind.VERIFY)))
+            raise ForeignRecordError.landed(
+                self.topic, foreign, positions,
+                advice=", and the ACLs should keep others off the topic "
+                       "(docs/operations-kafka.md)")
 
     def _retry(self, exc: KafkaException, attempt: int) -> bool:
         """Abort; raise if fenced; True if another attempt may succeed."""
@@ -251,11 +257,20 @@ class KafkaLogWriter:
         return positions
 
     def _fenced(self, exc: KafkaException) -> None:
+        hijacked = _producer_fenced(exc) and self._lease.assigned()
         self._lease.mark_lost(f"fenced: {exc}")
         err = error_of(exc)
         if err is not None and err.fatal():
             self._producer.drop()
             self._closed = True
+        if hijacked:
+            raise LockLostError(
+                f"this runner's audit writer was fenced on {self.topic} ({exc}) again and again "
+                "by a producer using this namespace's transactional id, while the group "
+                "coordinator still gives this runner the lock: a client that is not a runner "
+                "of this lock keeps taking the id. Nothing of this batch was written; stopping "
+                "here. Only runners may write TransactionalId " f"{self.topic} "
+                "(docs/operations-kafka.md).") from exc
         raise LockLostError(
             f"this runner's audit writer was fenced on {self.topic} ({exc}): another runner "
             "holds the lock now. Nothing of this batch was written; stopping here."

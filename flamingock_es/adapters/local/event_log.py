@@ -25,7 +25,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 )
 
 from ...core.ports import Lease, StoredRecord
-from ...errors import AppendError, CorruptLogError, ForeignRecordError, Remedy, RemedyKind
+from ...errors import AppendError, CorruptLogError, ForeignRecordError
 from .frames import HEADER, Scan, append_durably, encode, first_frame_at, scan, sync_directory
 
 __all__ = ["LocalEventLog", "LocalLogWriter"]
@@ -161,15 +161,7 @@ class LocalLogWriter:
         self._position = end + len(data)
         if end != expected:
             foreign = self._frames_between(expected, end)
-            raise ForeignRecordError(
-                f"{self._path}: {end - expected} byte(s) this runner did not write were "
-                f"appended at byte {expected} while it held the lock (frames at "
-                f"{', '.join(map(str, foreign))}); its own records follow them, from byte "
-                f"{end}. The run stops here. If those records were not written by flamingock-es,"
-                " an operator excludes them (docs/recovery.md).",
-                appended=positions, foreign=foreign,
-                remedies=(Remedy(RemedyKind.QUARANTINE, position=foreign[0]),
-                          Remedy(RemedyKind.VERIFY)))
+            raise ForeignRecordError.landed(str(self._path), foreign, positions, unit="byte")
         return positions
 
     def _frames_between(self, start: int, end: int) -> list[int]:

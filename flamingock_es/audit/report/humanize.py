@@ -120,7 +120,7 @@ def outcome_text(run: RunRow) -> str:
     """How the run ended, in words; a killed run says so rather than showing nothing."""
     if run.outcome:
         return run.outcome
-    return "incomplete (no outcome recorded: the process died)"
+    return "incomplete (no outcome recorded: the process died or was cut off)"
 
 
 def trigger_text(trigger: str) -> str:

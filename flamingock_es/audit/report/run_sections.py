@@ -68,7 +68,7 @@ def _details(row: ChangeRow, run_trace: str) -> str:
         parts.append(_labelled("Reason", expandable(row.error, css="reason")))
     elif in_doubt(row):
         parts.append(_labelled("In doubt", "started, no outcome recorded: the process died "
-                                           "mid-change"))
+                                           "or was cut off mid-change"))
     elif row.error:
         parts.append(_labelled("Error", expandable(row.error, css="error")))
     if row.template:

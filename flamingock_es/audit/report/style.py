@@ -39,7 +39,7 @@ OUTCOMES: dict[str, Tone] = {
     "ROLLED_BACK": Tone("#ef6c00", "#fff", "", "failed, and compensated what it applied"),
     "LOCK_LOST": Tone("#6a1b9a", "#fff", "", "lost the lock and stopped"),
     "REJECTED": Tone("#546e7a", "#fff", "", "refused a change request"),
-    "INCOMPLETE": Tone("#fff", "#111", "", "no outcome recorded: the process died"),
+    "INCOMPLETE": Tone("#fff", "#111", "", "no outcome recorded: the process died or was cut off"),
 }
 """Run outcomes, plus ``INCOMPLETE`` for a run whose log ends without one."""
 
