@@ -12,10 +12,13 @@ import re
 import socket
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
+
+from .netns import Isolated, missing_prerequisite
 
 HOW_TO_START = 'run scripts/services up and eval "$(scripts/services env)"'
 
@@ -123,6 +126,22 @@ def kafka_bootstrap() -> str:
             pytrace=False,
         )
     return bootstrap
+
+
+@pytest.fixture
+def isolated(kafka_bootstrap: str) -> Iterator[Isolated]:
+    """A network namespace whose processes reach the broker only through a link the test
+    can cut (``isolated.cut()``) and heal: a real partition of one process (``netns.py``).
+    Run a command in it with ``isolated.command(argv)``."""
+    why = missing_prerequisite()
+    if why is not None:
+        pytest.fail(f"cannot partition a process from the broker: {why}", pytrace=False)
+    ports = sorted({port for _, port in _host_ports(kafka_bootstrap, 9092)})
+    namespace = Isolated(ports).start()
+    try:
+        yield namespace
+    finally:
+        namespace.close()
 
 
 @pytest.fixture(scope="session")
