@@ -128,6 +128,20 @@ def kafka_bootstrap() -> str:
     return bootstrap
 
 
+@pytest.fixture(scope="session")
+def group_session_timeout(kafka_bootstrap: str) -> float:
+    """Seconds after which the broker evicts a silent KIP-848 group member: its own
+    ``group.consumer.session.timeout.ms`` (scripts/services sets it), asked of the broker, so
+    that the tests wait for the broker they run against, not for a number of their own."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    broker = min(admin.list_topics(timeout=10).brokers)
+    resource = ConfigResource("broker", str(broker))
+    configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    return int(configs["group.consumer.session.timeout.ms"].value) / 1000
+
+
 @pytest.fixture
 def isolated(kafka_bootstrap: str) -> Iterator[Isolated]:
     """A network namespace whose processes reach the broker only through a link the test

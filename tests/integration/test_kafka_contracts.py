@@ -10,10 +10,6 @@ from tests.contracts.request_channel_contract import RequestChannelContract
 
 pytestmark = pytest.mark.kafka
 
-SESSION_TIMEOUT = 3.0
-"""``group.consumer.session.timeout.ms`` of the test broker (scripts/services)."""
-
-
 @pytest.fixture
 def bus(kafka_bootstrap: str) -> str:
     return f"kafka://{kafka_bootstrap}"
@@ -24,7 +20,10 @@ class TestKafkaEventLog(EventLogContract):
 
 
 class TestKafkaGroupLock(LockContract):
-    crash_timeout = SESSION_TIMEOUT + 10.0
+    @pytest.fixture(autouse=True)
+    def _crash_timeout(self, group_session_timeout: float) -> None:
+        """A dead holder's lock comes free once the broker's session timeout has passed."""
+        self.crash_timeout = group_session_timeout + 10.0
 
 
 class TestKafkaRequestChannel(RequestChannelContract):
