@@ -43,30 +43,41 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "cluster: needs the 3-node Kafka cluster (scripts/services up --brokers 3); "
         "selected only by -m cluster, as scripts/test does in its cluster phase")
+    config.addinivalue_line(
+        "markers", "classic: needs a broker that serves classic consumer groups only "
+        "(scripts/services up --classic-groups); selected only by -m classic, as scripts/test "
+        "does in its classic phase")
+
+
+SPECIAL_BROKERS = {
+    "cluster": "they run with -m cluster against 'scripts/services up --brokers 3'",
+    "classic": "they run with -m classic against 'scripts/services up --classic-groups'",
+}
+"""Markers of tests that need a broker other than the single one the rest use: each runs
+only when ``-m`` names it (scripts/test has a phase for each); their deselection is
+reported, never silent."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The cluster tests need a cluster in place of the single broker the rest use, so
-    they run only when ``-m`` names them; their deselection is reported, never silent."""
-    if "cluster" in (config.option.markexpr or ""):
-        return
-    cluster = [item for item in items if item.get_closest_marker("cluster")]
-    if cluster:
-        config.hook.pytest_deselected(items=cluster)
-        items[:] = [item for item in items if not item.get_closest_marker("cluster")]
-        config.stash[_CLUSTER_DESELECTED] = len(cluster)
+    named = config.option.markexpr or ""
+    for marker in SPECIAL_BROKERS:
+        if marker in named:
+            continue
+        special = [item for item in items if item.get_closest_marker(marker)]
+        if special:
+            config.hook.pytest_deselected(items=special)
+            items[:] = [item for item in items if not item.get_closest_marker(marker)]
+            config.stash.setdefault(_DESELECTED, {})[marker] = len(special)
 
 
-_CLUSTER_DESELECTED = pytest.StashKey[int]()
+_DESELECTED = pytest.StashKey[dict[str, int]]()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    count = terminalreporter.config.stash.get(_CLUSTER_DESELECTED, 0)
-    if count:
+    for marker, count in terminalreporter.config.stash.get(_DESELECTED, {}).items():
         terminalreporter.write_line(
-            f"{count} cluster test(s) not selected: they run with -m cluster against "
-            "'scripts/services up --brokers 3' (scripts/test's cluster phase does).",
-            yellow=True)
+            f"{count} {marker} test(s) not selected: {SPECIAL_BROKERS[marker]} (scripts/test's "
+            f"{marker} phase does).", yellow=True)
 
 
 @dataclass(frozen=True)
