@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import ConsumerGroupType
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from flamingock_es.adapters.kafka.group_lock import _CLASSIC_SESSION_MS
 from flamingock_es.namespace import Backend, open_backend
