@@ -44,6 +44,12 @@ _OURS = {"bucket", "scope", "collection", "user", "password", "timeout"}
 DEFAULT_SCOPE, DEFAULT_COLLECTION = "flamingock", "audit"
 """Where the documents go unless the URL says otherwise: their own keyspace, not
 ``_default`` beside the application's data."""
+_SUBDOC_UNREADABLE = 0x84
+"""The sub-document status (memcached's "internal error") that gocaves, Couchbase's mock
+server, gives every path of a document the SDK sent it snappy-compressed (any compressible
+document past the SDK's 32-byte threshold): its sub-document engine cannot read those. A
+Couchbase server reads them; only this status makes :meth:`CouchbaseProjectionStore.lookup`
+read the whole document instead."""
 _TRANSIENT = (
     "AmbiguousTimeoutException", "UnAmbiguousTimeoutException", "TimeoutException",
     "TemporaryFailException", "ServiceUnavailableException", "RequestCanceledException",
@@ -208,16 +214,23 @@ class CouchbaseProjectionStore:
             result = self._call("look up", key, lambda: self._col.lookup_in(key, specs))
         except self._exc.DocumentNotFoundException:
             return None
-        out: dict[str, Any] = {}
-        try:
-            for index, path in enumerate(paths):
-                out[path] = result.content_as[_same](index) if result.exists(index) else None
-        except self._exc.CouchbaseException as exc:
-            # Some servers (gocaves) fail a path lookup on documents they store fine; the
-            # whole document answers the same question, at the cost of reading all of it.
-            log.debug("sub-document lookup of %r failed (%s); reading the document", key, exc)
+        if _statuses(result) == [_SUBDOC_UNREADABLE] * len(paths):
+            # gocaves cannot look inside a document it holds compressed; the whole document
+            # answers the same question, at the cost of reading all of it.
+            log.debug("sub-document lookup of %r in %s: the server could not read any path "
+                      "(status 0x84, gocaves's answer for a compressed document); reading "
+                      "the whole document", key, self.name)
             found = self.get(key)
             return None if found is None else {p: dig(found.doc, p) for p in paths}
+        out: dict[str, Any] = {}
+        for index, path in enumerate(paths):
+            try:
+                out[path] = result.content_as[_same](index) if result.exists(index) else None
+            except self._exc.PathMismatchException:
+                out[path] = None  # through a value that is no object: the document lacks it
+            except self._exc.CouchbaseException as exc:
+                raise StoreError(f"could not look up {path!r} in {key!r} in {self.name}: "
+                                 f"{_brief(exc)}") from exc
         return out
 
     def write(self, key: str, doc: Document, expected: Version | None) -> Version:
@@ -356,7 +369,16 @@ def _same(value: Any) -> Any:
     return value
 
 
+def _statuses(result: Any) -> list[Any]:
+    """The status of each path in a sub-document lookup's answer, as the server sent it."""
+    specs = result.value  # the SDK's per-path answers: [{"status": 0, "value": ...}, ...]
+    return [spec.get("status") for spec in specs] if isinstance(specs, list) else []
+
+
 def _brief(exc: BaseException) -> str:
     # SDK messages embed a long context dict; the type and the headline are what helps.
-    message = getattr(exc, "message", None) or str(exc).split(", context=")[0]
+    try:
+        message = getattr(exc, "message", None) or str(exc).split(", context=")[0]
+    except AttributeError:  # the SDK's own "Unknown status" errors carry a bare string
+        message = str(getattr(exc, "_base", None) or type(exc).__name__)
     return f"{type(exc).__name__}: {message}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,13 +50,10 @@ class LockContract:
         generation = lease.generation  # asked while held: a holder that records has one
         lease.release()
         assert lease.lost
-        started = time.monotonic()
         next_lease = second.lock.acquire("second", self.acquire_timeout)
-        handover = time.monotonic() - started
         assert next_lease.generation > generation
         assert next_lease.holder == "second"
         next_lease.release()
-        assert handover < self.acquire_timeout
 
     def test_a_dead_holder_frees_the_lock(
         self, bus: str, namespace: str, backends: tuple[Backend, Backend]

@@ -78,6 +78,9 @@ class ProjectionStoreContract:
         store.write(prefix + "a", {"status": "FAILED", "last": {"run_id": "r9"}}, None)
         assert store.lookup(prefix + "a", ["status", "last.run_id", "absent"]) == {
             "status": "FAILED", "last.run_id": "r9", "absent": None}
+        # a path through a value that is no object: the document lacks it, too
+        assert store.lookup(prefix + "a", ["status.code", "last.run_id.x"]) == {
+            "status.code": None, "last.run_id.x": None}
 
     def test_a_batch_commits_its_writes(self, store: ProjectionStore, prefix: str) -> None:
         with store.batch():

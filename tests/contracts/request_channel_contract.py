@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import pytest
 
@@ -33,6 +34,15 @@ def _quiet(consumer: RequestConsumer, seconds: float = 1.5) -> bool:
         if consumer.poll(0.2) is not None:
             return False
     return True
+
+
+class DeadLetter(NamedTuple):
+    """A request the runner could not take, as the dead-letter channel kept it."""
+
+    reason: str
+    value: bytes
+    source: int
+    """The request's position on the requests channel."""
 
 
 class RequestChannelContract:
@@ -103,18 +113,29 @@ class RequestChannelContract:
         finally:
             auditors.close()
 
-    def test_a_dead_letter_is_accepted_and_leaves_the_requests_alone(
+    def dead_letters(self, backend: Backend) -> list[DeadLetter]:
+        """Every dead letter of ``backend``'s namespace, read where the adapter keeps them
+        (each adapter's test class says how): the port itself has no reader for them."""
+        raise NotImplementedError
+
+    def test_a_dead_letter_is_kept_with_its_reason_and_leaves_the_requests_alone(
             self, backend: Backend) -> None:
         channel = backend.requests
         channel.publish("bad", b"\x00garbage")
+        channel.publish("good", b"request after the garbage")
         consumer = channel.consumer()
         try:
-            delivery = _take(consumer, 1)[0]
-            channel.dead_letter(delivery, "not a ChangeRequest")
-            consumer.commit(delivery)
+            bad = _take(consumer, 1)[0]
+            channel.dead_letter(bad, "not a ChangeRequest")
+            consumer.commit(bad)
+            good = _take(consumer, 1)[0]
+            consumer.commit(good)
             assert _quiet(consumer)
         finally:
             consumer.close()
+        assert good.value == b"request after the garbage"
+        assert self.dead_letters(backend) == [
+            DeadLetter("not a ChangeRequest", b"\x00garbage", bad.position)]
 
     def test_namespaces_do_not_share_requests(self, backend: Backend) -> None:
         with open_backend(backend.bus, f"{backend.namespace}-other") as other:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from base64 import b64decode
 from pathlib import Path
 
 import pytest
 
+from flamingock_es.adapters.local import LocalEventLog
+from flamingock_es.namespace import Backend
+
 from .event_log_contract import EventLogContract
 from .lock_contract import LockContract
-from .request_channel_contract import RequestChannelContract
+from .request_channel_contract import DeadLetter, RequestChannelContract
 
 
 @pytest.fixture
@@ -25,4 +30,7 @@ class TestFileLock(LockContract):
 
 
 class TestLocalRequestChannel(RequestChannelContract):
-    pass
+    def dead_letters(self, backend: Backend) -> list[DeadLetter]:
+        path = Path(backend.bus.removeprefix("local:")) / backend.namespace / "requests.dead.log"
+        entries = [json.loads(record) for _, record in LocalEventLog(path).read()]
+        return [DeadLetter(e["reason"], b64decode(e["value"]), e["position"]) for e in entries]

@@ -127,8 +127,11 @@ def test_the_report_reads_well_in_a_browser_and_on_paper(project: Project,
     assert browser.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     _save(browser, "report.png")
 
+    navigation = _query(browser, "nav")
+    assert navigation, "the report has its navigation on screen"
+    assert all(n["height"] > 0 for n in navigation)
     browser.media("print")
-    assert _query(browser, "nav") == [] or all(n["height"] == 0 for n in _query(browser, "nav"))
+    assert [n["height"] for n in _query(browser, "nav")] == [0] * len(navigation)  # not on paper
     printed = [e for e in _query(browser, ".print-only") if e["height"] > 0]
     assert printed, "the whole of each shortened value is on paper"
     assert all(e["height"] == 0 for e in _query(browser, ".screen-only"))

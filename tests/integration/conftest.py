@@ -12,10 +12,13 @@ import re
 import socket
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
+
+from .netns import Isolated, missing_prerequisite
 
 HOW_TO_START = 'run scripts/services up and eval "$(scripts/services env)"'
 
@@ -40,30 +43,41 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "cluster: needs the 3-node Kafka cluster (scripts/services up --brokers 3); "
         "selected only by -m cluster, as scripts/test does in its cluster phase")
+    config.addinivalue_line(
+        "markers", "classic: needs a broker that serves classic consumer groups only "
+        "(scripts/services up --classic-groups); selected only by -m classic, as scripts/test "
+        "does in its classic phase")
+
+
+SPECIAL_BROKERS = {
+    "cluster": "they run with -m cluster against 'scripts/services up --brokers 3'",
+    "classic": "they run with -m classic against 'scripts/services up --classic-groups'",
+}
+"""Markers of tests that need a broker other than the single one the rest use: each runs
+only when ``-m`` names it (scripts/test has a phase for each); their deselection is
+reported, never silent."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The cluster tests need a cluster in place of the single broker the rest use, so
-    they run only when ``-m`` names them; their deselection is reported, never silent."""
-    if "cluster" in (config.option.markexpr or ""):
-        return
-    cluster = [item for item in items if item.get_closest_marker("cluster")]
-    if cluster:
-        config.hook.pytest_deselected(items=cluster)
-        items[:] = [item for item in items if not item.get_closest_marker("cluster")]
-        config.stash[_CLUSTER_DESELECTED] = len(cluster)
+    named = config.option.markexpr or ""
+    for marker in SPECIAL_BROKERS:
+        if marker in named:
+            continue
+        special = [item for item in items if item.get_closest_marker(marker)]
+        if special:
+            config.hook.pytest_deselected(items=special)
+            items[:] = [item for item in items if not item.get_closest_marker(marker)]
+            config.stash.setdefault(_DESELECTED, {})[marker] = len(special)
 
 
-_CLUSTER_DESELECTED = pytest.StashKey[int]()
+_DESELECTED = pytest.StashKey[dict[str, int]]()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    count = terminalreporter.config.stash.get(_CLUSTER_DESELECTED, 0)
-    if count:
+    for marker, count in terminalreporter.config.stash.get(_DESELECTED, {}).items():
         terminalreporter.write_line(
-            f"{count} cluster test(s) not selected: they run with -m cluster against "
-            "'scripts/services up --brokers 3' (scripts/test's cluster phase does).",
-            yellow=True)
+            f"{count} {marker} test(s) not selected: {SPECIAL_BROKERS[marker]} (scripts/test's "
+            f"{marker} phase does).", yellow=True)
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,36 @@ def kafka_bootstrap() -> str:
             pytrace=False,
         )
     return bootstrap
+
+
+@pytest.fixture(scope="session")
+def group_session_timeout(kafka_bootstrap: str) -> float:
+    """Seconds after which the broker evicts a silent KIP-848 group member: its own
+    ``group.consumer.session.timeout.ms`` (scripts/services sets it), asked of the broker, so
+    that the tests wait for the broker they run against, not for a number of their own."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    broker = min(admin.list_topics(timeout=10).brokers)
+    resource = ConfigResource("broker", str(broker))
+    configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    return int(configs["group.consumer.session.timeout.ms"].value) / 1000
+
+
+@pytest.fixture
+def isolated(kafka_bootstrap: str) -> Iterator[Isolated]:
+    """A network namespace whose processes reach the broker only through a link the test
+    can cut (``isolated.cut()``) and heal: a real partition of one process (``netns.py``).
+    Run a command in it with ``isolated.command(argv)``."""
+    why = missing_prerequisite()
+    if why is not None:
+        pytest.fail(f"cannot partition a process from the broker: {why}", pytrace=False)
+    ports = sorted({port for _, port in _host_ports(kafka_bootstrap, 9092)})
+    namespace = Isolated(ports).start()
+    try:
+        yield namespace
+    finally:
+        namespace.close()
 
 
 @pytest.fixture(scope="session")

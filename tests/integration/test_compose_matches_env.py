@@ -67,6 +67,11 @@ def _host_ports(service: dict[str, Any]) -> set[int]:
     return ports
 
 
+SWITCHED = frozenset({"group.coordinator.rebalance.protocols"})
+"""Broker settings scripts/services writes only when asked (--classic-groups): the compose
+file runs the default broker."""
+
+
 def _services_script_settings() -> dict[str, str]:
     """key=value lines of the broker config that scripts/services writes."""
     text = SERVICES.read_text()
@@ -98,7 +103,8 @@ def test_kafka_matches(compose: dict[str, Any], services_env: dict[str, str]) ->
 def test_kafka_group_settings_match(compose: dict[str, Any]) -> None:
     environment = compose["kafka"]["environment"]
     settings = _services_script_settings()
-    keys = [k for k in settings if k.startswith(("group.", "transaction.state.", "offsets."))]
+    keys = [k for k in settings if k.startswith(("group.", "transaction.state.", "offsets."))
+            and k not in SWITCHED]
     assert "group.consumer.session.timeout.ms" in keys
     assert "group.consumer.heartbeat.interval.ms" in keys
     for key in [*keys, "auto.create.topics.enable", "num.partitions", "min.insync.replicas"]:

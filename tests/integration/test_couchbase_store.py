@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import random
+import string
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -64,3 +68,40 @@ def test_wrong_credentials_are_a_clear_store_error(couchbase_env: CouchbaseEnv) 
         CouchbaseProjectionStore(CouchbaseSettings(
             couchbase_env.url, "no-such-bucket-xyz", couchbase_env.user,
             couchbase_env.password))
+
+
+FALLBACK = "reading the whole document"
+"""What the store logs (debug) when the server cannot look inside a document."""
+
+
+def _fallbacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records
+            if r.name == "flamingock_es.projections.stores.couchbase" and FALLBACK in r.message]
+
+
+@pytest.mark.parametrize("pad", ["compressible", "incompressible"])
+def test_lookup_reads_the_whole_document_only_where_gocaves_cannot_look_inside(
+        store: CouchbaseProjectionStore, caplog: pytest.LogCaptureFixture, pad: str) -> None:
+    """gocaves answers a sub-document lookup of a document the SDK sent it compressed (a
+    compressible one past 32 bytes) with "internal error" (0x84) for every path: only then
+    does the store read the whole document, and it says so at debug level. Any other
+    document is read by its paths, which real Couchbase servers always do."""
+    rng = random.Random(7)
+    filler = "x" * 2000 if pad == "compressible" else "".join(
+        rng.choice(string.ascii_letters) for _ in range(2000))
+    key = f"it-lookup-{uuid.uuid4().hex}"
+    store.write(key, {"status": "APPLIED", "last": {"run_id": "r1"}, "pad": filler}, None)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="flamingock_es.projections.stores.couchbase"):
+            found = store.lookup(key, ["status", "last.run_id", "absent", "status.code"])
+        assert found == {"status": "APPLIED", "last.run_id": "r1", "absent": None,
+                         "status.code": None}
+        fallbacks = _fallbacks(caplog)
+        if pad == "compressible":  # gocaves: the whole document, once, logged
+            assert len(fallbacks) == 1, caplog.records
+            assert fallbacks[0].levelno == logging.DEBUG
+            assert key in fallbacks[0].message
+        else:  # read by its paths: no fallback
+            assert fallbacks == [], fallbacks
+    finally:
+        store.delete(key)

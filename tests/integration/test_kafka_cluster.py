@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
+
+from flamingock_es.adapters.kafka.admin import topic_specs
+from flamingock_es.adapters.kafka.config import parse_bus
 
 from .parked import Finished, parked_run
 from .runner_support import Audit, RunnerProject, ok, read_audit, unit_id
@@ -70,6 +77,10 @@ class Cluster:
         metadata = self.admin.list_topics(topic, timeout=15).topics[topic]
         leader: int = metadata.partitions[0].leader
         return leader
+
+    def leaders(self, *topics: str) -> set[int]:
+        """The nodes that lead the only partition of each of ``topics``."""
+        return {self.leader(topic) for topic in topics}
 
     def active_controller(self) -> int:
         """The KRaft quorum's leader, as Kafka's own metadata-quorum tool reports it."""
@@ -157,6 +168,66 @@ def _kill_mid_unit(project: RunnerProject, cluster: Cluster, victim: str) -> Fin
     cluster.start(node)
     cluster.wait_in_sync()
     return run
+
+
+COORDINATORS = ("__consumer_offsets", "__transaction_state")
+"""One partition each here (scripts/services): their leaders are the group coordinator of
+every group, the lock's included, and the transaction coordinator of every writer."""
+
+
+def _place_topics_away_from(project: RunnerProject, cluster: Cluster) -> int:
+    """A node that a run on ``project`` needs only as a follower, and the namespace's topics
+    created (as an operator may, before the first run) so that it leads none of them: it
+    leads neither coordinator, nor, if there is a choice, the controller quorum."""
+    coordinators = cluster.leaders(*COORDINATORS)
+    followers = [n for n in range(1, NODES + 1) if n not in coordinators]
+    assert followers, f"both coordinators cannot be on all {NODES} nodes: {coordinators}"
+    controller = cluster.active_controller()
+    victim = next((n for n in followers if n != controller), followers[0])
+    leader = min(coordinators)
+    settings = parse_bus(project.bus)
+    specs = topic_specs(settings, settings.topics(project.namespace), NODES)
+    assignment = [[leader, *(n for n in range(1, NODES + 1) if n != leader)]]
+    futures = cluster.admin.create_topics(
+        [NewTopic(spec.topic, 1, replica_assignment=assignment, config=spec.config)
+         for spec in specs], operation_timeout=30)
+    for future in futures.values():
+        future.result(timeout=30)
+    names = [spec.topic for spec in specs]
+    deadline = time.monotonic() + 30
+    while cluster.leaders(*names) != {leader}:  # elected once the topics are created
+        assert time.monotonic() < deadline, {name: cluster.leader(name) for name in names}
+        time.sleep(0.1)
+    return victim
+
+
+def test_kill_a_follower_mid_run_and_the_run_finishes(
+        project: RunnerProject, cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    """kill -9 a node that leads nothing the run uses: every write still has two in-sync
+    replicas, so the run must not even fail cleanly; it finishes, each unit once."""
+    victim = _place_topics_away_from(project, cluster)
+    for n in (1, 2, 3):
+        project.add_unit(n)
+    with parked_run(project, "u0002") as run:
+        names = [f"flamingock.{kind}.{project.namespace}" for kind in ("audit", "lock")]
+        assert victim not in cluster.leaders(*names, *COORDINATORS)
+        cluster.kill(victim)
+    cluster.start(victim)
+    cluster.wait_in_sync()
+
+    assert run.code == 0, run.err
+    assert "Traceback" not in run.err
+    assert project.started_effects() == ["u0001", "u0002", "u0003"]
+    assert project.applied_effects() == ["u0001", "u0002", "u0003"]
+    audit = read_audit(project.bus, project.namespace)
+    audit.assert_intact()
+    assert Counter(e.payload.unit_id for e in audit.kinds("ChangeSucceeded")) == {  # type: ignore[attr-defined]
+        "u0001": 1, "u0002": 1, "u0003": 1}
+    assert audit.report.state.counts() == {"APPLIED": 3}
+    ok(project.cli("verify"))
+    with capsys.disabled():
+        print(f"\n[cluster] kill -9 of follower node {victim} mid-run: runner exit {run.code}, "
+              f"{len(audit.events)} events")
 
 
 def _assert_finished_or_failed_cleanly(project: RunnerProject, code: int, err: str) -> Audit:

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -24,26 +23,45 @@ from flamingock_es.namespace import Backend, open_backend
 
 pytestmark = pytest.mark.kafka
 
-SESSION_TIMEOUT = 3.0
-
 # A runner that holds the lock, appends, then waits for "go" on stdin and appends again.
 # The test freezes it (SIGSTOP) in between, as a long GC pause or a suspended VM would.
+# With "unaware", the lease's own watch (the thread that serves the group's callbacks) is
+# stopped before the freeze: the holder never hears of its eviction, its own check passes,
+# and only the broker can refuse its append. It prints what refused it: the Kafka error code
+# under the refusal (the broker's answer), or "-" when the refusal was the runner's own.
 ZOMBIE = textwrap.dedent("""
     import sys
+    from flamingock_es.adapters.kafka.errors import error_of
+    from flamingock_es.errors import LockLostError
     from flamingock_es.namespace import open_backend
     backend = open_backend(sys.argv[1], sys.argv[2])
     lease = backend.lock.acquire("zombie", 30)
     writer = backend.log.writer(lease)
     writer.append([b"before"])
+    if sys.argv[3] == "unaware":
+        lease._stop.set()
+        lease._thread.join()
     print("held", flush=True)
     sys.stdin.readline()
+    if sys.argv[3] == "unaware":
+        lease.check()
+        print("own check passed", flush=True)
     try:
         writer.append([b"zombie"])
     except Exception as exc:
-        print(f"refused {type(exc).__name__}: {exc}", flush=True)
+        err = error_of(exc.__cause__) if exc.__cause__ is not None else None
+        code = err.name() if err is not None else "-"
+        print(f"refused {type(exc).__name__} {code}: {exc}", flush=True)
     else:
         print("appended", flush=True)
 """)
+
+GROUP_REFUSALS = frozenset({"UNKNOWN_MEMBER_ID", "FENCED_MEMBER_EPOCH", "STALE_MEMBER_EPOCH",
+                            "ILLEGAL_GENERATION"})
+"""What the group coordinator answers a commit from a member it evicted or replaced."""
+PRODUCER_REFUSALS = frozenset({"_FENCED", "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH"})
+"""What the transaction coordinator answers a producer whose epoch a newer one bumped
+(librdkafka turns that answer into its fatal ``_FENCED``: it cannot know it otherwise)."""
 
 
 @pytest.fixture
@@ -65,28 +83,54 @@ def _records(backend: Backend) -> list[bytes]:
 @pytest.mark.parametrize("new_holder_writes", [False, True],
                          ids=["group-generation", "producer-epoch"])
 def test_a_frozen_holder_cannot_append_after_another_took_over(
-    bus: str, backend: Backend, new_holder_writes: bool
+    bus: str, backend: Backend, new_holder_writes: bool, group_session_timeout: float
 ) -> None:
+    """Whoever notices first (the holder's own lease once it thaws, or the broker) stops it."""
+    outcome = frozen_holder(bus, backend, new_holder_writes, "aware",
+                            group_session_timeout + 15)
+    assert outcome.startswith(("refused LockLostError", "refused AppendError")), outcome
+
+
+@pytest.mark.parametrize("new_holder_writes", [False, True],
+                         ids=["group-generation", "producer-epoch"])
+def test_the_broker_refuses_a_frozen_holder_that_never_learned_it_was_evicted(
+    bus: str, backend: Backend, new_holder_writes: bool, group_session_timeout: float
+) -> None:
+    """The holder's own check passes (it never served the group's callbacks): the refusal
+    can only be the broker's, and the error under the LockLostError is the broker's code."""
+    outcome = frozen_holder(bus, backend, new_holder_writes, "unaware",
+                            group_session_timeout + 15)
+    refusal, _, message = outcome.partition(": ")
+    verdict, kind, code = refusal.split()
+    assert (verdict, kind) == ("refused", "LockLostError"), outcome
+    assert code in (PRODUCER_REFUSALS if new_holder_writes else GROUP_REFUSALS), outcome
+    assert "audit writer was fenced" in message, outcome
+
+
+def frozen_holder(bus: str, backend: Backend, new_holder_writes: bool, watch: str,
+                  takeover: float) -> str:
+    """Freeze a holder (``ZOMBIE`` with ``watch``), let a successor take the lock within
+    ``takeover`` seconds (and write, if ``new_holder_writes``), thaw the holder and let it
+    append: what it says about its attempt. The log holds exactly what the holders that were
+    current wrote."""
     with subprocess.Popen(
-        [sys.executable, "-c", ZOMBIE, bus, backend.namespace],
+        [sys.executable, "-c", ZOMBIE, bus, backend.namespace, watch],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     ) as zombie:
         try:
-            _zombie_scenario(zombie, backend, new_holder_writes)
+            return _zombie_scenario(zombie, backend, new_holder_writes, watch, takeover)
         finally:
             os.kill(zombie.pid, signal.SIGCONT)
             zombie.kill()
 
 
 def _zombie_scenario(zombie: subprocess.Popen[str], backend: Backend,
-                     new_holder_writes: bool) -> None:
+                     new_holder_writes: bool, watch: str, takeover: float) -> str:
     assert zombie.stdout is not None
     assert zombie.stdin is not None
     assert zombie.stdout.readline().strip() == "held"
     os.kill(zombie.pid, signal.SIGSTOP)
-    started = time.monotonic()
-    lease = backend.lock.acquire("successor", SESSION_TIMEOUT + 15)
-    assert time.monotonic() - started < SESSION_TIMEOUT + 15
+    lease = backend.lock.acquire("successor", takeover)
     writer = None
     if new_holder_writes:  # init_transactions bumps the producer epoch: old one fenced
         writer = backend.log.writer(lease)
@@ -94,9 +138,10 @@ def _zombie_scenario(zombie: subprocess.Popen[str], backend: Backend,
     os.kill(zombie.pid, signal.SIGCONT)
     zombie.stdin.write("go\n")
     zombie.stdin.flush()
+    if watch == "unaware":
+        assert zombie.stdout.readline().strip() == "own check passed"
     outcome = zombie.stdout.readline().strip()
     print(f"zombie: {outcome}")
-    assert outcome.startswith(("refused LockLostError", "refused AppendError")), outcome
     expected = [b"before", b"successor"] if new_holder_writes else [b"before"]
     assert _records(backend) == expected
     if writer is None:  # the successor can still write after the zombie's attempt
@@ -105,6 +150,7 @@ def _zombie_scenario(zombie: subprocess.Popen[str], backend: Backend,
     writer.close()
     lease.release()
     assert _records(backend) == [*expected, b"after"]
+    return outcome
 
 
 def test_a_foreign_record_is_reported_with_its_offset(

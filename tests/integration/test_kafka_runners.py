@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,14 @@ def _project(tmp_path: Path, bus: str, namespace: str, **options: object) -> Run
 
 @pytest.fixture
 def workers(tmp_path: Path, bus: str, namespace: str) -> Iterator[list[subprocess.Popen[str]]]:
-    project = _project(tmp_path, bus, namespace)
-    procs = [project.worker() for _ in range(CONTENTION_RUNNERS)]
+    with running_workers(_project(tmp_path, bus, namespace), CONTENTION_RUNNERS) as procs:
+        yield procs
+
+
+@contextmanager
+def running_workers(project: RunnerProject, count: int) -> Iterator[list[subprocess.Popen[str]]]:
+    """``count`` runner workers of ``project`` (``runner_support.py``), ready for rounds."""
+    procs = [project.worker() for _ in range(count)]
     try:
         for proc in procs:
             assert proc.stdout is not None
@@ -84,11 +91,20 @@ def test_exactly_once_under_contention(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     project = RunnerProject(tmp_path / "proj", bus, namespace)  # the workers' project
+    report = contend(project, workers, CONTENTION_ROUNDS)
+    with capsys.disabled():
+        print(f"\n[contention] {report}")
+
+
+def contend(project: RunnerProject, workers: list[subprocess.Popen[str]], rounds: int) -> str:
+    """``rounds`` rounds: each pends one unit and starts every worker at once. Exactly one
+    run applies it, the others find nothing to do; every side effect happens once, in order,
+    and the audit log says so. What happened, for the test's report."""
     answers: list[dict[str, object]] = []
     started = time.monotonic()
-    for n in range(1, CONTENTION_ROUNDS + 1):
+    for n in range(1, rounds + 1):
         uid = project.add_unit(n)
-        for proc in workers:  # all four at once
+        for proc in workers:  # all at once
             assert proc.stdin is not None
             proc.stdin.write(f"go {n}\n")
             proc.stdin.flush()
@@ -110,32 +126,31 @@ def test_exactly_once_under_contention(
         assert project.started_effects().count(uid) == 1, f"round {n}: {project.effects()}"
     elapsed = time.monotonic() - started
 
-    uids = [unit_id(n) for n in range(1, CONTENTION_ROUNDS + 1)]
+    uids = [unit_id(n) for n in range(1, rounds + 1)]
     assert project.applied_effects() == uids  # each once, in order, nothing else ran
     assert project.started_effects() == uids
 
-    audit = read_audit(bus, namespace)
+    audit = read_audit(project.bus, project.namespace)
     audit.assert_intact()
     succeeded = Counter(e.payload.unit_id for e in audit.kinds("ChangeSucceeded"))  # type: ignore[attr-defined]
     assert succeeded == dict.fromkeys(uids, 1)
-    assert len(audit.kinds("ChangeStarted")) == CONTENTION_ROUNDS
-    assert audit.report.state.counts() == {"APPLIED": CONTENTION_ROUNDS}
+    assert len(audit.kinds("ChangeStarted")) == rounds
+    assert audit.report.state.counts() == {"APPLIED": rounds}
     # only the runs that applied something wrote: one RunStarted/RunFinished per round
-    assert len(audit.kinds("RunStarted")) == len(audit.kinds("RunFinished")) == CONTENTION_ROUNDS
+    assert len(audit.kinds("RunStarted")) == len(audit.kinds("RunFinished")) == rounds
     ok(project.cli("verify"))
 
     applied_runs = sum(1 for a in answers if a["applied"])
     waited_then_nothing = sum(1 for a in answers if not a["applied"] and a["waited"])
     nothing_at_once = sum(1 for a in answers if not a["applied"] and not a["waited"])
     winners = Counter(a["pid"] for a in answers if a["applied"])
-    with capsys.disabled():
-        print(f"\n[contention] {CONTENTION_ROUNDS} rounds x {CONTENTION_RUNNERS} runner processes"
-              f" = {len(answers)} runs in {elapsed:.1f}s ({elapsed / CONTENTION_ROUNDS:.2f}s per "
-              f"round); units {len(uids)}, side effects {len(project.applied_effects())} "
-              f"(each exactly once); runs that applied {applied_runs}, found nothing to do "
-              f"{len(answers) - applied_runs} ({waited_then_nothing} after waiting for the lock, "
-              f"{nothing_at_once} without waiting); wins per process {sorted(winners.values())}; "
-              f"audit events {len(audit.events)}, chain intact")
+    return (f"{rounds} rounds x {len(workers)} runner processes"
+            f" = {len(answers)} runs in {elapsed:.1f}s ({elapsed / rounds:.2f}s per "
+            f"round); units {len(uids)}, side effects {len(project.applied_effects())} "
+            f"(each exactly once); runs that applied {applied_runs}, found nothing to do "
+            f"{len(answers) - applied_runs} ({waited_then_nothing} after waiting for the lock, "
+            f"{nothing_at_once} without waiting); wins per process {sorted(winners.values())}; "
+            f"audit events {len(audit.events)}, chain intact")
 
 
 # 2. A crowd ----------------------------------------------------------------------------------

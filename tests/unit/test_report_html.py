@@ -430,7 +430,9 @@ def test_print_rules_keep_everything_readable_on_paper(report: ReplayReport) -> 
         "nav,.screen-only{display:none!important}" in print_css
     # Every status letter is written in its mark, so black and white still tells them apart.
     page = _tree(html)
-    assert all((m.text or "").strip() for m in page.iter("a") if "mark" in _classes(m))
+    marks = [m for m in page.iter("a") if "mark" in _classes(m)]
+    assert marks, "the timeline has its marks"
+    assert all((m.text or "").strip() for m in marks)
 
 
 # Values as a person reads them ------------------------------------------------------------------
