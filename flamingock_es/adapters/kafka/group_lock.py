@@ -52,6 +52,16 @@ _CLASSIC_SESSION_MS = 6000
 _PROTOCOL_REFUSED = frozenset({KafkaError.UNSUPPORTED_VERSION, KafkaError._UNSUPPORTED_FEATURE})
 
 
+def _refuses_protocol(err: KafkaError | None) -> bool:
+    """The broker does not serve KIP-848's protocol: an error callback's code, or the fatal
+    consumer event librdkafka raises instead ("API version not supported:
+    ConsumerGroupHeartbeat")."""
+    if err is None:
+        return False
+    return err.code() in _PROTOCOL_REFUSED or (
+        err.code() == KafkaError._FATAL and "ConsumerGroupHeartbeat" in err.str())
+
+
 def _client_id(holder: str) -> str:
     return f"{_CLIENT_PREFIX}{holder}"[:200]
 
@@ -96,7 +106,7 @@ class _Membership:
             )
 
     def _on_error(self, err: KafkaError) -> None:
-        if err.code() in _PROTOCOL_REFUSED:
+        if _refuses_protocol(err):
             self.protocol_refused = True
         if is_refusal(err):
             self.refusal = err
@@ -251,6 +261,8 @@ class KafkaGroupLock:
                 event = membership.consumer.poll(_POLL)
                 if event is not None and is_refusal(event.error()):
                     membership.refusal = event.error()
+                if event is not None and _refuses_protocol(event.error()):
+                    membership.protocol_refused = True
                 if membership.refusal is not None:  # waiting would only look like contention
                     raise refused(f"let {holder} join the lock group {self.topics.lock_group}",
                                   self.settings.describe(), membership.refusal)
