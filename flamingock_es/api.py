@@ -366,7 +366,8 @@ def serve(target: Target = None, *, progress: Progress | None = None,
     ``stop``: the current unit finishes within the grace period (or is compensated), the
     run's outcome is recorded, the lock is released, and ``serve`` returns; a second signal,
     or the end of the grace period, interrupts the unit and records it as interrupted.
-    ``require_signed`` refuses unsigned requests even without a trust store.
+    ``require_signed`` insists on a trust store (which has every request signed by a key it
+    trusts): without one it is a ``ConfigError``, as no signature could be checked.
     """
     wf = open_workflow(target, **flags)
     interrupts = root.interrupts(wf.settings, stop)

@@ -69,4 +69,5 @@ def register(add: Any) -> None:
                    "(repeatable; default: anyone who can write the requests topic)")
     p.add_argument("--max-requests", type=int, help="exit after this many requests")
     p.add_argument("--require-signed", action="store_true",
-                   help="refuse unsigned requests even without a trust store")
+                   help="insist on a trust store (with one, every request must be signed by a "
+                        "key it trusts): an error without one, where no signature can be checked")

@@ -7,7 +7,7 @@ only once that answer is durable in the audit log: a runner that dies mid-reques
 again, and the fold tells it whether the request was already answered (same id: runs once).
 
 Who asked is established before anything else: a request that cannot be decoded, is
-unsigned where a trust store (or ``require_signed``) wants a signature, is signed by a key not
+unsigned where a trust store wants a signature, is signed by a key not
 trusted to request changes in this namespace, or has expired, goes to the dead-letter channel
 with the reason, without the lock and without an audit event: its id is not taken, so that
 garbage cannot delay real requests or claim their ids in advance. An authenticated request
@@ -92,7 +92,12 @@ class RequestService:
         self.interrupts = interrupts or Interrupts(workflow.settings.grace_period)
         self.allow = frozenset(allow)
         self.trust = backend.trust
-        self.require_signed = require_signed or self.trust is not None
+        if require_signed and self.trust is None:
+            raise ConfigError(
+                "serve --require-signed: there is no trust store to check signatures against, "
+                "and a signature nobody checks proves nothing (any key would do). Name the "
+                "requesters' keys under `trust:` in the settings (docs/compliance.md); with a "
+                "trust store every request must be signed by one of them.")
         self.codec = RequestCodec()
         self.stats = ServeStats()
         self.state = State()
@@ -151,9 +156,6 @@ class RequestService:
             return None, (f"request {request.request_id} expired at "
                           f"{request.expires:%Y-%m-%d %H:%M:%S} UTC; publish a new one")
         if self.trust is None:
-            if self.require_signed and request.signature is None:
-                return None, f"request {request.request_id} is unsigned; this runner requires " \
-                             "signed requests"
             return Requester(principal=request.requested_by, key_id=None,
                              reason=request.reason, service=request.service,
                              request_digest=request.digest()), None

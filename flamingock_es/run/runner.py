@@ -215,10 +215,14 @@ class Runner:
             recorder = Recorder(writer, self.state, self.identity, self.backend.reader.codec,
                                 self._trace, signer.sign if signer else None,
                                 signer.key_id if signer else None, self.observers)
+            cut_off = False
             try:
                 yield recorder, lease
+            except Unavailable:
+                cut_off = True  # nothing more can be written, a snapshot neither
+                raise
             finally:  # whatever the run's outcome: what it recorded is the log now
-                if not lease.lost and not recorder.foreign:
+                if not cut_off and not lease.lost and not recorder.foreign:
                     self._keep(snapshot=recorder.appended > 0)
         finally:
             if writer is not None:
@@ -372,6 +376,13 @@ class Runner:
         except ForeignRecordError:  # its success is durable all the same
             frame.result.applied.append(unit.id)
             raise
+        except Unavailable as exc:
+            raise AppendError(
+                f"unit {unit.id!r} was applied (its step returned), but its success could not "
+                f"be recorded: {exc} This runner may have been cut off from the bus long "
+                "enough to lose the lock. The unit stays in doubt (started, no outcome "
+                "recorded) until an operator checks its target system and marks it; "
+                "`flamingock-es status` shows it once the bus answers.") from exc
         return None, True
 
     def _interrupted(self, unit_id: str, stop: StepInterrupted, frame: Frame, *,

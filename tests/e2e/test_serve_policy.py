@@ -1,11 +1,12 @@
 """``serve``'s own policy flags on a namespace without a trust store, on the embedded bus:
-``--allow`` (who may have requests run) and ``--require-signed`` (no unsigned request runs).
+``--allow`` (who may have requests run) and ``--require-signed`` (which insists on a trust
+store).
 
 Without a trust store, who asked is the name the request gives (anyone who can write the
-requests channel can give any name): ``--allow`` filters on that name, and
-``--require-signed`` can only ask that a signature be there. Each test has a control: the
-same requests served without the flag run, so the flag is what refused them. Every side
-effect is counted.
+requests channel can give any name): ``--allow`` filters on that name, and no signature can
+be checked, so ``--require-signed`` refuses to serve. Each test has a control: the same
+requests served without the flag run, so the flag is what refused them. Every side effect is
+counted.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ def test_serve_allow_runs_only_the_principals_it_names(project: Project) -> None
     assert project.effects() == ["start u1", "apply u1", "start u2", "apply u2"]
 
 
-def test_serve_require_signed_without_a_trust_store_refuses_unsigned_requests(
-        project: Project) -> None:
+def test_serve_require_signed_without_a_trust_store_refuses_to_start(project: Project) -> None:
+    """Without a trust store no signature can be checked: any key would pass. So the flag
+    refuses to serve at all, and says where the trust store goes; no request is taken."""
     ok(project.cli("run"))  # something in the log, to show that nothing is added to it
     before = project.log.read_bytes()
     project.write("changes/more.py", """
@@ -86,18 +88,15 @@ def test_serve_require_signed_without_a_trust_store_refuses_unsigned_requests(
     """)
     _request(project, "alice", "u4", "unsigned-1")
 
-    summary = _serve(project, 1, "--require-signed")
+    refused = ok(project.cli("serve", "--max-requests", "1", "--require-signed"), 2)
 
-    assert summary.startswith("served 1 request(s): 0 succeeded, 0 failed, 0 rejected, "
-                              "0 duplicate(s), 1 dead letter(s)"), summary
-    (dead,) = _dead_letters(project)
-    assert "request unsigned-1 is unsigned; this runner requires signed requests" \
-        in dead["reason"]
+    assert "no trust store to check signatures against" in refused.stderr
+    assert "trust:" in refused.stderr
     assert project.log.read_bytes() == before  # no lock, no event: nothing recorded
+    assert _dead_letters(project) == []  # the request was not even taken
     assert "apply u4" not in project.effects()
 
-    # Control: the same kind of request, served without the flag, runs.
-    _request(project, "alice", "u4", "unsigned-2")
-    assert _serve(project, 1).startswith("served 1 request(s): 1 succeeded"), summary
-    assert _runs(project)["unsigned-2"]["applied"] == ["u4"]
+    # Control: served without the flag, the same request runs.
+    assert _serve(project, 1).startswith("served 1 request(s): 1 succeeded")
+    assert _runs(project)["unsigned-1"]["applied"] == ["u4"]
     assert project.effects().count("apply u4") == 1
