@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from flamingock_es import api
 from flamingock_es.cli.status_codes import exit_code
@@ -245,3 +245,46 @@ def test_the_doc_lists_exactly_the_acls_of_the_file() -> None:
     assert start in doc
     assert end in doc
     assert doc.split(start, 1)[1].split(end, 1)[0] == table
+
+
+# The doors an attacker with credentials would try: deleting the namespace, taking its id ----
+
+@pytest.mark.parametrize("principal", ["runner", "requester", "projector", "auditor"])
+def test_nobody_but_the_admin_can_delete_a_namespace(secure_kafka: SecureKafka, namespace: str,
+                                                     principal: str) -> None:
+    """Deleting the topics and the lock group would let a namespace start over (every unit
+    applied again): no principal of the file has Delete, so Kafka refuses both."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": secure_kafka.bootstrap,
+                         **secure_kafka.options(principal)})
+    topic = f"flamingock.audit.{namespace}"
+    with pytest.raises(KafkaException) as topic_refused:
+        admin.delete_topics([topic], operation_timeout=15)[topic].result(30)
+    assert _code(topic_refused.value) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    group = f"flamingock.lock.{namespace}"
+    with pytest.raises(KafkaException) as group_refused:
+        admin.delete_consumer_groups([group], request_timeout=15)[group].result(30)
+    assert _code(group_refused.value) == KafkaError.GROUP_AUTHORIZATION_FAILED
+    listed = AdminClient({"bootstrap.servers": secure_kafka.bootstrap,
+                          **secure_kafka.options("admin")}).list_topics(timeout=10).topics
+    assert topic in listed
+
+
+@pytest.mark.parametrize("principal", ["requester", "projector", "auditor"])
+def test_only_the_runner_can_take_the_audit_transactional_id(
+        secure_kafka: SecureKafka, namespace: str, principal: str) -> None:
+    """Taking the id fences the runner's writer (init_transactions bumps its epoch): only the
+    runner has Write on TransactionalId flamingock.audit."""
+    producer = Producer({"bootstrap.servers": secure_kafka.bootstrap,
+                         **secure_kafka.options(principal),
+                         "transactional.id": f"flamingock.audit.{namespace}"})
+    with pytest.raises(KafkaException) as refused:
+        producer.init_transactions(30)
+    assert _code(refused.value) == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+
+def _code(error: BaseException) -> int | None:
+    """The Kafka error code a confluent-kafka exception carries."""
+    found = error.args[0] if error.args else None
+    return found.code() if isinstance(found, KafkaError) else None
