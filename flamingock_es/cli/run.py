@@ -11,7 +11,7 @@ from typing import Any
 from .. import api
 from ..core.events import RunOutcome
 from ..errors import ManualInterventionRequired, UnitFailedError
-from ..run.planner import Blocker, UndoBlockedError, UndoRefusedError, UndoScope
+from ..run.planner import IN_DOUBT, Blocker, UndoBlockedError, UndoRefusedError, UndoScope
 from ..run.results import RunResult
 from .output import jsonable, print_json, progress, reason, table, workflow
 from .preview import preview, render
@@ -90,7 +90,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("\nneeds manual intervention (check the target system, then record one):")
         for row in report.attention:
             commands = "".join(f"\n    {command(remedy)}" for remedy in row.remedies)
-            print(f"  {row.unit_id}: {row.detail}{commands}")
+            first = (f"\n    first make sure run {row.last_run}'s process is gone: cut off "
+                     "from the bus, a runner goes on with its step, whose side effect may "
+                     "still land" if row.detail.startswith(IN_DOUBT) else "")
+            print(f"  {row.unit_id}: {row.detail}{first}{commands}")
         return exit_code(ManualInterventionRequired)
     return 0
 

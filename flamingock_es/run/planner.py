@@ -18,6 +18,7 @@ from ..definition.workflow import Stage, Workflow
 from ..errors import ConfigError, ManualInterventionRequired, Remedy, RemedyKind
 
 __all__ = [
+    "IN_DOUBT",
     "Action",
     "Blocker",
     "NamespaceStatus",
@@ -334,10 +335,14 @@ def _decide(
             Blocker(unit.id, "manual-intervention", message, mark_remedies(last)))
 
 
+
+IN_DOUBT = "in doubt: started, no outcome recorded"
+"""How a unit with a start and no outcome (not cut short by a signal) is described."""
+
 def _doubt(last: UnitState) -> str:
     if last.status is not UnitStatus.STARTED:
         return last.status.value.lower().replace("_", " ")
     if last.interrupted:
         return f"in doubt: interrupted by {last.interrupted}"
-    return ("in doubt: started, no outcome recorded (the process died, or was cut off from "
-            "the bus and its side effect may still land)")
+    return (f"{IN_DOUBT} (the process died, or was cut off from the bus and its side effect "
+            "may still land)")
