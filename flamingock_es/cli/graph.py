@@ -1,8 +1,8 @@
 """Pictures of a workflow's graph: Mermaid (for Markdown, GitHub, the docs) and Graphviz DOT.
 
-Why two: Mermaid renders where people already read (a pull request, a README, Flamingock's
-own docs draw their "How It Works" flow as a Mermaid ``flowchart LR``); DOT is for large
-workflows, where Graphviz lays out thousands of nodes that Mermaid will not.
+Why two: Mermaid (a ``flowchart LR``) renders where people already read: a pull request, a
+README, a docs site. DOT is for large workflows, where Graphviz lays out thousands of nodes
+that a Mermaid renderer will not.
 
 Both show the same thing: one box per stage, in order; one node per unit, labelled with its id
 and state and coloured by state; an arrow from each required unit to the unit requiring it.

@@ -408,7 +408,6 @@ class Graph:
                          stage_max_parallel=stage_max_parallel, on_failure=on_failure)
 
 
-
 class Scheduler:
     """Hands out the units that may start now, as the previous ones finish.
 
