@@ -18,7 +18,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from .core.backend import Backend
+from .core.backend import NAMESPACE_PATTERN, Backend
 from .core.codec import AuditCodec
 from .core.reading import LogReader
 from .core.recorder import Observer
@@ -43,7 +43,7 @@ __all__ = [
     "trust_of",
 ]
 
-_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
+_NAMESPACE = re.compile(NAMESPACE_PATTERN)
 
 
 def trust_of(settings: Settings) -> TrustStore | None:

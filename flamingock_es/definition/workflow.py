@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core.changes import ChangeUnit
 from ..errors import ConfigError
+from ._speedups import checked
 from ._speedups.gcbatch import batched_gc
 from ._speedups.unit_cache import UnitCache
 from .loader import UNIT_MODULE_PREFIX, load_units
@@ -113,6 +114,7 @@ def load_workflow(source: Settings | str | Path | None = None, **flags: Any) -> 
             stages.append(Stage(stage.name, tuple(sorted(units, key=lambda u: u.order))))
     if cache is not None:
         cache.save()
+        checked.save(Path(settings.source))
     _check_unique(stages)
     return Workflow(settings, tuple(stages))
 
