@@ -26,6 +26,7 @@ from ..core.changes import ChangeContext, ChangeUnit, Recovery, resolve
 from ..errors import ConfigError, StepNotStarted, TemplateError
 from ._speedups.import_watch import unwatched_environment
 from ._speedups.unit_cache import UnitCache
+from .template_registry import registered, registers_in
 from .yamlfile import Located, load_document
 
 if TYPE_CHECKING:
@@ -80,9 +81,12 @@ def _cached(file: str, load: Callable[[Path], list[ChangeUnit]],
         return load(Path(file))
     units = cache.restore(file, lambda: load(Path(file)))
     if units is None:
+        before = registered()
         with cache.watching():
             units = load(Path(file))
-        cache.remember(file, units)
+        # A file that registers templates is imported on every load: restored, it would not
+        # be, and the units naming its templates could not run.
+        cache.remember(file, units, always_import=registers_in(file, before))
     return units
 
 

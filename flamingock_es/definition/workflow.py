@@ -21,6 +21,7 @@ from ._speedups.gcbatch import batched_gc
 from ._speedups.unit_cache import UnitCache
 from .loader import UNIT_MODULE_PREFIX, load_units
 from .settings import CompensationScope, Settings, resolve_settings
+from .template_registry import import_modules
 
 __all__ = ["CompensationScope", "Stage", "Workflow", "load_workflow"]
 
@@ -93,6 +94,7 @@ class Workflow:
 def load_workflow(source: Settings | str | Path | None = None, **flags: Any) -> Workflow:
     """Load the units of a workflow's stages, importing their code unless the unit cache
     beside its file still holds it (:mod:`~flamingock_es.definition._speedups.unit_cache`).
+    The modules the file names under ``templates:`` are imported first, every time.
 
     ``source`` is resolved settings, or the path of a ``flamingock.yaml`` (default: ./);
     ``flags`` (``namespace``, ``bus``, ...) win over the file. Errors name the file and line.
@@ -105,6 +107,7 @@ def load_workflow(source: Settings | str | Path | None = None, **flags: Any) -> 
     base = str(settings.base.resolve())
     if base not in sys.path:  # units and python-call targets import modules beside the file
         sys.path.insert(0, base)
+    import_modules(settings.templates, settings.base)  # before any unit names a template
     cache = UnitCache.beside(Path(settings.source), UNIT_MODULE_PREFIX) \
         if settings.source != "<code>" and settings.unit_cache else None
     stages = []

@@ -356,3 +356,40 @@ def test_a_package_module_that_fails_to_import_is_named(tmp_path: Path, write: W
     with pytest.raises(ConfigError, match=f"{path}: importing shoppkg.changes.broken failed: "
                                           "ModuleNotFoundError"):
         start(tmp_path)
+
+
+REGISTERING = '''
+    from pathlib import Path
+
+    from flamingock_es.definition.templates import Template, TemplateParams, register
+
+    with open(Path(__file__).parent.parent / "imports.txt", "a") as f:
+        f.write(f"{Path(__file__).name}\\n")
+
+
+    class EchoParams(TemplateParams):
+        text: str
+
+
+    @register
+    class Echo(Template):
+        name = "echo-for-the-cache-test"
+        Params = EchoParams
+
+        def apply(self, params, ctx):
+            ctx.params["calls"].append(("echo", params.text))
+'''
+
+
+def test_a_file_that_registers_a_template_is_imported_on_every_start_up(
+        project: Path, write: Write) -> None:
+    write("changes/b_templates.py", REGISTERING)
+    start(project)  # a cold cache
+    start(project)  # warm: a_units.py is restored, b_templates.py imported all the same
+    start(project)
+
+    assert imports(project) == ["a_units.py", "b_templates.py", "b_templates.py",
+                                "b_templates.py"]
+    cache = json.loads((project / CACHE_FILE).read_text())
+    marked = {Path(k).name: v for k, v in cache["files"].items() if v == {"import": True}}
+    assert marked == {"b_templates.py": {"import": True}}

@@ -8,7 +8,8 @@ written in a helper module); the project's modules that were loaded when the cac
 written (a value imported from a helper); the environment variables read while unit files
 were imported; the versions of flamingock-es and of Python. Anything else, and the file is
 imported and checked as if there were no cache. A restored unit imports its file when it is
-about to run (:mod:`.deferred`) and is refused if it is not the same unit.
+about to run (:mod:`.deferred`) and is refused if it is not the same unit. A file whose import
+registered templates is never restored: its entry says only that it is always imported.
 
 Not seen: what a unit file reads at import time from anywhere else (a data file, the clock, a
 module installed outside the project, ``os.environb``). Keep such values out of definitions,
@@ -41,7 +42,7 @@ __all__ = ["CACHE_FILE", "UnitCache"]
 
 CACHE_FILE = Path(".flamingock") / "unit-cache.json"
 
-_FORMAT = 1
+_FORMAT = 2  # 2: an entry may say a file is always imported (it registers templates)
 _EVERYTHING = "*"  # the environment as a whole: a unit file iterated or copied it
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class UnitCache:
         key = file
         self._seen.add(key)
         entry = self._loaded().get(key)
-        if entry is None:
+        if entry is None or entry.get("import"):  # it registers templates: always imported
             return None
         try:
             if entry["sha256"] != self._digest(key) or any(
@@ -173,9 +174,11 @@ class UnitCache:
         with watching_environment(self._reads):
             yield
 
-    def remember(self, file: str, units: list[ChangeUnit]) -> None:
+    def remember(self, file: str, units: list[ChangeUnit], *,
+                 always_import: bool = False) -> None:
         """Keep what importing ``file`` found (unless a value would not come back as it is:
-        parameters that JSON cannot hold exactly, a source file that cannot be read)."""
+        parameters that JSON cannot hold exactly, a source file that cannot be read), or, with
+        ``always_import`` (its import registered templates), that it is never restored."""
         key = file
         entries = self._loaded()
         self._changed = True
@@ -185,6 +188,9 @@ class UnitCache:
                   if path != key and not path.startswith(TOOL_ROOT)}
         sources = {path: self._digest(path) for path in sorted(others)}
         digest = self._digest(key)
+        if always_import:
+            entries[key] = {"import": True}
+            return
         if digest is None or any(d is None for d in sources.values()) or None in rows:
             return
         entries[key] = {"sha256": digest, "sources": sources, "units": rows}

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ...core.changes import ChangeContext
 from ...errors import MissingExtraError, TemplateError
+from ..template_registry import ENTRY_POINTS, find, register, registered
 
 __all__ = ["Problem", "Template", "TemplateParams", "get_template", "register",
            "template_names", "variable_values"]
@@ -148,7 +149,6 @@ class Template:
         return type(self).rollback is not Template.rollback
 
 
-_REGISTRY: dict[str, type[Template]] = {}
 _BUILTIN: dict[str, tuple[str, tuple[str, str] | None]] = {
     # name: (module, (the driver it needs, the extra that installs it))
     "http-request": ("flamingock_es.definition.templates.http_request", None),
@@ -159,31 +159,32 @@ _BUILTIN: dict[str, tuple[str, tuple[str, str] | None]] = {
 }
 
 
-def register(cls: type[Template]) -> type[Template]:
-    """Make ``cls`` available under ``cls.name``. Usable as a class decorator."""
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
 def get_template(name: str, where: str = "") -> Template:
-    """The template called ``name``; built-ins are imported on first use."""
-    if name not in _REGISTRY and name in _BUILTIN:
+    """The template called ``name``: built-ins are imported on first use; custom ones are
+    registered by a module the workflow file lists under ``templates:`` or by an installed
+    package's ``flamingock_es.templates`` entry point."""
+    if find(name) is None and name in _BUILTIN:
         module, needs = _BUILTIN[name]
         if needs is not None and find_spec(needs[0]) is None:
             raise MissingExtraError(f"{where}: template {name!r}", needs[1], needs[0])
         import_module(module)
-    if name not in _REGISTRY:
-        for ep in entry_points(group="flamingock_es.definition.templates"):
+    if find(name) is None:
+        for ep in entry_points(group=ENTRY_POINTS):
             if ep.name == name:
                 register(ep.load())
-    if name not in _REGISTRY:
+    found = find(name)
+    if found is None:
         known = ", ".join(template_names())
-        raise TemplateError(f"{where}: unknown template {name!r}; known templates: {known}")
-    return _REGISTRY[name]()
+        raise TemplateError(
+            f"{where}: unknown template {name!r}; known templates: {known}. A custom template "
+            "is registered by a module named under `templates:` in the workflow file, or by "
+            f"an installed package's {ENTRY_POINTS!r} entry point (see docs/templates.md).")
+    template: Template = found()
+    return template
 
 
 def template_names() -> list[str]:
     """Every template name that can be used (built-in and registered)."""
-    names = set(_REGISTRY) | set(_BUILTIN)
-    names |= {ep.name for ep in entry_points(group="flamingock_es.definition.templates")}
+    names = set(registered()) | set(_BUILTIN)
+    names |= {ep.name for ep in entry_points(group=ENTRY_POINTS)}
     return sorted(names)
