@@ -45,7 +45,7 @@ from .request.service import RequestService, ServeStats
 from .run.planner import NamespaceStatus, Plan, UndoScope, make_plan, namespace_status
 from .run.progress import LogProgress, Progress
 from .run.results import RunResult
-from .run.runner import Runner, RunOptions
+from .run.runner import Runner, RunOptions, check_before_lock
 from .telemetry.propagation import current_trace
 from .telemetry.spans import deploy_span, projection_batch_span, request_process, request_span
 
@@ -182,11 +182,19 @@ def _reason(reason: str, what: str) -> None:
 
 # Reading the log: no unit code -------------------------------------------------------------
 
-def plan(target: Target = None, *, accept_drift: bool = False, **flags: Any) -> Plan:
-    """What ``run`` would do, and why; reads the log, takes no lock, writes nothing."""
+def plan(target: Target = None, *, accept_drift: bool = False, check: bool = False,
+         **flags: Any) -> Plan:
+    """What ``run`` would do, and why; reads the log, takes no lock, writes nothing.
+
+    With ``check``, also what ``run`` checks before it takes the lock, for the units it would
+    apply (every ``${VAR}`` set, every block fitting its template, a ``python-call`` target
+    found): the same :class:`~flamingock_es.errors.ConfigError` ``run`` would stop on."""
     wf = open_workflow(target, **flags)
     with root.open_namespace(wf.settings, create=False) as backend:
-        return make_plan(wf, _state(backend), accept_drift)
+        planned = make_plan(wf, _state(backend), accept_drift)
+    if check:
+        check_before_lock(planned)
+    return planned
 
 
 def status(target: Target = None, **flags: Any) -> NamespaceStatus:

@@ -24,11 +24,12 @@ __all__ = ["register"]
 def cmd_plan(args: argparse.Namespace) -> int:
     """Show what `run` would apply, in order, and why every other unit is skipped.
 
-    --check exits non-zero when `run` could not go ahead on its own (for CI: 7 if a unit is
-    blocked for a person or in doubt, 6 if an applied unit drifted); --show prints what each
-    unit to apply would do: template blocks with ${VAR} resolved, Python units' parameters
-    and source, secrets as ***."""
-    plan = api.plan(workflow(args), accept_drift=args.accept_drift)
+    --check exits non-zero when `run` could not go ahead on its own (for CI: 2 if it would
+    stop before taking the lock, on an unset ${VAR} or a python-call target that cannot be
+    found; 7 if a unit is blocked for a person or in doubt; 6 if an applied unit drifted);
+    --show prints what each unit to apply would do: template blocks with ${VAR} resolved,
+    Python units' parameters and source, secrets as ***."""
+    plan = api.plan(workflow(args), accept_drift=args.accept_drift, check=args.check)
     previews = [preview(f"{p.stage}/{p.unit.id}", p.unit, os.environ)
                 for p in plan.to_run] if args.show else []
     code = plan_check(plan) if args.check else 0
@@ -160,9 +161,10 @@ def register(add: Any) -> None:
     p.add_argument("--accept-drift", action="store_true",
                    help="plan as `run --accept-drift` would")
     p.add_argument("--check", action="store_true",
-                   help="exit non-zero when run could not go ahead on its own: 7 if a unit "
-                        "is blocked for a person or in doubt, 6 if an applied unit drifted "
-                        "(for CI pipelines)")
+                   help="exit non-zero when run could not go ahead on its own: 2 if it would "
+                        "stop before taking the lock (what run checks then), 7 if a unit is "
+                        "blocked for a person or in doubt, 6 if an applied unit drifted (for "
+                        "CI pipelines)")
     p.add_argument("--show", action="store_true",
                    help="print what each unit to apply would do: template blocks with "
                         "${VAR} resolved, Python units' parameters and source; secrets as ***")
