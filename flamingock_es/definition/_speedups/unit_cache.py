@@ -16,12 +16,14 @@ module installed outside the project, ``os.environb``). Keep such values out of 
 or turn the cache off with ``FLAMINGOCK_UNIT_CACHE=off``.
 
 It is never a source of truth: a missing cache is rebuilt, a damaged one is ignored with a
-warning and rebuilt, and one that cannot be written costs the next start-up its speed only.
+warning and rebuilt, and one that cannot be written (a read-only file system) is skipped
+with one debug line: it costs the next start-up its speed only.
 It is ``.flamingock/unit-cache.json`` beside the workflow file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -219,10 +221,11 @@ class UnitCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             temporary.write_text(json.dumps(doc, separators=(",", ":")))
             os.replace(temporary, self.path)  # readers see the old cache or the new, whole
-        except OSError as exc:
-            log.info("%s: cannot write the unit cache (%s); the next start-up imports every "
-                     "unit file again", self.path, exc)
-            temporary.unlink(missing_ok=True)
+        except OSError as exc:  # an optimisation that cannot be written is skipped, quietly
+            log.debug("%s: cannot write the unit cache (%s); the next start-up imports every "
+                      "unit file again", self.path, exc)
+            with contextlib.suppress(OSError):  # EROFS, even for a file that is not there
+                temporary.unlink(missing_ok=True)
 
     def _digest(self, path: str) -> str | None:
         if path not in self._digests:
