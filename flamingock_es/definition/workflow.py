@@ -123,6 +123,8 @@ def load_workflow(source: Settings | str | Path | None = None, **flags: Any) -> 
 
 
 def _check_unique(stages: Sequence[Stage]) -> None:
+    """Ids are unique in the workflow, and orders in a stage: two units with one order would
+    run in whichever order the files happened to be read."""
     seen: dict[str, ChangeUnit] = {}
     for stage in stages:
         for unit in stage.units:
@@ -132,3 +134,10 @@ def _check_unique(stages: Sequence[Stage]) -> None:
                     f"{unit.source}: duplicate ChangeUnit id {unit.id!r}, already defined at "
                     f"{first.source}. Ids are unique per namespace; rename one of them."
                 )
+    for stage in stages:
+        for before, unit in zip(stage.units, stage.units[1:], strict=False):
+            if before.order == unit.order:
+                raise ConfigError(
+                    f"{unit.source}: unit {unit.id!r} has order {unit.order} in stage "
+                    f"{stage.name!r}, as unit {before.id!r} at {before.source} has. Units of "
+                    "a stage run in their order: give one of them another.")

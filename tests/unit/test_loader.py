@@ -479,3 +479,28 @@ def test_http_request_takes_one_expected_status_or_a_list(tmp_path: Path, write:
     with pytest.raises(TemplateError, match="expect_status: Input should be a valid integer or "
                                             "a valid list"):
         template.validate({"url": "http://x", "expect_status": "201"}, "apply", "here")
+
+
+def test_two_units_with_one_order_in_a_stage_name_both(tmp_path: Path, write: Write) -> None:
+    write("flamingock.yaml", """
+        namespace: shop
+        stages:
+          - {name: main, units: [changes]}
+          - {name: later, units: [more]}
+    """)
+    for name in ("changes/a.yaml", "changes/b.yaml", "more/c.yaml"):
+        write(name, f"""
+            id: {Path(name).stem}
+            order: 1
+            author: ana
+            template: python-call
+            apply: {{function: "json:dumps"}}
+        """)
+    with pytest.raises(ConfigError) as info:
+        load_workflow(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'changes' / 'b.yaml'}:1: unit 'b' has order 1 in stage 'main', as unit "
+        f"'a' at {tmp_path / 'changes' / 'a.yaml'}:1 has. Units of a stage run in their order: "
+        "give one of them another.")  # c, in another stage, may have order 1 too
+    (tmp_path / "changes" / "b.yaml").unlink()
+    assert [u.id for _, u in load_workflow(tmp_path).units()] == ["a", "c"]
