@@ -38,7 +38,7 @@ from .core.state import Finding, RunState, State, UnitStatus
 from .definition.settings import Settings, resolve_settings
 from .definition.workflow import Workflow, load_workflow
 from .errors import ChainBrokenError, ConfigError, LockTimeoutError, Remedy, RemedyKind
-from .projections import ProjectedBatch, ProjectionReader, ProjectionWorker
+from .projections import Lag, ProjectedBatch, ProjectionReader, ProjectionWorker
 from .request.client import OutcomeFollower, Request, publish
 from .request.model import DEFAULT_TTL, ChangeRequest, target_of
 from .request.service import RequestService, ServeStats
@@ -58,6 +58,7 @@ __all__ = [
     "open_workflow",
     "plan",
     "project",
+    "projection_lag",
     "quarantine",
     "read_state",
     "replay",
@@ -425,6 +426,19 @@ def open_projection(target: Target = None, **flags: Any) -> ProjectionReader:
     """A reader of the namespace's projected documents (close it, or use it in ``with``)."""
     settings = settings_of(target, **flags)
     return ProjectionReader(root.settings_store(settings), settings.namespace, owns_store=True)
+
+
+def projection_lag(target: Target = None, **flags: Any) -> Lag:
+    """How far the projected documents are behind the namespace's log: the projection's
+    checkpoint against the log's last position (a log that does not exist is not ahead)."""
+    settings = settings_of(target, **flags)
+    with root.open_namespace(settings, create=False) as backend, \
+            open_projection(settings) as reader:
+        if not backend.log.exists():
+            checkpoint = reader.checkpoint()
+            projected = int(checkpoint["position"]) if checkpoint else -1
+            return Lag(projected, -1, 0)
+        return reader.lag(backend.log)
 
 
 # Helpers -----------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ def command(remedy: Remedy) -> str:
         return "flamingock-es keys generate NAME"
     if kind is RemedyKind.INIT:
         return "flamingock-es init (or pass --config PATH)"
+    if kind is RemedyKind.PROJECT:
+        return "flamingock-es project --once"
     if kind is RemedyKind.PROJECT_REBUILD:
         return "flamingock-es project --rebuild"
     if kind is RemedyKind.DELETE_GROUP_OFFSETS:
