@@ -200,9 +200,16 @@ def plan(target: Target = None, *, accept_drift: bool = False, check: bool = Fal
 
 def status(target: Target = None, **flags: Any) -> NamespaceStatus:
     """Each unit's derived status; a unit still running (its run's holder holds the lock) is
-    told apart from one whose process is gone; what needs a person and how to decide."""
+    told apart from one whose process is gone; what needs a person and how to decide.
+
+    A namespace with no log is the workflow's own, not run yet (every unit pending), or, when
+    a flag names another than the workflow does, a typo:
+    :class:`~flamingock_es.errors.NamespaceNotFoundError`, as the read-only commands say."""
     wf = open_workflow(target, **flags)
-    with root.open_namespace(wf.settings, create=False) as backend:
+    settings = wf.settings
+    with root.open_namespace(settings, create=False) as backend:
+        if not backend.log.exists() and settings.namespace != settings.declared_namespace:
+            raise root.not_found(settings, backend)
         state = _state(backend)
         started = any(u.status is UnitStatus.STARTED for u in state.units.values())
         holder = backend.lock.holder() if started else None

@@ -82,6 +82,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json(report)
         return 0
     print(f"namespace {report.namespace}: {report.events} audit events")
+    if not report.events:
+        print("  nothing recorded yet: no run has written to this namespace's log")
     table([(row.status, f"{row.stage}/{row.unit_id}",
             f"{row.finished_at:%Y-%m-%d %H:%M:%S}" if row.finished_at else "-", row.detail)
            for row in report.rows], indent="  ")

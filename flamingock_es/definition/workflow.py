@@ -84,7 +84,8 @@ class Workflow:
         """
         if "settings" in options:
             options["unit_settings"] = options.pop("settings")
-        settings = resolve_settings(read_file=False, namespace=namespace, **options)
+        settings = resolve_settings(read_file=False, namespace=namespace,
+                                    declared_namespace=namespace, **options)
         built = tuple(Stage(name, tuple(sorted(units, key=lambda u: u.order)))
                       for name, units in stages.items())
         _check_unique(built)
