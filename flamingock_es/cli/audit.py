@@ -109,9 +109,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.output and args.output != "-":
         with open(args.output, "w", encoding="utf-8", newline="") as out:
             out.write(text)
-        if not args.quiet:
+        if not args.quiet:  # the report is in the file: this is what stdout gets
             print(f"{args.output}: {len(report.changes)} change(s), {len(report.runs)} run(s), "
-                  f"chain {'intact' if report.ok else 'BROKEN'}", file=sys.stderr)
+                  f"chain {'intact' if report.ok else 'BROKEN'}")
     else:
         sys.stdout.write(text)
     for line in _finding_lines(report.findings):
@@ -130,7 +130,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     """Write a snapshot of the whole log now (runners write one after every run that
     appended): start-ups then fold only what follows it. Verifies the log first."""
     position = api.snapshot(settings(args))
-    if not args.quiet:
+    if args.json:
+        print_json({"written": position is not None, "position": position})
+    elif not args.quiet:
         print(f"snapshot written at offset {position}" if position is not None else
               "no snapshot written: the latest one is as new")
     return 0
@@ -140,7 +142,9 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     """Record, under the lock, that the record at --offset is not part of the history
     (undecodable, not a valid event, or not covered by a trusted signature). Audited."""
     finding = api.quarantine(settings(args), args.offset, reason(args))
-    if not args.quiet:
+    if args.json:
+        print_json({"quarantined": args.offset, "finding": finding})
+    elif not args.quiet:
         print(f"quarantined the record at offset {args.offset} ({finding.kind}: "
               f"{finding.reason}); every reader now skips it, and shows that it did")
     return 0
@@ -150,7 +154,9 @@ def cmd_vouch(args: argparse.Namespace) -> int:
     """Record, under the lock, that the unsigned history up to --through (written before
     signing was configured) is authentic; this run's signature then covers it. Audited."""
     count = api.vouch(settings(args), args.through, reason(args))
-    if not args.quiet:
+    if args.json:
+        print_json({"vouched": count, "through": args.through})
+    elif not args.quiet:
         print(f"vouched for {count} unsigned event(s) up to offset {args.through}")
     return 0
 
