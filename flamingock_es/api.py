@@ -33,7 +33,7 @@ from .audit import select_events as _select
 from .core import snapshots
 from .core.backend import Backend
 from .core.events import AuditEvent, MarkedAs
-from .core.recorder import Observer, local_actor
+from .core.recorder import Observer, OutOfOrder, local_actor
 from .core.state import Finding, RunState, State, UnitStatus
 from .definition.settings import Settings, resolve_settings
 from .definition.workflow import Workflow, load_workflow
@@ -42,7 +42,15 @@ from .projections import Lag, ProjectedBatch, ProjectionReader, ProjectionWorker
 from .request.client import OutcomeFollower, Request, publish
 from .request.model import DEFAULT_TTL, ChangeRequest, target_of
 from .request.service import RequestService, ServeStats
-from .run.planner import NamespaceStatus, Plan, UndoScope, make_plan, namespace_status
+from .run.planner import (
+    NamespaceStatus,
+    OutOfOrderError,
+    Plan,
+    UndoScope,
+    make_plan,
+    namespace_status,
+    pending_before,
+)
 from .run.progress import LogProgress, Progress
 from .run.results import RunResult
 from .run.runner import Runner, RunOptions, check_before_lock
@@ -104,8 +112,12 @@ def open_workflow(target: Target = None, **flags: Any) -> Workflow:
 def run(target: Target = None, *, units: Sequence[str] | None = None,
         accept_drift: bool = False, progress: Progress | None = None,
         trigger: str = "library", service_version: str | None = None,
-        handle_signals: bool = True, **flags: Any) -> RunResult:
+        handle_signals: bool = True, out_of_order: bool = False, **flags: Any) -> RunResult:
     """Apply every pending unit of the workflow under the namespace lock.
+
+    With ``units``, only those; units before them that are not applied yet are refused
+    (:class:`~flamingock_es.run.planner.OutOfOrderError`) unless ``out_of_order`` allows it,
+    which the progress then says.
 
     Returns at once, taking no lock, when nothing is pending. Raises
     :class:`~flamingock_es.errors.UnitFailedError` after compensating when a unit fails.
@@ -122,8 +134,16 @@ def run(target: Target = None, *, units: Sequence[str] | None = None,
             root.open_namespace(wf.settings, write=True) as backend, \
             deploy_span(wf.namespace), \
             (interrupts.installed() if handle_signals else nullcontext()):
-        return Runner(wf, backend, options, observers=told, interrupts=interrupts,
-                      trace=current_trace).run(units)
+        runner = Runner(wf, backend, options, observers=told, interrupts=interrupts,
+                        trace=current_trace)
+        if units:
+            skipped = [p.unit.id for p in pending_before(runner.plan(), units)]
+            if skipped and not out_of_order:
+                raise OutOfOrderError(units, skipped)
+            if skipped:
+                for observer in told:
+                    observer.notice(OutOfOrder(tuple(units), tuple(skipped)))
+        return runner.run(units)
 
 
 def mark(target: Target, unit_id: str, marked_as: MarkedAs | str, reason: str, *,
