@@ -33,19 +33,27 @@ from .audit import select_events as _select
 from .core import snapshots
 from .core.backend import Backend
 from .core.events import MarkedAs
-from .core.recorder import Observer, local_actor
+from .core.recorder import Observer, OutOfOrder, local_actor
 from .core.state import Finding, RunState, State, UnitStatus
 from .definition.settings import Settings, resolve_settings
 from .definition.workflow import Workflow, load_workflow
 from .errors import ChainBrokenError, ConfigError, LockTimeoutError, Remedy, RemedyKind
-from .projections import ProjectedBatch, ProjectionReader, ProjectionWorker
+from .projections import Lag, ProjectedBatch, ProjectionReader, ProjectionWorker
 from .request.client import OutcomeFollower, Request, publish
 from .request.model import DEFAULT_TTL, ChangeRequest, target_of
 from .request.service import RequestService, ServeStats
-from .run.planner import NamespaceStatus, Plan, UndoScope, make_plan, namespace_status
+from .run.planner import (
+    NamespaceStatus,
+    OutOfOrderError,
+    Plan,
+    UndoScope,
+    make_plan,
+    namespace_status,
+    pending_before,
+)
 from .run.progress import LogProgress, Progress
 from .run.results import RunResult
-from .run.runner import Runner, RunOptions
+from .run.runner import Runner, RunOptions, check_before_lock
 from .telemetry.propagation import current_trace
 from .telemetry.spans import deploy_span, projection_batch_span, request_process, request_span
 
@@ -58,6 +66,7 @@ __all__ = [
     "open_workflow",
     "plan",
     "project",
+    "projection_lag",
     "quarantine",
     "read_state",
     "replay",
@@ -103,8 +112,12 @@ def open_workflow(target: Target = None, **flags: Any) -> Workflow:
 def run(target: Target = None, *, units: Sequence[str] | None = None,
         accept_drift: bool = False, progress: Progress | None = None,
         trigger: str = "library", service_version: str | None = None,
-        handle_signals: bool = True, **flags: Any) -> RunResult:
+        handle_signals: bool = True, out_of_order: bool = False, **flags: Any) -> RunResult:
     """Apply every pending unit of the workflow under the namespace lock.
+
+    With ``units``, only those; units before them that are not applied yet are refused
+    (:class:`~flamingock_es.run.planner.OutOfOrderError`) unless ``out_of_order`` allows it,
+    which the progress then says.
 
     Returns at once, taking no lock, when nothing is pending. Raises
     :class:`~flamingock_es.errors.UnitFailedError` after compensating when a unit fails.
@@ -121,8 +134,16 @@ def run(target: Target = None, *, units: Sequence[str] | None = None,
             root.open_namespace(wf.settings, write=True) as backend, \
             deploy_span(wf.namespace), \
             (interrupts.installed() if handle_signals else nullcontext()):
-        return Runner(wf, backend, options, observers=told, interrupts=interrupts,
-                      trace=current_trace).run(units)
+        runner = Runner(wf, backend, options, observers=told, interrupts=interrupts,
+                        trace=current_trace)
+        if units:
+            skipped = [p.unit.id for p in pending_before(runner.plan(), units)]
+            if skipped and not out_of_order:
+                raise OutOfOrderError(units, skipped)
+            if skipped:
+                for observer in told:
+                    observer.notice(OutOfOrder(tuple(units), tuple(skipped)))
+        return runner.run(units)
 
 
 def mark(target: Target, unit_id: str, marked_as: MarkedAs | str, reason: str, *,
@@ -184,18 +205,33 @@ def _reason(reason: str, what: str) -> None:
 
 # Reading the log: no unit code -------------------------------------------------------------
 
-def plan(target: Target = None, *, accept_drift: bool = False, **flags: Any) -> Plan:
-    """What ``run`` would do, and why; reads the log, takes no lock, writes nothing."""
+def plan(target: Target = None, *, accept_drift: bool = False, check: bool = False,
+         **flags: Any) -> Plan:
+    """What ``run`` would do, and why; reads the log, takes no lock, writes nothing.
+
+    With ``check``, also what ``run`` checks before it takes the lock, for the units it would
+    apply (every ``${VAR}`` set, every block fitting its template, a ``python-call`` target
+    found): the same :class:`~flamingock_es.errors.ConfigError` ``run`` would stop on."""
     wf = open_workflow(target, **flags)
     with root.open_namespace(wf.settings, create=False) as backend:
-        return make_plan(wf, _state(backend), accept_drift)
+        planned = make_plan(wf, _state(backend), accept_drift)
+    if check:
+        check_before_lock(planned)
+    return planned
 
 
 def status(target: Target = None, **flags: Any) -> NamespaceStatus:
     """Each unit's derived status; a unit still running (its run's holder holds the lock) is
-    told apart from one whose process is gone; what needs a person and how to decide."""
+    told apart from one whose process is gone; what needs a person and how to decide.
+
+    A namespace with no log is the workflow's own, not run yet (every unit pending), or, when
+    a flag names another than the workflow does, a typo:
+    :class:`~flamingock_es.errors.NamespaceNotFoundError`, as the read-only commands say."""
     wf = open_workflow(target, **flags)
-    with root.open_namespace(wf.settings, create=False) as backend:
+    settings = wf.settings
+    with root.open_namespace(settings, create=False) as backend:
+        if not backend.log.exists() and settings.namespace != settings.declared_namespace:
+            raise root.not_found(settings, backend)
         state = _state(backend)
         started = any(u.status is UnitStatus.STARTED for u in state.units.values())
         holder = backend.lock.holder() if started else None
@@ -420,6 +456,19 @@ def open_projection(target: Target = None, **flags: Any) -> ProjectionReader:
     """A reader of the namespace's projected documents (close it, or use it in ``with``)."""
     settings = settings_of(target, **flags)
     return ProjectionReader(root.settings_store(settings), settings.namespace, owns_store=True)
+
+
+def projection_lag(target: Target = None, **flags: Any) -> Lag:
+    """How far the projected documents are behind the namespace's log: the projection's
+    checkpoint against the log's last position (a log that does not exist is not ahead)."""
+    settings = settings_of(target, **flags)
+    with root.open_namespace(settings, create=False) as backend, \
+            open_projection(settings) as reader:
+        if not backend.log.exists():
+            checkpoint = reader.checkpoint()
+            projected = int(checkpoint["position"]) if checkpoint else -1
+            return Lag(projected, -1, 0)
+        return reader.lag(backend.log)
 
 
 # Helpers -----------------------------------------------------------------------------------

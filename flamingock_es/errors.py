@@ -101,6 +101,8 @@ class RemedyKind(enum.StrEnum):
     """Create a signing key."""
     INIT = "init"
     """Create a workflow file."""
+    PROJECT = "project"
+    """Bring the projection up to date with the log."""
     PROJECT_REBUILD = "project-rebuild"
     """Rebuild the projection from the log."""
     DELETE_GROUP_OFFSETS = "delete-group-offsets"

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from .core.backend import Backend
+from .core.backend import NAMESPACE_PATTERN, Backend
 from .core.codec import AuditCodec
 from .core.reading import LogReader
 from .core.recorder import Observer
@@ -35,6 +35,7 @@ __all__ = [
     "Backend",
     "existing_namespace",
     "interrupts",
+    "not_found",
     "observers",
     "open_backend",
     "open_namespace",
@@ -44,7 +45,7 @@ __all__ = [
     "trust_of",
 ]
 
-_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
+_NAMESPACE = re.compile(NAMESPACE_PATTERN)
 
 
 def trust_of(settings: Settings) -> TrustStore | None:
@@ -93,11 +94,19 @@ def existing_namespace(settings: Settings, *, write: bool = False) -> Backend:
     backend = open_namespace(settings, create=False, write=write)
     if not backend.log.exists():
         backend.close()
-        raise NamespaceNotFoundError(
-            f"namespace {settings.namespace!r} has no audit log at {backend.log.name}: nothing "
-            "was ever recorded there. Check the namespace and the bus (flags, or the "
-            "workflow file).")
+        raise not_found(settings, backend)
     return backend
+
+
+def not_found(settings: Settings, backend: Backend) -> NamespaceNotFoundError:
+    """The error for a namespace whose log does not exist where a command looked for it."""
+    declared = settings.declared_namespace
+    named = f" (the workflow file names {declared!r})" \
+        if declared is not None and declared != settings.namespace else ""
+    return NamespaceNotFoundError(
+        f"namespace {settings.namespace!r} has no audit log at {backend.log.name}: nothing "
+        f"was ever recorded there{named}. Check the namespace and the bus (flags, or the "
+        "workflow file).")
 
 
 def open_backend(bus: str, namespace: str, options: Mapping[str, str] | None = None, *,

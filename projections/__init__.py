@@ -14,11 +14,12 @@ by the composition root (:func:`flamingock_es.namespace.open_store`).
 from __future__ import annotations
 
 from .documents import Projection
-from .reader import ProjectionReader
+from .reader import Lag, ProjectionReader
 from .stores import ProjectionStore, StoreUnavailable, VersionConflict, Versioned
 from .worker import ProjectedBatch, ProjectionWorker
 
 __all__ = [
+    "Lag",
     "ProjectedBatch",
     "Projection",
     "ProjectionReader",

@@ -9,8 +9,10 @@ for clusters that run the query service.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from ..core.ports import EventLog
 from .documents import (
     Document,
     checkpoint_key,
@@ -21,7 +23,19 @@ from .documents import (
 )
 from .stores import ProjectionStore
 
-__all__ = ["ProjectionReader"]
+__all__ = ["Lag", "ProjectionReader"]
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far the projected documents are behind the log they are folded from."""
+
+    projected: int
+    """The position of the last event the projection holds (-1: none yet)."""
+    last: int
+    """The position of the log's last event (-1: an empty log)."""
+    behind: int
+    """How many events of the log the projection does not hold yet."""
 
 
 class ProjectionReader:
@@ -55,6 +69,17 @@ class ProjectionReader:
     def checkpoint(self) -> Document | None:
         """How far the projection got (position and last hash)."""
         return self._doc(checkpoint_key(self.namespace))
+
+    def lag(self, log: EventLog) -> Lag:
+        """How far behind ``log`` the projection is: its checkpoint against the events the
+        log holds after it (read, not decoded)."""
+        checkpoint = self.checkpoint()
+        projected = int(checkpoint["position"]) if checkpoint else -1
+        behind, last = 0, projected
+        for position, _ in log.read(projected + 1):
+            if position > projected:
+                behind, last = behind + 1, position
+        return Lag(projected, last, behind)
 
     def unit(self, unit_id: str) -> Document | None:
         """One change unit's document, or ``None`` if the log never mentioned it."""

@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
+from .._version import __version__
 from ..errors import FlamingockError
 from ..telemetry import setup as tracing
 from . import audit, authoring, bus, keys, projection, run
@@ -25,7 +27,7 @@ from .console import ConsoleLogHandler, console_for
 from .remedies import to_resolve
 from .status_codes import BROKEN_PIPE, INTERRUPTED, exit_code
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "first_sentence", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 FLOWS = (authoring, run, audit, bus, projection, keys)
@@ -35,34 +37,60 @@ UNIT_LOGGER = "flamingock_es.unit"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """One parser: a subcommand per command, every one with the same common options."""
+    """One parser: a subcommand per command. The common options may come before the command
+    or after it (``flamingock-es -v run`` and ``flamingock-es run -v``)."""
     parser = argparse.ArgumentParser(
-        prog="flamingock-es",
+        prog="flamingock-es", parents=[_common(top=True)],
         description="Apply ChangeUnits exactly once under a distributed lock, with every step "
                     "recorded as an Avro event in an append-only audit log.",
         epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", default="flamingock.yaml",
-                        help="workflow file (default: ./flamingock.yaml)")
-    common.add_argument("--bus", help="audit log and lock: local:PATH (default local:.flamingock)"
-                        " or kafka://HOST:PORT; overrides the workflow file")
-    common.add_argument("--namespace", help="namespace; overrides the workflow file")
-    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"flamingock-es {__version__}")
+    common = _common(top=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler) -> argparse.ArgumentParser:
         doc = (handler.__doc__ or "").strip()
-        p = sub.add_parser(name, parents=[common], help=doc.splitlines()[0], description=doc)
+        p = sub.add_parser(name, parents=[common], help=first_sentence(doc), description=doc)
         p.set_defaults(handler=handler)
         return p
 
     for flow in FLOWS:
         flow.register(add)
     return parser
+
+
+def _common(*, top: bool) -> argparse.ArgumentParser:
+    """The options every command takes. The top-level parser holds their defaults; a
+    command's own copy leaves an option it was not given alone (``SUPPRESS``), so that one
+    given before the command name is not reset by the command's parser."""
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", default=default("flamingock.yaml"),
+                        help="workflow file (default: ./flamingock.yaml)")
+    common.add_argument("--bus", default=default(None),
+                        help="audit log and lock: local:PATH (default local:.flamingock) or "
+                             "kafka://HOST:PORT; overrides the workflow file")
+    common.add_argument("--namespace", default=default(None),
+                        help="namespace; overrides the workflow file")
+    common.add_argument("--json", action="store_true", default=default(False),
+                        help="machine-readable output on stdout")
+    common.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                        help="no progress output")
+    common.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                        help="debug logging")
+    return common
+
+
+def first_sentence(doc: str) -> str:
+    """The first sentence of a docstring's first paragraph, for a command's one-line help
+    (its first line may end mid-sentence)."""
+    paragraph = " ".join(doc.split("\n\n", 1)[0].split())
+    match = re.search(r"[.!?](?=\s|$)", paragraph)
+    return paragraph[:match.end()] if match else paragraph
 
 
 def configure_logging(verbose: bool, quiet: bool) -> None:

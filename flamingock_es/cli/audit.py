@@ -143,9 +143,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.output and args.output != "-":
         with open(args.output, "w", encoding="utf-8", newline="") as out:
             out.write(text)
-        if not args.quiet:
+        if not args.quiet:  # the report is in the file: this is what stdout gets
             print(f"{args.output}: {len(report.changes)} change(s), {len(report.runs)} run(s), "
-                  f"chain {'intact' if report.ok else 'BROKEN'}", file=sys.stderr)
+                  f"chain {'intact' if report.ok else 'BROKEN'}")
     else:
         sys.stdout.write(text)
     for line in _finding_lines(report.findings):
@@ -164,7 +164,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     """Write a snapshot of the whole log now (runners write one after every run that
     appended): start-ups then fold only what follows it. Verifies the log first."""
     position = api.snapshot(settings(args))
-    if not args.quiet:
+    if args.json:
+        print_json({"written": position is not None, "position": position})
+    elif not args.quiet:
         print(f"snapshot written at offset {position}" if position is not None else
               "no snapshot written: the latest one is as new")
     return 0
@@ -188,7 +190,9 @@ def cmd_vouch(args: argparse.Namespace) -> int:
     """Record, under the lock, that the unsigned history up to --through (written before
     signing was configured) is authentic; this run's signature then covers it. Audited."""
     count = api.vouch(settings(args), args.through, reason(args))
-    if not args.quiet:
+    if args.json:
+        print_json({"vouched": count, "through": args.through})
+    elif not args.quiet:
         print(f"vouched for {count} unsigned event(s) up to offset {args.through}")
     return 0
 

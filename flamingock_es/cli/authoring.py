@@ -8,14 +8,18 @@ from typing import Any
 
 from ..core.recorder import local_actor
 from ..definition.scaffold import new_unit, scaffold
-from .output import workflow
+from .output import print_json, workflow
 
 __all__ = ["register"]
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Create a flamingock.yaml and a changes/ folder with an example unit of each kind."""
-    for path in scaffold(Path(args.directory)):
+    created = scaffold(Path(args.directory))
+    if args.json:
+        print_json({"created": [str(path) for path in created]})
+        return 0
+    for path in created:
         print(f"created {path}")
     return 0
 
@@ -30,7 +34,10 @@ def cmd_new(args: argparse.Namespace) -> int:
     path = new_unit(wf, args.name, template=args.template, stage=args.stage, unit_id=args.id,
                     author=args.author or local_actor(principal=wf.settings.principal).principal,
                     description=args.description or "")
-    print(f"created {path}")
+    if args.json:
+        print_json({"created": str(path)})
+    else:
+        print(f"created {path}")
     return 0
 
 

@@ -57,8 +57,8 @@ def register(add: Any) -> None:
     p.add_argument("--reason", default="", help="why; written to the audit log")
     p.add_argument("--requested-by", help="principal (default: FLAMINGOCK_PRINCIPAL or user)")
     p.add_argument("--service", help="the requesting service and version")
-    p.add_argument("--id", help="request id (default: a new UUID); the same request sent again runs once, "
-                        "and an id already used for another request is refused (exit 2)")
+    p.add_argument("--id", help="request id (default: a new UUID); the same request sent "
+                   "again runs once, and an id already used for another is refused (exit 2)")
     p.add_argument("--wait", action="store_true", help="wait for the outcome")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds for --wait")
     p.add_argument("--key", help="sign with this private key (default: signing_key in the "

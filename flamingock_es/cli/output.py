@@ -16,6 +16,7 @@ from ..definition.workflow import Workflow, load_workflow
 from ..errors import ConfigError
 from ..run.progress import Progress
 from .progress import console_progress
+from .remedies import REASON_PLACEHOLDER
 
 __all__ = ["jsonable", "parse_time", "print_json", "progress", "reason", "settings", "table",
            "workflow"]
@@ -32,11 +33,22 @@ def settings(args: argparse.Namespace, *, required: bool = False) -> Settings:
     return resolved
 
 
+_PLACEHOLDERS = {REASON_PLACEHOLDER, "…", "r", "reason", "<reason>", "why", "todo", "tbd",
+                 "xxx"}
+"""What a command line copied as it was written says instead of a reason (``--reason
+"..."`` from a remedy, ``--reason R`` from the docs)."""
+
+
 def reason(args: argparse.Namespace) -> str:
-    """The ``--reason`` a decision is recorded with: it may not be blank."""
+    """The ``--reason`` a decision is recorded with: it may not be blank, nor the
+    placeholder of a suggested command copied as it is."""
     given: str = args.reason
     if not given.strip():
         raise ConfigError(f"{args.command} needs a --reason: it is written to the audit log")
+    if given.strip().lower() in _PLACEHOLDERS or not given.strip(". …"):
+        raise ConfigError(f"{args.command} --reason {given!r} is the placeholder of the "
+                          "suggested command, not a reason: write why you decided (what you "
+                          "found, the ticket), it is written to the audit log")
     return given
 
 

@@ -55,7 +55,18 @@ def cmd_state(args: argparse.Namespace) -> int:
         print(f"flamingock-es: error: `state {what}` needs an id", file=sys.stderr)
         return 2
     with api.open_projection(s) as reader:
-        return _show(args, reader, what, ident)
+        code = _show(args, reader, what, ident)
+    if code != 0:
+        return code
+    lag = api.projection_lag(s)
+    if lag.behind:
+        remedy = command(Remedy(RemedyKind.PROJECT))
+        print(f"flamingock-es: BEHIND: the projection holds the log up to offset "
+              f"{lag.projected}, and the log has {lag.behind} event(s) more (up to offset "
+              f"{lag.last}); what is shown is out of date. Bring it up to date: {remedy} (or "
+              "keep a `flamingock-es project` worker running).", file=sys.stderr)
+        return exit_code(HistoryError)
+    return 0
 
 
 def _show(args: argparse.Namespace, reader: ProjectionReader, what: str,

@@ -6,10 +6,12 @@ from collections.abc import Sequence
 
 from ..errors import Remedy, RemedyKind
 
-__all__ = ["command", "to_resolve"]
+__all__ = ["REASON_PLACEHOLDER", "command", "to_resolve"]
 
-_REASON = '--reason "..."'
-"""Where the person writes why: the placeholder ``mark`` and friends refuse as it is."""
+REASON_PLACEHOLDER = "..."
+"""Where the person writes why, in the commands this module writes: ``mark``, ``quarantine``
+and ``vouch`` refuse it as it is (:func:`flamingock_es.cli.output.reason`)."""
+_REASON = f'--reason "{REASON_PLACEHOLDER}"'
 
 
 def command(remedy: Remedy) -> str:
@@ -29,6 +31,8 @@ def command(remedy: Remedy) -> str:
         return "flamingock-es keys generate NAME"
     if kind is RemedyKind.INIT:
         return "flamingock-es init (or pass --config PATH)"
+    if kind is RemedyKind.PROJECT:
+        return "flamingock-es project --once"
     if kind is RemedyKind.PROJECT_REBUILD:
         return "flamingock-es project --rebuild"
     if kind is RemedyKind.FORGET_HEAD:

@@ -9,9 +9,18 @@ import sys
 from typing import Any
 
 from .. import api
-from ..core.events import RunOutcome
-from ..errors import ManualInterventionRequired, UnitFailedError
-from ..run.planner import IN_DOUBT, Blocker, UndoBlockedError, UndoRefusedError, UndoScope
+from ..core.events import AuditEvent, CompensationSucceeded, RunFinished, RunOutcome
+from ..core.recorder import Notice, Planned
+from ..errors import ManualInterventionRequired, RunFailed, UnitFailedError
+from ..run.planner import (
+    IN_DOUBT,
+    Blocker,
+    OutOfOrderError,
+    UndoBlockedError,
+    UndoRefusedError,
+    UndoScope,
+)
+from ..run.progress import Progress
 from ..run.results import RunResult
 from .output import jsonable, print_json, progress, reason, table, workflow
 from .preview import preview, render
@@ -24,11 +33,12 @@ __all__ = ["register"]
 def cmd_plan(args: argparse.Namespace) -> int:
     """Show what `run` would apply, in order, and why every other unit is skipped.
 
-    --check exits non-zero when `run` could not go ahead on its own (for CI: 7 if a unit is
-    blocked for a person or in doubt, 6 if an applied unit drifted); --show prints what each
-    unit to apply would do: template blocks with ${VAR} resolved, Python units' parameters
-    and source, secrets as ***."""
-    plan = api.plan(workflow(args), accept_drift=args.accept_drift)
+    --check exits non-zero when `run` could not go ahead on its own (for CI: 2 if it would
+    stop before taking the lock, on an unset ${VAR} or a python-call target that cannot be
+    found; 7 if a unit is blocked for a person or in doubt; 6 if an applied unit drifted);
+    --show prints what each unit to apply would do: template blocks with ${VAR} resolved,
+    Python units' parameters and source, secrets as ***."""
+    plan = api.plan(workflow(args), accept_drift=args.accept_drift, check=args.check)
     previews = [preview(f"{p.stage}/{p.unit.id}", p.unit, os.environ)
                 for p in plan.to_run] if args.show else []
     code = plan_check(plan) if args.check else 0
@@ -67,11 +77,49 @@ def _blocker_json(blocker: Blocker) -> dict[str, object]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Apply every pending ChangeUnit of the workflow, under the namespace lock."""
-    result = api.run(workflow(args), units=args.unit, accept_drift=args.accept_drift,
-                     progress=progress(args), trigger="cli")
+    heard = Outcome() if args.json else None
+    try:
+        result = api.run(workflow(args), units=args.unit, accept_drift=args.accept_drift,
+                         progress=heard or progress(args), trigger="cli",
+                         out_of_order=args.out_of_order)
+    except OutOfOrderError as refused:  # said with the flags given
+        units = " ".join(f"--unit {u}" for u in refused.units)
+        one = len(refused.pending) == 1
+        refused.args = (f"run {units}: {', '.join(refused.pending)} "
+                        f"{'comes' if one else 'come'} before it in the workflow and "
+                        f"{'is' if one else 'are'} not applied yet. Apply "
+                        f"{'it' if one else 'them'} first (`flamingock-es run`), or give "
+                        "--out-of-order to go ahead anyway.",)
+        raise
+    except RunFailed:  # a unit failed, or the run was stopped: its result, then its error
+        if heard is not None and heard.result.run_id is not None:
+            print_json(heard.result)
+        raise
     if args.json:
         print_json(result)
-    return 0
+    return 0  # in text, the progress on stderr is the report, its last line the result
+
+
+class Outcome(Progress):
+    """Hears what a run did from the events it records (what ``--json`` prints when the run
+    ends in an error, which carries no result)."""
+
+    def __init__(self) -> None:
+        self.result = RunResult(None, None)
+
+    def notice(self, notice: Notice) -> None:
+        if isinstance(notice, Planned):
+            self.result.run_id, self.result.skipped = notice.run_id, notice.skipped
+
+    def recorded(self, event: AuditEvent) -> None:
+        payload, result = event.payload, self.result
+        if isinstance(payload, CompensationSucceeded):
+            result.compensated.append(payload.unit_id)
+        elif isinstance(payload, RunFinished):
+            result.run_id, result.outcome, result.error = event.run_id, payload.outcome, \
+                payload.error
+            result.applied, result.not_started = list(payload.applied), \
+                list(payload.not_started)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -81,6 +129,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json(report)
         return 0
     print(f"namespace {report.namespace}: {report.events} audit events")
+    if not report.events:
+        print("  nothing recorded yet: no run has written to this namespace's log")
     table([(row.status, f"{row.stage}/{row.unit_id}",
             f"{row.finished_at:%Y-%m-%d %H:%M:%S}" if row.finished_at else "-", row.detail)
            for row in report.rows], indent="  ")
@@ -100,9 +150,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_mark(args: argparse.Namespace) -> int:
     """Record a manual decision about a unit (applied or rolled back), with a reason."""
-    api.mark(workflow(args), args.unit_id, args.as_.replace("-", "_").upper(), reason(args),
-             seen=args.seen)
-    if not args.quiet:
+    marked_as = args.as_.replace("-", "_").upper()
+    why = reason(args)
+    api.mark(workflow(args), args.unit_id, marked_as, why, seen=args.seen)
+    if args.json:
+        print_json({"unit": args.unit_id, "marked_as": marked_as, "reason": why,
+                    "seen": args.seen})
+    elif not args.quiet:
         print(f"marked {args.unit_id} as {args.as_}")
     return 0
 
@@ -151,8 +205,10 @@ def _error(result: RunResult) -> str:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     """Block until the namespace is up to date (a readiness check), or time out."""
-    api.wait(workflow(args), timeout=args.timeout, poll=args.poll)
-    if not args.quiet:
+    plan = api.wait(workflow(args), timeout=args.timeout, poll=args.poll)
+    if args.json:
+        print_json({"up_to_date": True, "units": len(plan.units)})
+    elif not args.quiet:
         print("up to date")
     return 0
 
@@ -163,14 +219,18 @@ def register(add: Any) -> None:
     p.add_argument("--accept-drift", action="store_true",
                    help="plan as `run --accept-drift` would")
     p.add_argument("--check", action="store_true",
-                   help="exit non-zero when run could not go ahead on its own: 7 if a unit "
-                        "is blocked for a person or in doubt, 6 if an applied unit drifted "
-                        "(for CI pipelines)")
+                   help="exit non-zero when run could not go ahead on its own: 2 if it would "
+                        "stop before taking the lock (what run checks then), 7 if a unit is "
+                        "blocked for a person or in doubt, 6 if an applied unit drifted (for "
+                        "CI pipelines)")
     p.add_argument("--show", action="store_true",
                    help="print what each unit to apply would do: template blocks with "
                         "${VAR} resolved, Python units' parameters and source; secrets as ***")
     p = add("run", cmd_run)
     p.add_argument("--unit", action="append", help="only this unit (repeatable)")
+    p.add_argument("--out-of-order", action="store_true",
+                   help="with --unit: apply it even though units before it are not applied "
+                        "yet (refused without this flag)")
     p.add_argument("--accept-drift", action="store_true",
                    help="accept changed definitions of applied units (audited as manual marks)")
     add("status", cmd_status)

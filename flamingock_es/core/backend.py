@@ -17,7 +17,10 @@ from .reading import LogReader
 from .trust import Signer, TrustStore
 from .witness import HeadMemory
 
-__all__ = ["Backend"]
+__all__ = ["NAMESPACE_PATTERN", "Backend"]
+
+NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$"
+"""What a namespace may be called: it becomes part of topic and file names."""
 
 
 @dataclass

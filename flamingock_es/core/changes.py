@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import re
+import sys
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -179,7 +180,7 @@ def change_unit(
     run_always: bool = False,
     recovery: Recovery | str = Recovery.MANUAL_INTERVENTION,
     parameters: Mapping[str, Any] | None = None,
-    secrets: tuple[str, ...] = (),
+    secrets: tuple[str, ...] | list[str] = (),
     accept_drift: bool = False,
 ) -> Callable[[Step | type], ChangeUnit]:
     """Declare a ChangeUnit in Python, on a function (its ``apply``) or on a class.
@@ -191,7 +192,18 @@ def change_unit(
 
         @change_unit(id="add-status-field", order=1, author="ana", rollback=drop_status_field)
         def add_status_field(ctx): ...
+
+    Every argument is checked for what it is, strictly (``order="13"`` and
+    ``run_always="nope"`` are refused, not read as 13 and true): an error names the file and
+    line of the decorator.
     """
+    caller = sys._getframe(1)
+    from .unit_fields import check_arguments  # pydantic: only when a unit file is imported
+
+    check_arguments(f"{caller.f_code.co_filename}:{caller.f_lineno}", {
+        "id": id, "order": order, "author": author, "description": description,
+        "rollback": rollback, "run_always": run_always, "recovery": recovery,
+        "parameters": parameters, "secrets": secrets, "accept_drift": accept_drift})
 
     def decorate(target: Step | type) -> ChangeUnit:
         if isinstance(target, type):

@@ -31,6 +31,7 @@ __all__ = [
     "NoRollback",
     "Notice",
     "Observer",
+    "OutOfOrder",
     "Planned",
     "Recorder",
     "RunIdentity",
@@ -115,7 +116,16 @@ class LockGone:
     why: str
 
 
-Notice = Waiting | UpToDate | Planned | NoRollback | LockGone
+@dataclass(frozen=True, slots=True)
+class OutOfOrder:
+    """``units`` were asked for, and are applied before ``pending``, which come before them
+    in the workflow and are not applied yet (allowed explicitly)."""
+
+    units: tuple[str, ...]
+    pending: tuple[str, ...]
+
+
+Notice = Waiting | UpToDate | Planned | NoRollback | LockGone | OutOfOrder
 
 
 class Observer(Protocol):

@@ -16,7 +16,7 @@ requirement points against it does the order move, and then as little as possibl
 units that may go next, the one earliest in the linear order goes first).
 
 The linear order ranks units by ``(stage, order)``; units of one stage that share an ``order``
-keep the order they were given in (as :class:`~flamingock_es.workflow.Stage` sorts them
+keep the order they were given in (as :class:`~flamingock_es.definition.workflow.Stage` sorts them
 today), so pass the nodes in the workflow's execution order. That rank, unique per unit, is
 also the order in which :class:`Scheduler` hands out ready units.
 

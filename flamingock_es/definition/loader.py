@@ -26,6 +26,7 @@ from ..core.changes import ChangeContext, ChangeUnit, Recovery, resolve
 from ..errors import ConfigError, StepNotStarted, TemplateError
 from ._speedups.import_watch import unwatched_environment
 from ._speedups.unit_cache import UnitCache
+from .template_registry import registered, registers_in
 from .yamlfile import Located, load_document
 
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ UNIT_MODULE_PREFIX = "flamingock_units_"
 (the hash of the file's path, so that two folders' ``v1.py`` stay two modules)."""
 
 _DECLARATIVE = (".yaml", ".yml", ".json")
-_FIELDS = {"id", "order", "author", "description", "template", "apply", "rollback",
-           "run_always", "recovery", "secrets", "accept_drift"}
 
 
 def load_units(sources: Iterable[str] | str, base: Path, where: str = "",
@@ -82,9 +81,12 @@ def _cached(file: str, load: Callable[[Path], list[ChangeUnit]],
         return load(Path(file))
     units = cache.restore(file, lambda: load(Path(file)))
     if units is None:
+        before = registered()
         with cache.watching():
             units = load(Path(file))
-        cache.remember(file, units)
+        # A file that registers templates is imported on every load: restored, it would not
+        # be, and the units naming its templates could not run.
+        cache.remember(file, units, always_import=registers_in(file, before))
     return units
 
 
@@ -104,6 +106,9 @@ def _python_file(path: Path) -> list[ChangeUnit]:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
+        except ConfigError:  # a unit's own definition is wrong: it names its file and line
+            del sys.modules[name]
+            raise
         except Exception as exc:
             del sys.modules[name]
             raise ConfigError(f"{path}: importing it failed: {type(exc).__name__}: {exc}") from exc
@@ -132,6 +137,8 @@ def _module_units(name: str) -> Callable[[Path], list[ChangeUnit]]:
     def load(path: Path) -> list[ChangeUnit]:
         try:
             return _units_in(importlib.import_module(name))
+        except ConfigError:
+            raise
         except Exception as exc:
             raise ConfigError(f"{path}: importing {name} failed: {type(exc).__name__}: "
                               f"{exc}") from exc
@@ -171,49 +178,39 @@ def _declarative_file(path: Path) -> list[ChangeUnit]:
 
 
 def declarative_unit(doc: Any, path: Path) -> ChangeUnit:
-    """Build a ChangeUnit from one YAML/JSON mapping; every error names the file and line."""
+    """Build a ChangeUnit from one YAML/JSON mapping, checked strictly against
+    :class:`~flamingock_es.definition.models.UnitFile`; every error names the file and line."""
+    # pydantic and the templates: only a declarative unit that is read needs them
+    from .models import UnitFile
+    from .templates import get_template
+    from .validation import validated
+
     if not isinstance(doc, Located):
         raise ConfigError(f"{path}: a ChangeUnit must be a mapping with id, order, author, "
                           "template and apply")
-    for key in doc:
-        if key not in _FIELDS:
-            raise ConfigError(f"{doc.where(key)}: unknown field {key!r}; "
-                              f"expected {', '.join(sorted(_FIELDS))}")
-    for key in ("id", "order", "author", "template", "apply"):
-        if key not in doc:
-            raise ConfigError(f"{doc.where()}: missing required field {key!r}")
-    if not isinstance(doc["order"], int):
-        raise ConfigError(f"{doc.where('order')}: order must be an integer")
-    if not isinstance(doc["apply"], Mapping):
-        raise ConfigError(f"{doc.where('apply')}: apply must be a mapping of parameters")
-    try:
-        recovery = Recovery(doc.get("recovery", Recovery.MANUAL_INTERVENTION))
-    except ValueError as exc:
-        raise ConfigError(f"{doc.where('recovery')}: recovery is 'manual-intervention' or "
-                          "'always-retry'") from exc
-    from .templates import get_template  # pydantic: only a declarative unit needs it
-
+    fields = validated(UnitFile, doc, doc.where(), noun="field")
     where = doc.where("template")
-    template = get_template(str(doc["template"]), where)
-    blocks = {"apply": _plain(doc["apply"])}
-    rollback_block = doc.get("rollback")
-    if rollback_block is not None:
-        blocks["rollback"] = _plain(rollback_block)
+    template = get_template(fields.template, where)
+    blocks = {"apply": _plain(fields.apply)}
+    if fields.rollback is not None:
+        blocks["rollback"] = _plain(fields.rollback)
         if not template.has_rollback:
             raise ConfigError(f"{doc.where('rollback')}: template {template.name!r} has no "
                               "rollback; remove the block")
     for phase, block in blocks.items():
         _check_shape(template, block, phase, doc.where(phase))
-    secrets = frozenset(doc.get("secrets", ())) | template.secret_fields
+    secrets = frozenset(fields.secrets) | template.secret_fields
 
     def check(params: Mapping[str, Any]) -> None:
         for phase in blocks:
-            template.validate(params[phase], phase, f"{path} ({phase})")
+            where = f"{path} ({phase})"
+            template.check(template.validate(params[phase], phase, where, blocks[phase]), where)
 
     def step(phase: str) -> Any:
         def run(ctx: ChangeContext) -> None:
             try:
-                params = template.validate(ctx.params[phase], phase, f"{path} ({phase})")
+                params = template.validate(ctx.params[phase], phase, f"{path} ({phase})",
+                                           blocks[phase])
             except TemplateError as exc:  # nothing was sent anywhere yet
                 raise StepNotStarted(str(exc)) from exc
             getattr(template, phase)(params, ctx)
@@ -221,18 +218,18 @@ def declarative_unit(doc: Any, path: Path) -> ChangeUnit:
         return run
 
     return ChangeUnit(
-        id=str(doc["id"]),
-        order=doc["order"],
-        author=str(doc["author"]),
+        id=fields.id,
+        order=fields.order,
+        author=fields.author,
         apply=step("apply"),
-        rollback=step("rollback") if rollback_block is not None else None,
-        description=str(doc.get("description", "")),
-        run_always=bool(doc.get("run_always", False)),
-        recovery=recovery,
+        rollback=step("rollback") if "rollback" in blocks else None,
+        description=fields.description,
+        run_always=fields.run_always,
+        recovery=Recovery(fields.recovery),
         parameters=blocks,
         secrets=secrets,
         template=template.name,
-        accept_drift=bool(doc.get("accept_drift", False)),
+        accept_drift=fields.accept_drift,
         source=doc.where(),
         body="",
         check=check,
@@ -245,8 +242,8 @@ def _check_shape(template: Template, block: Mapping[str, Any], phase: str, where
     field's type is left for the run to check. Everything else (an unknown or misspelt key, a
     missing field, a literal of the wrong type) is an error now."""
     probe, unknown = _placeholders(block, unwatched_environment())
-    problems = [p for p in template.problems(probe, phase)
-                if p.kind == "extra_forbidden" or p.loc[:len(p.loc)] not in unknown]
+    problems = [p for p in template.problems(probe, phase, block)
+                if p.kind == "extra_forbidden" or not p.under(unknown)]
     if problems:
         raise template.misfit(where, phase, problems)
 

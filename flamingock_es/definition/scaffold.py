@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -148,8 +149,11 @@ def apply_{name}(ctx: ChangeContext) -> None:
 
 
 def slug_of(name: str) -> str:
-    """``"Enable new checkout!"`` -> ``enable_new_checkout``: a file name and Python name."""
-    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    """``"Enable new checkout!"`` -> ``enable_new_checkout``: a file name and Python name.
+    Letters with accents keep their letter (``"Añadir índice"`` -> ``anadir_indice``): NFKD
+    splits each into its ASCII letter and its marks, and the marks are left out."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")
     if not slug or slug[0].isdigit():
         raise ConfigError(f"new: {name!r} gives no usable name; start it with a letter")
     return slug

@@ -12,6 +12,7 @@ bus: local:.flamingock          # or kafka://127.0.0.1:19092
 kafka: {security.protocol: SASL_SSL, ...}      # options of the Kafka bus (librdkafka)
 store: sqlite:.flamingock/projections.db       # where projections go
 settings: {flags_url: http://127.0.0.1:8765}   # handed to every unit as ctx.settings
+templates: [shop_templates]    # modules that register custom templates
 stages:
   - name: data
     units: [changes/data]      # folders, .py/.yaml/.json files, or dotted Python packages
@@ -21,6 +22,7 @@ stages:
 from __future__ import annotations
 
 import enum
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, Remedy, RemedyKind
+from ._speedups import checked
 from .yamlfile import Located, load_document
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "CompensationScope",
     "Settings",
     "StageSource",
+    "TemplateSource",
     "resolve_settings",
 ]
 
@@ -61,10 +65,9 @@ _CONNECTIONS = {
 }
 """Where templates and the Couchbase store connect when nothing closer says (a block, the
 ``settings:`` block, a store URL or its options)."""
-_OFF = ("off", "0", "false", "no")
-_KEYS = frozenset({"namespace", "name", "bus", "kafka", "bus_options", "store",
-                   "store_options", "settings", "stages", "compensate", "lock_timeout",
-                   "grace_period", "signing_key", "trust"})
+_SWITCHES = {"on": True, "1": True, "true": True, "yes": True,
+             "off": False, "0": False, "false": False, "no": False}
+"""How the environment says a switch (``FLAMINGOCK_UNIT_CACHE=off``)."""
 _SECONDS = ("lock_timeout", "grace_period")
 
 
@@ -83,6 +86,16 @@ class StageSource:
     units: tuple[str, ...]
     where: str
     """``file:line`` of the stage, for messages."""
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    """A module the configuration names for its custom templates, not yet imported."""
+
+    module: str
+    """A dotted module name, or a ``.py`` file relative to the workflow file."""
+    where: str
+    """``file:line`` of the entry, for messages."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +133,13 @@ class Settings:
     ``couchbase_password``, ``couchbase_bucket``, ``kafka_bootstrap``): the lowest
     precedence for templates and the Couchbase store."""
     stages: tuple[StageSource, ...] = ()
+    templates: tuple[TemplateSource, ...] = ()
+    """Modules that register custom templates, imported before any unit is loaded."""
     source: str = "<code>"
     """The configuration file these came from."""
+    declared_namespace: str | None = None
+    """The namespace the workflow itself names (its file, or :meth:`Workflow.of`); a flag
+    may name another one."""
 
     @property
     def unit_context(self) -> Mapping[str, Any]:
@@ -155,17 +173,11 @@ def resolve_settings(config: str | Path | None = None, *, required: bool = False
     path = Path(config or CONFIG_FILE)
     if path.is_dir():
         path = path / CONFIG_FILE
-    values: dict[str, Any] = {}
-    for key, variable in ENVIRONMENT.items():
-        if env.get(variable):
-            values[key] = env[variable]
-    for flag in ("unit_cache", "pure_python"):
-        if flag in values:
-            values[flag] = str(values[flag]).lower() not in _OFF
+    values: dict[str, Any] = _from_environment(env)
     values["connections"] = {key: env[variable] for key, variable in _CONNECTIONS.items()
                              if env.get(variable)}
     if read_file and path.exists():
-        values.update(_read(path))
+        values.update(_read(path, check=values.get("unit_cache", True)))
     elif required:
         raise ConfigError(f"{path}: no workflow file here; create one, or name another.",
                           remedies=(Remedy(RemedyKind.INIT),))
@@ -182,6 +194,38 @@ def resolve_settings(config: str | Path | None = None, *, required: bool = False
     return Settings(**values)
 
 
+def _from_environment(env: Mapping[str, str]) -> dict[str, Any]:
+    """The settings the ``FLAMINGOCK_*`` variables give, each converted from its text; a
+    value that means nothing is refused, naming the variable (never guessed)."""
+    values: dict[str, Any] = {}
+    for key, variable in ENVIRONMENT.items():
+        text = env.get(variable)
+        if not text:
+            continue
+        if key in _SECONDS:
+            values[key] = _seconds(text, variable)
+        elif key in ("unit_cache", "pure_python"):
+            switch = _SWITCHES.get(text.strip().lower())
+            if switch is None:
+                raise ConfigError(f"{variable}={text!r} is neither on nor off: set it to on "
+                                  "or off (1/0, true/false and yes/no also do), or unset it")
+            values[key] = switch
+        else:
+            values[key] = text
+    return values
+
+
+def _seconds(text: str, variable: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{variable}={text!r} is not a number of seconds: set it to one, "
+                          "e.g. 60 (or 0.5), or unset it")
+    return seconds
+
+
 def _compensate(value: object, where: object) -> CompensationScope:
     try:
         return CompensationScope(str(value))
@@ -190,58 +234,54 @@ def _compensate(value: object, where: object) -> CompensationScope:
                           f"not {value!r}") from exc
 
 
-def _read(path: Path) -> dict[str, Any]:
-    """The file's settings, checked; local paths made relative to the file."""
+def _read(path: Path, *, check: bool = True) -> dict[str, Any]:
+    """The file's settings, checked against the model (unless the same bytes passed before
+    and ``check`` allows trusting that); local paths made relative to the file."""
     doc = load_document(path)
     if not isinstance(doc, Located):
         raise ConfigError(f"{path}:1: expected a mapping with namespace and stages")
-    for key in doc:
-        if key not in _KEYS:
-            raise ConfigError(f"{doc.where(key)}: unknown key {key!r}; "
-                              f"expected one of {', '.join(sorted(_KEYS - {'bus_options'}))}")
-    if "namespace" not in doc:
-        raise ConfigError(f"{doc.where()}: missing 'namespace'")
+    data = path.read_bytes()
+    if not (check and checked.is_known(path, data)):
+        from .models import WorkflowFile  # pydantic: only for a file not checked before
+        from .validation import validated
+
+        validated(WorkflowFile, doc, doc.where(), secret=("kafka", "store_options",
+                                                          "settings"))
+        checked.note(path, data)
     base = path.parent
-    out: dict[str, Any] = {"source": str(path), "namespace": str(doc["namespace"])}
+    out: dict[str, Any] = {"source": str(path), "namespace": doc["namespace"],
+                           "declared_namespace": doc["namespace"]}
     for key in ("name", "compensate", *_SECONDS):
-        if key in doc:
+        if doc.get(key) is not None:
             out[key] = doc[key]
-    if "signing_key" in doc:
-        out["signing_key"] = str(base / str(doc["signing_key"]))
-    if "trust" in doc:
-        trust = doc["trust"]
-        if not isinstance(trust, str | list):
-            raise ConfigError(f"{doc.where('trust')}: trust is a list of trusted keys or the "
-                              "folder of a trust.yaml")
+    if doc.get("signing_key") is not None:
+        out["signing_key"] = str(base / doc["signing_key"])
+    trust = doc.get("trust")
+    if trust is not None:
         out["trust"] = str(base / trust) if isinstance(trust, str) else tuple(trust)
     for key in ("bus", "store"):
-        if key in doc:
-            out[key] = _anchor(str(doc[key]), base)
-    options = doc.get("kafka", doc.get("bus_options", {}))
-    out["bus_options"] = _options(options, doc.where("kafka" if "kafka" in doc else
-                                                     "bus_options"))
-    out["store_options"] = _options(doc.get("store_options", {}), doc.where("store_options"))
-    unit_settings = doc.get("settings", {})
-    if not isinstance(unit_settings, Mapping):
-        raise ConfigError(f"{doc.where('settings')}: settings must be a mapping")
-    out["unit_settings"] = dict(unit_settings)
-    out["stages"] = tuple(_stage(raw, doc) for raw in doc.get("stages") or ())
+        if doc.get(key) is not None:
+            out[key] = _anchor(doc[key], base)
+    out["bus_options"] = _options(doc.get("kafka", {}))
+    out["store_options"] = _options(doc.get("store_options", {}))
+    out["unit_settings"] = dict(doc.get("settings", {}))
+    out["stages"] = tuple(_stage(raw) for raw in doc.get("stages", ()))
+    templates = doc.get("templates", [])  # a LocatedList when it is given
+    out["templates"] = tuple(TemplateSource(module, templates.where(i))
+                             for i, module in enumerate(templates))
     return out
 
 
-def _options(raw: Any, where: str) -> dict[str, str]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of option names to values")
-    return {str(k): str(v) for k, v in raw.items()}
+def _options(raw: Mapping[str, Any]) -> dict[str, str]:
+    """Client options as the clients take them: text (``true``, not Python's ``True``)."""
+    return {str(k): ("true" if v else "false") if isinstance(v, bool) else str(v)
+            for k, v in raw.items()}
 
 
-def _stage(raw: Any, doc: Located) -> StageSource:
-    if not isinstance(raw, Located) or "name" not in raw or "units" not in raw:
-        where = raw.where() if isinstance(raw, Located) else doc.where("stages")
-        raise ConfigError(f"{where}: a stage needs a name and a list of units sources")
+def _stage(raw: Located) -> StageSource:
     units = raw["units"]
-    sources = (units,) if isinstance(units, str) else tuple(str(u) for u in units)
-    return StageSource(str(raw["name"]), sources, raw.where("units"))
+    sources = (units,) if isinstance(units, str) else tuple(units)
+    return StageSource(raw["name"], sources, raw.where("units"))
 
 
 def _anchor(url: str, base: Path) -> str:

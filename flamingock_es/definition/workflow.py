@@ -16,10 +16,12 @@ from typing import Any
 
 from ..core.changes import ChangeUnit
 from ..errors import ConfigError
+from ._speedups import checked
 from ._speedups.gcbatch import batched_gc
 from ._speedups.unit_cache import UnitCache
 from .loader import UNIT_MODULE_PREFIX, load_units
 from .settings import CompensationScope, Settings, resolve_settings
+from .template_registry import import_modules
 
 __all__ = ["CompensationScope", "Stage", "Workflow", "load_workflow"]
 
@@ -82,7 +84,8 @@ class Workflow:
         """
         if "settings" in options:
             options["unit_settings"] = options.pop("settings")
-        settings = resolve_settings(read_file=False, namespace=namespace, **options)
+        settings = resolve_settings(read_file=False, namespace=namespace,
+                                    declared_namespace=namespace, **options)
         built = tuple(Stage(name, tuple(sorted(units, key=lambda u: u.order)))
                       for name, units in stages.items())
         _check_unique(built)
@@ -92,6 +95,7 @@ class Workflow:
 def load_workflow(source: Settings | str | Path | None = None, **flags: Any) -> Workflow:
     """Load the units of a workflow's stages, importing their code unless the unit cache
     beside its file still holds it (:mod:`~flamingock_es.definition._speedups.unit_cache`).
+    The modules the file names under ``templates:`` are imported first, every time.
 
     ``source`` is resolved settings, or the path of a ``flamingock.yaml`` (default: ./);
     ``flags`` (``namespace``, ``bus``, ...) win over the file. Errors name the file and line.
@@ -104,6 +108,7 @@ def load_workflow(source: Settings | str | Path | None = None, **flags: Any) -> 
     base = str(settings.base.resolve())
     if base not in sys.path:  # units and python-call targets import modules beside the file
         sys.path.insert(0, base)
+    import_modules(settings.templates, settings.base)  # before any unit names a template
     cache = UnitCache.beside(Path(settings.source), UNIT_MODULE_PREFIX) \
         if settings.source != "<code>" and settings.unit_cache else None
     stages = []
@@ -113,11 +118,14 @@ def load_workflow(source: Settings | str | Path | None = None, **flags: Any) -> 
             stages.append(Stage(stage.name, tuple(sorted(units, key=lambda u: u.order))))
     if cache is not None:
         cache.save()
+        checked.save(Path(settings.source))
     _check_unique(stages)
     return Workflow(settings, tuple(stages))
 
 
 def _check_unique(stages: Sequence[Stage]) -> None:
+    """Ids are unique in the workflow, and orders in a stage: two units with one order would
+    run in whichever order the files happened to be read."""
     seen: dict[str, ChangeUnit] = {}
     for stage in stages:
         for unit in stage.units:
@@ -127,3 +135,10 @@ def _check_unique(stages: Sequence[Stage]) -> None:
                     f"{unit.source}: duplicate ChangeUnit id {unit.id!r}, already defined at "
                     f"{first.source}. Ids are unique per namespace; rename one of them."
                 )
+    for stage in stages:
+        for before, unit in zip(stage.units, stage.units[1:], strict=False):
+            if before.order == unit.order:
+                raise ConfigError(
+                    f"{unit.source}: unit {unit.id!r} has order {unit.order} in stage "
+                    f"{stage.name!r}, as unit {before.id!r} at {before.source} has. Units of "
+                    "a stage run in their order: give one of them another.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import yaml
 
 from ..errors import ConfigError
 
-__all__ = ["Located", "load_document"]
+__all__ = ["Located", "LocatedList", "load_document", "locate"]
 
 try:  # the C loader is 10x faster; a change directory can hold thousands of files
     from yaml import CSafeLoader as _Loader
@@ -28,6 +29,43 @@ class Located(dict[str, Any]):
         """``file:line`` of ``key`` (or of the mapping itself)."""
         line = self.lines.get(key, self.line) if key else self.line
         return f"{self.path}:{line}"
+
+
+class LocatedList(list[Any]):
+    """A list that remembers the file and the line of each of its items."""
+
+    def __init__(self, items: list[Any], path: Path, line: int, lines: list[int]):
+        super().__init__(items)
+        self.path, self.line, self.lines = path, line, lines
+
+    def where(self, index: int | None = None) -> str:
+        """``file:line`` of item ``index`` (or of the list itself)."""
+        line = self.lines[index] if index is not None and 0 <= index < len(self.lines) \
+            else self.line
+        return f"{self.path}:{line}"
+
+
+def locate(doc: Any, loc: Sequence[str | int], default: str) -> tuple[str, list[str]]:
+    """``file:line`` of the deepest part of ``loc`` (a path of keys and indexes, as pydantic
+    reports one) that ``doc`` holds, and the path of keys and indexes to it; ``default``
+    if none is. Names of a union's members (``list[StageFile]``) in ``loc`` are passed over;
+    a key that is missing ends the path."""
+    node, where, path = doc, default, []
+    for at, part in enumerate(loc):
+        if _holds(node, part):
+            where, node = node.where(part), node[part]
+        elif isinstance(part, str) and not (isinstance(node, Located) and at == len(loc) - 1):
+            continue  # a union member's name
+        else:
+            break
+        path.append(str(part))
+    return where, path
+
+
+def _holds(node: Any, part: str | int) -> bool:
+    if isinstance(node, Located):
+        return isinstance(part, str) and part in node
+    return isinstance(node, LocatedList) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def load_document(path: Path) -> Any:
@@ -62,7 +100,9 @@ def _convert(node: yaml.Node, path: Path) -> Any:
             lines[key] = key_node.start_mark.line + 1
         return Located(data, path, node.start_mark.line + 1, lines)
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, path) for item in node.value]
+        return LocatedList([_convert(item, path) for item in node.value], path,
+                           node.start_mark.line + 1,
+                           [item.start_mark.line + 1 for item in node.value])
     return _SCALARS.construct_object(node, deep=True)  # a scalar: YAML's own typing
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "Action",
     "Blocker",
     "NamespaceStatus",
+    "OutOfOrderError",
     "Plan",
     "PlannedUnit",
     "StatusRow",
@@ -32,6 +33,7 @@ __all__ = [
     "mark_remedies",
     "namespace_status",
     "only",
+    "pending_before",
     "undo_targets",
 ]
 
@@ -119,6 +121,32 @@ def only(plan: Plan, units: Sequence[str] | None, workflow: Workflow) -> Plan:
                           f"{workflow.name!r}")
     return Plan(tuple(p for p in plan.units if p.unit.id in wanted),
                 tuple(b for b in plan.blockers if b.unit_id in wanted), plan.unknown)
+
+
+def pending_before(plan: Plan, units: Sequence[str]) -> list[PlannedUnit]:
+    """The units of (the whole) ``plan`` that come before one of ``units`` it would apply and
+    are not applied yet: what applying only ``units`` would skip over."""
+    wanted = set(units)
+    chosen = [i for i, p in enumerate(plan.units) if p.unit.id in wanted
+              and p.action is Action.RUN]
+    if not chosen:
+        return []
+    return [p for p in plan.units[:chosen[-1]] if p.unit.id not in wanted
+            and p.action is Action.RUN
+            and (p.previous is None or not p.previous.status.is_applied)]
+
+
+class OutOfOrderError(ConfigError):
+    """Only some units were asked for, and units before them are pending: applying them
+    first would change the order the workflow gives, so it is refused unless allowed."""
+
+    def __init__(self, units: Sequence[str], pending: Sequence[str]) -> None:
+        self.units, self.pending = tuple(units), tuple(pending)
+        super().__init__(
+            f"{_words(list(self.units))}: {_words(list(self.pending))} "
+            f"{'comes' if len(self.pending) == 1 else 'come'} before in the workflow, not "
+            "applied yet; applying only the later ones changes the order the workflow gives. "
+            "Apply the earlier units first, or allow it explicitly (out_of_order).")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from ..core.events import (
     Payload,
     RunFinished,
 )
-from ..core.recorder import LockGone, NoRollback, Notice, Planned, UpToDate, Waiting
+from ..core.recorder import LockGone, NoRollback, Notice, OutOfOrder, Planned, UpToDate, Waiting
 
 __all__ = ["DRIFT_ACCEPTED", "LineProgress", "LogProgress", "Progress"]
 
@@ -71,6 +71,10 @@ class LineProgress(Progress):
             self._say(f"  {notice.unit_id} has no rollback: left as it is")
         elif isinstance(notice, LockGone):
             self._say(f"LOCK LOST: {notice.why}")
+        elif isinstance(notice, OutOfOrder):
+            self._say(f"OUT OF ORDER: applying {', '.join(notice.units)} before "
+                      f"{', '.join(notice.pending)} (earlier in the workflow, not applied "
+                      "yet), as asked")
 
     def recorded(self, event: AuditEvent) -> None:
         p = event.payload

@@ -84,7 +84,7 @@ from .progress import DRIFT_ACCEPTED
 from .results import RunResult
 from .signals import Interrupts, StepInterrupted
 
-__all__ = ["Frame", "RunOptions", "Runner"]
+__all__ = ["Frame", "RunOptions", "Runner", "check_before_lock"]
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class Runner:
         if not plan.has_work and not plan.blockers:
             self._tell(UpToDate(len(plan.units)))
             return RunResult(None, None, skipped=len(plan.units))
-        self._check_before_lock(plan)
+        check_before_lock(plan)
         with self._locked() as (recorder, lease):
             plan = self.plan(units)  # another runner may have done it while we waited
             _raise_blockers(plan)
@@ -190,13 +190,6 @@ class Runner:
             with self._frame(recorder, lease, self.trigger, plan) as frame:
                 self._execute(plan, frame)
             return frame.result
-
-    def _check_before_lock(self, plan: Plan) -> None:
-        """Every ``${VAR}`` resolves and every parameter fits its template, or nothing starts."""
-        for planned in plan.to_run:
-            params = resolved_parameters(planned.unit, os.environ)
-            if planned.unit.check is not None:
-                planned.unit.check(params)
 
     @contextmanager
     def _locked(self, *, check: bool = True) -> Iterator[tuple[Recorder, Lease]]:
@@ -576,6 +569,16 @@ class Runner:
         with suppress(FlamingockError):
             recorder.record(LockLost(holder=lease.holder, reason=why))
         self._tell(LockGone(why))
+
+
+def check_before_lock(plan: Plan) -> None:
+    """What ``run`` checks before it takes the lock (``plan --check`` checks the same): every
+    ``${VAR}`` of a unit to run resolves and every parameter fits its template (a
+    ``python-call`` target can be found), or nothing starts."""
+    for planned in plan.to_run:
+        params = resolved_parameters(planned.unit, os.environ)
+        if planned.unit.check is not None:
+            planned.unit.check(params)
 
 
 def _describe(unit: UnitState | None) -> str:

@@ -19,7 +19,16 @@ pytestmark = pytest.mark.e2e
      "unknown template 'carrier-pigeon'"),
     ("flamingock.yaml", "namespace: shop\nstages:\n  - name: main\n    units: [changes]\n"
      "colour: blue\n", "flamingock.yaml:5", "unknown key 'colour'"),
-], ids=["yaml-syntax", "unknown-field", "unknown-template", "workflow-key"])
+    ("changes/drift.yaml", "id: d\norder: 4\nauthor: ana\ntemplate: python-call\n"
+     "apply: {function: 'json:dumps'}\naccept_drift: \"false\"\n", "drift.yaml:6",
+     "accept_drift must be a boolean (true or false), not 'false' (text)"),
+    ("changes/always.py", "from flamingock_es import change_unit\n\n"
+     "@change_unit(id='a', order=4, author='ana', run_always='nope')\ndef a(ctx):\n    pass\n",
+     "always.py:3", "run_always must be a boolean (true or false), not 'nope'"),
+    ("flamingock.yaml", "namespace: shop\nlock_timeout: '60'\nstages:\n  - name: main\n"
+     "    units: [changes]\n", "flamingock.yaml:2", "lock_timeout must be a number, not '60'"),
+], ids=["yaml-syntax", "unknown-field", "unknown-template", "workflow-key", "quoted-boolean",
+        "python-argument", "quoted-number"])
 def test_malformed_files_exit_2_naming_file_and_line(project: Project, name: str, text: str,
                                                      where: str, what: str) -> None:
     project.write(name, text)

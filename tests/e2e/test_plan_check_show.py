@@ -95,3 +95,32 @@ def test_show_resolves_variables_and_never_prints_a_secret(project: Project) -> 
     assert flag["blocks"]["apply"]["headers"]["Authorization"] == "***"
     assert flag["unset"] == ["NOT_SET_HERE"]
     assert "hunter2" not in json.dumps(shown)
+
+
+@pytest.mark.parametrize(("apply", "message"), [
+    ('{function: "json:no_such_function"}',
+     "call.yaml (apply): python-call: cannot find function 'json:no_such_function'"),
+    ('{function: "no_such_module_here:f"}',
+     "call.yaml (apply): python-call: cannot find function 'no_such_module_here:f'"),
+    ('{function: "${NOT_SET_ANYWHERE}"}',
+     "call.yaml:1: unit 'u4' uses ${NOT_SET_ANYWHERE}, which is not set"),
+], ids=["missing-function", "missing-module", "unset-variable"])
+def test_check_fails_as_run_would_before_the_lock(project: Project, apply: str,
+                                                   message: str) -> None:
+    project.write("changes/call.yaml", f"""\
+        id: u4
+        order: 4
+        author: ana
+        template: python-call
+        apply: {apply}
+    """)
+
+    ok(project.cli("plan"))  # a plan without --check only shows
+    checked = ok(project.cli("plan", "--check"), 2)
+    ran = ok(project.cli("run"), 2)
+
+    assert message in checked.stderr
+    assert checked.stderr == ran.stderr  # the same check, the same words
+    assert "Traceback" not in checked.stderr
+    assert project.effects() == []
+    assert not project.log.exists() or project.log.stat().st_size == 0

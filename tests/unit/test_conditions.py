@@ -220,7 +220,7 @@ def test_outcomes_from_the_audit_logs_statuses() -> None:
 
 
 def test_the_statuses_mapped_are_the_audit_logs_own() -> None:
-    from flamingock_es.state import UnitStatus
+    from flamingock_es.core.state import UnitStatus
 
     for status in UnitStatus:
         Outcome.from_status(status.value)

@@ -439,3 +439,68 @@ def test_python_unit_secrets_are_redacted(tmp_path: Path, write: Write) -> None:
 
     assert json.loads(unit.audit_parameters()) == {
         "dsn": "***", "table": "users", "nested": {"token": "***", "items": [{"secret": "***"}]}}
+
+
+def test_a_quoted_literal_does_not_fit_a_template_but_a_variable_may(
+        tmp_path: Path, write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+    write("quoted.yaml", """
+        id: quoted
+        order: 1
+        author: ana
+        template: http-request
+        apply: {url: "http://flags/x", timeout: "10"}
+    """)
+    with pytest.raises(TemplateError, match=r"quoted\.yaml:5: .*timeout: Input should be a "
+                                            r"valid number"):
+        load_units("quoted.yaml", tmp_path)  # text where a number goes: never coerced
+
+    monkeypatch.setenv("LIMIT", "10")
+    write("variable.yaml", """
+        id: variable
+        order: 1
+        author: ana
+        template: http-request
+        apply: {url: "http://flags/x", timeout: "${LIMIT}", expect_status: "${STATUS:-201}"}
+    """)
+    (unit,) = load_units("variable.yaml", tmp_path)  # a variable's value is text by nature
+    assert unit.check is not None
+    unit.check(resolved_parameters(unit, {"LIMIT": "2.5"}))
+
+
+def test_http_request_takes_one_expected_status_or_a_list(tmp_path: Path, write: Write) -> None:
+    from flamingock_es.definition.templates import get_template
+
+    template = get_template("http-request")
+    one = template.validate({"url": "http://x", "expect_status": 201}, "apply", "here")
+    many = template.validate({"url": "http://x", "expect_status": [200, 204]}, "apply", "here")
+    default = template.validate({"url": "http://x"}, "apply", "here")
+    assert [p.statuses for p in (one, many)] == [[201], [200, 204]]
+    assert default.statuses == list(range(200, 300))
+    with pytest.raises(TemplateError, match="expect_status: Input should be a valid integer or "
+                                            "a valid list"):
+        template.validate({"url": "http://x", "expect_status": "201"}, "apply", "here")
+
+
+def test_two_units_with_one_order_in_a_stage_name_both(tmp_path: Path, write: Write) -> None:
+    write("flamingock.yaml", """
+        namespace: shop
+        stages:
+          - {name: main, units: [changes]}
+          - {name: later, units: [more]}
+    """)
+    for name in ("changes/a.yaml", "changes/b.yaml", "more/c.yaml"):
+        write(name, f"""
+            id: {Path(name).stem}
+            order: 1
+            author: ana
+            template: python-call
+            apply: {{function: "json:dumps"}}
+        """)
+    with pytest.raises(ConfigError) as info:
+        load_workflow(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'changes' / 'b.yaml'}:1: unit 'b' has order 1 in stage 'main', as unit "
+        f"'a' at {tmp_path / 'changes' / 'a.yaml'}:1 has. Units of a stage run in their order: "
+        "give one of them another.")  # c, in another stage, may have order 1 too
+    (tmp_path / "changes" / "b.yaml").unlink()
+    assert [u.id for _, u in load_workflow(tmp_path).units()] == ["a", "c"]

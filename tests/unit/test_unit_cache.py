@@ -76,6 +76,12 @@ def project(tmp_path: Path, write: Write) -> Path:
     return tmp_path
 
 
+def _renamed(units: str, prefix: str) -> str:
+    """``UNITS`` as two other units of the same stage: other ids, later orders."""
+    return (units.replace('"add-tier", order=1', f'"{prefix}1", order=11')
+            .replace('"seed-plans", order=2', f'"{prefix}2", order=12'))
+
+
 def imports(project: Path) -> list[str]:
     path = project / "imports.txt"
     return path.read_text().splitlines() if path.exists() else []
@@ -133,12 +139,12 @@ def test_an_edited_file_is_imported_and_its_drift_refused(project: Path, write: 
 
 def test_a_new_file_is_imported_the_others_are_not(project: Path, write: Write) -> None:
     start(project)
-    write("changes/b_more.py", UNITS.replace('"add-tier"', '"b1"').replace('"seed-plans"', '"b2"'))
+    write("changes/b_more.py", _renamed(UNITS, "b"))
 
     workflow = start(project)
 
     assert imports(project) == ["a_units.py", "b_more.py"]
-    assert [u.id for _, u in workflow.units()] == ["add-tier", "b1", "seed-plans", "b2"]
+    assert [u.id for _, u in workflow.units()] == ["add-tier", "seed-plans", "b1", "b2"]
 
 
 def test_a_rollback_written_in_a_helper_is_covered(project: Path, write: Write) -> None:
@@ -322,8 +328,8 @@ def test_units_in_a_package_are_restored_too(tmp_path: Path, write: Write) -> No
     write("shoppkg/changes/__init__.py", "")
     write("shoppkg/changes/first.py", UNITS.replace("parent.parent", "parents[2]"))
     write("shoppkg/changes/more/__init__.py", "")
-    write("shoppkg/changes/more/second.py", UNITS.replace('"add-tier"', '"p1"')
-          .replace('"seed-plans"', '"p2"').replace("parent.parent", "parents[3]"))
+    write("shoppkg/changes/more/second.py",
+          _renamed(UNITS, "p").replace("parent.parent", "parents[3]"))
     first = start(tmp_path)
     assert imports(tmp_path) == ["first.py", "second.py"]
 
@@ -356,3 +362,40 @@ def test_a_package_module_that_fails_to_import_is_named(tmp_path: Path, write: W
     with pytest.raises(ConfigError, match=f"{path}: importing shoppkg.changes.broken failed: "
                                           "ModuleNotFoundError"):
         start(tmp_path)
+
+
+REGISTERING = '''
+    from pathlib import Path
+
+    from flamingock_es.definition.templates import Template, TemplateParams, register
+
+    with open(Path(__file__).parent.parent / "imports.txt", "a") as f:
+        f.write(f"{Path(__file__).name}\\n")
+
+
+    class EchoParams(TemplateParams):
+        text: str
+
+
+    @register
+    class Echo(Template):
+        name = "echo-for-the-cache-test"
+        Params = EchoParams
+
+        def apply(self, params, ctx):
+            ctx.params["calls"].append(("echo", params.text))
+'''
+
+
+def test_a_file_that_registers_a_template_is_imported_on_every_start_up(
+        project: Path, write: Write) -> None:
+    write("changes/b_templates.py", REGISTERING)
+    start(project)  # a cold cache
+    start(project)  # warm: a_units.py is restored, b_templates.py imported all the same
+    start(project)
+
+    assert imports(project) == ["a_units.py", "b_templates.py", "b_templates.py",
+                                "b_templates.py"]
+    cache = json.loads((project / CACHE_FILE).read_text())
+    marked = {Path(k).name: v for k, v in cache["files"].items() if v == {"import": True}}
+    assert marked == {"b_templates.py": {"import": True}}

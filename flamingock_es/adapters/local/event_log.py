@@ -31,6 +31,8 @@ from .frames import HEADER, Scan, append_durably, encode, first_frame_at, scan, 
 __all__ = ["LocalEventLog", "LocalLogWriter"]
 
 log = logging.getLogger(__name__)
+_TOLD: set[tuple[str, int]] = set()
+"""The unfinished appends already warned about: a command reads a log several times."""
 
 
 class LocalEventLog:
@@ -57,7 +59,8 @@ class LocalEventLog:
             base = _first_frame_at_or_after(file, start)
             file.seek(base)
             found = scan(self.path, file.read(), base)
-        if found.unfinished is not None:
+        if found.unfinished is not None and (str(self.path), found.unfinished) not in _TOLD:
+            _TOLD.add((str(self.path), found.unfinished))  # once per file and offset a process
             log.warning(
                 "%s: the bytes at byte %d are an unfinished append from a writer that was "
                 "killed mid-write; they were never acknowledged and are not read. The next run "

@@ -8,19 +8,22 @@ written in a helper module); the project's modules that were loaded when the cac
 written (a value imported from a helper); the environment variables read while unit files
 were imported; the versions of flamingock-es and of Python. Anything else, and the file is
 imported and checked as if there were no cache. A restored unit imports its file when it is
-about to run (:mod:`.deferred`) and is refused if it is not the same unit.
+about to run (:mod:`.deferred`) and is refused if it is not the same unit. A file whose import
+registered templates is never restored: its entry says only that it is always imported.
 
 Not seen: what a unit file reads at import time from anywhere else (a data file, the clock, a
 module installed outside the project, ``os.environb``). Keep such values out of definitions,
 or turn the cache off with ``FLAMINGOCK_UNIT_CACHE=off``.
 
 It is never a source of truth: a missing cache is rebuilt, a damaged one is ignored with a
-warning and rebuilt, and one that cannot be written costs the next start-up its speed only.
+warning and rebuilt, and one that cannot be written (a read-only file system) is skipped
+with one debug line: it costs the next start-up its speed only.
 It is ``.flamingock/unit-cache.json`` beside the workflow file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -41,7 +44,7 @@ __all__ = ["CACHE_FILE", "UnitCache"]
 
 CACHE_FILE = Path(".flamingock") / "unit-cache.json"
 
-_FORMAT = 1
+_FORMAT = 2  # 2: an entry may say a file is always imported (it registers templates)
 _EVERYTHING = "*"  # the environment as a whole: a unit file iterated or copied it
 
 log = logging.getLogger(__name__)
@@ -86,7 +89,7 @@ class UnitCache:
         key = file
         self._seen.add(key)
         entry = self._loaded().get(key)
-        if entry is None:
+        if entry is None or entry.get("import"):  # it registers templates: always imported
             return None
         try:
             if entry["sha256"] != self._digest(key) or any(
@@ -173,9 +176,11 @@ class UnitCache:
         with watching_environment(self._reads):
             yield
 
-    def remember(self, file: str, units: list[ChangeUnit]) -> None:
+    def remember(self, file: str, units: list[ChangeUnit], *,
+                 always_import: bool = False) -> None:
         """Keep what importing ``file`` found (unless a value would not come back as it is:
-        parameters that JSON cannot hold exactly, a source file that cannot be read)."""
+        parameters that JSON cannot hold exactly, a source file that cannot be read), or, with
+        ``always_import`` (its import registered templates), that it is never restored."""
         key = file
         entries = self._loaded()
         self._changed = True
@@ -185,6 +190,9 @@ class UnitCache:
                   if path != key and not path.startswith(TOOL_ROOT)}
         sources = {path: self._digest(path) for path in sorted(others)}
         digest = self._digest(key)
+        if always_import:
+            entries[key] = {"import": True}
+            return
         if digest is None or any(d is None for d in sources.values()) or None in rows:
             return
         entries[key] = {"sha256": digest, "sources": sources, "units": rows}
@@ -213,10 +221,11 @@ class UnitCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             temporary.write_text(json.dumps(doc, separators=(",", ":")))
             os.replace(temporary, self.path)  # readers see the old cache or the new, whole
-        except OSError as exc:
-            log.info("%s: cannot write the unit cache (%s); the next start-up imports every "
-                     "unit file again", self.path, exc)
-            temporary.unlink(missing_ok=True)
+        except OSError as exc:  # an optimisation that cannot be written is skipped, quietly
+            log.debug("%s: cannot write the unit cache (%s); the next start-up imports every "
+                      "unit file again", self.path, exc)
+            with contextlib.suppress(OSError):  # EROFS, even for a file that is not there
+                temporary.unlink(missing_ok=True)
 
     def _digest(self, path: str) -> str | None:
         if path not in self._digests:

@@ -189,5 +189,5 @@ def _one(col: Any, key: str, params: CouchbaseDocumentParams) -> None:
 
 def describe(params: Mapping[str, Any]) -> str:
     """A one-line summary of a block for plans: ``patch 500 document(s)``."""
-    model = CouchbaseDocumentParams.model_validate(dict(params))
+    model = CouchbaseDocumentParams.model_validate(dict(params), strict=False)
     return f"{model.action} {len(model.targets())} document(s)"

@@ -32,8 +32,17 @@ class HttpParams(TemplateParams):
     headers: dict[str, str] = Field(default_factory=dict)
     json_body: Any = Field(default=None, alias="json")
     body: str | None = None
-    expect_status: list[int] = Field(default_factory=lambda: list(range(200, 300)))
+    expect_status: int | list[int] = Field(
+        default_factory=lambda: list(range(200, 300)),
+        description="The status (201) or statuses ([200, 204]) that mean success; default "
+                    "any 2xx.")
     timeout: float = 10.0
+
+    @property
+    def statuses(self) -> list[int]:
+        """``expect_status`` as a list, however it was written."""
+        wanted = self.expect_status
+        return [wanted] if isinstance(wanted, int) else list(wanted)
 
 
 class HttpRequestFailed(RuntimeError):
@@ -73,9 +82,10 @@ def _call(params: HttpParams, ctx: ChangeContext) -> None:
         reason = getattr(exc, "reason", exc)
         raise HttpRequestFailed(f"{params.method} {_where(params.url)} failed: {reason}") \
             from exc
-    if status not in params.expect_status:
+    expected = params.statuses
+    if status not in expected:
         raise HttpRequestFailed(f"{params.method} {_where(params.url)}: expected "
-                                f"{describe_statuses(params.expect_status)}, got {status}"
+                                f"{describe_statuses(expected)}, got {status}"
                                 f"{_phrase(status)}")
     ctx.log.info("%s %s -> %s", params.method, _where(params.url), status)
 

@@ -34,6 +34,15 @@ class PythonCall(Template):
     name = "python-call"
     Params = CallParams
 
+    def check(self, params: TemplateParams, where: str) -> None:
+        """The function can be found: imported and callable, before the run takes the lock
+        (and in ``plan --check``), not in the middle of a run."""
+        assert isinstance(params, CallParams)
+        try:
+            _resolve(params.function)
+        except TemplateError as exc:
+            raise TemplateError(f"{where}: {exc}") from exc
+
     def apply(self, params: CallParams, ctx: ChangeContext) -> None:
         _invoke(params, ctx)
 
