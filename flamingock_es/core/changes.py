@@ -20,6 +20,8 @@ from functools import cache, cached_property
 from types import CodeType
 from typing import Any, TypeVar
 
+from .secrets import redact
+
 __all__ = [
     "ChangeContext",
     "ChangeUnit",
@@ -152,17 +154,6 @@ def resolve(value: _T, env: Mapping[str, str]) -> _T:
         return {k: resolve(v, env) for k, v in value.items()}  # type: ignore[return-value]
     if isinstance(value, list):
         return [resolve(v, env) for v in value]  # type: ignore[return-value]
-    return value
-
-
-def redact(value: Any, secrets: frozenset[str], key: str = "") -> Any:
-    """``value`` with every secret parameter (by key, at any depth) replaced by ``***``."""
-    if key in secrets or key.lower() in {"password", "secret", "token", "authorization"}:
-        return "***"
-    if isinstance(value, Mapping):
-        return {k: redact(v, secrets, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, secrets) for v in value]
     return value
 
 

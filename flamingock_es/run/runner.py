@@ -59,6 +59,7 @@ from ..core.recorder import (
     local_actor,
     new_run_id,
 )
+from ..core.secrets import secret_values
 from ..core.state import Finding, State, UnitState
 from ..definition.loader import resolved_parameters
 from ..definition.workflow import CompensationScope, Workflow
@@ -77,6 +78,7 @@ from ..errors import (
     StepNotStarted,
     UnitFailedError,
 )
+from .failures import failure
 from .planner import Plan, PlannedUnit, UndoScope, make_plan, only, undo_targets
 from .progress import DRIFT_ACCEPTED
 from .results import RunResult
@@ -317,6 +319,11 @@ class Runner:
         finally:
             result.not_started = [p.unit.id for p in to_run[begun:]]
 
+    def _secrets(self, unit: ChangeUnit, params: dict[str, object]) -> frozenset[str]:
+        """Every secret value ``unit``'s step could see: none may reach the log."""
+        return secret_values(params, self.workflow.settings.unit_context, secrets=unit.secrets,
+                             env=os.environ)
+
     def _context(self, unit: ChangeUnit, params: dict[str, object]) -> ChangeContext:
         return ChangeContext(self.workflow.namespace, self.run_id, unit.id, params,
                              self.workflow.settings.unit_context)
@@ -338,12 +345,12 @@ class Runner:
         except StepInterrupted as stop:
             self._interrupted(unit.id, stop, frame, compensating=False)
         except StepNotStarted as exc:
-            error, ms = ErrorInfo.of(exc), _ms(started)
+            error, ms = failure(exc, self._secrets(unit, params), unit.id), _ms(started)
             recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
                                          duration_ms=ms, error=error, not_started=True))
             return error, False
         except Exception as exc:
-            error, ms = ErrorInfo.of(exc), _ms(started)
+            error, ms = failure(exc, self._secrets(unit, params), unit.id), _ms(started)
             recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
                                          duration_ms=ms, error=error))
             return error, True
@@ -403,7 +410,8 @@ class Runner:
         except StepInterrupted as stop:
             self._interrupted(unit.id, stop, frame, compensating=True)
         except Exception as exc:
-            rollback_error, ms = ErrorInfo.of(exc), _ms(started)
+            rollback_error = failure(exc, self._secrets(unit, params), unit.id, "rollback")
+            ms = _ms(started)
             recorder.record(CompensationFailed(unit_id=unit.id, duration_ms=ms,
                                                error=rollback_error, original_error=original))
             return False
