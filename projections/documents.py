@@ -87,8 +87,10 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _error(error: ErrorInfo | None) -> dict[str, str] | None:
-    return None if error is None else {"type": error.type, "message": error.message}
+def _error(error: ErrorInfo | None) -> dict[str, str | None] | None:
+    if error is None:
+        return None
+    return {"type": error.type, "message": error.message, "where": error.where}
 
 
 def _parameters(raw: str) -> Any:
