@@ -194,6 +194,7 @@ def run_document(namespace: str, run: RunState, position: int) -> Document:
         "applied": list(run.applied),
         "failed": list(run.failed),
         "compensated": list(run.compensated),
+        "not_started": list(run.not_started),
         "outcome": run.outcome.value if run.outcome is not None else None,
         "error": _error(run.error),
         "trace_id": run.trace_id,

@@ -93,8 +93,9 @@ class LineProgress(Progress):
         elif isinstance(p, ManualMark) and p.reason.startswith(DRIFT_ACCEPTED):
             self._say(f"  accepted checksum drift of {p.unit_id} (recorded as a manual mark)")
         elif isinstance(p, RunFinished):
+            rest = f"; not started: {', '.join(p.not_started)}" if p.not_started else ""
             self._say(f"run {event.run_id}: {p.outcome.value}; applied {len(p.applied)}, "
-                      f"compensated {self._compensated}, skipped {self._skipped}")
+                      f"compensated {self._compensated}, skipped {self._skipped}{rest}")
             self._compensated = self._skipped = 0
 
 

@@ -301,7 +301,8 @@ class Runner:
         try:
             for planned in to_run:
                 frame.lease.check()
-                if self.interrupts.stop.is_set():
+                if self.interrupts.stop.is_set():  # a stop on request: nothing in doubt
+                    result.outcome = RunOutcome.STOPPED
                     result.error = ErrorInfo(type="Interrupted", message=(
                         f"stopped on request ({self.interrupts.first or 'stop'}) after "
                         f"{len(result.applied)} unit(s); {len(to_run) - begun} not started"))
