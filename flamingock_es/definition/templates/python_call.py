@@ -6,6 +6,10 @@ apply:    {function: "shop.migrations:add_field", args: {collection: users, fiel
 rollback: {function: "shop.migrations:drop_field", args: {collection: users, field: tier}}
 ```
 The function receives the ``ChangeContext`` too when it has a parameter named ``ctx``.
+
+A function that cannot be found (no such module or attribute, not callable) or that does
+not take the arguments given is never called: the step fails as *not started*
+(``StepNotStarted``), so no rollback runs and the next run calls it once the path is fixed.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from pydantic import Field
 
 from ...core.changes import ChangeContext
-from ...errors import TemplateError
+from ...errors import StepNotStarted
 from .base import Template, TemplateParams, register
 
 __all__ = ["PythonCall"]
@@ -44,8 +48,18 @@ class PythonCall(Template):
 def _invoke(params: CallParams, ctx: ChangeContext) -> None:
     function = _resolve(params.function)
     kwargs = dict(params.args)
-    if "ctx" in inspect.signature(function).parameters:
-        kwargs["ctx"] = ctx
+    try:
+        signature: inspect.Signature | None = inspect.signature(function)
+    except (TypeError, ValueError):  # some builtins have none: let the call say
+        signature = None
+    if signature is not None:
+        if "ctx" in signature.parameters:
+            kwargs["ctx"] = ctx
+        try:
+            signature.bind(**kwargs)
+        except TypeError as exc:
+            raise StepNotStarted(f"python-call: {params.function} was not called: {exc}; "
+                                 "fix args and run again") from exc
     function(**kwargs)
 
 
@@ -56,7 +70,8 @@ def _resolve(path: str) -> Callable[..., Any]:
     try:
         target = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise TemplateError(f"python-call: cannot find function {path!r} ({exc})") from exc
+        raise StepNotStarted(f"python-call: cannot find function {path!r} ({exc}); nothing "
+                             "was called. Fix the path and run again.") from exc
     if not callable(target):
-        raise TemplateError(f"python-call: {path!r} is not callable")
+        raise StepNotStarted(f"python-call: {path!r} is not callable; nothing was called")
     return target  # type: ignore[no-any-return]
