@@ -172,7 +172,12 @@ class Runner:
     # Running -------------------------------------------------------------------------------
 
     def run(self, units: Sequence[str] | None = None) -> RunResult:
-        """Apply what is pending (only ``units`` if given); on failure compensate, then raise."""
+        """Apply what is pending (only ``units`` if given); on failure compensate, then raise.
+        A first signal is told to the observers as it arrives (what the stop will do)."""
+        with self.interrupts.heard_by(self._tell):
+            return self._run(units)
+
+    def _run(self, units: Sequence[str] | None) -> RunResult:
         # Blockers read without the lock may belong to a runner still at work (its unit is
         # STARTED or FAILED until it finishes or compensates): only the lock can tell, so
         # they are decided under it, after that runner is done.
@@ -308,6 +313,7 @@ class Runner:
                         f"{len(result.applied)} unit(s); {len(to_run) - begun} not started"))
                     raise RunInterrupted(f"{result.error.message}; the next run applies them")
                 begun += 1
+                result.not_started = [p.unit.id for p in to_run[begun:]]  # if it never returns
                 error, started = self._apply(planned, frame)
                 if error is None:
                     result.applied.append(planned.unit.id)
@@ -341,7 +347,8 @@ class Runner:
             reason=planned.reason))
         started = time.perf_counter()
         try:
-            with self.interrupts.step():
+            with self.interrupts.step(unit.id, self._on_stuck(unit.id, frame,
+                                                              compensating=False)):
                 unit.apply(self._context(unit, params))
         except StepInterrupted as stop:
             self._interrupted(unit.id, stop, frame, compensating=False)
@@ -371,6 +378,20 @@ class Runner:
             "is in doubt"))
         raise RunInterrupted(f"{frame.result.error.message}; its status says how to resolve it.",
                              stop.signal_name)
+
+    def _on_stuck(self, unit_id: str, frame: Frame, *,
+                  compensating: bool) -> Callable[[StepInterrupted], None]:
+        """What the signals' watchdog records, from its own thread, when ``unit_id``'s step
+        was interrupted and never returned to Python: the interruption, the run's end, and
+        the lock released (the process ends right after)."""
+        def record(stop: StepInterrupted) -> None:
+            with suppress(RunInterrupted):
+                self._interrupted(unit_id, stop, frame, compensating=compensating)
+            frame.result.outcome = RunOutcome.FAILED
+            self._finish(frame)
+            frame.lease.release()
+
+        return record
 
     def _compensate(self, failed: PlannedUnit, error: ErrorInfo, frame: Frame, *,
                     own: bool) -> RunOutcome:
@@ -406,7 +427,8 @@ class Runner:
         recorder.record(CompensationStarted(unit_id=unit.id, reason=reason))
         started = time.perf_counter()
         try:
-            with self.interrupts.step():
+            with self.interrupts.step(unit.id, self._on_stuck(unit.id, frame,
+                                                              compensating=True)):
                 unit.rollback(self._context(unit, params))
         except StepInterrupted as stop:
             self._interrupted(unit.id, stop, frame, compensating=True)
