@@ -20,6 +20,8 @@ from functools import cache, cached_property
 from types import CodeType
 from typing import Any, TypeVar
 
+from .fencing import FencingToken
+from .ports import Lease
 from .secrets import redact
 
 __all__ = [
@@ -46,7 +48,13 @@ class Recovery(enum.StrEnum):
 
 @dataclass
 class ChangeContext:
-    """What a unit's ``apply`` and ``rollback`` receive."""
+    """What a unit's ``apply`` and ``rollback`` receive.
+
+    Besides the parameters, it carries what fences a step at its target
+    (:mod:`flamingock_es.core.fencing`): ask :meth:`holds_lock` (or :meth:`check_lock`)
+    right before each side effect of a long step, pass :attr:`fencing` to a target that can
+    refuse an older holder, and :attr:`idempotency_key` to one that remembers requests.
+    """
 
     namespace: str
     run_id: str
@@ -56,6 +64,24 @@ class ChangeContext:
     settings: Mapping[str, Any] = field(default_factory=dict)
     """The workflow's ``settings`` block (service addresses and the like)."""
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("flamingock_es.unit"))
+    idempotency_key: str = ""
+    """The same for every attempt of this application of the unit's step (a retry after a
+    crash included), different for the next application (after an undo)."""
+    fencing: FencingToken | None = None
+    """The lock's generation, run and unit: a target that keeps the highest generation it
+    saw refuses a write from a holder that lost the lock."""
+    lease: Lease | None = field(default=None, repr=False, compare=False)
+    """The lock this step runs under (``None`` outside a run, in tests)."""
+
+    def holds_lock(self) -> bool:
+        """True while this run still holds the namespace's lock: ask before a side effect."""
+        return self.lease is None or not self.lease.lost
+
+    def check_lock(self) -> None:
+        """Raise :class:`~flamingock_es.errors.LockLostError` if the lock is gone: call it
+        right before each side effect, so a holder that lost the lock starts none."""
+        if self.lease is not None:
+            self.lease.check()
 
 
 @dataclass(frozen=True)

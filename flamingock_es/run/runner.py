@@ -45,6 +45,7 @@ from ..core.events import (
     RunStarted,
     TraceContext,
 )
+from ..core.fencing import FencingToken, idempotency_key
 from ..core.ports import Lease
 from ..core.recorder import (
     LockGone,
@@ -331,9 +332,19 @@ class Runner:
         return secret_values(params, self.workflow.settings.unit_context, secrets=unit.secrets,
                              env=os.environ)
 
-    def _context(self, unit: ChangeUnit, params: dict[str, object]) -> ChangeContext:
-        return ChangeContext(self.workflow.namespace, self.run_id, unit.id, params,
-                             self.workflow.settings.unit_context)
+    def _context(self, unit: ChangeUnit, params: dict[str, object], lease: Lease,
+                 step: str) -> ChangeContext:
+        """What ``unit``'s ``step`` receives: its parameters, and what fences it at its
+        target (the lease to ask, the fencing token, this application's idempotency key)."""
+        folded = self.state.units.get(unit.id)
+        application = folded.application if folded is not None else 0
+        namespace = self.workflow.namespace
+        return ChangeContext(
+            namespace, self.run_id, unit.id, params, self.workflow.settings.unit_context,
+            idempotency_key=idempotency_key(namespace, unit.id, unit.checksum, application,
+                                            step),
+            fencing=FencingToken(lease.lock, lease.generation, self.run_id, unit.id),
+            lease=lease)
 
     def _apply(self, planned: PlannedUnit, frame: Frame) -> tuple[ErrorInfo | None, bool]:
         """Run one unit between its two events: its error, if any, and whether its side
@@ -347,11 +358,15 @@ class Runner:
             reason=planned.reason))
         started = time.perf_counter()
         try:
+            context = self._context(unit, params, frame.lease, "apply")
+            frame.lease.check()  # the last moment a lost lock can keep the side effect out
             with self.interrupts.step(unit.id, self._on_stuck(unit.id, frame,
                                                               compensating=False)):
-                unit.apply(self._context(unit, params))
+                unit.apply(context)
         except StepInterrupted as stop:
             self._interrupted(unit.id, stop, frame, compensating=False)
+        except LockLostError:
+            raise  # fenced: nothing more can be recorded (the unit is in doubt)
         except StepNotStarted as exc:
             error, ms = failure(exc, self._secrets(unit, params), unit.id), _ms(started)
             recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
@@ -427,11 +442,15 @@ class Runner:
         recorder.record(CompensationStarted(unit_id=unit.id, reason=reason))
         started = time.perf_counter()
         try:
+            context = self._context(unit, params, frame.lease, "rollback")
+            frame.lease.check()
             with self.interrupts.step(unit.id, self._on_stuck(unit.id, frame,
                                                               compensating=True)):
-                unit.rollback(self._context(unit, params))
+                unit.rollback(context)
         except StepInterrupted as stop:
             self._interrupted(unit.id, stop, frame, compensating=True)
+        except LockLostError:
+            raise
         except Exception as exc:
             rollback_error = failure(exc, self._secrets(unit, params), unit.id, "rollback")
             ms = _ms(started)

@@ -8,6 +8,13 @@ rollback: {method: PUT, url: "${FLAGS_URL}/flags/new-checkout", json: {enabled: 
            headers: {Authorization: "Bearer ${FLAGS_TOKEN}"}}
 ```
 
+Every call carries the unit's idempotency key in an ``Idempotency-Key`` header (the IETF
+httpapi draft's name, which Stripe, Adyen and others read): the same on every attempt of
+one application of the unit (an ``always-retry`` unit re-run after a crash sends the same
+key, so such a server applies it once), another one for its rollback and for the next
+application. ``idempotency_header`` renames it, or ``off`` leaves it out; a header of that
+name in ``headers`` wins. The lock is checked right before the call goes out.
+
 A call that provably changed nothing fails as *not started* (``StepNotStarted``: no
 rollback runs, the next run tries again once the cause is fixed): the connection was
 refused, the name did not resolve, the host or network was unreachable, the certificate was
@@ -45,6 +52,8 @@ class HttpParams(TemplateParams):
     body: str | None = None
     expect_status: list[int] = Field(default_factory=lambda: list(range(200, 300)))
     timeout: float = 10.0
+    idempotency_header: str | Literal[False] | None = "Idempotency-Key"
+    """The header that carries the unit's idempotency key; ``off`` (or null) sends none."""
 
 
 class HttpRequestFailed(RuntimeError):
@@ -77,6 +86,9 @@ def _call(params: HttpParams, ctx: ChangeContext) -> None:
         headers.setdefault("Content-Type", "application/json")
     elif params.body is not None:
         data = params.body.encode()
+    named = params.idempotency_header
+    if named and ctx.idempotency_key and named.lower() not in {h.lower() for h in headers}:
+        headers[named] = ctx.idempotency_key
     call = f"{params.method} {_where(params.url)}"
     try:
         request = urllib.request.Request(params.url, data=data, headers=headers,
@@ -84,6 +96,7 @@ def _call(params: HttpParams, ctx: ChangeContext) -> None:
     except ValueError:  # its text quotes the whole URL, query (tokens) included
         raise StepNotStarted(f"{call}: the URL cannot be called (it needs http:// or "
                              "https:// and a host); nothing was sent") from None
+    ctx.check_lock()  # a holder that lost the lock sends nothing
     try:
         with urllib.request.urlopen(request, timeout=params.timeout) as response:
             status = response.status
