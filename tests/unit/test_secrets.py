@@ -11,6 +11,7 @@ reports are searched for each one.
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -122,12 +123,13 @@ def _span_text(spans: tuple[ReadableSpan, ...]) -> str:
 
 def test_no_secret_reaches_the_log_the_spans_or_the_reports(
         tmp_path: Path, server: str, exporter: InMemorySpanExporter,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     config = _project(tmp_path, server)
 
-    with pytest.raises(UnitFailedError) as failed:
+    with caplog.at_level(logging.DEBUG, logger="flamingock_es"), \
+            pytest.raises(UnitFailedError) as failed:
         run(config, handle_signals=False)
 
     sent = "\n".join(f"{headers}{body.decode()}" for headers, body in Recording.seen)
@@ -141,6 +143,9 @@ def test_no_secret_reaches_the_log_the_spans_or_the_reports(
     assert b"user::42" in log  # a bare key names a document: the audit shows it
     assert b'"db_password": "***"' in log  # even the ${DB_PASS} it was written as
     assert b'"Cookie": "***"' in log
+    traceback = caplog.text  # what -v shows: the whole traceback, scrubbed too
+    assert "Traceback (most recent call last)" in traceback
+    assert "login refused for *** / *** (app)" in traceback
     spans = _span_text(exporter.get_finished_spans())
     assert "login refused for ***" in spans  # the error is in the spans, scrubbed
     report = replay(config)
@@ -149,6 +154,7 @@ def test_no_secret_reaches_the_log_the_spans_or_the_reports(
     for secret in SECRETS:
         assert secret.encode() not in log, secret
         assert secret not in spans, secret
+        assert secret not in traceback, secret
         for fmt, text in outputs.items():
             assert secret not in text, (fmt, secret)
 
