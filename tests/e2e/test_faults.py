@@ -226,8 +226,8 @@ def test_a_clean_stop_is_its_own_outcome_in_status_the_report_and_the_projection
     assert runner.returncode == 9, err
     assert "STOPPED; applied 2, compensated 0, skipped 0; not started: u3" in err
     status = ok(project.cli("status"))  # nothing needs a person
-    assert "STOPPED on request (stopped on request (SIGINT) after 2 unit(s); 1 not started)" \
-        "; the next run applies u3" in status.stdout
+    assert ": STOPPED: stopped on request (SIGINT) after 2 unit(s); 1 not started; the " \
+        "next run applies u3" in status.stdout
     report = json.loads(ok(project.cli("replay", "--format", "json")).stdout)
     assert [r["outcome"] for r in report["runs"]] == ["STOPPED"]
     ok(project.cli("replay", "--format", "html", "-o", "report.html"))
