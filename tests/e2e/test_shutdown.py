@@ -16,10 +16,12 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from .conftest import Project, ok
+from .conftest import WORKFLOW, Project, ok
 
 pytestmark = pytest.mark.e2e
 
@@ -66,11 +68,31 @@ def u3(ctx):
 CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
 
+class Blocking(Project):
+    """The project, whose runs are killed at the end of the test if still alive: a test that
+    fails early must not leave a runner sleeping for an hour."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.spawned: list[subprocess.Popen[str]] = []
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        runner = super().spawn(*args)
+        self.spawned.append(runner)
+        return runner
+
+
 @pytest.fixture
-def blocking(project: Project) -> Project:
+def blocking(tmp_path: Path) -> Iterator[Blocking]:
+    project = Blocking(tmp_path / "proj")
+    project.write("flamingock.yaml", WORKFLOW)
     project.write("changes/units.py", UNITS)
     project.env["FLAMINGOCK_GRACE_PERIOD"] = "2"
-    return project
+    yield project
+    for runner in project.spawned:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
 
 
 def signal_and_wait(project: Project, runner: subprocess.Popen[str], sig: int,
