@@ -87,8 +87,10 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _error(error: ErrorInfo | None) -> dict[str, str] | None:
-    return None if error is None else {"type": error.type, "message": error.message}
+def _error(error: ErrorInfo | None) -> dict[str, str | None] | None:
+    if error is None:
+        return None
+    return {"type": error.type, "message": error.message, "where": error.where}
 
 
 def _parameters(raw: str) -> Any:
@@ -192,6 +194,7 @@ def run_document(namespace: str, run: RunState, position: int) -> Document:
         "applied": list(run.applied),
         "failed": list(run.failed),
         "compensated": list(run.compensated),
+        "not_started": list(run.not_started),
         "outcome": run.outcome.value if run.outcome is not None else None,
         "error": _error(run.error),
         "trace_id": run.trace_id,

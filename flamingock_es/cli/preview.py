@@ -2,29 +2,25 @@
 before it runs (like Liquibase's update-sql or Alembic's ``--sql``).
 
 A template unit shows its blocks with ``${VAR}`` resolved from this environment; a Python
-unit, its parameters and its source. Secrets never show: values under a secret key (the
-unit's ``secrets``, the template's secret fields, names such as ``password`` or ``token``)
-and values of variables whose names say they are secret (``*_TOKEN``, ``*_PASSWORD``, ...)
-print as ``***``. A variable that is not set stays ``${VAR}`` and is listed: ``run`` would
-stop on it before taking the lock.
+unit, its parameters and its source. Secrets never show: a value under a secret name, and
+the value of a variable whose name is secret, print as ``***`` (the one rule of
+:mod:`flamingock_es.core.secrets`: ``db_password``, ``Cookie``, ``access_token``, ``DB_PASS``,
+the unit's ``secrets``, ...). A variable that is not set stays ``${VAR}`` and is listed:
+``run`` would stop on it before taking the lock.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from ..core.changes import ChangeUnit, redact, resolve
+from ..core.changes import ChangeUnit, resolve
+from ..core.secrets import REDACTED, is_secret, redact
 
 __all__ = ["Preview", "preview", "render"]
-
-REDACTED = "***"
-_SECRET_VARIABLE = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|PRIVATE|CREDENTIAL",
-                              re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,7 @@ class Preview:
 
 def preview(label: str, unit: ChangeUnit, env: Mapping[str, str]) -> Preview:
     """``unit``'s resolved, redacted parameters, with ``env`` as the environment."""
-    shown = {name: REDACTED if _SECRET_VARIABLE.search(name) else value
+    shown = {name: REDACTED if is_secret(name) else value
              for name, value in env.items()}
     unset: list[str] = []
     resolved = _resolve_all(dict(unit.parameters), shown, unset)

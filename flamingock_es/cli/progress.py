@@ -42,6 +42,9 @@ class ConsoleProgress(LineProgress):
     def _say(self, text: str, end: str = "\n") -> None:
         self.console.say(text, end)
 
+    def _aside(self, text: str) -> None:
+        self.console.log(text)  # on a line of its own; an open step line is stated again
+
 
 class TerminalProgress(ConsoleProgress):
     """The same lines on a terminal, plus a status line redrawn in place while a step

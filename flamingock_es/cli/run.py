@@ -136,6 +136,12 @@ def cmd_status(args: argparse.Namespace) -> int:
            for row in report.rows], indent="  ")
     if report.lock is not None:
         print(f"lock: last acquired by {report.lock.holder} (run {report.lock.run_id})")
+    last = report.last_run
+    if last is not None and last.outcome is RunOutcome.STOPPED:
+        why = last.error.message if last.error else "stopped on request"
+        rest = f"; the next run applies {', '.join(last.not_started)}" \
+            if last.not_started else ""
+        print(f"last run {last.run_id}: STOPPED: {why}{rest}")
     if report.attention:
         print("\nneeds manual intervention (check the target system, then record one):")
         for row in report.attention:

@@ -21,6 +21,10 @@ from functools import cache, cached_property
 from types import CodeType
 from typing import Any, TypeVar
 
+from .fencing import FencingToken
+from .ports import Lease
+from .secrets import redact
+
 __all__ = [
     "ChangeContext",
     "ChangeUnit",
@@ -45,7 +49,13 @@ class Recovery(enum.StrEnum):
 
 @dataclass
 class ChangeContext:
-    """What a unit's ``apply`` and ``rollback`` receive."""
+    """What a unit's ``apply`` and ``rollback`` receive.
+
+    Besides the parameters, it carries what fences a step at its target
+    (:mod:`flamingock_es.core.fencing`): ask :meth:`holds_lock` (or :meth:`check_lock`)
+    right before each side effect of a long step, pass :attr:`fencing` to a target that can
+    refuse an older holder, and :attr:`idempotency_key` to one that remembers requests.
+    """
 
     namespace: str
     run_id: str
@@ -55,6 +65,24 @@ class ChangeContext:
     settings: Mapping[str, Any] = field(default_factory=dict)
     """The workflow's ``settings`` block (service addresses and the like)."""
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("flamingock_es.unit"))
+    idempotency_key: str = ""
+    """The same for every attempt of this application of the unit's step (a retry after a
+    crash included), different for the next application (after an undo)."""
+    fencing: FencingToken | None = None
+    """The lock's generation, run and unit: a target that keeps the highest generation it
+    saw refuses a write from a holder that lost the lock."""
+    lease: Lease | None = field(default=None, repr=False, compare=False)
+    """The lock this step runs under (``None`` outside a run, in tests)."""
+
+    def holds_lock(self) -> bool:
+        """True while this run still holds the namespace's lock: ask before a side effect."""
+        return self.lease is None or not self.lease.lost
+
+    def check_lock(self) -> None:
+        """Raise :class:`~flamingock_es.errors.LockLostError` if the lock is gone: call it
+        right before each side effect, so a holder that lost the lock starts none."""
+        if self.lease is not None:
+            self.lease.check()
 
 
 @dataclass(frozen=True)
@@ -153,17 +181,6 @@ def resolve(value: _T, env: Mapping[str, str]) -> _T:
         return {k: resolve(v, env) for k, v in value.items()}  # type: ignore[return-value]
     if isinstance(value, list):
         return [resolve(v, env) for v in value]  # type: ignore[return-value]
-    return value
-
-
-def redact(value: Any, secrets: frozenset[str], key: str = "") -> Any:
-    """``value`` with every secret parameter (by key, at any depth) replaced by ``***``."""
-    if key in secrets or key.lower() in {"password", "secret", "token", "authorization"}:
-        return "***"
-    if isinstance(value, Mapping):
-        return {k: redact(v, secrets, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, secrets) for v in value]
     return value
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "Planned",
     "Recorder",
     "RunIdentity",
+    "Stopping",
     "UpToDate",
     "Waiting",
     "local_actor",
@@ -125,7 +126,17 @@ class OutOfOrder:
     pending: tuple[str, ...]
 
 
-Notice = Waiting | UpToDate | Planned | NoRollback | LockGone | OutOfOrder
+@dataclass(frozen=True, slots=True)
+class Stopping:
+    """The first SIGTERM or SIGINT arrived: the run stops once ``unit_id`` (the step in
+    progress, if any) finishes, within ``grace`` seconds; a second signal interrupts it."""
+
+    signal: str
+    grace: float
+    unit_id: str | None
+
+
+Notice = Waiting | UpToDate | Planned | NoRollback | LockGone | OutOfOrder | Stopping
 
 
 class Observer(Protocol):

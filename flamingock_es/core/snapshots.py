@@ -43,7 +43,8 @@ __all__ = ["FORMAT", "SNAPSHOT_CONTEXT", "decode_state", "encode_state", "event_
 
 log = logging.getLogger(__name__)
 
-FORMAT = 3
+FORMAT = 4
+"""4: units count their applications (``UnitState.application``)."""
 SNAPSHOT_CONTEXT = b"flamingock-es snapshot "
 """What a snapshot's signature signs, before the SHA-256 of its body's bytes."""
 

@@ -106,6 +106,11 @@ class UnitState:
     template: str | None = None
     parameters: str = "{}"
     attempts: int = 0
+    application: int = 0
+    """Which application of the unit its last start belongs to (0, the first): a new one
+    begins when it starts again after it was undone (compensated, or marked rolled back)
+    or, run again once applied, after it completed. Retries of one application (after a
+    crash, or a failure not compensated) share it, and so its idempotency key."""
     last_run_id: str = ""
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -514,9 +519,17 @@ def _lock_gone(state: State, event: AuditEvent, p: LockReleased | LockLost, pos:
         state.lock = None
 
 
+_CLOSED = frozenset({UnitStatus.APPLIED, UnitStatus.MANUAL_MARKED_AS_APPLIED,
+                     UnitStatus.ROLLED_BACK, UnitStatus.MANUAL_MARKED_AS_ROLLED_BACK})
+"""A unit starting from one of these begins a new application: the last one is over."""
+
+
 def _change_started(state: State, event: AuditEvent, p: ChangeStarted, position: int) -> None:
     state.skipped.pop(p.unit_id, None)
+    known = p.unit_id in state.units
     unit = _unit(state, p.unit_id, UnitStatus.STARTED)
+    if known and unit.status in _CLOSED:
+        unit.application += 1
     unit.status, unit.checksum, unit.author, unit.stage = (
         UnitStatus.STARTED, p.checksum, p.author, p.stage)
     unit.template, unit.parameters = p.template, p.parameters

@@ -13,6 +13,7 @@ kafka: {security.protocol: SASL_SSL, ...}      # options of the Kafka bus (librd
 store: sqlite:.flamingock/projections.db       # where projections go
 settings: {flags_url: http://127.0.0.1:8765}   # handed to every unit as ctx.settings
 templates: [shop_templates]    # modules that register custom templates
+grace_period: 20   # s a unit may finish in after SIGTERM; + 5 s must fit the platform's grace
 stages:
   - name: data
     units: [changes/data]      # folders, .py/.yaml/.json files, or dotted Python packages
@@ -111,8 +112,12 @@ class Settings:
     store: str = DEFAULT_STORE
     store_options: Mapping[str, str] = field(default_factory=dict)
     lock_timeout: float = 60.0
-    grace_period: float = 30.0
-    """After a first SIGTERM/SIGINT, how long the current change may take to finish."""
+    grace_period: float = 20.0
+    """After a first SIGTERM/SIGINT, how long the current change may take to finish. The
+    process is gone at most :data:`~flamingock_es.run.signals.BOUND` (5) seconds after it
+    runs out, so ``grace_period + 5`` plus the time to record the end must fit inside the
+    platform's own grace (Kubernetes' ``terminationGracePeriodSeconds``, 30 by default;
+    ``docker stop``'s 10): the default 20 fits Kubernetes' (docs/recovery.md)."""
     signing_key: str | None = None
     """This runner's (or requester's) Ed25519 private key file (see docs/compliance.md)."""
     trust: str | tuple[Mapping[str, Any], ...] | None = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..core.changes import ChangeUnit, Recovery
-from ..core.state import LockState, State, UnitState, UnitStatus
+from ..core.state import LockState, RunState, State, UnitState, UnitStatus
 from ..definition.workflow import Stage, Workflow
 from ..errors import ConfigError, ManualInterventionRequired, Remedy, RemedyKind
 
@@ -260,6 +260,8 @@ class NamespaceStatus:
     lock: LockState | None
     unknown: list[str]
     events: int
+    last_run: RunState | None = None
+    """The namespace's latest run: a stop on request (``STOPPED``) is said beside the rows."""
 
     @property
     def attention(self) -> list[StatusRow]:
@@ -294,7 +296,7 @@ def namespace_status(workflow: Workflow, state: State, plan: Plan,
             unit.last_run_id if unit else None, unit.finished_at if unit else None, detail,
             blocker.remedies if blocker else ()))
     return NamespaceStatus(workflow.namespace, rows, state.lock, list(plan.unknown),
-                           state.events)
+                           state.events, state.last_run)
 
 
 def mark_remedies(unit: UnitState) -> tuple[Remedy, ...]:

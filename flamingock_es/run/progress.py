@@ -12,6 +12,7 @@ import logging
 from ..core.events import (
     AuditEvent,
     ChangeFailed,
+    ChangeInterrupted,
     ChangeStarted,
     ChangeSucceeded,
     CompensationFailed,
@@ -21,7 +22,16 @@ from ..core.events import (
     Payload,
     RunFinished,
 )
-from ..core.recorder import LockGone, NoRollback, Notice, OutOfOrder, Planned, UpToDate, Waiting
+from ..core.recorder import (
+    LockGone,
+    NoRollback,
+    Notice,
+    OutOfOrder,
+    Planned,
+    Stopping,
+    UpToDate,
+    Waiting,
+)
 
 __all__ = ["DRIFT_ACCEPTED", "LineProgress", "LogProgress", "Progress"]
 
@@ -56,8 +66,21 @@ class LineProgress(Progress):
     def _say(self, text: str, end: str = "\n") -> None:
         raise NotImplementedError
 
+    def _aside(self, text: str) -> None:
+        """A line of its own, from any thread, that leaves a step's open line as it is
+        (a signal's acknowledgement arrives while a step runs)."""
+        self._say(text)
+
     def notice(self, notice: Notice) -> None:
-        if isinstance(notice, Waiting):
+        if isinstance(notice, Stopping):
+            if notice.unit_id is None:
+                self._aside(f"{notice.signal}: stopping before the next unit; nothing is in "
+                            "doubt")
+            else:
+                self._aside(f"{notice.signal}: stopping once {notice.unit_id} finishes (within "
+                            f"{notice.grace:g}s); a second signal interrupts it, leaving it "
+                            "in doubt")
+        elif isinstance(notice, Waiting):
             self._say(f"waiting for the lock ({notice.seconds:.0f}s): {notice.holder}")
         elif isinstance(notice, UpToDate):
             how = " (another runner applied them while this one waited)" \
@@ -86,6 +109,8 @@ class LineProgress(Progress):
             self._say(f" applied ({p.duration_ms:.0f} ms)")
         elif isinstance(p, ChangeFailed):
             self._say(f" FAILED ({p.duration_ms:.0f} ms): {p.error}")
+        elif isinstance(p, ChangeInterrupted):
+            self._say(f" INTERRUPTED ({p.signal}: {p.reason})")
         elif isinstance(p, CompensationStarted):
             self._say(f"  rolling back {p.unit_id} ...", end="")
         elif isinstance(p, CompensationSucceeded):
@@ -97,8 +122,9 @@ class LineProgress(Progress):
         elif isinstance(p, ManualMark) and p.reason.startswith(DRIFT_ACCEPTED):
             self._say(f"  accepted checksum drift of {p.unit_id} (recorded as a manual mark)")
         elif isinstance(p, RunFinished):
+            rest = f"; not started: {', '.join(p.not_started)}" if p.not_started else ""
             self._say(f"run {event.run_id}: {p.outcome.value}; applied {len(p.applied)}, "
-                      f"compensated {self._compensated}, skipped {self._skipped}")
+                      f"compensated {self._compensated}, skipped {self._skipped}{rest}")
             self._compensated = self._skipped = 0
 
 
@@ -115,3 +141,6 @@ class LogProgress(LineProgress):
         if end == "\n":
             self.logger.info("%s", self._line.strip())
             self._line = ""
+
+    def _aside(self, text: str) -> None:
+        self.logger.warning("%s", text)

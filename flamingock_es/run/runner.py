@@ -45,6 +45,7 @@ from ..core.events import (
     RunStarted,
     TraceContext,
 )
+from ..core.fencing import FencingToken, idempotency_key
 from ..core.ports import Lease
 from ..core.recorder import (
     LockGone,
@@ -59,6 +60,7 @@ from ..core.recorder import (
     local_actor,
     new_run_id,
 )
+from ..core.secrets import secret_values
 from ..core.state import Finding, State, UnitState
 from ..definition.loader import resolved_parameters
 from ..definition.workflow import CompensationScope, Workflow
@@ -79,6 +81,7 @@ from ..errors import (
     Unavailable,
     UnitFailedError,
 )
+from .failures import failure
 from .planner import Plan, PlannedUnit, UndoScope, make_plan, only, undo_targets
 from .progress import DRIFT_ACCEPTED
 from .results import RunResult
@@ -172,7 +175,12 @@ class Runner:
     # Running -------------------------------------------------------------------------------
 
     def run(self, units: Sequence[str] | None = None) -> RunResult:
-        """Apply what is pending (only ``units`` if given); on failure compensate, then raise."""
+        """Apply what is pending (only ``units`` if given); on failure compensate, then raise.
+        A first signal is told to the observers as it arrives (what the stop will do)."""
+        with self.interrupts.heard_by(self._tell):
+            return self._run(units)
+
+    def _run(self, units: Sequence[str] | None) -> RunResult:
         # Blockers read without the lock may belong to a runner still at work (its unit is
         # STARTED or FAILED until it finishes or compensates): only the lock can tell, so
         # they are decided under it, after that runner is done.
@@ -309,12 +317,14 @@ class Runner:
         try:
             for planned in to_run:
                 frame.lease.check()
-                if self.interrupts.stop.is_set():
+                if self.interrupts.stop.is_set():  # a stop on request: nothing in doubt
+                    result.outcome = RunOutcome.STOPPED
                     result.error = ErrorInfo(type="Interrupted", message=(
                         f"stopped on request ({self.interrupts.first or 'stop'}) after "
                         f"{len(result.applied)} unit(s); {len(to_run) - begun} not started"))
                     raise RunInterrupted(f"{result.error.message}; the next run applies them")
                 begun += 1
+                result.not_started = [p.unit.id for p in to_run[begun:]]  # if it never returns
                 error, started = self._apply(planned, frame)
                 if error is None:
                     result.applied.append(planned.unit.id)
@@ -327,9 +337,24 @@ class Runner:
         finally:
             result.not_started = [p.unit.id for p in to_run[begun:]]
 
-    def _context(self, unit: ChangeUnit, params: dict[str, object]) -> ChangeContext:
-        return ChangeContext(self.workflow.namespace, self.run_id, unit.id, params,
-                             self.workflow.settings.unit_context)
+    def _secrets(self, unit: ChangeUnit, params: dict[str, object]) -> frozenset[str]:
+        """Every secret value ``unit``'s step could see: none may reach the log."""
+        return secret_values(params, self.workflow.settings.unit_context, secrets=unit.secrets,
+                             env=os.environ)
+
+    def _context(self, unit: ChangeUnit, params: dict[str, object], lease: Lease,
+                 step: str) -> ChangeContext:
+        """What ``unit``'s ``step`` receives: its parameters, and what fences it at its
+        target (the lease to ask, the fencing token, this application's idempotency key)."""
+        folded = self.state.units.get(unit.id)
+        application = folded.application if folded is not None else 0
+        namespace = self.workflow.namespace
+        return ChangeContext(
+            namespace, self.run_id, unit.id, params, self.workflow.settings.unit_context,
+            idempotency_key=idempotency_key(namespace, unit.id, unit.checksum, application,
+                                            step),
+            fencing=FencingToken(lease.lock, lease.generation, self.run_id, unit.id),
+            lease=lease)
 
     def _apply(self, planned: PlannedUnit, frame: Frame) -> tuple[ErrorInfo | None, bool]:
         """Run one unit between its two events: its error, if any, and whether its side
@@ -349,17 +374,22 @@ class Runner:
             raise
         started = time.perf_counter()
         try:
-            with self.interrupts.step():
-                unit.apply(self._context(unit, params))
+            context = self._context(unit, params, frame.lease, "apply")
+            frame.lease.check()  # the last moment a lost lock can keep the side effect out
+            with self.interrupts.step(unit.id, self._on_stuck(unit.id, frame,
+                                                              compensating=False)):
+                unit.apply(context)
         except StepInterrupted as stop:
             self._interrupted(unit.id, stop, frame, compensating=False)
+        except LockLostError:
+            raise  # fenced: nothing more can be recorded (the unit is in doubt)
         except StepNotStarted as exc:
-            error, ms = ErrorInfo.of(exc), _ms(started)
+            error, ms = failure(exc, self._secrets(unit, params), unit.id), _ms(started)
             recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
                                          duration_ms=ms, error=error, not_started=True))
             return error, False
         except Exception as exc:
-            error, ms = ErrorInfo.of(exc), _ms(started)
+            error, ms = failure(exc, self._secrets(unit, params), unit.id), _ms(started)
             recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
                                          duration_ms=ms, error=error))
             return error, True
@@ -389,6 +419,20 @@ class Runner:
             "is in doubt"))
         raise RunInterrupted(f"{frame.result.error.message}; its status says how to resolve it.",
                              stop.signal_name)
+
+    def _on_stuck(self, unit_id: str, frame: Frame, *,
+                  compensating: bool) -> Callable[[StepInterrupted], None]:
+        """What the signals' watchdog records, from its own thread, when ``unit_id``'s step
+        was interrupted and never returned to Python: the interruption, the run's end, and
+        the lock released (the process ends right after)."""
+        def record(stop: StepInterrupted) -> None:
+            with suppress(RunInterrupted):
+                self._interrupted(unit_id, stop, frame, compensating=compensating)
+            frame.result.outcome = RunOutcome.FAILED
+            self._finish(frame)
+            frame.lease.release()
+
+        return record
 
     def _compensate(self, failed: PlannedUnit, error: ErrorInfo, frame: Frame, *,
                     own: bool) -> RunOutcome:
@@ -424,12 +468,18 @@ class Runner:
         recorder.record(CompensationStarted(unit_id=unit.id, reason=reason))
         started = time.perf_counter()
         try:
-            with self.interrupts.step():
-                unit.rollback(self._context(unit, params))
+            context = self._context(unit, params, frame.lease, "rollback")
+            frame.lease.check()
+            with self.interrupts.step(unit.id, self._on_stuck(unit.id, frame,
+                                                              compensating=True)):
+                unit.rollback(context)
         except StepInterrupted as stop:
             self._interrupted(unit.id, stop, frame, compensating=True)
+        except LockLostError:
+            raise
         except Exception as exc:
-            rollback_error, ms = ErrorInfo.of(exc), _ms(started)
+            rollback_error = failure(exc, self._secrets(unit, params), unit.id, "rollback")
+            ms = _ms(started)
             recorder.record(CompensationFailed(unit_id=unit.id, duration_ms=ms,
                                                error=rollback_error, original_error=original))
             return False

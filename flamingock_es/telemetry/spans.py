@@ -40,7 +40,7 @@ from ..core.events import (
     RunStarted,
     TraceContext,
 )
-from ..core.recorder import LockGone, NoRollback, Notice, UpToDate, Waiting
+from ..core.recorder import LockGone, NoRollback, Notice, Stopping, UpToDate, Waiting
 from . import setup
 from .propagation import current_trace, extract, inject
 
@@ -288,6 +288,11 @@ class TracingObserver:
             self.close("LOCK_LOST", ErrorInfo(type="LockLostError", message=notice.why))
         elif isinstance(notice, NoRollback):
             span.add_event("no rollback", {UNIT_ID: notice.unit_id})
+        elif isinstance(notice, Stopping):  # told from the signals' thread: the run's span
+            run = self._open.get(("run", ""))
+            if run is not None:
+                run[0].add_event("stop requested", {"signal": notice.signal,
+                                                    "grace_s": notice.grace})
 
     def _start(self, role: str, unit_id: str, name: str, attrs: dict[str, Any]) -> None:
         attrs = {NAMESPACE: self.namespace, **attrs}

@@ -206,10 +206,38 @@ def test_sigterm_lets_the_change_finish_then_records_the_rest_and_releases(
     events = json.loads(project.cli("history", "--json").stdout)
     finished = [e["payload"] for e in events if e["payload"]["type"] == "RunFinished"]
     assert finished[-1]["not_started"] == ["u3"]
+    assert finished[-1]["outcome"] == "STOPPED"  # a stop on request, not a failure
     assert finished[-1]["error"]["type"] == "Interrupted"
     assert events[-1]["payload"]["type"] == "LockReleased"
     ok(project.cli("run"))
     assert project.effects().count("apply u3") == 1
+
+
+def test_a_clean_stop_is_its_own_outcome_in_status_the_report_and_the_projection(
+        project: Project) -> None:
+    project.flag("hold-u2")
+    runner = project.spawn("run")
+    project.wait_for_effect("start u2")
+    runner.send_signal(signal.SIGINT)
+    project.flag("release-u2")  # u2 finishes; the run stops before u3
+
+    _, err = runner.communicate(timeout=60)
+
+    assert runner.returncode == 9, err
+    assert "STOPPED; applied 2, compensated 0, skipped 0; not started: u3" in err
+    status = ok(project.cli("status"))  # nothing needs a person
+    assert ": STOPPED: stopped on request (SIGINT) after 2 unit(s); 1 not started; the " \
+        "next run applies u3" in status.stdout
+    report = json.loads(ok(project.cli("replay", "--format", "json")).stdout)
+    assert [r["outcome"] for r in report["runs"]] == ["STOPPED"]
+    ok(project.cli("replay", "--format", "html", "-o", "report.html"))
+    html = (project.path / "report.html").read_text()
+    assert '<span class="badge o-STOPPED">STOPPED</span>' in html  # runs by outcome
+    assert "badge o-FAILED" not in html  # not counted as a failed run
+    ok(project.cli("project", "--once"))
+    (run_id,) = [r["run_id"] for r in report["runs"]]
+    run = json.loads(ok(project.cli("state", "run", run_id, "--json")).stdout)
+    assert (run["outcome"], run["not_started"]) == ("STOPPED", ["u3"])
 
 
 @pytest.mark.parametrize(("signals", "code", "why"), [

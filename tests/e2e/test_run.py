@@ -53,10 +53,14 @@ def test_a_failure_compensates_the_unit_and_the_run_newest_first(project: Projec
 
     result = ok(project.cli("run"), 8)
 
+    units = (project.path / "changes" / "units.py").read_text().splitlines()
+    raised = next(n for n, line in enumerate(units, 1) if 'raise RuntimeError(f"{uid} boom")'
+                  in line)
+    where = f"changes/units.py:{raised}"  # the unit's own line that raised
     assert project.effects() == ["start u1", "apply u1", "start u2", "apply u2", "start u3",
                                  "rollback u3", "rollback u2", "rollback u1"]
-    assert ("unit 'u3' failed: RuntimeError: u3 boom; compensated u3, u2, u1: no partial "
-            "state is left") in result.stderr
+    assert (f"unit 'u3' failed: RuntimeError: u3 boom (at {where}); compensated u3, u2, u1: "
+            "no partial state is left") in result.stderr
     assert "ROLLED_BACK; applied 2, compensated 3" in result.stderr
     compensation = [k for k in kinds(project) if k[0].startswith("Compensation")]
     assert compensation == [
@@ -66,8 +70,8 @@ def test_a_failure_compensates_the_unit_and_the_run_newest_first(project: Projec
     events = json.loads(project.cli("history", "--json").stdout)
     finished = [e["payload"] for e in events if e["payload"]["type"] == "RunFinished"]
     assert finished[0]["outcome"] == "ROLLED_BACK"
-    error = finished[0]["error"]
-    assert (error["type"], error["message"]) == ("RuntimeError", "u3 boom")
+    assert finished[0]["error"] == {"type": "RuntimeError", "message": "u3 boom",
+                                    "where": where}
 
     status = ok(project.cli("status"))
     assert status.stdout.count("ROLLED_BACK") == 3

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from flamingock_es.adapters.local.file_lock import FileLock
 from flamingock_es.core.changes import ChangeContext
 from flamingock_es.definition.templates import get_template
-from flamingock_es.errors import TemplateError
+from flamingock_es.errors import LockLostError, TemplateError
 
 pytestmark = pytest.mark.kafka
 
@@ -88,3 +90,31 @@ def test_bad_parameters_are_a_template_error(ctx: ChangeContext) -> None:
         _apply(ctx, {"topic": "t", "action": "rename"})
     with pytest.raises(TemplateError, match="needs partitions"):
         _apply(ctx, {"topic": "t", "action": "add-partitions"})
+
+
+def test_a_lost_lock_makes_no_admin_call(
+    kafka_bootstrap: str, admin: AdminClient, unique_name: str, tmp_path: Path
+) -> None:
+    held = FileLock(tmp_path / "lock").acquire("test:1:run-1", 5.0)
+    ctx = ChangeContext("ns", "run-1", "u1", {}, {"kafka_bootstrap": kafka_bootstrap},
+                        logging.getLogger("test"), lease=held)
+    topic = unique_name
+    _apply(ctx, {"topic": topic, "partitions": 1, "configs": {"retention.ms": "3600000"}})
+    (tmp_path / "lock").unlink()  # the lock is lost: its file is gone
+    assert not ctx.holds_lock()
+    try:
+        for block, phase in [
+            ({"topic": f"{topic}-new", "partitions": 1}, "apply"),
+            ({"topic": topic, "action": "alter-configs",
+              "configs": {"retention.ms": "7200000"}}, "apply"),
+            ({"topic": topic, "action": "add-partitions", "partitions": 3}, "apply"),
+            ({"topic": topic, "action": "delete"}, "rollback"),
+        ]:
+            with pytest.raises(LockLostError):
+                _apply(ctx, block, phase)
+        assert _partitions(admin, f"{topic}-new") is None  # never created
+        assert _partitions(admin, topic) == 1  # neither grown nor deleted
+        assert _config(admin, topic, "retention.ms") == "3600000"  # nor altered
+    finally:
+        held.release()
+        admin.delete_topics([topic])[topic].result(timeout=30)

@@ -203,9 +203,10 @@ def test_sigterm_finishes_the_current_unit_then_stops_and_exits_0(tmp_path: Path
             server.wait()
     state = read_state(bus=bus, namespace="shop")
     run = next(r for r in state.runs.values() if r.request_id == rid)
-    assert run.outcome is RunOutcome.FAILED
+    assert run.outcome is RunOutcome.STOPPED  # a stop on request, not a failure
     assert run.error is not None
     assert run.error.type == "Interrupted"
+    assert run.not_started == ("after",)
     assert run.applied == ["slow"]  # the current unit finished...
     assert "after" not in state.units  # ...the next one stays pending for the next run
     assert state.lock is None  # released, and recorded as such

@@ -323,3 +323,43 @@ def test_the_fold_runs_the_same_over_the_real_local_log(tmp_path: Path) -> None:
     # frames are 4-byte length + CRC-32 + the single-object record
     first = tmp_path.joinpath("audit.log").read_bytes()
     assert zlib.crc32(stored[0][1]) == int.from_bytes(first[4:8], "big")
+
+
+# Applications (what the idempotency key counts) ---------------------------------------------
+
+
+def test_retries_of_one_application_share_it_and_an_undo_starts_the_next(
+        journal: Journal) -> None:
+    def application() -> int:
+        replayed = journal.log.fold().units["u1"].application
+        assert replayed == journal.state.units["u1"].application  # live == replayed
+        return replayed
+
+    journal.run("r1", started())  # the process died
+    journal.run("r2", started(attempt=2), failed())  # an always-retry retry failed
+    journal.run("r3", started(attempt=3))
+    assert application() == 0  # three attempts, one application
+    journal.run("r3", succeeded(), CompensationStarted(unit_id="u1", reason="undo"),
+                CompensationSucceeded(unit_id="u1", duration_ms=1.0))
+    assert application() == 0  # the compensation belongs to it
+    journal.run("r4", started(attempt=4))
+    assert application() == 1  # undone, applied anew
+    journal.run("r4", succeeded())
+    journal.run("r5", started(attempt=5))  # run again once applied (run-always)
+    assert application() == 2
+    journal.run("r6", ManualMark(unit_id="u1", marked_as=MarkedAs.ROLLED_BACK, reason="gone"),
+                started(attempt=6))
+    assert application() == 3
+
+
+def test_the_idempotency_key_names_one_application_of_one_step() -> None:
+    from flamingock_es.core.fencing import idempotency_key
+
+    key = idempotency_key("shop", "u1", SUM, 0)
+    assert key == idempotency_key("shop", "u1", SUM, 0, "apply")  # stable
+    others = {idempotency_key("shop", "u1", SUM, 1), idempotency_key("shop", "u1", SUM, 0,
+                                                                      "rollback"),
+              idempotency_key("shop", "u2", SUM, 0), idempotency_key("eu", "u1", SUM, 0),
+              idempotency_key("shop", "u1", "b" * 64, 0)}
+    assert key not in others
+    assert len(others) == 5

@@ -38,6 +38,8 @@ OUTCOMES: dict[str, Tone] = {
     "FAILED": Tone("#c62828", "#fff", "", "failed, leaving partial state"),
     "ROLLED_BACK": Tone("#ef6c00", "#fff", "", "failed, and compensated what it applied"),
     "LOCK_LOST": Tone("#6a1b9a", "#fff", "", "lost the lock and stopped"),
+    "STOPPED": Tone("#0277bd", "#fff", "", "stopped on request between units; nothing in "
+                    "doubt, the rest is pending"),
     "REJECTED": Tone("#546e7a", "#fff", "", "refused a change request"),
     "INCOMPLETE": Tone("#fff", "#111", "", "no outcome recorded: the process died or was cut off"),
 }

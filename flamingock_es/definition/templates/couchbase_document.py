@@ -20,6 +20,17 @@ prefix": KV cannot enumerate keys. A block names its documents honestly instead,
 optionally zero-padded to ``width``). Documents in the list that do not exist fail the step
 unless ``missing: skip``.
 
+Fencing: each document is read first (its CAS and its ``flamingock`` extended attribute,
+invisible to the application's reads), the lock is checked, and the write is made with that
+CAS, carrying the fencing token and the idempotency key in the same attribute, so it lands on
+exactly what was checked. A document whose attribute names a newer generation of the same
+lock was written by a newer holder: this runner lost the lock, and it stops
+(``LockLostError``) without writing it. A document changed between the read and the write is
+read again. A delete keeps no metadata (the document is gone).
+
+A step that could not connect, or whose bucket never became ready, wrote nothing: it fails as
+not started (no rollback).
+
 Connection: ``url``/``user``/``password``/``bucket`` in the block, else the workflow's
 ``settings`` (``couchbase_url``, ``couchbase_user``, ``couchbase_password``,
 ``couchbase_bucket``), else ``FLAMINGOCK_COUCHBASE_URL/USER/PASSWORD/BUCKET``.
@@ -27,7 +38,6 @@ Connection: ``url``/``user``/``password``/``bucket`` in the block, else the work
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
@@ -35,10 +45,17 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from ...core.changes import ChangeContext
-from ...errors import ConfigError
+from ...errors import ConfigError, LockLostError, StepNotStarted
 from .base import Template, TemplateParams, register
 
-__all__ = ["CouchbaseDocument", "CouchbaseDocumentParams", "KeyRange"]
+__all__ = ["XATTR", "CouchbaseDocument", "CouchbaseDocumentParams", "KeyRange"]
+
+XATTR = "flamingock"
+"""The extended attribute of every document the template writes: the fencing token (lock,
+generation, run, unit), the namespace, the idempotency key and the action."""
+_CAS_TRIES = 5
+_SPECS = 15
+"""Sub-document specs per operation: the server takes 16, one is the metadata."""
 
 
 class KeyRange(TemplateParams):
@@ -137,17 +154,25 @@ def _run(params: CouchbaseDocumentParams, ctx: ChangeContext) -> None:
             f"{ctx.unit_id}: couchbase-document needs {', '.join(absent)}: set them in the "
             "block, in settings (couchbase_url, ...) or as FLAMINGOCK_COUCHBASE_* variables")
     timeouts = ClusterTimeoutOptions(kv_timeout=timedelta(seconds=params.timeout))
-    cluster = Cluster(str(conn["url"]), ClusterOptions(
-        PasswordAuthenticator(str(conn["user"]), str(conn["password"])),
-        timeout_options=timeouts))
     try:
-        bucket = cluster.bucket(str(conn["bucket"]))
-        cluster.wait_until_ready(timedelta(seconds=params.timeout + 5))
+        cluster = Cluster(str(conn["url"]), ClusterOptions(
+            PasswordAuthenticator(str(conn["user"]), str(conn["password"])),
+            timeout_options=timeouts))
+    except CouchbaseException as exc:  # refused, unresolvable, bad credentials
+        raise StepNotStarted(f"{ctx.unit_id}: cannot connect to Couchbase ({_said(exc)}); "
+                             "no document was written") from exc
+    try:
+        try:
+            bucket = cluster.bucket(str(conn["bucket"]))
+            cluster.wait_until_ready(timedelta(seconds=params.timeout + 5))
+        except CouchbaseException as exc:
+            raise StepNotStarted(f"{ctx.unit_id}: Couchbase bucket {conn['bucket']!r} is not "
+                                 f"ready ({_said(exc)}); no document was written") from exc
         col = bucket.scope(params.scope).collection(params.collection)
         done = skipped = 0
         for key in params.targets():
             try:
-                _one(col, key, params)
+                _one(col, key, params, ctx)
                 done += 1
             except DocumentNotFoundException:
                 if params.missing == "fail":
@@ -159,32 +184,103 @@ def _run(params: CouchbaseDocumentParams, ctx: ChangeContext) -> None:
                      params.action, done, skipped)
     except CouchbaseException as exc:
         raise RuntimeError(f"{ctx.unit_id}: Couchbase {params.action} failed: "
-                           f"{type(exc).__name__}: {str(exc).split(', context=')[0]}") from exc
+                           f"{type(exc).__name__}: {_said(exc)}") from exc
     finally:
         cluster.close()
 
 
-def _one(col: Any, key: str, params: CouchbaseDocumentParams) -> None:
+def _said(exc: Exception) -> str:
+    return str(exc).split(", context=")[0]
+
+
+def _one(col: Any, key: str, params: CouchbaseDocumentParams, ctx: ChangeContext) -> None:
+    """One document: read its metadata (and CAS), refuse a newer lock holder's, write on top
+    of exactly what was read; read again when someone wrote in between."""
+    from couchbase.exceptions import (
+        CasMismatchException,
+        DocumentExistsException,
+        DocumentNotFoundException,
+    )
+
+    for _ in range(_CAS_TRIES):
+        ctx.check_lock()  # a holder that lost the lock writes no further document
+        try:
+            cas, mark, present = _read(col, key, params.remove)
+        except DocumentNotFoundException:
+            if params.action != "upsert":
+                raise
+            cas, mark, present = None, None, set()
+        _fence(mark, key, ctx)
+        try:
+            _write(col, key, params, ctx, cas, present)
+            return
+        except (CasMismatchException, DocumentExistsException):
+            continue  # changed (or created) since it was read: decide again on what is there
+    raise RuntimeError(f"{ctx.unit_id}: document {key!r} changed under every one of "
+                       f"{_CAS_TRIES} tries to write it; it was left as it is")
+
+
+def _read(col: Any, key: str, paths: list[str]) -> tuple[int, dict[str, Any] | None, set[str]]:
+    """The document's CAS, its ``flamingock`` metadata, and which of ``paths`` it has."""
     import couchbase.subdocument as sd
 
-    if params.action == "upsert":
-        col.upsert(key, params.document)
-    elif params.action == "delete":
-        col.remove(key)
-    else:
-        from couchbase.exceptions import PathNotFoundException
+    found = col.lookup_in(key, [sd.get(XATTR, xattr=True)])
+    mark = found.content_as[dict](0) if found.exists(0) else None
+    present: set[str] = set()
+    for start in range(0, len(paths), _SPECS):
+        chunk = paths[start:start + _SPECS]
+        more = col.lookup_in(key, [sd.exists(p) for p in chunk])
+        present |= {p for i, p in enumerate(chunk) if more.exists(i)}
+    return found.cas, mark, present
 
-        specs: list[Any] = [sd.upsert(p, v, create_parents=True) for p, v in params.set.items()]
-        try:
-            col.mutate_in(key, specs + [sd.remove(p) for p in params.remove])
-        except PathNotFoundException:
-            # Removing a field that is already gone is done, not failed: a rollback must be
-            # repeatable, and may meet documents the apply never reached.
-            if specs:
-                col.mutate_in(key, specs)
-            for path in params.remove:
-                with contextlib.suppress(PathNotFoundException):
-                    col.mutate_in(key, [sd.remove(path)])
+
+def _fence(mark: dict[str, Any] | None, key: str, ctx: ChangeContext) -> None:
+    """Refuse to write over a document a newer holder of the same lock wrote: this runner
+    lost the lock, whatever it believes."""
+    token = ctx.fencing
+    if token is None or mark is None or mark.get("lock") != token.lock:
+        return
+    newer = mark.get("generation")
+    if isinstance(newer, int) and newer > token.generation:
+        raise LockLostError(
+            f"{ctx.unit_id}: document {key!r} was written by a newer holder of the lock "
+            f"{token.lock} (generation {newer}, run {mark.get('run_id')}) than this run "
+            f"(generation {token.generation}): this runner lost the lock; the document was "
+            "left as it is. Rerun to continue.")
+
+
+def _write(col: Any, key: str, params: CouchbaseDocumentParams, ctx: ChangeContext,
+           cas: int | None, present: set[str]) -> None:
+    import couchbase.subdocument as sd
+    from couchbase.options import MutateInOptions, RemoveOptions
+    from couchbase.subdocument import StoreSemantics
+
+    if params.action == "delete":  # a deleted document keeps no metadata of its own
+        col.remove(key, RemoveOptions(cas=cas))
+        return
+    mark = sd.upsert(XATTR, _mark(params, ctx), xattr=True, create_parents=True)
+    if params.action == "upsert":
+        specs: list[Any] = [mark, sd.replace("", params.document)]
+        options = MutateInOptions(store_semantics=StoreSemantics.INSERT) if cas is None \
+            else MutateInOptions(cas=cas)
+        col.mutate_in(key, specs, options)
+        return
+    # Removing a field that is already gone is done, not failed: a rollback must be
+    # repeatable, and may meet documents the apply never reached.
+    changes = [sd.upsert(p, v, create_parents=True) for p, v in params.set.items()]
+    changes += [sd.remove(p) for p in params.remove if p in present]
+    for start in range(0, max(len(changes), 1), _SPECS):  # chained: each on the last's CAS
+        result = col.mutate_in(key, [mark, *changes[start:start + _SPECS]],
+                               MutateInOptions(cas=cas))
+        cas = result.cas
+
+
+def _mark(params: CouchbaseDocumentParams, ctx: ChangeContext) -> dict[str, Any]:
+    """What the document's metadata says of the write: who, under which lock generation."""
+    token = ctx.fencing.as_dict() if ctx.fencing is not None else {"run_id": ctx.run_id,
+                                                                    "unit_id": ctx.unit_id}
+    return {**token, "namespace": ctx.namespace, "idempotency_key": ctx.idempotency_key,
+            "action": params.action}
 
 
 def describe(params: Mapping[str, Any]) -> str:

@@ -7,11 +7,28 @@ apply:    {method: PUT, url: "${FLAGS_URL}/flags/new-checkout", json: {enabled: 
 rollback: {method: PUT, url: "${FLAGS_URL}/flags/new-checkout", json: {enabled: false},
            headers: {Authorization: "Bearer ${FLAGS_TOKEN}"}}
 ```
+
+Every call carries the unit's idempotency key in an ``Idempotency-Key`` header (the IETF
+httpapi draft's name, which Stripe, Adyen and others read): the same on every attempt of
+one application of the unit (an ``always-retry`` unit re-run after a crash sends the same
+key, so such a server applies it once), another one for its rollback and for the next
+application. ``idempotency_header`` renames it, or ``off`` leaves it out; a header of that
+name in ``headers`` wins. The lock is checked right before the call goes out.
+
+A call that provably changed nothing fails as *not started* (``StepNotStarted``: no
+rollback runs, the next run tries again once the cause is fixed): the connection was
+refused, the name did not resolve, the host or network was unreachable, the certificate was
+refused, the URL cannot be called at all, or the server answered 4xx (it refused the
+request). A timeout, a connection cut mid-request or a 5xx may have changed something: the
+unit fails as usual (compensated, or a person decides).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
+import ssl
 import urllib.error
 import urllib.request
 from http import HTTPStatus
@@ -21,6 +38,7 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from ...core.changes import ChangeContext
+from ...errors import StepNotStarted
 from .base import Template, TemplateParams, register
 
 __all__ = ["HttpRequest"]
@@ -37,6 +55,8 @@ class HttpParams(TemplateParams):
         description="The status (201) or statuses ([200, 204]) that mean success; default "
                     "any 2xx.")
     timeout: float = 10.0
+    idempotency_header: str | Literal[False] | None = "Idempotency-Key"
+    """The header that carries the unit's idempotency key; ``off`` (or null) sends none."""
 
     @property
     def statuses(self) -> list[int]:
@@ -46,7 +66,12 @@ class HttpParams(TemplateParams):
 
 
 class HttpRequestFailed(RuntimeError):
-    """The call returned an unexpected status or did not complete."""
+    """The call returned an unexpected status or did not complete: it may have changed
+    something on the server."""
+
+
+_UNREACHABLE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL,
+                          errno.EAFNOSUPPORT})
 
 
 @register
@@ -70,24 +95,50 @@ def _call(params: HttpParams, ctx: ChangeContext) -> None:
         headers.setdefault("Content-Type", "application/json")
     elif params.body is not None:
         data = params.body.encode()
-    request = urllib.request.Request(params.url, data=data, headers=headers,
-                                     method=params.method)
+    named = params.idempotency_header
+    if named and ctx.idempotency_key and named.lower() not in {h.lower() for h in headers}:
+        headers[named] = ctx.idempotency_key
+    call = f"{params.method} {_where(params.url)}"
+    try:
+        request = urllib.request.Request(params.url, data=data, headers=headers,
+                                         method=params.method)
+    except ValueError:  # its text quotes the whole URL, query (tokens) included
+        raise StepNotStarted(f"{call}: the URL cannot be called (it needs http:// or "
+                             "https:// and a host); nothing was sent") from None
+    ctx.check_lock()  # a holder that lost the lock sends nothing
     try:
         with urllib.request.urlopen(request, timeout=params.timeout) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
         status = exc.code
         exc.close()
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise HttpRequestFailed(f"{params.method} {_where(params.url)} failed: {reason}") \
-            from exc
+        if never_sent(reason):
+            raise StepNotStarted(f"{call} failed: {reason}; the request was never sent, so "
+                                 "nothing was changed") from exc
+        raise HttpRequestFailed(f"{call} failed: {reason}") from exc
     expected = params.statuses
     if status not in expected:
-        raise HttpRequestFailed(f"{params.method} {_where(params.url)}: expected "
-                                f"{describe_statuses(expected)}, got {status}"
-                                f"{_phrase(status)}")
-    ctx.log.info("%s %s -> %s", params.method, _where(params.url), status)
+        problem = (f"{call}: expected {describe_statuses(expected)}, got {status}"
+                   f"{_phrase(status)}")
+        if 400 <= status < 500:
+            raise StepNotStarted(f"{problem}; the server refused the request, so nothing was "
+                                 "changed")
+        raise HttpRequestFailed(problem)
+    ctx.log.info("%s -> %s", call, status)
+
+
+def never_sent(reason: object) -> bool:
+    """True if a call failed before any byte of the request could reach the server: refused,
+    not resolved, unreachable, a certificate refused, a scheme or URL urllib cannot call."""
+    if isinstance(reason, str | ValueError):  # "unknown url type", "no host given"
+        return True
+    if isinstance(reason, ConnectionRefusedError | socket.gaierror
+                  | ssl.SSLCertVerificationError):
+        return True
+    return isinstance(reason, OSError) and not isinstance(reason, TimeoutError) \
+        and reason.errno in _UNREACHABLE
 
 
 def describe_statuses(codes: list[int]) -> str:

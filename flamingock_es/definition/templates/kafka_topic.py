@@ -15,6 +15,9 @@ Idempotent: creating a topic that exists with the same partition count is a no-o
 different count is an error: nothing is guessed); adding partitions up to a count the topic
 already has is a no-op; deleting a missing topic is a no-op. ``alter-configs`` changes only
 the keys given (incremental), so its rollback block lists the values to restore.
+
+Kafka's admin API takes no fencing token, so the lock is checked right before every admin
+call (a metadata read included): a runner that lost the lock makes no further call.
 """
 
 from __future__ import annotations
@@ -101,7 +104,8 @@ def _admin(params: KafkaTopicParams, ctx: ChangeContext) -> AdminClient:
     return AdminClient({**shared, **params.client, "bootstrap.servers": str(bootstrap)})
 
 
-def _partitions(admin: AdminClient, topic: str) -> int | None:
+def _partitions(admin: AdminClient, topic: str, ctx: ChangeContext) -> int | None:
+    ctx.check_lock()
     metadata = admin.list_topics(topic=topic, timeout=_TIMEOUT).topics.get(topic)
     if metadata is None or metadata.error is not None:
         return None
@@ -109,7 +113,7 @@ def _partitions(admin: AdminClient, topic: str) -> int | None:
 
 
 def _create(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) -> None:
-    existing = _partitions(admin, params.topic)
+    existing = _partitions(admin, params.topic, ctx)
     if existing is not None:
         if params.partitions is not None and params.partitions != existing:
             raise TemplateError(
@@ -120,6 +124,7 @@ def _create(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) ->
         return
     spec = NewTopic(params.topic, params.partitions or -1, params.replication_factor or -1,
                     config=dict(params.configs))
+    ctx.check_lock()
     future = admin.create_topics([spec], request_timeout=_TIMEOUT)[params.topic]
     try:
         future.result(timeout=_TIMEOUT)
@@ -135,6 +140,7 @@ def _alter(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) -> 
     entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
                for k, v in params.configs.items()]
     resource = ConfigResource("topic", params.topic, incremental_configs=entries)
+    ctx.check_lock()
     admin.incremental_alter_configs([resource])[resource].result(timeout=_TIMEOUT)
     ctx.log.info("set %s on topic %s", ", ".join(sorted(params.configs)), params.topic)
 
@@ -142,12 +148,13 @@ def _alter(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) -> 
 def _add_partitions(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) -> None:
     if params.partitions is None:
         raise TemplateError(f"kafka-topic: add-partitions on {params.topic!r} needs partitions.")
-    existing = _partitions(admin, params.topic)
+    existing = _partitions(admin, params.topic, ctx)
     if existing is None:
         raise TemplateError(f"kafka-topic: topic {params.topic!r} does not exist.")
     if existing >= params.partitions:
         ctx.log.info("topic %s has %d partitions already", params.topic, existing)
         return
+    ctx.check_lock()
     future = admin.create_partitions([NewPartitions(params.topic, params.partitions)],
                                      request_timeout=_TIMEOUT)[params.topic]
     future.result(timeout=_TIMEOUT)
@@ -155,6 +162,7 @@ def _add_partitions(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeCon
 
 
 def _delete(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) -> None:
+    ctx.check_lock()
     future = admin.delete_topics([params.topic], operation_timeout=_TIMEOUT)[params.topic]
     try:
         future.result(timeout=_TIMEOUT)

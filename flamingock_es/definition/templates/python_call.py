@@ -6,6 +6,11 @@ apply:    {function: "shop.migrations:add_field", args: {collection: users, fiel
 rollback: {function: "shop.migrations:drop_field", args: {collection: users, field: tier}}
 ```
 The function receives the ``ChangeContext`` too when it has a parameter named ``ctx``.
+
+A function that cannot be found (no such module or attribute, not callable) stops the run
+before it takes the lock (and ``plan --check``); one that does not take the arguments given
+is never called: the step fails as *not started* (``StepNotStarted``), so no rollback runs
+and the next run calls it once the block is fixed.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from pydantic import Field
 
 from ...core.changes import ChangeContext
-from ...errors import TemplateError
+from ...errors import StepNotStarted, TemplateError
 from .base import Template, TemplateParams, register
 
 __all__ = ["PythonCall"]
@@ -40,7 +45,7 @@ class PythonCall(Template):
         assert isinstance(params, CallParams)
         try:
             _resolve(params.function)
-        except TemplateError as exc:
+        except StepNotStarted as exc:
             raise TemplateError(f"{where}: {exc}") from exc
 
     def apply(self, params: CallParams, ctx: ChangeContext) -> None:
@@ -53,8 +58,18 @@ class PythonCall(Template):
 def _invoke(params: CallParams, ctx: ChangeContext) -> None:
     function = _resolve(params.function)
     kwargs = dict(params.args)
-    if "ctx" in inspect.signature(function).parameters:
-        kwargs["ctx"] = ctx
+    try:
+        signature: inspect.Signature | None = inspect.signature(function)
+    except (TypeError, ValueError):  # some builtins have none: let the call say
+        signature = None
+    if signature is not None:
+        if "ctx" in signature.parameters:
+            kwargs["ctx"] = ctx
+        try:
+            signature.bind(**kwargs)
+        except TypeError as exc:
+            raise StepNotStarted(f"python-call: {params.function} was not called: {exc}; "
+                                 "fix args and run again") from exc
     function(**kwargs)
 
 
@@ -65,7 +80,8 @@ def _resolve(path: str) -> Callable[..., Any]:
     try:
         target = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise TemplateError(f"python-call: cannot find function {path!r} ({exc})") from exc
+        raise StepNotStarted(f"python-call: cannot find function {path!r} ({exc}); nothing "
+                             "was called. Fix the path and run again.") from exc
     if not callable(target):
-        raise TemplateError(f"python-call: {path!r} is not callable")
+        raise StepNotStarted(f"python-call: {path!r} is not callable; nothing was called")
     return target  # type: ignore[no-any-return]
