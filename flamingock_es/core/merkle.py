@@ -15,7 +15,8 @@ Three pieces, one concern each:
   stores its hash and the hash of every subtree it completes, about ``2n`` hashes in all, behind
   the tiny ``HashStore`` protocol (``MemoryHashStore``, ``FileHashStore``). From them
   ``tree_hash``, ``inclusion_proof`` and ``consistency_proof`` each read O(log n) hashes. The
-  store is a cache derived from the leaves: it can always be rebuilt by appending them again.
+  store is a cache derived from the leaves: it can always be rebuilt by appending them again
+  (``append_leaves``). The bytes are those Go's ``tlog.StoredHashes`` produces, in its order.
 * ``verify_inclusion`` and ``verify_consistency``: the RFC 9162 section 2.1.3.2 and 2.1.4.2
   algorithms, pure, needing nothing but the proof and the tree heads.
 
@@ -38,6 +39,7 @@ __all__ = [
     "HashStore",
     "MemoryHashStore",
     "append_leaf",
+    "append_leaves",
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
@@ -128,15 +130,23 @@ class Frontier:
         """The subtree roots, largest first (the "compact range" of the tree)."""
         return tuple(self._nodes)
 
-    def append(self, leaf: bytes) -> None:
-        """Add one leaf hash; merges the subtrees it completes (amortised one node hash)."""
+    def append(self, leaf: bytes) -> list[bytes]:
+        """Add one leaf hash, merging the subtrees it completes (amortised one node hash).
+
+        Returns the leaf hash and the hash of each subtree it completed, lowest first: exactly
+        what stored-hash storage keeps for this leaf, so a frontier kept beside a store at the
+        same size feeds it with ``store.append_hashes(frontier.append(leaf))`` and no reads.
+        """
         node = _check_hash(leaf, "a leaf hash")
+        stored = [node]
         size = self._size
         while size & 1:
             node = node_hash(self._nodes.pop(), node)
+            stored.append(node)
             size >>= 1
         self._nodes.append(node)
         self._size += 1
+        return stored
 
     def extend(self, leaves: Iterable[bytes]) -> None:
         """Append every leaf hash of ``leaves``, in order."""
@@ -170,12 +180,13 @@ class Frontier:
             raise ValueError(f"a frontier of size {size} has {size.bit_count()} nodes")
         decoded = []
         for node in nodes:
-            if not isinstance(node, str) or len(node) != 2 * HASH_SIZE:
-                raise ValueError("a frontier node is 64 hex digits")
             try:
-                decoded.append(bytes.fromhex(node))
+                raw = bytes.fromhex(node) if isinstance(node, str) else b""
             except ValueError:
-                raise ValueError("a frontier node is 64 hex digits") from None
+                raw = b""
+            if len(raw) != HASH_SIZE or raw.hex() != node.lower():  # fromhex skips spaces
+                raise ValueError("a frontier node is 64 hex digits")
+            decoded.append(raw)
         frontier = cls()
         frontier._size = size
         frontier._nodes = decoded
@@ -232,8 +243,8 @@ class HashStore(Protocol):
     """Somewhere to keep stored hashes: indexed reads and appends, nothing else.
 
     ``__len__`` is the number of hashes held. A store holds the hashes of whole leaves only
-    (``append_leaf`` appends all of a leaf's hashes in one call), so its tree size follows
-    from its length (``stored_size``).
+    (``append_leaf`` and ``append_leaves`` hand over whole leaves' hashes in each call), so
+    its tree size follows from its length (``stored_size``).
     """
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
@@ -279,7 +290,7 @@ class FileHashStore:
     The file is a cache derived from the leaves. Opening it drops a torn tail (a partial
     record, or a leaf whose subtree hashes did not all arrive), and ``truncate`` cuts it back
     to a tree size, so a caller that finds it behind the log, or wrong against a signed root,
-    appends the missing leaves again (or starts from an empty file).
+    appends the missing leaves again (or starts from an empty file). One writer at a time.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, buffer_bytes: int = 1 << 16) -> None:
@@ -395,6 +406,24 @@ def append_leaf(store: HashStore, leaf: bytes) -> int:
             hashes.append(node)
     store.append_hashes(hashes)
     return n
+
+
+def append_leaves(store: HashStore, leaves: Iterable[bytes], *, batch: int = 4096) -> int:
+    """Append many leaf hashes (a rebuild, a catch-up); returns the new tree size.
+
+    It reads the O(log n) frontier once and then nothing: the frontier knows every left
+    sibling a new leaf completes. Hashes go to the store ``batch`` leaves at a time, whole
+    leaves only, so an interrupted rebuild leaves a store that resumes cleanly.
+    """
+    frontier = Frontier.from_store(store, stored_size(store))
+    pending: list[bytes] = []
+    for count, leaf in enumerate(leaves, start=1):
+        pending += frontier.append(leaf)
+        if count % batch == 0:
+            store.append_hashes(pending)
+            pending = []
+    store.append_hashes(pending)
+    return frontier.size
 
 
 def _index(level: int, n: int) -> int:

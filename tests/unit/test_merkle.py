@@ -25,6 +25,7 @@ from flamingock_es.core.merkle import (
     HashStore,
     MemoryHashStore,
     append_leaf,
+    append_leaves,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -436,7 +437,8 @@ def test_frontier_copy_is_independent() -> None:
     {"size": True, "nodes": ["00" * 32]}, {"size": 1, "nodes": ["00" * 31]},
     {"size": 1, "nodes": ["zz" * 32]}, {"size": 3, "nodes": ["00" * 32]},
     {"size": 0, "nodes": [], "extra": 1}, {"size": "1", "nodes": ["00" * 32]},
-    {"size": 1, "nodes": [1]},
+    {"size": 1, "nodes": [1]}, {"size": 1, "nodes": ["00" * 31 + "  "]},
+    {"size": 1, "nodes": [" " + "00" * 31 + "0"]},
 ])
 def test_frontier_refuses_malformed_json(bad: object) -> None:
     with pytest.raises(ValueError, match="frontier"):
@@ -501,6 +503,33 @@ def test_file_store_drops_a_torn_tail_and_can_be_truncated_and_refilled(tmp_path
         with pytest.raises(ValueError, match="outside"):
             file.truncate(21)
     assert path.read_bytes() == whole
+
+
+def _everything(store: HashStore) -> list[bytes]:
+    return store.read_hashes(range(len(store)))
+
+
+def test_append_leaves_stores_what_append_leaf_stores_and_resumes(tmp_path: Path) -> None:
+    data = _data(1000, seed=7)
+    one_by_one = _store(data)
+    many = MemoryHashStore()
+    assert append_leaves(many, (leaf_hash(item) for item in data[:333]), batch=7) == 333
+    assert append_leaves(many, [leaf_hash(item) for item in data[333:]]) == 1000
+    assert append_leaves(many, []) == 1000
+    assert _everything(many) == _everything(one_by_one)
+    with _file_store(tmp_path / "hashes", buffer_bytes=100) as file:
+        append_leaf(file, leaf_hash(data[0]))
+        assert append_leaves(file, [leaf_hash(item) for item in data[1:]], batch=64) == 1000
+        assert _everything(file) == _everything(one_by_one)
+
+
+def test_a_frontier_kept_beside_a_store_feeds_it_without_reads() -> None:
+    data = _data(100, seed=8)
+    store, frontier = MemoryHashStore(), Frontier()
+    for item in data:
+        store.append_hashes(frontier.append(leaf_hash(item)))
+    assert _everything(store) == _everything(_store(data))
+    assert frontier.root() == tree_hash(store, 100)
 
 
 def test_stores_refuse_reads_past_the_end_and_hashes_of_the_wrong_size(tmp_path: Path) -> None:
