@@ -89,7 +89,7 @@ def _check_name(name: str) -> str:
         not isinstance(name, str)
         or not name
         or "+" in name
-        or any(ch.isspace() or ch < " " for ch in name)
+        or any(ch.isspace() or ch < " " or "\ud800" <= ch <= "\udfff" for ch in name)
     ):
         raise NoteError(f"{name!r} is not a valid key name")
     return name

@@ -230,7 +230,9 @@ def test_vkey_of_an_unsupported_type_is_refused() -> None:
         Verifier.from_vkey(ecdsa)
 
 
-@pytest.mark.parametrize("name", ["", "a b", "a+b", "a\u00a0b", "a\u2003b", "a\tb", "a\nb"])
+@pytest.mark.parametrize(
+    "name", ["", "a b", "a+b", "a\u00a0b", "a\u2003b", "a\u3000b", "a\tb", "a\nb", "a\udc80b"]
+)
 def test_key_names_refuse_spaces_and_plus(name: str) -> None:
     with pytest.raises(NoteError, match="key name"):
         NoteSigner(name, Ed25519PrivateKey.generate())
