@@ -33,6 +33,7 @@ from flamingock_es.core.note import (
     Note,
     NoteError,
     NoteSigner,
+    Signature,
     Verifier,
     open_checkpoint,
     sign_note,
@@ -266,6 +267,15 @@ def test_go_refuses_a_signature_by_another_key(big: Log) -> None:
     refused(good | {"verifier_keys": [stranger.vkey]}, "signature")
     impostor = _runner("example.org/impostor")
     refused(good | {"checkpoint": big.signed(1000, impostor)}, "signature")
+    # one trusted key's bad signature rejects the note, though another trusted key's holds
+    second = _runner("example.org/flamingock/second-runner")
+    note = Note.parse(sign_note(big.checkpoint(1000).body(), [big.signer, second]))
+    mine, theirs = note.signatures
+    bad = Signature(mine.name, mine.key_id, bytes(64))
+    both = [big.signer.vkey, second.vkey]
+    accepted(good | {"checkpoint": str(note), "verifier_keys": both})
+    refused(good | {"checkpoint": str(Note(note.text, (bad, theirs))), "verifier_keys": both},
+            "invalid signature")
 
 
 def test_go_refuses_a_checkpoint_of_another_origin(big: Log) -> None:
