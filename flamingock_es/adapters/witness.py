@@ -108,7 +108,8 @@ class WitnessForbiddenError(WitnessNotTrustedError):
 
 
 class WitnessUnknownLogError(WitnessNotTrustedError):
-    """404: the witness knows no log of this origin."""
+    """404: the witness knows no log of this origin (or, as HTTP goes, the URL is not a
+    witness's submission prefix)."""
 
 
 class WitnessConflictError(WitnessRejectedError):
@@ -179,7 +180,7 @@ def submit(url: str, signed_checkpoint: bytes, old_size: int,
         with _OPENER.open(request, timeout=timeout) as answer:
             text = _read(answer, url)
     except urllib.error.HTTPError as refusal:
-        _refused(url, refusal)
+        _refused(url, refusal, old_size)
     except (urllib.error.URLError, HTTPException, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         if isinstance(reason, TimeoutError):
@@ -234,7 +235,7 @@ def _cosignature_lines(text: str, url: str) -> list[str]:
     return lines
 
 
-def _refused(url: str, refusal: urllib.error.HTTPError) -> NoReturn:
+def _refused(url: str, refusal: urllib.error.HTTPError, old_size: int) -> NoReturn:
     status = refusal.code
     try:
         body = refusal.read(_MAX_ANSWER).decode("utf-8", "replace")
@@ -252,8 +253,8 @@ def _refused(url: str, refusal: urllib.error.HTTPError) -> NoReturn:
         kind = refusal.headers.get_content_type() if refusal.headers else ""
         note = "" if kind == _SIZE_CONTENT_TYPE else f" (content type {kind!r})"
         raise WitnessConflictError(
-            f"the witness at {url} last cosigned size {size} of this log, not the old size "
-            f"given{note}: submit again with old size {size} and a consistency proof from it; "
+            f"the witness at {url} last cosigned size {size} of this log, not {old_size}"
+            f"{note}: submit again with old size {size} and a consistency proof from it; "
             f"if the log has fewer than {size} entries, the witness cosigned a history this "
             "log does not have: investigate before anything else", url, body, int(size))
     if status == 422:
@@ -265,8 +266,10 @@ def _refused(url: str, refusal: urllib.error.HTTPError) -> NoReturn:
             url, status, body)
     if status == 404:
         raise WitnessUnknownLogError(
-            f"the witness at {url} does not know this log ({said}): its operator must "
-            "register the checkpoint's origin and verifier key first", url, status, body)
+            f"the witness at {url} answered 404 ({said}): either it does not know this log, "
+            "and its operator must register the checkpoint's origin and verifier key first, "
+            "or the URL is not its submission prefix (the request goes to URL/add-checkpoint)",
+            url, status, body)
     if status == 403:
         raise WitnessForbiddenError(
             f"the witness at {url} refused the checkpoint ({said}): no signature on it "

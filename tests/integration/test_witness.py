@@ -45,6 +45,7 @@ from flamingock_es.adapters.witness import (
     WitnessInconsistentError,
     WitnessNotTrustedError,
     WitnessUnreachableError,
+    add_checkpoint_body,
     submit,
 )
 
@@ -373,6 +374,34 @@ def test_an_unreachable_witness_is_said_so() -> None:
     log = _new_log(1)
     with pytest.raises(WitnessUnreachableError, match="unreachable"):
         submit(f"http://127.0.0.1:{_free_port()}", log.checkpoint(1), 0, [], timeout=2)
+
+
+def test_a_url_that_is_not_the_submission_prefix_is_said_so(witness: _Witness) -> None:
+    log = _new_log(1)
+    witness.add_log(log)
+    with pytest.raises(WitnessNotTrustedError, match="submission prefix"):
+        submit(f"{witness.url}/not-here", log.checkpoint(1), 0, [], timeout=10)
+
+
+def test_the_request_body_is_the_spec_s() -> None:
+    """old line, one base64 hash a line, a blank line, the note; impossible input refused."""
+    log = _new_log(4)
+    proof = log.proof(3, 4)
+    assert len(proof) == 3  # leaf 2, leaf 3, and the root of leaves 0-1
+    assert add_checkpoint_body(log.checkpoint(4), 3, proof) == (
+        b"old 3\n" + b"".join(base64.b64encode(node) + b"\n" for node in proof) + b"\n"
+        + log.checkpoint(4))
+    assert add_checkpoint_body(log.checkpoint(1), 0, []) == b"old 0\n\n" + log.checkpoint(1)
+    with pytest.raises(ValueError, match="raw bytes"):
+        add_checkpoint_body(log.checkpoint(4), 3, [base64.b64encode(proof[0])])
+    with pytest.raises(ValueError, match="no consistency proof"):
+        add_checkpoint_body(log.checkpoint(4), 0, proof)
+    with pytest.raises(ValueError, match="signed note"):
+        add_checkpoint_body(log.body(4), 3, proof)
+    with pytest.raises(ValueError, match="at most 63"):
+        add_checkpoint_body(log.checkpoint(4), 3, proof * 22)
+    with pytest.raises(ValueError, match=">= 0"):
+        add_checkpoint_body(log.checkpoint(4), -1, [])
 
 
 def test_the_witness_keeps_what_it_cosigned_across_a_restart(witness: _Witness) -> None:
