@@ -33,7 +33,14 @@ from pathlib import Path
 
 from cryptography import x509
 
-from ..errors import ConfigError, FlamingockError, MissingExtraError
+from ..errors import (
+    ConfigError,
+    MissingExtraError,
+    TimestampError,
+    TimestampInvalidError,
+    TsaRefusedError,
+    TsaUnreachableError,
+)
 
 try:
     import rfc3161_client
@@ -59,33 +66,6 @@ SHA256_OID = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
 _QUERY_TYPE = "application/timestamp-query"  # RFC 3161, section 3.4
 _REPLY_TYPE = "application/timestamp-reply"
 _MAX_REPLY = 256 * 1024  # a token with its certificate chain is a few KiB
-
-
-class TimestampError(FlamingockError):
-    """No valid time-stamp token: the TSA could not be asked, refused, or its token does not
-    verify."""
-
-    exit_code = 5
-
-
-class TsaUnreachableError(TimestampError):
-    """No answer from the TSA (connection refused, timed out): ask again later."""
-
-
-class TsaRefusedError(TimestampError):
-    """The TSA answered without a token: an HTTP error, or a PKIStatus other than granted.
-    ``status`` is the HTTP status, ``pki_status`` the RFC 3161 status when there is one."""
-
-    def __init__(self, message: str, status: int, pki_status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.pki_status = pki_status
-
-
-class TimestampInvalidError(TimestampError):
-    """A token does not verify: not a token, over another digest, signed by a certificate that
-    the given CAs do not vouch for, without the timeStamping key usage, or (for a fresh token)
-    answering another request's nonce."""
 
 
 @dataclass(frozen=True)

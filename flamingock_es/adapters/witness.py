@@ -36,7 +36,18 @@ from collections.abc import Sequence
 from http.client import HTTPException, HTTPMessage
 from typing import IO, NoReturn
 
-from ..errors import FlamingockError
+from ..errors import (
+    WitnessBadRequestError,
+    WitnessConflictError,
+    WitnessError,
+    WitnessForbiddenError,
+    WitnessInconsistentError,
+    WitnessNotTrustedError,
+    WitnessProtocolError,
+    WitnessRejectedError,
+    WitnessUnknownLogError,
+    WitnessUnreachableError,
+)
 
 __all__ = [
     "MAX_PROOF_LINES",
@@ -63,72 +74,6 @@ _SIZE_CONTENT_TYPE = "text/x.tlog.size"
 # Enough for the few cosignature lines a witness sends (litewitness caps requests at 10 KiB);
 # an answer that does not fit is not a witness's.
 _MAX_ANSWER = 64 * 1024
-
-
-class WitnessError(FlamingockError):
-    """The witness did not cosign the checkpoint. ``url`` is the witness's submission prefix."""
-
-    exit_code = 5
-
-    def __init__(self, message: str, url: str) -> None:
-        super().__init__(message)
-        self.url = url
-
-
-class WitnessUnreachableError(WitnessError):
-    """No answer from the witness: connection refused, name not resolved, timed out. Nothing
-    was cosigned; the same request may be sent again once the witness is reachable."""
-
-
-class WitnessProtocolError(WitnessError):
-    """The witness answered, but not as the protocol says (a 200 without signature lines, a 409
-    without a size): the URL is probably not a witness's submission prefix."""
-
-
-class WitnessRejectedError(WitnessError):
-    """The witness answered and refused to cosign. ``status`` and ``body`` are its answer."""
-
-    def __init__(self, message: str, url: str, status: int, body: str) -> None:
-        super().__init__(message, url)
-        self.status = status
-        self.body = body
-
-
-class WitnessBadRequestError(WitnessRejectedError):
-    """400: the request is malformed, or its old size is larger than the checkpoint's size."""
-
-
-class WitnessNotTrustedError(WitnessRejectedError):
-    """403 or 404: the witness does not cosign this checkpoint's origin with these keys."""
-
-
-class WitnessForbiddenError(WitnessNotTrustedError):
-    """403: no signature on the checkpoint verifies with a key the witness trusts for its
-    origin (or, for litewitness, the origin is not registered at all)."""
-
-
-class WitnessUnknownLogError(WitnessNotTrustedError):
-    """404: the witness knows no log of this origin (or, as HTTP goes, the URL is not a
-    witness's submission prefix)."""
-
-
-class WitnessConflictError(WitnessRejectedError):
-    """409: the old size is not the size the witness last cosigned, ``witness_size``.
-
-    Resubmit with ``old_size=witness_size`` and a proof from that size. A ``witness_size``
-    larger than the log's own size means the witness cosigned a checkpoint this log never had:
-    someone else published a history under this origin, which is for a person to look into.
-    """
-
-    def __init__(self, message: str, url: str, body: str, witness_size: int) -> None:
-        super().__init__(message, url, 409, body)
-        self.witness_size = witness_size
-
-
-class WitnessInconsistentError(WitnessRejectedError):
-    """422: the consistency proof does not show that the checkpoint's tree extends the tree the
-    witness cosigned (or, at the same size, the root hashes differ). Either the proof is wrong,
-    or the log forked: the witness holds a cosigned checkpoint that this history contradicts."""
 
 
 def add_checkpoint_body(signed_checkpoint: bytes, old_size: int,

@@ -38,6 +38,7 @@ __all__ = [
     "Frontier",
     "HashStore",
     "MemoryHashStore",
+    "SparseHashStore",
     "append_leaf",
     "append_leaves",
     "consistency_proof",
@@ -365,6 +366,41 @@ class FileHashStore:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+class SparseHashStore:
+    """A ``HashStore`` that holds a frontier and what is appended after it, nothing else.
+
+    Seeded with the frontier of a tree of ``m`` leaves, it takes appended leaves like any
+    store, and then answers ``consistency_proof(store, m, n)`` and ``tree_hash(store, n)``:
+    every hash those read is either a node of that frontier or a subtree of the leaves after
+    ``m``. So a runner that kept only the frontier of the last checkpoint it published (and
+    reads the records appended since) proves to a witness that its new tree extends the old
+    one, without the hashes of the whole log. Reading any other hash is an ``IndexError``.
+    """
+
+    __slots__ = ("_count", "_hashes")
+
+    def __init__(self, frontier: Frontier) -> None:
+        cover = _cover(0, frontier.size)
+        self._hashes = {stored_hash_index(level, n): node
+                        for (level, n), node in zip(cover, frontier.nodes, strict=True)}
+        self._count = stored_hash_count(frontier.size)
+
+    def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+        try:
+            return [self._hashes[index] for index in indexes]
+        except KeyError as missing:
+            raise IndexError(f"stored hash {missing.args[0]} is not held by this sparse "
+                             "store (only its frontier and what followed it)") from None
+
+    def append_hashes(self, hashes: Sequence[bytes]) -> None:
+        for value in hashes:
+            self._hashes[self._count] = _check_hash(value, "a stored hash")
+            self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
 
 
 def _size_within(count: int) -> int:

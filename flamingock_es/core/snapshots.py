@@ -14,6 +14,11 @@ that does not match is ignored with a warning, never trusted. A *trusted* snapsh
 witness: a log that now ends before ``P``, or holds another event there, was cut or rewritten
 since, and the runner refuses to decide on it. ``verify`` and ``replay`` never use snapshots:
 they read everything.
+
+A snapshot keeps the log's Merkle tree as its frontier (``State.tree``, at most 64 hashes), so
+a start-up resumes the tree where the snapshot stopped (format 4). A format 3 snapshot, written
+before the tree existed, still loads: the tree up to its position is then computed from the
+log's stored bytes (hashes only, no decoding), once, and the next snapshot keeps it.
 """
 
 from __future__ import annotations
@@ -33,17 +38,20 @@ from typing import Any
 
 from ..errors import ChainBrokenError, DecodeError
 from .codec import AuditCodec
+from .merkle import Frontier, leaf_hash
 from .ports import EventLog, SnapshotStore
 from .reading import LogReader
 from .state import State
 from .trust import Signer, TrustStore
 
-__all__ = ["FORMAT", "SNAPSHOT_CONTEXT", "decode_state", "encode_state", "event_hash_at", "load",
-           "read", "save"]
+__all__ = ["FORMAT", "SNAPSHOT_CONTEXT", "decode_state", "encode_state", "event_hash_at",
+           "frontier_through", "load", "read", "save"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = 3
+FORMAT = 4
+_READABLE = (3, 4)
+"""The formats :func:`load` reads: 3 has no tree (it is recomputed from the log)."""
 SNAPSHOT_CONTEXT = b"flamingock-es snapshot "
 """What a snapshot's signature signs, before the SHA-256 of its body's bytes."""
 
@@ -92,7 +100,7 @@ def load(store: SnapshotStore, log_: EventLog, namespace: str,
     try:
         first, _, raw = gzip.decompress(data).partition(b"\n")
         header = json.loads(first)
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
+        if not isinstance(header, dict) or header.get("format") not in _READABLE:
             raise ValueError("written by another version (format "
                              f"{header.get('format') if isinstance(header, dict) else '?'})")
     except (OSError, ValueError, EOFError) as exc:
@@ -120,7 +128,13 @@ def load(store: SnapshotStore, log_: EventLog, namespace: str,
             f"{position} vouches for: {where}. Events were cut off or rewritten since. "
             "Nothing was run; restore the log (docs/recovery.md).")
     try:
-        state = decode_state(body["state"])
+        encoded = body["state"]
+        older = header["format"] < FORMAT
+        if older:  # no tree field yet: an empty one stands in until it is computed
+            encoded = [*encoded, Frontier().to_json()]
+        state = decode_state(encoded)
+        if older:
+            state.tree = frontier_through(log_, position)
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring the snapshot of %s: its state cannot be read (%s)", namespace,
                     exc)
@@ -142,8 +156,9 @@ def _signed_by_a_writer(header: dict[str, Any], body: bytes, namespace: str,
         signed = bytes.fromhex(signature) if isinstance(signature, str) else None
     except ValueError:
         return False
+    position = header.get("position")
     problem = trust.check(header.get("key_id"), signed, _message(body), namespace=namespace,
-                          role="write")
+                          role="write", position=position if isinstance(position, int) else None)
     return problem is None
 
 
@@ -161,6 +176,17 @@ def _header(data: bytes | None) -> dict[str, Any] | None:
     except (OSError, ValueError, EOFError):
         return None
     return header if isinstance(header, dict) else None
+
+
+def frontier_through(log_: EventLog, position: int) -> Frontier:
+    """The tree of every record ``log_`` stores up to ``position``, from their bytes (no
+    decoding: a leaf is the hash of a record's bytes)."""
+    tree = Frontier()
+    for at, data in log_.read(0):
+        if at > position:
+            break
+        tree.append(leaf_hash(data))
+    return tree
 
 
 def event_hash_at(log_: EventLog, position: int, codec: AuditCodec) -> bytes | None:
@@ -231,6 +257,8 @@ def _make(kind: Any, *, encode: bool) -> Convert:
         return (lambda v: v.value) if encode else kind
     if kind is bytes:
         return (lambda v: v.hex()) if encode else bytes.fromhex
+    if kind is Frontier:
+        return (lambda v: v.to_json()) if encode else Frontier.from_json
     if kind is datetime:
         return (lambda v: v.isoformat()) if encode else datetime.fromisoformat
     if kind in (str, int, float, bool):
