@@ -28,6 +28,7 @@ the CLI writes the command line. Exit codes are the CLI's (``cli/status_codes.py
     │   ├── DecodeError               operator decides (verify, quarantine, restore)
     │   │   └── CorruptLogError
     │   ├── ChainBrokenError
+    │   ├── EvidenceError             a checkpoint, proof, cosignature or time-stamp fails
     │   └── ForeignRecordError        someone else appended among a runner's own appends
     ├── WitnessError              a witness did not cosign a checkpoint (each kind is also
     │   ├── WitnessUnreachableError   Unavailable, Refused or HistoryError, for its exit code)
@@ -65,6 +66,7 @@ __all__ = [
     "CorruptLogError",
     "DecisionRequired",
     "DecodeError",
+    "EvidenceError",
     "FlamingockError",
     "ForeignRecordError",
     "HistoryError",
@@ -264,6 +266,11 @@ class CorruptLogError(DecodeError):
 
 class ChainBrokenError(HistoryError):
     """The hash chain, the sequence or the signatures of the audit log do not hold."""
+
+
+class EvidenceError(HistoryError):
+    """A checkpoint, a proof, a cosignature or a time-stamp does not hold: unreadable, not
+    signed by a trusted key, or not what the log (or the proof) shows."""
 
 
 class ForeignRecordError(HistoryError):

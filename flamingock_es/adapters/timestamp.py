@@ -49,6 +49,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 __all__ = [
     "SHA256_OID",
+    "Rfc3161Timestamper",
     "Timestamp",
     "TimestampError",
     "TimestampInvalidError",
@@ -241,3 +242,27 @@ def _oid(dotted: str) -> bytes:
             arc >>= 7
         encoded += bytes(reversed(chunk))
     return bytes(encoded)
+
+
+class Rfc3161Timestamper:
+    """A TSA reached over HTTP, its tokens checked against its CA: the
+    :class:`~flamingock_es.core.ports.Timestamper` the composition root builds from a trust
+    store's ``timestamp_authority`` entry."""
+
+    def __init__(self, url: str, ca: Path, timeout: float = 10.0) -> None:
+        self.url, self.ca, self.timeout = url, ca, timeout
+        self._roots: list[x509.Certificate] | None = None
+
+    @property
+    def roots(self) -> list[x509.Certificate]:
+        if self._roots is None:
+            self._roots = load_certificates(self.ca)
+        return self._roots
+
+    def timestamp(self, digest: bytes) -> bytes:
+        if not self.url:
+            raise ConfigError(f"the time-stamping authority of CA {self.ca} has no url to ask")
+        return request_timestamp(self.url, digest, self.roots, timeout=self.timeout).token
+
+    def verify(self, token: bytes, digest: bytes) -> dt.datetime:
+        return verify_timestamp(token, digest, self.roots).gen_time

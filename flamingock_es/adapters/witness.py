@@ -51,6 +51,7 @@ from ..errors import (
 
 __all__ = [
     "MAX_PROOF_LINES",
+    "HttpWitness",
     "WitnessBadRequestError",
     "WitnessConflictError",
     "WitnessError",
@@ -234,3 +235,14 @@ def _refused(url: str, refusal: urllib.error.HTTPError, old_size: int) -> NoRetu
     raise WitnessRejectedError(
         f"the witness at {url} answered {status} ({said}) and cosigned nothing: retry later, "
         "or ask its operator", url, status, body)
+
+
+class HttpWitness:
+    """A witness reached over HTTP: the :class:`~flamingock_es.core.ports.Cosigner` the
+    composition root builds from a trust store's witness entry."""
+
+    def __init__(self, name: str, vkey: str, url: str, timeout: float = 10.0) -> None:
+        self.name, self.vkey, self.url, self.timeout = name, vkey, url, timeout
+
+    def cosign(self, note: bytes, old_size: int, proof: Sequence[bytes]) -> list[str]:
+        return submit(self.url, note, old_size, proof, timeout=self.timeout)
