@@ -133,11 +133,12 @@ def _heads(settings: Settings) -> HeadMemory:
     return HeadMemory(LocalSnapshots(folder, name), str(folder / name))
 
 
-def existing_namespace(settings: Settings, *, write: bool = False) -> Backend:
+def existing_namespace(settings: Settings, *, write: bool = False,
+                       proofs: bool = False) -> Backend:
     """The parts of a namespace that was written before (read-only commands, and the
     decisions about its history); a namespace with no log is an error (a typo, usually), and
     nothing is created."""
-    backend = open_namespace(settings, create=False, write=write)
+    backend = open_namespace(settings, create=False, write=write, proofs=proofs)
     if not backend.log.exists():
         backend.close()
         raise NamespaceNotFoundError(

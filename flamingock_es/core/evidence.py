@@ -64,6 +64,7 @@ __all__ = [
     "log_verifiers",
     "origin_of",
     "publish",
+    "published_note",
     "sign_checkpoint",
 ]
 
@@ -158,6 +159,27 @@ class Published:
         except (ValueError, KeyError, TypeError, NoteError) as exc:
             raise EvidenceError(f"{where} cannot be read: {exc}") from exc
         return published
+
+
+def published_note(text: str, where: str = "a checkpoint") -> Published:
+    """A signed checkpoint note given by hand (``verify --checkpoint``), as a record to check:
+    only its tree size and root are known (no frontier nodes, no position)."""
+    try:
+        checkpoint = Checkpoint.parse(Note.parse(text).text)
+    except NoteError as exc:
+        raise EvidenceError(f"{where} is not a signed checkpoint: {exc}") from exc
+    return Published(text, -1, _RootOnly(checkpoint.size, checkpoint.root_hash), "")
+
+
+class _RootOnly(Frontier):
+    """A tree known by its size and root only (a checkpoint given by hand)."""
+
+    def __init__(self, size: int, root: bytes) -> None:
+        super().__init__()
+        self._size, self._root = size, root
+
+    def root(self) -> bytes:
+        return self._root
 
 
 def sign_checkpoint(state: State, origin: str, signer: Signer) -> Published:

@@ -117,6 +117,11 @@ class EventLog(Protocol):
         """Every record from position ``start`` up to the log's end as of the call."""
         ...
 
+    def record_at(self, position: int) -> bytes | None:
+        """The bytes of the record stored at ``position``, if one starts there (a proof's
+        event: read alone, not with the rest of the log)."""
+        ...
+
     def follow(self, start: int, stop: threading.Event) -> Iterator[StoredRecord | None]:
         """Records from ``start`` on, forever; ``None`` when idle, so a caller can flush.
 
