@@ -35,6 +35,13 @@
 //     same log and the RFC 6962 consistency proof from its size to the checkpoint's (a
 //     tlog.TreeProof; empty when the sizes are equal or the old tree is empty).
 //
+// It also reads the proof bundles flamingock-es writes (`flamingock-es prove`, and proof.json
+// and consistency/*.json inside an `evidence` file): a JSON object whose "format" is
+// "flamingock-es/proof/v1", with the same verifier_keys, origin, checkpoint, old_checkpoint
+// and consistency_proof, and a list "leaves" of {"index", "record" (base64 leaf bytes: the
+// audit event as stored), "inclusion_proof"}; every leaf is checked. Its other fields (keys,
+// witnesses, time-stamps, positions) are for other tools and ignored here.
+//
 // On success it prints one "ok ..." line per check on standard output and exits 0. Otherwise
 // it prints "FAIL: <reason>" on standard error and exits 1 (2 when the bundle itself cannot
 // be read).
@@ -61,6 +68,23 @@ type leaf struct {
 	Data  *string `json:"data"`
 	Hash  *string `json:"hash"`
 }
+
+// projectBundle is the part of a flamingock-es proof bundle these checks read.
+type projectBundle struct {
+	Format       string   `json:"format"`
+	VerifierKeys []string `json:"verifier_keys"`
+	Origin       *string  `json:"origin"`
+	Checkpoint   string   `json:"checkpoint"`
+	Leaves       []struct {
+		Index          *int64   `json:"index"`
+		Record         *string  `json:"record"`
+		InclusionProof []string `json:"inclusion_proof"`
+	} `json:"leaves"`
+	OldCheckpoint    *string   `json:"old_checkpoint"`
+	ConsistencyProof *[]string `json:"consistency_proof"`
+}
+
+const projectFormat = "flamingock-es/proof/v1"
 
 type bundle struct {
 	VerifierKeys     []string  `json:"verifier_keys"`
@@ -104,7 +128,17 @@ func main() {
 }
 
 func run(path string, out io.Writer) error {
-	b, err := readBundle(path)
+	raw, err := readInput(path)
+	if err != nil {
+		return err
+	}
+	var probe struct {
+		Format string `json:"format"`
+	}
+	if json.Unmarshal(raw, &probe) == nil && probe.Format == projectFormat {
+		return runProject(raw, out)
+	}
+	b, err := readBundle(raw)
 	if err != nil {
 		return err
 	}
@@ -135,17 +169,57 @@ func run(path string, out io.Writer) error {
 	return checkConsistency(old, current, *b.ConsistencyProof, out)
 }
 
-func readBundle(path string) (*bundle, error) {
-	var raw []byte
-	var err error
+func readInput(path string) ([]byte, error) {
 	if path == "-" {
-		raw, err = io.ReadAll(os.Stdin)
-	} else {
-		raw, err = os.ReadFile(path)
+		return io.ReadAll(os.Stdin)
 	}
+	return os.ReadFile(path)
+}
+
+// runProject checks a flamingock-es bundle: its checkpoint, every leaf, and the consistency
+// proof when there is one, each with the same code as the plain bundle.
+func runProject(raw []byte, out io.Writer) error {
+	var p projectBundle
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return fmt.Errorf("bundle: %v", err)
+	}
+	if len(p.VerifierKeys) == 0 || p.Checkpoint == "" {
+		return errors.New("bundle: verifier_keys and checkpoint are required")
+	}
+	if (p.OldCheckpoint == nil) != (p.ConsistencyProof == nil) {
+		return errors.New("bundle: old_checkpoint and consistency_proof go together")
+	}
+	verifiers, err := parseVerifiers(p.VerifierKeys)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	current, err := openCheckpoint("checkpoint", p.Checkpoint, verifiers, p.Origin, out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "ok checkpoint origin=%s size=%d root=%s\n", current.origin, current.size, current.root)
+	for i, l := range p.Leaves {
+		if l.Index == nil || l.Record == nil || l.InclusionProof == nil {
+			return fmt.Errorf("bundle: leaves[%d] needs index, record and inclusion_proof", i)
+		}
+		proof := l.InclusionProof
+		one := &bundle{Leaf: &leaf{Index: l.Index, Data: l.Record}, InclusionProof: &proof}
+		if err := checkInclusion(one, current, out); err != nil {
+			return err
+		}
+	}
+	if p.OldCheckpoint == nil {
+		return nil
+	}
+	origin := current.origin
+	old, err := openCheckpoint("old checkpoint", *p.OldCheckpoint, verifiers, &origin, out)
+	if err != nil {
+		return err
+	}
+	return checkConsistency(old, current, *p.ConsistencyProof, out)
+}
+
+func readBundle(raw []byte) (*bundle, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	var b bundle
