@@ -36,7 +36,7 @@ def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
         process.communicate(timeout=10)  # reaps it and closes its pipes
 
 
-def _project(path: Path, origin: str, witness: Witness, tsa: tuple[str, Path],
+def _project(path: Path, origin: str, service: Witness, tsa: tuple[str, Path],
              keys_from: Path | None = None) -> Project:
     project = Project(path)
     path.mkdir()
@@ -46,7 +46,7 @@ def _project(path: Path, origin: str, witness: Witness, tsa: tuple[str, Path],
             shutil.copy(keys_from / name, path / name)
     url, ca = tsa
     with (path / "trust" / "trust.yaml").open("a") as out:
-        out.write(f"- origin: {origin}\n- witness: {witness.vkey}\n  url: {witness.url}\n"
+        out.write(f"- origin: {origin}\n- witness: {service.vkey}\n  url: {service.url}\n"
                   f"- require_cosignatures: 1\n- timestamp_authority: {url}\n  ca: {ca}\n")
     return project
 
@@ -87,9 +87,11 @@ def test_checkpoints_are_cosigned_time_stamped_and_a_fork_is_refused(
         done = subprocess.run(["openssl", "ts", "-verify", "-data", str(note), "-in",
                                str(token), "-CAfile", str(unpacked / "tsa" / "ca.pem")],
                               capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0 and "Verification: OK" in done.stdout, done.stderr
+        assert done.returncode == 0, done.stderr
+        assert "Verification: OK" in done.stdout
     checked = ok(shop.cli("verify-proof", str(evidence))).stdout
-    assert "1 witness cosignature(s)" in checked and "time-stamped" in checked
+    assert "1 witness cosignature(s)" in checked
+    assert "time-stamped" in checked
 
     # Another history under the same origin and key: the witness saw the first one.
     fork = _project(tmp_path / "fork", origin, witness, tsa, keys_from=shop.path)
