@@ -81,5 +81,9 @@ class HeadMemory:
             "running now could apply units a second time. Nothing was run: restore the "
             "log (docs/recovery.md). If the namespace was started over on purpose, forget the "
             f"head {self.where} remembers.",
-            remedies=(Remedy(RemedyKind.FORGET_HEAD, topic=self.where),))
+            remedies=(self.forgetting(),))
+
+    def forgetting(self) -> Remedy:
+        """What makes this runner forget the head (a namespace started over on purpose)."""
+        return Remedy(RemedyKind.FORGET_HEAD, topic=self.where)
 

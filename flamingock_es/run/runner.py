@@ -46,7 +46,7 @@ from ..core.events import (
     TraceContext,
 )
 from ..core.fencing import FencingToken, idempotency_key
-from ..core.ports import Lease
+from ..core.ports import Lease, LogWriter
 from ..core.recorder import (
     LockGone,
     NoRollback,
@@ -66,6 +66,7 @@ from ..definition.loader import resolved_parameters
 from ..definition.workflow import CompensationScope, Workflow
 from ..errors import (
     AppendError,
+    ChainBrokenError,
     ChangedMeanwhileError,
     ChecksumDriftError,
     ConfigError,
@@ -200,7 +201,7 @@ class Runner:
             raise LockTimeoutError(f"{exc} {self._holder_text()}") from exc
         writer = None
         try:
-            writer = self.backend.log.writer(lease)
+            writer = self._writer(lease)
             self.refresh(check=check)
             if self.backend.heads is not None:
                 self.backend.heads.check(self.backend.log, self.backend.reader, self.state)
@@ -283,6 +284,17 @@ class Runner:
             evidence.keep_evidence(self.backend, self.state)
         except FlamingockError as exc:
             log.warning("not kept for the next start-up: %s", exc)
+
+    def _writer(self, lease: Lease) -> LogWriter:
+        """The log's writer. A log its lock says was cut or started over is refused; when
+        this runner remembers a head of it too, starting over means forgetting that as well."""
+        try:
+            return self.backend.log.writer(lease)
+        except ChainBrokenError as exc:
+            heads = self.backend.heads
+            if heads is not None and heads.recalled() is not None:
+                exc.remedies = (*exc.remedies, heads.forgetting())
+            raise
 
     def _holder_text(self) -> str:
         try:

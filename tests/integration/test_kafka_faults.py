@@ -300,9 +300,14 @@ def test_a_replaced_audit_topic_is_refused_by_the_lock_groups_commit(
     assert project.applied_effects() == ["u0001", "u0002", "u0003"]  # nothing applied twice
     assert read_audit(project.bus, project.namespace).events == []  # nothing recorded either
 
-    # Started over on purpose: the command the message gives lets the next run begin afresh.
-    command = refused.stderr[refused.stderr.index("scripts/kafka-tool"):].split()
-    deleted = kafka_tool(*command[1:], "--bootstrap-server", kafka_bootstrap)
+    # Started over on purpose: the commands the message gives let the next run begin afresh,
+    # the lock group's offsets deleted and the runner's remembered head forgotten.
+    remedies = refused.stderr.split("to resolve: ", 1)[1].splitlines()
+    delete, forget = (line.strip().split("   ")[0].split() for line in remedies)
+    assert delete[0] == "scripts/kafka-tool", remedies
+    assert forget[0] == "rm", remedies
+    deleted = kafka_tool(*delete[1:], "--bootstrap-server", kafka_bootstrap)
     assert deleted.returncode == 0, deleted.stderr
+    Path(forget[1]).unlink()
     ok(project.cli("run"))
     assert project.applied_effects() == ["u0001", "u0002", "u0003"] * 2

@@ -54,6 +54,7 @@ class _Repeats(logging.Filter):
 
     WINDOW = 60.0
     _DIGITS = re.compile(r"\d+")
+    _ENDING = "another concurrent operation on the same transaction"
     _RETRIED = ("Connection refused", "Disconnected", "Connect to ipv", "Broker transport failure",
                 "Timed out")
 
@@ -79,6 +80,12 @@ class _Repeats(logging.Filter):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         elif "ConsumerGroupHeartbeat" in text:  # a broker without KIP-848: the lock falls back
             record.levelno, record.levelname = logging.INFO, "INFO"
+        elif self._ENDING in text:  # a writer's init_transactions ends what a dead one left
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = (
+                "a transaction left open by an earlier holder of this writer's transactional "
+                "id (a process that died mid-append) is being aborted by the broker; waiting "
+                "for it (librdkafka: %s)", (text,))
         return True
 
 
