@@ -1,4 +1,4 @@
-"""The run flow's commands: ``plan``, ``run``, ``status``, ``mark``, ``undo`` and
+"""The run flow's commands: ``plan``, ``run``, ``status``, ``mark``, ``tag``, ``undo`` and
 ``wait``."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..run.planner import (
 )
 from ..run.progress import Progress
 from ..run.results import RunResult
-from .output import jsonable, print_json, progress, reason, table, workflow
+from .output import jsonable, print_json, progress, reason, settings, table, workflow
 from .preview import preview, render
 from .remedies import command, to_resolve
 from .status_codes import exit_code, plan_check
@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = api.run(workflow(args), units=args.unit, accept_drift=args.accept_drift,
                          progress=heard or progress(args), trigger="cli",
-                         out_of_order=args.out_of_order)
+                         out_of_order=args.out_of_order, to_tag=args.to_tag)
     except OutOfOrderError as refused:  # said with the flags given
         units = " ".join(f"--unit {u}" for u in refused.units)
         one = len(refused.pending) == 1
@@ -172,7 +172,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
     or --all of them (back to before the first unit)."""
     try:
         result = api.undo(workflow(args), to=args.to, count=args.count, all_units=args.all,
-                          progress=progress(args))
+                          to_tag=args.to_tag, progress=progress(args))
     except (UndoRefusedError, UndoBlockedError) as refused:  # said with the flags given
         refused.args = (f"cannot undo {_flags(refused.scope)}: {refused.detail}",)
         raise
@@ -185,6 +185,8 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 def _flags(scope: UndoScope) -> str:
     """An undo's scope as the command line says it (``--to u1``, ``--count 2``, ``--all``)."""
+    if scope.tag is not None:
+        return f"--to-tag {scope.tag}"
     if scope.to is not None:
         return f"--to {scope.to}"
     return f"--count {scope.count}" if scope.count is not None else "--all"
@@ -207,6 +209,29 @@ def undo_summary(result: RunResult, to: str | None) -> str:
 def _error(result: RunResult) -> str:
     error = result.error
     return "a rollback failed" if error is None else f"{error.message} ({error.type})"
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    """Name the log's head: record a tag with the units applied there (audited, signed), for
+    `run --to-tag` and `undo --to-tag`. Without a name, list the tags."""
+    if args.name is None:
+        tags = sorted(api.read_state(settings(args)).tags.values(), key=lambda t: t.position)
+        if args.json:
+            print_json([{"name": t.name, "through": t.through, "applied": list(t.applied),
+                         "reason": t.reason, "by": t.by, "at": t.at} for t in tags])
+        elif tags:
+            table([["TAG", "OFFSET", "UNITS", "BY", "AT", "REASON"],
+                   *([t.name, str(t.through), str(len(t.applied)), t.by,
+                      f"{t.at:%Y-%m-%d %H:%M:%S}", t.reason] for t in tags)])
+        else:
+            print("no tags yet")
+        return 0
+    tag = api.tag(workflow(args), args.name, reason(args))
+    if args.json:
+        print_json({"name": tag.name, "through": tag.through, "applied": list(tag.applied)})
+    elif not args.quiet:
+        print(f"tagged {tag.name} at offset {tag.through}: {len(tag.applied)} unit(s) applied")
+    return 0
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -239,6 +264,8 @@ def register(add: Any) -> None:
                         "yet (refused without this flag)")
     p.add_argument("--accept-drift", action="store_true",
                    help="accept changed definitions of applied units (audited as manual marks)")
+    p.add_argument("--to-tag", metavar="NAME",
+                   help="apply the units tag NAME says were applied (those pending now)")
     add("status", cmd_status)
     p = add("mark", cmd_mark)
     p.add_argument("unit_id")
@@ -253,8 +280,15 @@ def register(add: Any) -> None:
     scope.add_argument("--to", metavar="ID", help="the last unit to keep applied")
     scope.add_argument("--count", type=int, metavar="N",
                        help="compensate the N newest applied units (in workflow order)")
+    scope.add_argument("--to-tag", metavar="NAME",
+                       help="compensate the units applied after tag NAME was recorded")
     scope.add_argument("--all", action="store_true",
                        help="compensate every applied unit, back to before the first one")
+    p = add("tag", cmd_tag)
+    p.add_argument("name", nargs="?", help="the tag's name (letters, digits, . _ -); "
+                   "omitted: list the tags")
+    p.add_argument("--reason", default="", help="why; written to the audit log (needed with "
+                   "a name)")
     p = add("wait", cmd_wait)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
     p.add_argument("--poll", type=float, default=1.0,

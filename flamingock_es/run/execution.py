@@ -210,7 +210,7 @@ class Execution:
                        started=False, what="could not decide its condition")
             return False
         if not holds:
-            self._skip(planned, SkipCause.CONDITION, f"when: {condition.text} is false")
+            self._skip(planned, SkipCause.CONDITION, condition.false_reason)
         return holds
 
     def _fail(self, planned: PlannedUnit, error: ErrorInfo, *, started: bool,

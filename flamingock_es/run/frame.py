@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from ..core.events import Payload
 from ..core.ports import Lease
 from ..core.recorder import Recorder
+from ..errors import AppendError, Unavailable
 from .results import RunResult
 
 __all__ = ["Frame", "FrameClosed"]
@@ -35,12 +37,22 @@ class Frame:
         with self._lock:
             if self.closed:
                 raise FrameClosed
-            batch, self.pending = [*self.pending, *payloads], []
-            self.recorder.record(*batch)
+            self._append(payloads)
 
     def close(self, *payloads: Payload) -> None:
         """Record ``payloads`` as the run's last events: nothing is recorded after them."""
         with self._lock:
             self.closed = True
-            batch, self.pending = [*self.pending, *payloads], []
-            self.recorder.record(*batch)
+            self._append(payloads)
+
+    def _append(self, payloads: tuple[Payload, ...]) -> None:
+        waiting, self.pending = self.pending, []
+        try:
+            self.recorder.record(*waiting, *payloads)
+        except AppendError:  # nothing of the batch landed (a log cuts a failed append back)
+            if waiting and payloads:
+                # What waited is a unit's outcome, already reached, and small: a batch that
+                # did not fit (a full disk) must not take it down with the step after it.
+                with suppress(Unavailable):
+                    self.recorder.record(*waiting)
+            raise

@@ -43,6 +43,7 @@ from ..core.events import (
     RunFinished,
     RunOutcome,
     RunStarted,
+    TagRecorded,
     TraceContext,
 )
 from ..core.fencing import FencingToken, idempotency_key
@@ -61,7 +62,7 @@ from ..core.recorder import (
     new_run_id,
 )
 from ..core.secrets import secret_values
-from ..core.state import Finding, State, UnitState
+from ..core.state import Finding, State, Tag, UnitState
 from ..definition.loader import resolved_parameters
 from ..definition.workflow import CompensationScope, Workflow
 from ..errors import (
@@ -84,7 +85,15 @@ from ..errors import (
 from .execution import Execution
 from .failures import failure
 from .frame import Frame, FrameClosed
-from .planner import Plan, PlannedUnit, UndoScope, make_plan, only, undo_targets
+from .planner import (
+    Plan,
+    PlannedUnit,
+    UndoScope,
+    make_plan,
+    new_tag_refusal,
+    only,
+    undo_targets,
+)
 from .progress import DRIFT_ACCEPTED
 from .results import RunResult
 from .signals import Interrupts, StepInterrupted
@@ -239,7 +248,9 @@ class Runner:
             else tuple(planned)
         recorder.record(
             RunStarted(workflow=self.workflow.name, trigger=trigger, planned=ids,
-                       requester=self.requester),
+                       requester=self.requester,
+                       environment=self.workflow.settings.environment or None,
+                       labels=self.workflow.settings.labels),
             LockAcquired(holder=lease.holder, lock=lease.lock, generation=lease.generation))
         frame = Frame(recorder, lease, RunResult(self.run_id, None))
         if isinstance(planned, Plan):
@@ -566,6 +577,20 @@ class Runner:
                 recorder.record(ManualMark(unit_id=unit_id, marked_as=marked_as,
                                            reason=reason, checksum=checksum))
 
+    def tag(self, name: str, reason: str) -> Tag:
+        """Name the log's head ``name``, with the units applied there (in workflow order), under
+        the lock: ``run --to-tag`` applies up to it, ``undo --to-tag`` compensates back to it."""
+        _refuse_tag(self.refresh(), name)  # before waiting for the lock
+        with self._locked() as (recorder, lease):
+            state = self.state
+            _refuse_tag(state, name)  # another runner may have taken the name meanwhile
+            applied = tuple(u.id for _, u in self.workflow.units()
+                            if (s := state.units.get(u.id)) is not None and s.status.is_applied)
+            with self._frame(recorder, lease, "tag", []):
+                recorder.record(TagRecorded(name=name, through=state.position,
+                                            applied=applied, reason=reason))
+        return self.state.tags[name]
+
     def answer(self, outcome: RunOutcome, error: ErrorInfo | None = None) -> None:
         """Record, under the lock, a run that applies nothing: how a request is answered
         when it is rejected or finds nothing to do."""
@@ -691,4 +716,7 @@ def _compensation_summary(result: RunResult) -> str:
             "could be rolled back")
 
 
-
+def _refuse_tag(state: State, name: str) -> None:
+    refused = new_tag_refusal(state, name)
+    if refused is not None:
+        raise refused
