@@ -11,7 +11,10 @@ from typing import Any
 from .. import api
 from ..core.events import AuditEvent, CompensationSucceeded, RunFinished, RunOutcome
 from ..core.recorder import Notice, Planned
-from ..errors import ManualInterventionRequired, RunFailed, UnitFailedError
+from ..definition.conditions import Outcome as UnitOutcome
+from ..definition.settings import resolve_settings
+from ..definition.workflow import Workflow
+from ..errors import ConfigError, ManualInterventionRequired, RunFailed, UnitFailedError
 from ..run.planner import (
     IN_DOUBT,
     Blocker,
@@ -22,6 +25,7 @@ from ..run.planner import (
 )
 from ..run.progress import Progress
 from ..run.results import RunResult
+from . import graph as graph_text
 from .output import jsonable, print_json, progress, reason, settings, table, workflow
 from .preview import preview, render
 from .remedies import command, to_resolve
@@ -37,8 +41,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     stop before taking the lock, on an unset ${VAR} or a python-call target that cannot be
     found; 7 if a unit is blocked for a person or in doubt; 6 if an applied unit drifted);
     --show prints what each unit to apply would do: template blocks with ${VAR} resolved,
-    Python units' parameters and source, secrets as ***."""
-    plan = api.plan(workflow(args), accept_drift=args.accept_drift, check=args.check)
+    Python units' parameters and source, secrets as ***; --graph mermaid|dot prints the
+    workflow's graph with each unit's state; --compare ENV lists what ENV has applied that
+    this environment lacks."""
+    wf = workflow(args)
+    if args.compare is not None:
+        return _compare(args, wf)
+    plan = api.plan(wf, accept_drift=args.accept_drift, check=args.check)
+    if args.graph is not None:
+        states = {p.unit.id: UnitOutcome.from_status(
+                      p.previous.status.value if p.previous else None).value
+                  for p in plan.units}
+        draw = graph_text.mermaid if args.graph == "mermaid" else graph_text.dot
+        print(draw(wf.graph.nodes, states,
+                   stage_names=dict(enumerate(s.name for s in wf.stages))), end="")
+        return 0
     previews = [preview(f"{p.stage}/{p.unit.id}", p.unit, os.environ)
                 for p in plan.to_run] if args.show else []
     code = plan_check(plan) if args.check else 0
@@ -67,6 +84,28 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   f"{len(plan.blockers)} blocked" if plan.blockers else "",
                   f"in doubt: {', '.join(doubt)}" if doubt else ""))), file=sys.stderr)
     return code
+
+
+def _compare(args: argparse.Namespace, wf: Workflow) -> int:
+    """``plan --compare OTHER``: the units OTHER's namespace has applied and this one's has
+    not, in workflow order (what promoting this environment to where OTHER is would apply)."""
+    here = wf.settings
+    there = resolve_settings(args.config, environment=args.compare, bus=args.bus)
+    if (there.namespace, there.bus) == (here.namespace, here.bus):
+        raise ConfigError(f"plan --compare {args.compare}: it is the same namespace as this "
+                          f"one ({here.namespace}); name another environment")
+    applied = [{uid for uid, s in api.read_state(s).units.items() if s.status.is_applied}
+               for s in (here, there)]
+    lacking = [u.id for _, u in wf.units() if u.id in applied[1] and u.id not in applied[0]]
+    name, other = here.environment or here.namespace, args.compare
+    if args.json:
+        print_json({"environment": name, "compared_with": other, "lacks": lacking})
+    elif lacking:
+        print(f"{name} lacks {len(lacking)} unit(s) that {other} has applied: "
+              f"{', '.join(lacking)}")
+    else:
+        print(f"{name} lacks nothing that {other} has applied")
+    return 0
 
 
 def _blocker_json(blocker: Blocker) -> dict[str, object]:
@@ -257,6 +296,12 @@ def register(add: Any) -> None:
     p.add_argument("--show", action="store_true",
                    help="print what each unit to apply would do: template blocks with "
                         "${VAR} resolved, Python units' parameters and source; secrets as ***")
+    p.add_argument("--graph", choices=["mermaid", "dot"],
+                   help="print the workflow as a Mermaid flowchart or a Graphviz digraph, "
+                        "each unit with its state")
+    p.add_argument("--compare", metavar="ENV",
+                   help="list the units environment ENV has applied that this one (--env) "
+                        "has not")
     p = add("run", cmd_run)
     p.add_argument("--unit", action="append", help="only this unit (repeatable)")
     p.add_argument("--out-of-order", action="store_true",
