@@ -90,6 +90,7 @@ class Execution:
 
     def __init__(self, runner: Steps, plan: Plan, frame: Frame) -> None:
         self.runner, self.plan, self.frame = runner, plan, frame
+        frame.left = self.not_started
         workflow = runner.workflow
         self.to_run: dict[str, PlannedUnit] = {p.unit.id: p for p in plan.to_run}
         self.parallel = workflow.max_parallel
@@ -121,8 +122,7 @@ class Execution:
             else:
                 self._side_by_side()
         finally:
-            started = set(self.this_run)
-            result.not_started = [uid for uid in self.to_run if uid not in started]
+            result.not_started = self.not_started()
         self._end()
 
     def _one_at_a_time(self) -> None:
@@ -333,6 +333,11 @@ class Execution:
                 f"{len(result.applied)} unit(s); {len(result.not_started)} not started"))
             raise RunInterrupted(f"{result.error.message}; the next run applies them")
 
+    def not_started(self) -> list[str]:
+        """The units of the plan this run has not looked at (yet)."""
+        with self._mutex:
+            return [uid for uid in self.to_run if uid not in self.this_run]
+
     def _abandon(self, running: list[str]) -> None:
         """No more grace, and units still run in other threads, which a signal cannot
         interrupt: record each as interrupted (in doubt), end the run, release the lock, end
@@ -353,9 +358,8 @@ class Execution:
             frame.close(*(ChangeInterrupted(unit_id=uid, signal=name, reason=reason,
                                             compensating=False) for uid in still),
                         RunFinished(outcome=result.outcome, applied=tuple(result.applied),
-                                    error=result.error, not_started=tuple(
-                                        uid for uid in self.to_run
-                                        if uid not in self.this_run)),
+                                    error=result.error,
+                                    not_started=tuple(self.not_started())),
                         LockReleased(holder=frame.lease.holder))
         with suppress(Exception):
             frame.lease.release()

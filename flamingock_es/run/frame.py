@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ class Frame:
     """Outcomes waiting to share the next append: one unit after another, a unit's outcome
     and the next unit's start (or the run's end) are made durable together."""
     closed: bool = False
+    left: Callable[[], list[str]] = list
+    """The units of the plan not started yet, asked when the run ends from another thread."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, *payloads: Payload) -> None:

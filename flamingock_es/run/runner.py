@@ -450,6 +450,7 @@ class Runner:
             with suppress(RunInterrupted):
                 self._interrupted(unit_id, stop, frame, compensating=compensating)
             frame.result.outcome = RunOutcome.FAILED
+            frame.result.not_started = frame.left()
             self._finish(frame)
             frame.lease.release()
 
