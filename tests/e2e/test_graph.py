@@ -148,6 +148,10 @@ def test_requirements_order_the_units_and_independent_ones_run_side_by_side(
     assert events.count("ChangeSucceeded") == 4
     assert "chain intact" in ok(graph.cli("verify")).stdout
     assert "up to date" in ok(graph.cli("run")).stderr
+    ok(graph.cli("replay", "--format", "html", "--output", "report.html"))
+    html = (graph.path / "report.html").read_text()
+    assert '<div class="lanes"' in html  # the report draws b and c side by side
+    assert "2 lanes: the most units running at once" in html
 
 
 def test_one_at_a_time_by_default_so_meeting_fails(graph: Project) -> None:
