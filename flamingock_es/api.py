@@ -49,7 +49,7 @@ from .core.backend import Backend
 from .core.events import MarkedAs
 from .core.evidence import Published
 from .core.recorder import Observer, OutOfOrder, local_actor
-from .core.state import Finding, RunState, State, UnitStatus
+from .core.state import Finding, RunState, State, Tag, UnitStatus
 from .core.trust import TrustStore
 from .definition.settings import Settings, resolve_settings
 from .definition.workflow import Workflow, load_workflow
@@ -66,6 +66,7 @@ from .run.planner import (
     make_plan,
     namespace_status,
     pending_before,
+    tagged,
 )
 from .run.progress import LogProgress, Progress
 from .run.results import RunResult
@@ -96,6 +97,7 @@ __all__ = [
     "signed_event",
     "snapshot",
     "status",
+    "tag",
     "undo",
     "verify",
     "verify_evidence",
@@ -134,12 +136,14 @@ def open_workflow(target: Target = None, **flags: Any) -> Workflow:
 def run(target: Target = None, *, units: Sequence[str] | None = None,
         accept_drift: bool = False, progress: Progress | None = None,
         trigger: str = "library", service_version: str | None = None,
-        handle_signals: bool = True, out_of_order: bool = False, **flags: Any) -> RunResult:
+        handle_signals: bool = True, out_of_order: bool = False, to_tag: str | None = None,
+        **flags: Any) -> RunResult:
     """Apply every pending unit of the workflow under the namespace lock.
 
     With ``units``, only those; units before them that are not applied yet are refused
     (:class:`~flamingock_es.run.planner.OutOfOrderError`) unless ``out_of_order`` allows it,
-    which the progress then says.
+    which the progress then says. With ``to_tag``, the units the tag says were applied (those
+    pending now): another namespace brought to where this one was, or this one back to it.
 
     Returns at once, taking no lock, when nothing is pending. Raises
     :class:`~flamingock_es.errors.UnitFailedError` after compensating when a unit fails.
@@ -158,6 +162,11 @@ def run(target: Target = None, *, units: Sequence[str] | None = None,
             (interrupts.installed() if handle_signals else nullcontext()):
         runner = Runner(wf, backend, options, observers=told, interrupts=interrupts,
                         trace=current_trace)
+        if to_tag is not None:
+            kept = set(tagged(runner.refresh(), to_tag).applied)
+            units, out_of_order = [u.id for _, u in wf.units() if u.id in kept], True
+            if not units:
+                return RunResult(None, None)
         if units:
             skipped = [p.unit.id for p in pending_before(runner.plan(), units)]
             if skipped and not out_of_order:
@@ -183,18 +192,28 @@ def mark(target: Target, unit_id: str, marked_as: MarkedAs | str, reason: str, *
 
 
 def undo(target: Target, *, to: str | None = None, count: int | None = None,
-         all_units: bool = False, progress: Progress | None = None,
+         all_units: bool = False, to_tag: str | None = None, progress: Progress | None = None,
          **flags: Any) -> RunResult:
     """Compensate applied units, newest first: those after ``to`` in the workflow, the newest
-    ``count``, or (``all_units``) every one. Exactly one of the three is given."""
-    if sum((to is not None, count is not None, all_units)) != 1:
+    ``count``, those applied after tag ``to_tag``, or (``all_units``) every one. Exactly one of
+    the four is given."""
+    if sum((to is not None, count is not None, to_tag is not None, all_units)) != 1:
         raise ConfigError("an undo needs exactly one of: a unit to go back to, a count of "
-                          "units, or all of them")
+                          "units, a tag, or all of them")
     wf = open_workflow(target, **flags)
     with _observed(wf.namespace, progress or LogProgress()) as told, \
             root.open_namespace(wf.settings, write=True) as backend:
         return Runner(wf, backend, RunOptions(trigger="undo"), observers=told).undo(
-            UndoScope(to=to, count=count))
+            UndoScope(to=to, count=count, tag=to_tag))
+
+
+def tag(target: Target, name: str, reason: str, **flags: Any) -> Tag:
+    """Record a tag: ``name`` for the log's head and the units applied there. Audited, signed
+    like every event; takes the lock; a tag never moves (a name already used is refused)."""
+    _reason(reason, "a tag")
+    wf = open_workflow(target, **flags)
+    with root.open_namespace(wf.settings, write=True) as backend:
+        return Runner(wf, backend, RunOptions(trigger="tag")).tag(name, reason)
 
 
 def quarantine(target: Target, offset: int, reason: str, *, through: int | None = None,

@@ -76,6 +76,7 @@ __all__ = [
     "ManualInterventionRequired",
     "MissingExtraError",
     "NamespaceNotFoundError",
+    "NoRoomError",
     "OpenTransactionError",
     "Refused",
     "Remedy",
@@ -199,6 +200,11 @@ class Unavailable(Transient):
 
 class AppendError(Unavailable):
     """An audit event could not be made durable. The run stops rather than lose it."""
+
+
+class NoRoomError(AppendError):
+    """The log's filesystem had no room for an append: nothing of it was written and nothing
+    the writer wrote before is in doubt, so a smaller append may still be made."""
 
 
 class StoreError(Unavailable):

@@ -76,6 +76,12 @@ def _common(*, top: bool) -> argparse.ArgumentParser:
                              "kafka://HOST:PORT; overrides the workflow file")
     common.add_argument("--namespace", default=default(None),
                         help="namespace; overrides the workflow file")
+    common.add_argument("--env", dest="environment", metavar="NAME", default=default(None),
+                        help="an environment the workflow file declares (its namespace and "
+                             "settings); default: $FLAMINGOCK_ENV")
+    common.add_argument("--labels", metavar="A,B", default=default(None),
+                        help="the run's labels, for when: conditions (default: the "
+                             "environment's)")
     common.add_argument("--json", action="store_true", default=default(False),
                         help="machine-readable output on stdout")
     common.add_argument("-q", "--quiet", action="store_true", default=default(False),

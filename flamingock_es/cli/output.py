@@ -28,6 +28,7 @@ def settings(args: argparse.Namespace, *, required: bool = False) -> Settings:
     if resolved is None or required:
         resolved = resolve_settings(args.config, required=required, bus=args.bus,
                                     namespace=args.namespace,
+                                    environment=args.environment, labels=args.labels,
                                     store=getattr(args, "store", None))
         args._settings = resolved
     return resolved

@@ -1,4 +1,4 @@
-"""The run flow's commands: ``plan``, ``run``, ``status``, ``mark``, ``undo`` and
+"""The run flow's commands: ``plan``, ``run``, ``status``, ``mark``, ``tag``, ``undo`` and
 ``wait``."""
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from typing import Any
 from .. import api
 from ..core.events import AuditEvent, CompensationSucceeded, RunFinished, RunOutcome
 from ..core.recorder import Notice, Planned
-from ..errors import ManualInterventionRequired, RunFailed, UnitFailedError
+from ..definition.conditions import Outcome as UnitOutcome
+from ..definition.settings import resolve_settings
+from ..definition.workflow import Workflow
+from ..errors import ConfigError, ManualInterventionRequired, RunFailed, UnitFailedError
 from ..run.planner import (
     IN_DOUBT,
     Blocker,
@@ -22,7 +25,8 @@ from ..run.planner import (
 )
 from ..run.progress import Progress
 from ..run.results import RunResult
-from .output import jsonable, print_json, progress, reason, table, workflow
+from . import graph as graph_text
+from .output import jsonable, print_json, progress, reason, settings, table, workflow
 from .preview import preview, render
 from .remedies import command, to_resolve
 from .status_codes import exit_code, plan_check
@@ -37,8 +41,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     stop before taking the lock, on an unset ${VAR} or a python-call target that cannot be
     found; 7 if a unit is blocked for a person or in doubt; 6 if an applied unit drifted);
     --show prints what each unit to apply would do: template blocks with ${VAR} resolved,
-    Python units' parameters and source, secrets as ***."""
-    plan = api.plan(workflow(args), accept_drift=args.accept_drift, check=args.check)
+    Python units' parameters and source, secrets as ***; --graph mermaid|dot prints the
+    workflow's graph with each unit's state; --compare ENV lists what ENV has applied that
+    this environment lacks."""
+    wf = workflow(args)
+    if args.compare is not None:
+        return _compare(args, wf)
+    plan = api.plan(wf, accept_drift=args.accept_drift, check=args.check)
+    if args.graph is not None:
+        states = {p.unit.id: UnitOutcome.from_status(
+                      p.previous.status.value if p.previous else None).value
+                  for p in plan.units}
+        draw = graph_text.mermaid if args.graph == "mermaid" else graph_text.dot
+        print(draw(wf.graph.nodes, states,
+                   stage_names=dict(enumerate(s.name for s in wf.stages))), end="")
+        return 0
     previews = [preview(f"{p.stage}/{p.unit.id}", p.unit, os.environ)
                 for p in plan.to_run] if args.show else []
     code = plan_check(plan) if args.check else 0
@@ -69,6 +86,28 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return code
 
 
+def _compare(args: argparse.Namespace, wf: Workflow) -> int:
+    """``plan --compare OTHER``: the units OTHER's namespace has applied and this one's has
+    not, in workflow order (what promoting this environment to where OTHER is would apply)."""
+    here = wf.settings
+    there = resolve_settings(args.config, environment=args.compare, bus=args.bus)
+    if (there.namespace, there.bus) == (here.namespace, here.bus):
+        raise ConfigError(f"plan --compare {args.compare}: it is the same namespace as this "
+                          f"one ({here.namespace}); name another environment")
+    applied = [{uid for uid, s in api.read_state(s).units.items() if s.status.is_applied}
+               for s in (here, there)]
+    lacking = [u.id for _, u in wf.units() if u.id in applied[1] and u.id not in applied[0]]
+    name, other = here.environment or here.namespace, args.compare
+    if args.json:
+        print_json({"environment": name, "compared_with": other, "lacks": lacking})
+    elif lacking:
+        print(f"{name} lacks {len(lacking)} unit(s) that {other} has applied: "
+              f"{', '.join(lacking)}")
+    else:
+        print(f"{name} lacks nothing that {other} has applied")
+    return 0
+
+
 def _blocker_json(blocker: Blocker) -> dict[str, object]:
     """A blocker for ``--json``: its remedies as data, and as the commands to type."""
     out: dict[str, object] = jsonable(blocker)
@@ -81,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = api.run(workflow(args), units=args.unit, accept_drift=args.accept_drift,
                          progress=heard or progress(args), trigger="cli",
-                         out_of_order=args.out_of_order)
+                         out_of_order=args.out_of_order, to_tag=args.to_tag)
     except OutOfOrderError as refused:  # said with the flags given
         units = " ".join(f"--unit {u}" for u in refused.units)
         one = len(refused.pending) == 1
@@ -172,7 +211,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
     or --all of them (back to before the first unit)."""
     try:
         result = api.undo(workflow(args), to=args.to, count=args.count, all_units=args.all,
-                          progress=progress(args))
+                          to_tag=args.to_tag, progress=progress(args))
     except (UndoRefusedError, UndoBlockedError) as refused:  # said with the flags given
         refused.args = (f"cannot undo {_flags(refused.scope)}: {refused.detail}",)
         raise
@@ -185,6 +224,8 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 def _flags(scope: UndoScope) -> str:
     """An undo's scope as the command line says it (``--to u1``, ``--count 2``, ``--all``)."""
+    if scope.tag is not None:
+        return f"--to-tag {scope.tag}"
     if scope.to is not None:
         return f"--to {scope.to}"
     return f"--count {scope.count}" if scope.count is not None else "--all"
@@ -207,6 +248,29 @@ def undo_summary(result: RunResult, to: str | None) -> str:
 def _error(result: RunResult) -> str:
     error = result.error
     return "a rollback failed" if error is None else f"{error.message} ({error.type})"
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    """Name the log's head: record a tag with the units applied there (audited, signed), for
+    `run --to-tag` and `undo --to-tag`. Without a name, list the tags."""
+    if args.name is None:
+        tags = sorted(api.read_state(settings(args)).tags.values(), key=lambda t: t.position)
+        if args.json:
+            print_json([{"name": t.name, "through": t.through, "applied": list(t.applied),
+                         "reason": t.reason, "by": t.by, "at": t.at} for t in tags])
+        elif tags:
+            table([["TAG", "OFFSET", "UNITS", "BY", "AT", "REASON"],
+                   *([t.name, str(t.through), str(len(t.applied)), t.by,
+                      f"{t.at:%Y-%m-%d %H:%M:%S}", t.reason] for t in tags)])
+        else:
+            print("no tags yet")
+        return 0
+    tag = api.tag(workflow(args), args.name, reason(args))
+    if args.json:
+        print_json({"name": tag.name, "through": tag.through, "applied": list(tag.applied)})
+    elif not args.quiet:
+        print(f"tagged {tag.name} at offset {tag.through}: {len(tag.applied)} unit(s) applied")
+    return 0
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -232,6 +296,12 @@ def register(add: Any) -> None:
     p.add_argument("--show", action="store_true",
                    help="print what each unit to apply would do: template blocks with "
                         "${VAR} resolved, Python units' parameters and source; secrets as ***")
+    p.add_argument("--graph", choices=["mermaid", "dot"],
+                   help="print the workflow as a Mermaid flowchart or a Graphviz digraph, "
+                        "each unit with its state")
+    p.add_argument("--compare", metavar="ENV",
+                   help="list the units environment ENV has applied that this one (--env) "
+                        "has not")
     p = add("run", cmd_run)
     p.add_argument("--unit", action="append", help="only this unit (repeatable)")
     p.add_argument("--out-of-order", action="store_true",
@@ -239,6 +309,8 @@ def register(add: Any) -> None:
                         "yet (refused without this flag)")
     p.add_argument("--accept-drift", action="store_true",
                    help="accept changed definitions of applied units (audited as manual marks)")
+    p.add_argument("--to-tag", metavar="NAME",
+                   help="apply the units tag NAME says were applied (those pending now)")
     add("status", cmd_status)
     p = add("mark", cmd_mark)
     p.add_argument("unit_id")
@@ -253,8 +325,15 @@ def register(add: Any) -> None:
     scope.add_argument("--to", metavar="ID", help="the last unit to keep applied")
     scope.add_argument("--count", type=int, metavar="N",
                        help="compensate the N newest applied units (in workflow order)")
+    scope.add_argument("--to-tag", metavar="NAME",
+                       help="compensate the units applied after tag NAME was recorded")
     scope.add_argument("--all", action="store_true",
                        help="compensate every applied unit, back to before the first one")
+    p = add("tag", cmd_tag)
+    p.add_argument("name", nargs="?", help="the tag's name (letters, digits, . _ -); "
+                   "omitted: list the tags")
+    p.add_argument("--reason", default="", help="why; written to the audit log (needed with "
+                   "a name)")
     p = add("wait", cmd_wait)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
     p.add_argument("--poll", type=float, default=1.0,

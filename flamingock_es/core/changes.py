@@ -2,7 +2,9 @@
 
 A unit's identity is ``(namespace, id)`` alone. Everything else that defines it (order,
 author, description, parameters, its code or template) goes into its checksum, so a changed
-author is drift to be accepted, never a new unit that runs twice.
+author is drift to be accepted, never a new unit that runs twice. What only says *when* it
+runs (``requires``, ``when``, its precondition and ``on_fail``) is not: changing those
+changes no applied unit.
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ __all__ = [
 ]
 
 Step = Callable[["ChangeContext"], None]
+Precondition = Callable[["ChangeContext"], object]
+"""A read-only check before a unit's apply: it holds when it returns a true value."""
 _T = TypeVar("_T")
+ON_FAIL = ("halt", "skip", "mark-applied")
+"""What a precondition that does not hold does (Liquibase's HALT, CONTINUE, MARK_RAN): stop
+the run as a failure, skip the unit for this run, or count it as applied without running."""
 
 
 class Recovery(enum.StrEnum):
@@ -108,6 +115,13 @@ class ChangeUnit:
     check: Callable[[Mapping[str, Any]], None] | None = field(default=None, compare=False)
     """Checks the resolved parameters before a run takes the lock (templates' models);
     raises ``ConfigError``."""
+    requires: tuple[str, ...] = ()
+    """The ids of the units that must be applied before it (any earlier stage, or its own)."""
+    when: str | None = None
+    """A CEL condition (:mod:`flamingock_es.definition.conditions`): false, it is skipped."""
+    precondition: Precondition | None = field(default=None, compare=False)
+    on_fail: str = "halt"
+    """What a precondition that does not hold does: one of :data:`ON_FAIL`."""
 
     @cached_property
     def checksum(self) -> str:
@@ -155,7 +169,9 @@ def checksum_of(unit: ChangeUnit) -> str:
         "run_always": unit.run_always,
         "recovery": unit.recovery.value,
         "template": unit.template,
-        "parameters": unit.parameters,
+        # a template unit's precondition block says when it runs, not what it changes
+        "parameters": {k: v for k, v in unit.parameters.items() if k != "precondition"}
+        if unit.template is not None else unit.parameters,
         "body": unit.body,
     }
     canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=str)
@@ -199,6 +215,10 @@ def change_unit(
     parameters: Mapping[str, Any] | None = None,
     secrets: tuple[str, ...] | list[str] = (),
     accept_drift: bool = False,
+    requires: tuple[str, ...] | list[str] = (),
+    when: str | None = None,
+    precondition: Precondition | None = None,
+    on_fail: str = "halt",
 ) -> Callable[[Step | type], ChangeUnit]:
     """Declare a ChangeUnit in Python, on a function (its ``apply``) or on a class.
 
@@ -210,7 +230,10 @@ def change_unit(
         @change_unit(id="add-status-field", order=1, author="ana", rollback=drop_status_field)
         def add_status_field(ctx): ...
 
-    Every argument is checked for what it is, strictly (``order="13"`` and
+    ``requires`` names the units that must be applied first; ``when`` is a CEL condition
+    (``env == "prod"``); ``precondition`` a read-only check (``ctx -> bool``) run before the
+    apply, and ``on_fail`` what happens when it does not hold (``halt``, ``skip`` or
+    ``mark-applied``). Every argument is checked for what it is, strictly (``order="13"`` and
     ``run_always="nope"`` are refused, not read as 13 and true): an error names the file and
     line of the decorator.
     """
@@ -220,7 +243,8 @@ def change_unit(
     check_arguments(f"{caller.f_code.co_filename}:{caller.f_lineno}", {
         "id": id, "order": order, "author": author, "description": description,
         "rollback": rollback, "run_always": run_always, "recovery": recovery,
-        "parameters": parameters, "secrets": secrets, "accept_drift": accept_drift})
+        "parameters": parameters, "secrets": secrets, "accept_drift": accept_drift,
+        "requires": requires, "when": when, "precondition": precondition, "on_fail": on_fail})
 
     def decorate(target: Step | type) -> ChangeUnit:
         if isinstance(target, type):
@@ -246,6 +270,11 @@ def change_unit(
             accept_drift=accept_drift,
             source=f"{code.co_filename}:{code.co_firstlineno}",
             body=body,
+            requires=tuple(requires),
+            when=when,
+            precondition=precondition if precondition is not None else
+            getattr(target, "precondition", None) if isinstance(target, type) else None,
+            on_fail=on_fail,
         )
 
     return decorate

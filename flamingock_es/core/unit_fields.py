@@ -40,6 +40,14 @@ class UnitFields(StrictModel):
                                "after it was applied (recorded as a manual mark).")
     secrets: list[str] = Field(default_factory=list, description="More parameter names "
                                "whose values are written as *** in the audit log.")
+    requires: list[str] = Field(default_factory=list, description="Ids of the units that "
+                                "must be applied before it, in its stage or an earlier one.")
+    when: str | None = Field(None, min_length=1, description="A CEL condition over env, "
+                             "labels, settings and units: false, the unit is skipped this run "
+                             "(and looked at again on the next).")
+    on_fail: Literal["halt", "skip", "mark-applied"] = Field(
+        "halt", description="What a precondition that does not hold does: halt the run, skip "
+        "the unit this run, or count it as applied without running it.")
 
 
 class PythonUnitArguments(UnitFields):
@@ -47,6 +55,7 @@ class PythonUnitArguments(UnitFields):
 
     rollback: Callable[..., Any] | None = None
     parameters: Mapping[str, Any] | None = None
+    precondition: Callable[..., Any] | None = None
 
 
 def check_arguments(where: str, arguments: Mapping[str, Any]) -> None:
@@ -55,8 +64,9 @@ def check_arguments(where: str, arguments: Mapping[str, Any]) -> None:
     given = dict(arguments)
     if isinstance(given.get("recovery"), str):  # a Recovery is a str: check its value
         given["recovery"] = str(given["recovery"])
-    if isinstance(given.get("secrets"), tuple):  # the signature's type; a list is as good
-        given["secrets"] = list(given["secrets"])
+    for name in ("secrets", "requires"):
+        if isinstance(given.get(name), tuple):  # the signature's type; a list is as good
+            given[name] = list(given[name])
     try:
         PythonUnitArguments.model_validate(given)
     except ValidationError as exc:

@@ -295,6 +295,11 @@ class Condition:
         refs = _unit_refs(tokens) if "units" in used else frozenset()
         return cls(text, where, used, refs, constant, program)
 
+    @property
+    def false_reason(self) -> str:
+        """Why a unit it keeps from running was skipped, as ``ChangeSkipped`` records it."""
+        return f"when: {self.text} is false"
+
     def evaluate(self, variables: Variables | Mapping[str, Any]) -> bool:
         """Whether the unit runs, given this run's ``variables`` (a :class:`Variables`, or a
         mapping with its fields)."""

@@ -197,6 +197,12 @@ def declarative_unit(doc: Any, path: Path) -> ChangeUnit:
         if not template.has_rollback:
             raise ConfigError(f"{doc.where('rollback')}: template {template.name!r} has no "
                               "rollback; remove the block")
+    if fields.precondition is not None:
+        blocks["precondition"] = _plain(fields.precondition)
+        if not template.has_precondition:
+            raise ConfigError(f"{doc.where('precondition')}: template {template.name!r} has no "
+                              "precondition check; remove the block, or write the unit in "
+                              "Python with precondition=")
     for phase, block in blocks.items():
         _check_shape(template, block, phase, doc.where(phase))
     secrets = frozenset(fields.secrets) | template.secret_fields
@@ -217,6 +223,12 @@ def declarative_unit(doc: Any, path: Path) -> ChangeUnit:
 
         return run
 
+    def check_precondition(ctx: ChangeContext) -> bool:
+        where = f"{path} (precondition)"
+        params = template.validate(ctx.params["precondition"], "precondition", where,
+                                   blocks["precondition"])
+        return template.precondition(params, ctx)
+
     return ChangeUnit(
         id=fields.id,
         order=fields.order,
@@ -233,6 +245,10 @@ def declarative_unit(doc: Any, path: Path) -> ChangeUnit:
         source=doc.where(),
         body="",
         check=check,
+        requires=tuple(fields.requires),
+        when=fields.when,
+        precondition=check_precondition if "precondition" in blocks else None,
+        on_fail=fields.on_fail,
     )
 
 

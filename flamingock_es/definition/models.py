@@ -21,8 +21,8 @@ from ..core.backend import NAMESPACE_PATTERN
 from ..core.strict import StrictModel
 from ..core.unit_fields import UnitFields
 
-__all__ = ["SCHEMA_FILES", "StageFile", "TrustedKeyFile", "UnitFile", "WorkflowFile",
-           "json_schemas", "schema_texts"]
+__all__ = ["SCHEMA_FILES", "EnvironmentFile", "StageFile", "TrustedKeyFile", "UnitFile",
+           "WorkflowFile", "json_schemas", "schema_texts"]
 
 SCHEMA_FILES = ("flamingock.schema.json", "unit.schema.json")
 """The published schemas, in ``schemas/`` (package data, beside the Avro contract)."""
@@ -38,6 +38,27 @@ class StageFile(StrictModel):
     units: str | list[str] = Field(description=(
         "Where the stage's units are: folders (every .py, .yaml, .yml and .json in them), "
         "single files, or dotted Python package names; paths relative to the workflow file."))
+    max_parallel: int | None = Field(None, ge=1, description=(
+        "At most this many of the stage's units at once (within the workflow's "
+        "max_parallel)."))
+
+
+class EnvironmentFile(StrictModel):
+    """One environment (--env NAME): what it changes of the workflow's settings."""
+
+    namespace: str | None = Field(None, pattern=NAMESPACE_PATTERN, description=(
+        "Its namespace: its own audit log, lock and history."))
+    bus: str | None = Field(None, description="Its audit log and lock, as `bus`.")
+    kafka: dict[str, OptionValue] = Field(default_factory=dict, description=(
+        "Kafka options over the workflow's."))
+    store: str | None = Field(None, description="Its projection store, as `store`.")
+    store_options: dict[str, OptionValue] = Field(default_factory=dict, description=(
+        "Projection store options over the workflow's."))
+    settings: dict[str, Any] = Field(default_factory=dict, description=(
+        "Merged over the workflow's settings block (ctx.settings, and `settings` in "
+        "when: conditions)."))
+    labels: list[str] = Field(default_factory=list, description=(
+        "The labels its runs carry unless --labels names others."))
 
 
 class TrustedKeyFile(StrictModel):
@@ -85,7 +106,15 @@ class WorkflowFile(StrictModel):
         "the failed unit only (failed-unit)."))
     lock_timeout: float = Field(60.0, ge=0, description=(
         "Seconds to wait for the namespace's lock before giving up (exit 3)."))
-    grace_period: float = Field(30.0, ge=0, description=(
+    max_parallel: int = Field(1, ge=1, description=(
+        "Units whose requirements are met run side by side, at most this many at once "
+        "(default 1: one after another, as listed)."))
+    on_failure: Literal["stop", "isolate"] = Field("stop", description=(
+        "After a unit fails: stop (start nothing more, compensate what the run applied) or "
+        "isolate (skip only what depends on it; the run is PARTIAL)."))
+    environments: dict[str, EnvironmentFile] = Field(default_factory=dict, description=(
+        "Named environments (--env NAME), each with its own namespace and settings."))
+    grace_period: float = Field(20.0, ge=0, description=(
         "After a first SIGTERM/SIGINT, seconds the current change may take to finish."))
     signing_key: str | None = Field(None, min_length=1, description=(
         "This runner's Ed25519 private key file, relative to the workflow file "
@@ -107,6 +136,10 @@ class UnitFile(UnitFields):
     rollback: dict[str, Any] | None = Field(None, description=(
         "The template's parameters for compensating it (omit it if the template has no "
         "rollback)."))
+    precondition: dict[str, Any] | None = Field(None, description=(
+        "The template's parameters for a read-only check before the apply (http-request: a "
+        "call whose status is one of expect_status; python-call: a function returning true); "
+        "on_fail says what happens when it does not hold."))
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -14,9 +14,14 @@ store: sqlite:.flamingock/projections.db       # where projections go
 settings: {flags_url: http://127.0.0.1:8765}   # handed to every unit as ctx.settings
 templates: [shop_templates]    # modules that register custom templates
 grace_period: 20   # s a unit may finish in after SIGTERM; + 5 s must fit the platform's grace
+max_parallel: 4    # units whose requirements are met run side by side (default 1)
+on_failure: stop   # or isolate: skip only what depends on a failed unit
+environments:      # --env NAME: each its own namespace and settings
+  prod: {namespace: shop-prod, bus: "kafka://kafka:9092", settings: {region: eu}}
 stages:
   - name: data
     units: [changes/data]      # folders, .py/.yaml/.json files, or dotted Python packages
+    max_parallel: 2            # at most this many of the stage at once
 ```
 """
 
@@ -55,7 +60,7 @@ ENVIRONMENT = {
     "lock_timeout": "FLAMINGOCK_LOCK_TIMEOUT", "grace_period": "FLAMINGOCK_GRACE_PERIOD",
     "signing_key": "FLAMINGOCK_SIGNING_KEY", "key_passphrase": "FLAMINGOCK_KEY_PASSPHRASE",
     "principal": "FLAMINGOCK_PRINCIPAL", "unit_cache": "FLAMINGOCK_UNIT_CACHE",
-    "pure_python": "FLAMINGOCK_PURE_PYTHON",
+    "pure_python": "FLAMINGOCK_PURE_PYTHON", "environment": "FLAMINGOCK_ENV",
 }
 """Each setting the environment may give, and its variable."""
 _CONNECTIONS = {
@@ -87,6 +92,8 @@ class StageSource:
     units: tuple[str, ...]
     where: str
     """``file:line`` of the stage, for messages."""
+    max_parallel: int | None = None
+    """At most this many of its units at once (within the workflow's ``max_parallel``)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,17 @@ class Settings:
     declared_namespace: str | None = None
     """The namespace the workflow itself names (its file, or :meth:`Workflow.of`); a flag
     may name another one."""
+    max_parallel: int = 1
+    """Units whose requirements are met run side by side, at most this many at once."""
+    on_failure: str = "stop"
+    """``stop``: a failure starts nothing more and compensates the run; ``isolate``: only
+    what depends on the failed unit is skipped, the rest goes on (the run is PARTIAL)."""
+    environment: str = ""
+    """The environment chosen (``--env``); its overrides are applied."""
+    labels: tuple[str, ...] = ()
+    """The run's labels (``--labels``), for ``when:`` conditions."""
+    environments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    """Every environment the file declares, by name, with its overrides as written."""
 
     @property
     def unit_context(self) -> Mapping[str, Any]:
@@ -186,7 +204,12 @@ def resolve_settings(config: str | Path | None = None, *, required: bool = False
     elif required:
         raise ConfigError(f"{path}: no workflow file here; create one, or name another.",
                           remedies=(Remedy(RemedyKind.INIT),))
+    chosen = flags.get("environment") or values.get("environment")
+    if chosen:
+        values.update(_environment(values, str(chosen)))
     values.update({k: v for k, v in flags.items() if v is not None})
+    if isinstance(values.get("labels"), str):
+        values["labels"] = tuple(x.strip() for x in values["labels"].split(",") if x.strip())
     values.setdefault("name", values.get("namespace", "default"))
     for key in _SECONDS:
         if key in values:
@@ -218,6 +241,34 @@ def _from_environment(env: Mapping[str, str]) -> dict[str, Any]:
         else:
             values[key] = text
     return values
+
+
+def _environment(values: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The overrides of environment ``name`` (the ``settings`` block merged over the
+    workflow's), or a ``ConfigError`` naming the environments there are."""
+    declared = values.get("environments", {})
+    if name not in declared:
+        where = values.get("source", "the settings")
+        known = ", ".join(sorted(declared)) or "none is declared"
+        raise ConfigError(f"{where}: unknown environment {name!r} (environments: {known}); "
+                          "declare it under `environments:` or pick one of those.")
+    overrides = dict(declared[name])
+    out: dict[str, Any] = {"environment": name}
+    for key in ("namespace", "bus", "store"):
+        if key in overrides:
+            out[key] = overrides[key]
+    if "namespace" in overrides:
+        out["declared_namespace"] = overrides["namespace"]
+    if "kafka" in overrides:
+        out["bus_options"] = {**values.get("bus_options", {}), **_options(overrides["kafka"])}
+    if "store_options" in overrides:
+        out["store_options"] = {**values.get("store_options", {}),
+                                **_options(overrides["store_options"])}
+    if "settings" in overrides:
+        out["unit_settings"] = {**values.get("unit_settings", {}), **overrides["settings"]}
+    if "labels" in overrides:
+        out["labels"] = tuple(overrides["labels"])
+    return out
 
 
 def _seconds(text: str, variable: str) -> float:
@@ -256,9 +307,12 @@ def _read(path: Path, *, check: bool = True) -> dict[str, Any]:
     base = path.parent
     out: dict[str, Any] = {"source": str(path), "namespace": doc["namespace"],
                            "declared_namespace": doc["namespace"]}
-    for key in ("name", "compensate", *_SECONDS):
+    for key in ("name", "compensate", "max_parallel", "on_failure", *_SECONDS):
         if doc.get(key) is not None:
             out[key] = doc[key]
+    out["environments"] = {name: {k: _anchor(v, base) if k in ("bus", "store") else v
+                                  for k, v in env.items()}
+                           for name, env in doc.get("environments", {}).items()}
     if doc.get("signing_key") is not None:
         out["signing_key"] = str(base / doc["signing_key"])
     trust = doc.get("trust")
@@ -286,7 +340,7 @@ def _options(raw: Mapping[str, Any]) -> dict[str, str]:
 def _stage(raw: Located) -> StageSource:
     units = raw["units"]
     sources = (units,) if isinstance(units, str) else tuple(units)
-    return StageSource(raw["name"], sources, raw.where("units"))
+    return StageSource(raw["name"], sources, raw.where("units"), raw.get("max_parallel"))
 
 
 def _anchor(url: str, base: Path) -> str:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.changes import ChangeUnit
 from ..errors import ConfigError
@@ -23,15 +24,21 @@ from .loader import UNIT_MODULE_PREFIX, load_units
 from .settings import CompensationScope, Settings, resolve_settings
 from .template_registry import import_modules
 
+if TYPE_CHECKING:
+    from .conditions import Condition
+    from .graph import Graph
+
 __all__ = ["CompensationScope", "Stage", "Workflow", "load_workflow"]
 
 
 @dataclass(frozen=True)
 class Stage:
-    """Units that run one after another, in ``order``."""
+    """An ordered group of units: every one comes after every unit of the stages before.
+    Within it, units run in ``order`` unless ``requires`` lets them run side by side."""
 
     name: str
     units: tuple[ChangeUnit, ...]
+    max_parallel: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,51 @@ class Workflow:
                 yield stage, unit
 
     def unit(self, unit_id: str) -> ChangeUnit | None:
-        return next((u for _, u in self.units() if u.id == unit_id), None)
+        return self._by_id.get(unit_id)
+
+    @cached_property
+    def _by_id(self) -> dict[str, ChangeUnit]:
+        return {unit.id: unit for _, unit in self.units()}
+
+    @cached_property
+    def graph(self) -> Graph:
+        """The units as a dependency graph (stages in order, plus each unit's ``requires``),
+        checked: an unknown id, a cycle or a requirement on a later stage is a
+        ``ConfigError`` naming each unit's file:line."""
+        from .graph import GraphError, Node, build
+
+        nodes = [Node(unit.id, index, unit.order, unit.requires, unit.source)
+                 for index, stage in enumerate(self.stages) for unit in stage.units]
+        try:
+            return build(nodes, stage_names=dict(enumerate(s.name for s in self.stages)))
+        except GraphError as exc:
+            raise ConfigError(str(exc)) from exc
+
+    @cached_property
+    def conditions(self) -> dict[str, Condition]:
+        """Each unit's ``when:``, compiled (a condition that does not parse, or names a
+        variable there is not, is a ``ConfigError`` with the unit's file:line)."""
+        if not any(unit.when for _, unit in self.units()):
+            return {}
+        from .conditions import Condition, ConditionError
+
+        out = {}
+        for _, unit in self.units():
+            if unit.when:
+                try:
+                    out[unit.id] = Condition.compile(unit.when, unit.source)
+                except ConditionError as exc:
+                    raise ConfigError(str(exc)) from exc
+        return out
+
+    @property
+    def max_parallel(self) -> int:
+        return self.settings.max_parallel
+
+    def check(self) -> Workflow:
+        """Refuse now what would stop a run halfway: the graph and the conditions."""
+        _ = self.graph, self.conditions
+        return self
 
     def but(self, **changes: Any) -> Workflow:
         """The same units under changed settings (flags); ``None`` values change nothing."""
@@ -89,7 +140,7 @@ class Workflow:
         built = tuple(Stage(name, tuple(sorted(units, key=lambda u: u.order)))
                       for name, units in stages.items())
         _check_unique(built)
-        return cls(settings, built)
+        return cls(settings, built).check()
 
 
 def load_workflow(source: Settings | str | Path | None = None, **flags: Any) -> Workflow:
@@ -115,12 +166,13 @@ def load_workflow(source: Settings | str | Path | None = None, **flags: Any) -> 
     with batched_gc():  # thousands of restored units: see gcbatch.py
         for stage in settings.stages:
             units = load_units(stage.units, settings.base, stage.where, cache)
-            stages.append(Stage(stage.name, tuple(sorted(units, key=lambda u: u.order))))
+            stages.append(Stage(stage.name, tuple(sorted(units, key=lambda u: u.order)),
+                                stage.max_parallel))
     if cache is not None:
         cache.save()
         checked.save(Path(settings.source))
     _check_unique(stages)
-    return Workflow(settings, tuple(stages))
+    return Workflow(settings, tuple(stages)).check()
 
 
 def _check_unique(stages: Sequence[Stage]) -> None:

@@ -8,12 +8,15 @@ units to compensate.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..core.changes import ChangeUnit, Recovery
-from ..core.state import LockState, RunState, State, UnitState, UnitStatus
+from ..core.events import SkipCause
+from ..core.state import LockState, RunState, State, Tag, UnitState, UnitStatus
+from ..definition.conditions import Condition, ConditionError, Outcome, Variables
 from ..definition.workflow import Stage, Workflow
 from ..errors import ConfigError, ManualInterventionRequired, Remedy, RemedyKind
 
@@ -32,8 +35,10 @@ __all__ = [
     "make_plan",
     "mark_remedies",
     "namespace_status",
+    "new_tag_refusal",
     "only",
     "pending_before",
+    "tagged",
     "undo_targets",
 ]
 
@@ -156,9 +161,13 @@ class UndoScope:
 
     to: str | None = None
     count: int | None = None
+    tag: str | None = None
+    """Back to a tag: the units applied since it was recorded."""
 
     def describe(self) -> str:
         """The scope in words, for messages and the audit log."""
+        if self.tag is not None:
+            return f"the units applied after tag {self.tag}"
         if self.to is not None:
             return f"the units after {self.to}"
         if self.count is not None:
@@ -181,6 +190,9 @@ def undo_targets(workflow: Workflow, state: State, scope: UndoScope | str) -> li
             raise ConfigError(f"undo back to {scope.to!r}: no such unit in workflow "
                               f"{workflow.name!r}")
         reach = order[ids.index(scope.to) + 1:]
+    if scope.tag is not None:
+        kept = set(tagged(state, scope.tag).applied)
+        reach = [u for u in order if u.id not in kept]
     if scope.count is not None and scope.count < 1:
         raise ConfigError(f"an undo of the {scope.count} newest units: give a count of 1 or "
                           "more")
@@ -203,6 +215,33 @@ def undo_targets(workflow: Workflow, state: State, scope: UndoScope | str) -> li
         raise UndoRefusedError(scope, f"{_words(missing)} {verb} no rollback. Write one, or, "
                                f"once reverted by hand, mark {them} rolled back.")
     return targets
+
+
+TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""What a tag's name may be: it is written on command lines and in file names."""
+
+
+def tagged(state: State, name: str) -> Tag:
+    """The tag ``name`` of the log, or a ``ConfigError`` naming the tags there are."""
+    tag = state.tags.get(name)
+    if tag is None:
+        known = ", ".join(sorted(state.tags)) or "none yet"
+        raise ConfigError(f"no tag {name!r} in this namespace's log (tags: {known}); "
+                          "`flamingock-es tag NAME --reason ...` records one at the head")
+    return tag
+
+
+def new_tag_refusal(state: State, name: str) -> ConfigError | None:
+    """Why ``name`` cannot name a new tag, if it cannot: a tag is never moved."""
+    if not TAG_PATTERN.fullmatch(name):
+        return ConfigError(f"tag {name!r}: a tag's name is letters, digits, '.', '_' and '-', "
+                           "starting with a letter or digit")
+    old = state.tags.get(name)
+    if old is not None:
+        return ConfigError(f"tag {name!r} already names offset {old.through} (recorded by "
+                           f"{old.by} at {old.at:%Y-%m-%d %H:%M:%S}): a tag never moves; "
+                           "pick another name")
+    return None
 
 
 class _UndoRefusal:
@@ -317,7 +356,55 @@ def make_plan(workflow: Workflow, state: State, accept_drift: bool = False) -> P
             blockers.append(blocker)
     known = {u.id for _, u in workflow.units()}
     unknown = tuple(uid for uid in state.units if uid not in known)
-    return Plan(tuple(planned), tuple(blockers), unknown)
+    return Plan(_still_skipped(workflow, state, planned), tuple(blockers), unknown)
+
+
+def _still_skipped(workflow: Workflow, state: State,
+                   planned: list[PlannedUnit]) -> tuple[PlannedUnit, ...]:
+    """Units the last run skipped that a run now would skip the same way are not work:
+    otherwise every start-up would take the lock only to record the same skip again. That
+    is a unit whose condition is still false (it names no unit this run would apply, so the
+    plan decides it as the run would) and what requires it, skipped for it last time."""
+    conditions = workflow.conditions
+    if not conditions or not state.skipped:
+        return tuple(planned)
+    settings = workflow.settings
+    index = {p.unit.id: i for i, p in enumerate(planned)}
+    will_run = {p.unit.id for p in planned if p.action is Action.RUN}
+    held: set[str] = set()
+    for unit_id in workflow.graph.order():
+        entry = planned[index[unit_id]]
+        skip = state.skipped.get(unit_id)
+        if entry.action is not Action.RUN or skip is None or entry.unit.run_always:
+            continue
+        condition = conditions.get(unit_id)
+        if skip.cause is SkipCause.DEPENDENCY:
+            still = any(uid in held for uid in entry.unit.requires)
+        elif skip.cause is SkipCause.CONDITION and condition is not None \
+                and skip.reason == condition.false_reason:
+            refs = condition.unit_refs if condition.unit_refs is not None else index.keys()
+            still = not (will_run - held).intersection(refs) and not _holds(condition, Variables(
+                settings.environment, settings.labels, settings.unit_settings,
+                {uid: Outcome.SKIPPED.value if uid in held else Outcome.from_status(
+                    state.units[uid].status.value if uid in state.units else None).value
+                 for uid in refs}))
+        else:
+            continue
+        if still:
+            held.add(unit_id)
+            planned[index[unit_id]] = PlannedUnit(
+                entry.stage, entry.unit, Action.SKIP,
+                f"skipped as in run {skip.run_id}: {skip.reason}", entry.previous)
+    return tuple(planned)
+
+
+def _holds(condition: Condition, variables: Variables) -> bool:
+    """The condition's value; one that fails to evaluate counts as holding (the run then
+    evaluates it, and fails the unit with the condition's error)."""
+    try:
+        return condition.evaluate(variables)
+    except ConditionError:
+        return True
 
 
 def _decide(

@@ -13,6 +13,7 @@ from ..core.events import (
     AuditEvent,
     ChangeFailed,
     ChangeInterrupted,
+    ChangeSkipped,
     ChangeStarted,
     ChangeSucceeded,
     CompensationFailed,
@@ -58,10 +59,37 @@ class Progress:
 
 class LineProgress(Progress):
     """One line of text per step; where the lines go is the subclass's ``_say``. A step that
-    is running leaves its line open (``end=""``); its outcome completes it."""
+    is running leaves its line open (``end=""``); its outcome completes it. Units that run
+    side by side cannot share one open line: a step that starts while another's line is open
+    ends that line with ``running``, and an outcome that is not the open line's says whose
+    it is on a line of its own."""
 
     def __init__(self) -> None:
         self._index = self._total = self._skipped = self._compensated = 0
+        self._open: str | None = None
+        """The step whose line is open (a unit id, or ``rollback:`` and one)."""
+        self._labels: dict[str, str] = {}
+        """How each step's line begins, to name it on a line of its own."""
+
+    def _begin(self, step: str, label: str, rest: str) -> None:
+        if self._open is not None:
+            self._say(" running")  # another step starts beside it: its line ends here
+        self._open, self._labels[step] = step, label
+        self._say(f"{label}{rest} ...", end="")
+
+    def _end(self, step: str, text: str) -> None:
+        if self._open == step:
+            self._open = None
+            self._say(text)
+        else:
+            self._own_line(f"{self._labels.get(step, step)} ...{text}")
+
+    def _own_line(self, text: str) -> None:
+        """``text`` on a line of its own, after the open line (ended ``running``) if any."""
+        if self._open is not None:
+            self._open = None
+            self._say(" running")
+        self._say(text)
 
     def _say(self, text: str, end: str = "\n") -> None:
         raise NotImplementedError
@@ -103,22 +131,24 @@ class LineProgress(Progress):
         p = event.payload
         if isinstance(p, ChangeStarted):
             self._index += 1
-            self._say(f"[{self._index}/{self._total}] {p.stage}/{p.unit_id} ({p.reason}) ...",
-                      end="")
+            self._begin(p.unit_id, f"[{self._index}/{self._total}] {p.stage}/{p.unit_id}",
+                        f" ({p.reason})")
+        elif isinstance(p, ChangeSkipped):
+            self._own_line(f"  skipped {p.stage}/{p.unit_id}: {p.reason}")
         elif isinstance(p, ChangeSucceeded):
-            self._say(f" applied ({p.duration_ms:.0f} ms)")
+            self._end(p.unit_id, f" applied ({p.duration_ms:.0f} ms)")
         elif isinstance(p, ChangeFailed):
-            self._say(f" FAILED ({p.duration_ms:.0f} ms): {p.error}")
+            self._end(p.unit_id, f" FAILED ({p.duration_ms:.0f} ms): {p.error}")
         elif isinstance(p, ChangeInterrupted):
-            self._say(f" INTERRUPTED ({p.signal}: {p.reason})")
+            self._end(p.unit_id, f" INTERRUPTED ({p.signal}: {p.reason})")
         elif isinstance(p, CompensationStarted):
-            self._say(f"  rolling back {p.unit_id} ...", end="")
+            self._begin(f"rollback:{p.unit_id}", f"  rolling back {p.unit_id}", "")
         elif isinstance(p, CompensationSucceeded):
             self._compensated += 1
-            self._say(f" rolled back ({p.duration_ms:.0f} ms)")
+            self._end(f"rollback:{p.unit_id}", f" rolled back ({p.duration_ms:.0f} ms)")
         elif isinstance(p, CompensationFailed):
             cause = f" (it was compensating: {p.original_error})" if p.original_error else ""
-            self._say(f" ROLLBACK FAILED: {p.error}{cause}")
+            self._end(f"rollback:{p.unit_id}", f" ROLLBACK FAILED: {p.error}{cause}")
         elif isinstance(p, ManualMark) and p.reason.startswith(DRIFT_ACCEPTED):
             self._say(f"  accepted checksum drift of {p.unit_id} (recorded as a manual mark)")
         elif isinstance(p, RunFinished):

@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 
 from ..core import evidence, snapshots
@@ -43,6 +43,7 @@ from ..core.events import (
     RunFinished,
     RunOutcome,
     RunStarted,
+    TagRecorded,
     TraceContext,
 )
 from ..core.fencing import FencingToken, idempotency_key
@@ -61,7 +62,7 @@ from ..core.recorder import (
     new_run_id,
 )
 from ..core.secrets import secret_values
-from ..core.state import Finding, State, UnitState
+from ..core.state import Finding, State, Tag, UnitState
 from ..definition.loader import resolved_parameters
 from ..definition.workflow import CompensationScope, Workflow
 from ..errors import (
@@ -80,26 +81,26 @@ from ..errors import (
     RunInterrupted,
     StepNotStarted,
     Unavailable,
-    UnitFailedError,
 )
+from .execution import Execution
 from .failures import failure
-from .planner import Plan, PlannedUnit, UndoScope, make_plan, only, undo_targets
+from .frame import Frame, FrameClosed
+from .planner import (
+    Plan,
+    PlannedUnit,
+    UndoScope,
+    make_plan,
+    new_tag_refusal,
+    only,
+    undo_targets,
+)
 from .progress import DRIFT_ACCEPTED
 from .results import RunResult
 from .signals import Interrupts, StepInterrupted
 
-__all__ = ["Frame", "RunOptions", "Runner", "check_before_lock"]
+__all__ = ["Frame", "FrameClosed", "RunOptions", "Runner", "check_before_lock"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Frame:
-    """A run in progress under the lock: where it records, and what it has done so far."""
-
-    recorder: Recorder
-    lease: Lease
-    result: RunResult
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,9 @@ class Runner:
             else tuple(planned)
         recorder.record(
             RunStarted(workflow=self.workflow.name, trigger=trigger, planned=ids,
-                       requester=self.requester),
+                       requester=self.requester,
+                       environment=self.workflow.settings.environment or None,
+                       labels=self.workflow.settings.labels),
             LockAcquired(holder=lease.holder, lock=lease.lock, generation=lease.generation))
         frame = Frame(recorder, lease, RunResult(self.run_id, None))
         if isinstance(planned, Plan):
@@ -257,7 +260,7 @@ class Runner:
         try:
             yield frame
         except LockLostError as exc:
-            self._record_lock_lost(recorder, lease, str(exc))
+            self._record_lock_lost(frame, str(exc))
             raise
         except AppendError:
             raise  # the log refuses writes: nothing more can be recorded
@@ -272,7 +275,7 @@ class Runner:
     def _finish(self, frame: Frame) -> None:
         result = frame.result
         assert result.outcome is not None
-        frame.recorder.record(
+        frame.record(
             RunFinished(outcome=result.outcome, applied=tuple(result.applied),
                         error=result.error, not_started=tuple(result.not_started)),
             LockReleased(holder=frame.lease.holder))
@@ -320,35 +323,12 @@ class Runner:
         self._tell(Waiting(seconds, self._holder_text()))
 
     def _execute(self, plan: Plan, frame: Frame) -> None:
-        recorder, result, to_run = frame.recorder, frame.result, plan.to_run
         for drift in plan.drift_to_accept:
             before = drift.previous.checksum if drift.previous else "?"
-            recorder.record(ManualMark(
+            frame.record(ManualMark(
                 unit_id=drift.unit.id, marked_as=MarkedAs.APPLIED, checksum=drift.unit.checksum,
                 reason=f"{DRIFT_ACCEPTED}: {before} -> {drift.unit.checksum}"))
-        begun = 0  # units whose step was started; the rest are "not started" however it ends
-        try:
-            for planned in to_run:
-                frame.lease.check()
-                if self.interrupts.stop.is_set():  # a stop on request: nothing in doubt
-                    result.outcome = RunOutcome.STOPPED
-                    result.error = ErrorInfo(type="Interrupted", message=(
-                        f"stopped on request ({self.interrupts.first or 'stop'}) after "
-                        f"{len(result.applied)} unit(s); {len(to_run) - begun} not started"))
-                    raise RunInterrupted(f"{result.error.message}; the next run applies them")
-                begun += 1
-                result.not_started = [p.unit.id for p in to_run[begun:]]  # if it never returns
-                error, started = self._apply(planned, frame)
-                if error is None:
-                    result.applied.append(planned.unit.id)
-                    continue
-                result.error = error
-                result.outcome = self._compensate(planned, error, frame, own=started)
-                raise UnitFailedError(f"unit {planned.unit.id!r} failed: {error}"
-                                      + _compensation_summary(result),
-                                      remedies=_compensation_remedies(result))
-        finally:
-            result.not_started = [p.unit.id for p in to_run[begun:]]
+        Execution(self, plan, frame).run()
 
     def _secrets(self, unit: ChangeUnit, params: dict[str, object]) -> frozenset[str]:
         """Every secret value ``unit``'s step could see: none may reach the log."""
@@ -369,28 +349,29 @@ class Runner:
             fencing=FencingToken(lease.lock, lease.generation, self.run_id, unit.id),
             lease=lease)
 
-    def _apply(self, planned: PlannedUnit, frame: Frame) -> tuple[ErrorInfo | None, bool]:
+    def apply_unit(self, planned: PlannedUnit, frame: Frame, *, inline: bool = True,
+                   defer: bool = False) -> tuple[ErrorInfo | None, bool]:
         """Run one unit between its two events: its error, if any, and whether its side
-        effect could have started."""
-        unit, recorder = planned.unit, frame.recorder
+        effect could have started. ``inline``: in the thread signals interrupt. ``defer``:
+        a success waits in ``frame.pending`` to share the next append."""
+        unit = planned.unit
         params = dict(resolved_parameters(unit, os.environ))
         attempt = (planned.previous.attempts if planned.previous else 0) + 1
         try:
-            recorder.record(ChangeStarted(
+            frame.record(ChangeStarted(
                 unit_id=unit.id, stage=planned.stage, author=unit.author,
                 checksum=unit.checksum, template=unit.template,
                 parameters=unit.audit_parameters(), attempt=attempt, reason=planned.reason))
         except ForeignRecordError as foreign:  # its start is durable; its step will not run
-            recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
-                                         duration_ms=0.0, error=ErrorInfo.of(foreign),
-                                         not_started=True))
+            frame.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
+                                      duration_ms=0.0, error=ErrorInfo.of(foreign),
+                                      not_started=True))
             raise
         started = time.perf_counter()
         try:
             context = self._context(unit, params, frame.lease, "apply")
             frame.lease.check()  # the last moment a lost lock can keep the side effect out
-            with self.interrupts.step(unit.id, self._on_stuck(unit.id, frame,
-                                                              compensating=False)):
+            with self._step(unit.id, frame, inline, compensating=False):
                 unit.apply(context)
         except StepInterrupted as stop:
             self._interrupted(unit.id, stop, frame, compensating=False)
@@ -398,17 +379,21 @@ class Runner:
             raise  # fenced: nothing more can be recorded (the unit is in doubt)
         except StepNotStarted as exc:
             error, ms = failure(exc, self._secrets(unit, params), unit.id), _ms(started)
-            recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
-                                         duration_ms=ms, error=error, not_started=True))
+            frame.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
+                                      duration_ms=ms, error=error, not_started=True))
             return error, False
         except Exception as exc:
             error, ms = failure(exc, self._secrets(unit, params), unit.id), _ms(started)
-            recorder.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
-                                         duration_ms=ms, error=error))
+            frame.record(ChangeFailed(unit_id=unit.id, checksum=unit.checksum,
+                                      duration_ms=ms, error=error))
             return error, True
+        success = ChangeSucceeded(unit_id=unit.id, checksum=unit.checksum,
+                                  duration_ms=_ms(started))
+        if defer:
+            frame.pending.append(success)
+            return None, True
         try:
-            recorder.record(ChangeSucceeded(unit_id=unit.id, checksum=unit.checksum,
-                                            duration_ms=_ms(started)))
+            frame.record(success)
         except ForeignRecordError:  # its success is durable all the same
             frame.result.applied.append(unit.id)
             raise
@@ -421,11 +406,34 @@ class Runner:
                 "`flamingock-es status` shows it once the bus answers.") from exc
         return None, True
 
+    def check_precondition(self, planned: PlannedUnit,
+                           frame: Frame) -> tuple[bool, str, ErrorInfo | None]:
+        """Run ``planned``'s precondition: whether it holds, in words, and the error of a
+        check that could not be made (which holds nothing)."""
+        unit = planned.unit
+        assert unit.precondition is not None
+        params = dict(resolved_parameters(unit, os.environ))
+        try:
+            value = unit.precondition(self._context(unit, params, frame.lease, "precondition"))
+        except Exception as exc:
+            error = failure(exc, self._secrets(unit, params), unit.id, "precondition")
+            return False, f"the check raised {error.type}: {error.message}", error
+        return bool(value), "it holds" if value else f"the check returned {value!r}", None
+
+    def _step(self, unit_id: str, frame: Frame, inline: bool, *,
+              compensating: bool) -> AbstractContextManager[None]:
+        """Where signals may interrupt ``unit_id``'s step: in the calling thread only (a
+        step in a worker thread is ended with the process, by the execution)."""
+        if not inline:
+            return nullcontext()
+        return self.interrupts.step(unit_id, self._on_stuck(unit_id, frame,
+                                                            compensating=compensating))
+
     def _interrupted(self, unit_id: str, stop: StepInterrupted, frame: Frame, *,
                      compensating: bool) -> None:
         """Record that a signal cut ``unit_id``'s step short (it is in doubt); end the run."""
-        frame.recorder.record(ChangeInterrupted(unit_id=unit_id, signal=stop.signal_name,
-                                                reason=stop.reason, compensating=compensating))
+        frame.record(ChangeInterrupted(unit_id=unit_id, signal=stop.signal_name,
+                                       reason=stop.reason, compensating=compensating))
         step = "rollback" if compensating else "apply"
         frame.result.error = ErrorInfo(type="Interrupted", message=(
             f"{stop.signal_name}: the {step} of {unit_id} was interrupted ({stop.reason}); it "
@@ -442,49 +450,72 @@ class Runner:
             with suppress(RunInterrupted):
                 self._interrupted(unit_id, stop, frame, compensating=compensating)
             frame.result.outcome = RunOutcome.FAILED
+            frame.result.not_started = frame.left()
             self._finish(frame)
             frame.lease.release()
 
         return record
 
-    def _compensate(self, failed: PlannedUnit, error: ErrorInfo, frame: Frame, *,
-                    own: bool) -> RunOutcome:
-        """Roll back the failed unit (unless its side effect never started), then (by
-        default) what this run applied, newest first."""
-        result = frame.result
-        targets: list[tuple[ChangeUnit, str, ErrorInfo | None]] = []
-        if own:
-            targets.append((failed.unit, f"its apply failed: {error}", error))
+    def compensate_run(self, failed: Sequence[tuple[PlannedUnit, ErrorInfo, bool]],
+                       ran: Sequence[str], frame: Frame) -> RunOutcome:
+        """Roll back each failed unit whose side effect may have started, then (by default)
+        the units this run applied (``ran``), dependents before what they require."""
+        targets: list[tuple[ChangeUnit, str, ErrorInfo | None]] = [
+            (planned.unit, f"its apply failed: {error}", error)
+            for planned, error, started in failed if started]
         if self.workflow.compensate is CompensationScope.RUN:
-            targets += [(unit, f"unit {failed.unit.id!r} failed later in run {self.run_id}",
-                         None) for uid in reversed(result.applied)
+            first = failed[0][0].unit.id
+            targets += [(unit, f"unit {first!r} failed later in run {self.run_id}", None)
+                        for uid in self.workflow.graph.compensation_order(ran)
                         if (unit := self.workflow.unit(uid)) is not None]
         all_ok = True
         for unit, reason, original in targets:
             frame.lease.check()
-            if unit.rollback is None:
-                self._tell(NoRollback(unit.id))
-                all_ok = False
-                continue
-            if self.compensate_unit(unit, reason, frame, original):
-                result.compensated.append(unit.id)
-            else:
-                all_ok = False
+            all_ok = self._compensate(unit, reason, frame, original) and all_ok
         return RunOutcome.ROLLED_BACK if all_ok else RunOutcome.FAILED
 
+    def compensate_failed(self, planned: PlannedUnit, error: ErrorInfo, frame: Frame, *,
+                          inline: bool) -> bool:
+        """Roll back one failed unit's own partial effect (``on_failure: isolate``)."""
+        return self._compensate(planned.unit, f"its apply failed: {error}", frame, error,
+                                inline=inline)
+
+    def _compensate(self, unit: ChangeUnit, reason: str, frame: Frame,
+                    original: ErrorInfo | None, *, inline: bool = True) -> bool:
+        if unit.rollback is None:
+            self._tell(NoRollback(unit.id))
+            return False
+        if not self.compensate_unit(unit, reason, frame, original, inline=inline):
+            return False
+        frame.result.compensated.append(unit.id)
+        return True
+
+    def failure_message(self, failed: Sequence[tuple[PlannedUnit, ErrorInfo, bool]],
+                        result: RunResult, skipped: Sequence[str] = ()) -> str:
+        """What the run says when units failed: which, why, and what became of the rest."""
+        said = "; ".join(f"{planned.unit.id!r} failed: {error}" for planned, error, _ in failed)
+        if result.outcome is RunOutcome.PARTIAL:
+            rest = f"; skipped what requires it: {', '.join(skipped)}" if skipped else ""
+            done = ", ".join(result.applied) or "nothing"
+            return (f"unit {said}{rest}; applied {done}. The run is PARTIAL (on_failure: "
+                    "isolate): what does not depend on the failure is applied")
+        return f"unit {said}" + _compensation_summary(result)
+
+    @staticmethod
+    def failure_remedies(result: RunResult) -> tuple[Remedy, ...]:
+        return () if result.outcome is RunOutcome.ROLLED_BACK else (Remedy(RemedyKind.STATUS),)
+
     def compensate_unit(self, unit: ChangeUnit, reason: str, frame: Frame,
-                        original: ErrorInfo | None = None) -> bool:
+                        original: ErrorInfo | None = None, *, inline: bool = True) -> bool:
         """Run ``unit``'s rollback between two audit events; True if it succeeded."""
         assert unit.rollback is not None
-        recorder = frame.recorder
         params = dict(resolved_parameters(unit, os.environ))
-        recorder.record(CompensationStarted(unit_id=unit.id, reason=reason))
+        frame.record(CompensationStarted(unit_id=unit.id, reason=reason))
         started = time.perf_counter()
         try:
             context = self._context(unit, params, frame.lease, "rollback")
             frame.lease.check()
-            with self.interrupts.step(unit.id, self._on_stuck(unit.id, frame,
-                                                              compensating=True)):
+            with self._step(unit.id, frame, inline, compensating=True):
                 unit.rollback(context)
         except StepInterrupted as stop:
             self._interrupted(unit.id, stop, frame, compensating=True)
@@ -493,11 +524,10 @@ class Runner:
         except Exception as exc:
             rollback_error = failure(exc, self._secrets(unit, params), unit.id, "rollback")
             ms = _ms(started)
-            recorder.record(CompensationFailed(unit_id=unit.id, duration_ms=ms,
-                                               error=rollback_error, original_error=original))
+            frame.record(CompensationFailed(unit_id=unit.id, duration_ms=ms,
+                                            error=rollback_error, original_error=original))
             return False
-        ms = _ms(started)
-        recorder.record(CompensationSucceeded(unit_id=unit.id, duration_ms=ms))
+        frame.record(CompensationSucceeded(unit_id=unit.id, duration_ms=_ms(started)))
         return True
 
     # Runs that apply nothing new ---------------------------------------------------------
@@ -547,6 +577,20 @@ class Runner:
             with self._frame(recorder, lease, "mark", [unit_id]):
                 recorder.record(ManualMark(unit_id=unit_id, marked_as=marked_as,
                                            reason=reason, checksum=checksum))
+
+    def tag(self, name: str, reason: str) -> Tag:
+        """Name the log's head ``name``, with the units applied there (in workflow order), under
+        the lock: ``run --to-tag`` applies up to it, ``undo --to-tag`` compensates back to it."""
+        _refuse_tag(self.refresh(), name)  # before waiting for the lock
+        with self._locked() as (recorder, lease):
+            state = self.state
+            _refuse_tag(state, name)  # another runner may have taken the name meanwhile
+            applied = tuple(u.id for _, u in self.workflow.units()
+                            if (s := state.units.get(u.id)) is not None and s.status.is_applied)
+            with self._frame(recorder, lease, "tag", []):
+                recorder.record(TagRecorded(name=name, through=state.position,
+                                            applied=applied, reason=reason))
+        return self.state.tags[name]
 
     def answer(self, outcome: RunOutcome, error: ErrorInfo | None = None) -> None:
         """Record, under the lock, a run that applies nothing: how a request is answered
@@ -627,10 +671,10 @@ class Runner:
                                                unsigned=len(findings), reason=reason))
         return len(findings)
 
-    def _record_lock_lost(self, recorder: Recorder, lease: Lease, why: str) -> None:
+    def _record_lock_lost(self, frame: Frame, why: str) -> None:
         # Usually refused (a fenced writer cannot append): best effort, never masks the loss.
         with suppress(FlamingockError):
-            recorder.record(LockLost(holder=lease.holder, reason=why))
+            frame.record(LockLost(holder=frame.lease.holder, reason=why))
         self._tell(LockGone(why))
 
 
@@ -673,5 +717,7 @@ def _compensation_summary(result: RunResult) -> str:
             "could be rolled back")
 
 
-def _compensation_remedies(result: RunResult) -> tuple[Remedy, ...]:
-    return () if result.outcome is RunOutcome.ROLLED_BACK else (Remedy(RemedyKind.STATUS),)
+def _refuse_tag(state: State, name: str) -> None:
+    refused = new_tag_refusal(state, name)
+    if refused is not None:
+        raise refused

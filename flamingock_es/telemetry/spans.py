@@ -14,6 +14,7 @@ Transports describe themselves with their own messaging attributes (``EventLog.m
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -243,6 +244,10 @@ class TracingObserver:
         self._tracer = tracer()
         self._open: dict[tuple[str, str], tuple[Span, object]] = {}
         self._run_id = ""
+        self._attached = threading.local()
+        """Per thread, the contexts attached, oldest first: each is detached once it and
+        every one attached after it have ended (one unit's outcome and the next unit's
+        start share an append, so the next span opens before the last one ends)."""
 
     def recording(self, payload: Payload) -> None:
         if isinstance(payload, RunStarted):
@@ -298,9 +303,13 @@ class TracingObserver:
         attrs = {NAMESPACE: self.namespace, **attrs}
         if self._run_id:
             attrs[RUN_ID] = self._run_id
-        span = self._tracer.start_span(name, attributes=attrs)
+        run = self._open.get(("run", ""))
+        parent = trace.set_span_in_context(run[0]) if run is not None and role != "run" \
+            else None
+        span = self._tracer.start_span(name, context=parent, attributes=attrs)
         token = otel_context.attach(trace.set_span_in_context(span))
         self._open[(role, unit_id)] = (span, token)
+        self._stack().append([token, False])
 
     def _attribute(self, role: str, unit_id: str, key: str, value: str) -> None:
         found = self._open.get((role, unit_id))
@@ -318,7 +327,18 @@ class TracingObserver:
             span.set_status(Status(StatusCode.ERROR, str(error)))
             span.set_attribute(error_attributes.ERROR_TYPE, error.type)
         span.end()
-        otel_context.detach(token)  # type: ignore[arg-type]
+        stack = self._stack()
+        for entry in stack:
+            if entry[0] is token:
+                entry[1] = True
+        while stack and stack[-1][1]:
+            otel_context.detach(stack.pop()[0])
+
+    def _stack(self) -> list[list[Any]]:
+        stack: list[list[Any]] | None = getattr(self._attached, "stack", None)
+        if stack is None:
+            stack = self._attached.stack = []
+        return stack
 
     def close(self, outcome: str | None = None, error: ErrorInfo | None = None) -> None:
         """End every span still open, the run's last (a run that raised before its

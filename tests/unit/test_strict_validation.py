@@ -76,7 +76,8 @@ def test_every_problem_of_a_file_is_named_top_down(tmp_path: Path, write: Write)
         f"{where}:2: order must be an integer, not 1.5 (a number)",
         f"{where}:5: run_always must be a boolean (true or false), not 'yes' (text)",
         f"{where}:6: unknown field 'colour'; expected one of accept_drift, apply, author, "
-        "description, id, order, recovery, rollback, run_always, secrets, template"]
+        "description, id, on_fail, order, precondition, recovery, requires, rollback, "
+        "run_always, secrets, template, when"]
 
 
 def test_booleans_written_as_booleans_are_taken(tmp_path: Path, write: Write) -> None:
@@ -154,8 +155,9 @@ WORKFLOW = """
                                              "list"),
     ("templates: shop_templates", 5, "templates must be a list, not 'shop_templates' (text)"),
     ("namespace2: x", 5, "unknown key 'namespace2'; expected one of bus, compensate, "
-                         "grace_period, kafka, lock_timeout, name, namespace, settings, "
-                         "signing_key, stages, store, store_options, templates, trust"),
+                         "environments, grace_period, kafka, lock_timeout, max_parallel, "
+                         "name, namespace, on_failure, settings, signing_key, stages, store, "
+                         "store_options, templates, trust"),
 ], ids=["lock-timeout-text", "negative", "compensate", "kafka-list", "templates-text",
         "unknown"])
 def test_a_workflow_file_value_of_the_wrong_type_is_refused_at_its_line(
@@ -179,7 +181,7 @@ def test_a_stage_is_checked_at_its_own_lines(tmp_path: Path, write: Write) -> No
     assert refused(lambda: resolve_settings(where)).splitlines() == [
         f"{where}:4: stages.0.units must be text or a list, not 3 (an integer)",
         f"{where}:5: missing required key 'name': add it",
-        f"{where}:5: unknown key 'nme'; expected one of name, units"]
+        f"{where}:5: unknown key 'nme'; expected one of max_parallel, name, units"]
 
 
 def test_client_options_reach_the_clients_as_they_read_them(tmp_path: Path,

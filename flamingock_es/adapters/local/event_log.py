@@ -25,7 +25,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 )
 
 from ...core.ports import Lease, StoredRecord
-from ...errors import AppendError, CorruptLogError, ForeignRecordError
+from ...errors import AppendError, CorruptLogError, ForeignRecordError, NoRoomError
 from .frames import HEADER, Scan, append_durably, encode, first_frame_at, scan, sync_directory
 
 __all__ = ["LocalEventLog", "LocalLogWriter"]
@@ -167,6 +167,8 @@ class LocalLogWriter:
         expected, end = self._position, os.fstat(self._fd).st_size
         try:
             append_durably(self._fd, data, end, self._path)
+        except NoRoomError:
+            raise  # the file is as it was: a smaller append may fit
         except AppendError:
             # After a failed fsync the kernel may have dropped dirty pages: nothing this writer
             # believes about the file can be trusted any more, so it appends nothing else.

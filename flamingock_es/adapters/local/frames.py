@@ -12,6 +12,7 @@ claims an impossible length, is damage, wherever it is.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ...core.ports import StoredRecord
-from ...errors import AppendError, CorruptLogError
+from ...errors import AppendError, CorruptLogError, NoRoomError
 
 __all__ = [
     "HEADER",
@@ -59,18 +60,25 @@ def append_durably(fd: int, data: bytes, start: int, path: Path) -> None:
     written by further calls, and any failure cuts the file back to ``start`` so that no part
     of the frames stays behind to be mistaken for a record later. Raises ``AppendError``.
     """
-    view, done = memoryview(data), 0
+    view, done, syncing = memoryview(data), 0, False
     try:
         while done < len(data):
             done += os.pwrite(fd, view[done:], start + done)
+        syncing = True
         os.fsync(fd)
     except OSError as exc:
         _cut(fd, start, path)
-        raise AppendError(
+        # Out of room while writing: nothing dirty was dropped, only this append is refused.
+        # A failed fsync is another matter: the kernel may have dropped pages of any write.
+        kind = NoRoomError if not syncing and exc.errno in _NO_ROOM else AppendError
+        raise kind(
             f"could not make {len(data)} bytes durable in {path} ({exc.strerror or exc}; "
             f"{done} written before it failed, and cut off again). Nothing of this append is "
             "in the log. Free the disk, then rerun."
         ) from exc
+
+
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def replace_durably(path: Path, data: bytes) -> None:

@@ -24,6 +24,7 @@ from .humanize import (
     span_between,
     trigger_text,
 )
+from .run_lanes import run_lanes
 from .steps import step_anchor
 
 __all__ = ["Anchors", "outcome_badge", "run_sections", "status_badge"]
@@ -166,7 +167,7 @@ def _section(run: RunRow, steps: list[ChangeRow], findings: Findings, anchor: st
             f'<h3>Run <code class="id">{text(run.run_id)}</code></h3>'
             f"{outcome_badge(run)} {note} {_unverified(finding)}</header>"
             f'<div class="who">{_requested(run)}{_applied(run)}</div>'
-            f"{_facts(run)}{body}</section>")
+            f"{_facts(run)}{run_lanes(run, steps)}{body}</section>")
 
 
 def _runs_started_before(report: ReplayReport, run_ids: Iterable[str]) -> list[RunRow]:

@@ -120,6 +120,11 @@ tr:target>td,.run:target{outline:2px solid var(--app);outline-offset:-2px}
 """
 
 _TIMELINE = """
+.lanes{margin:8px 0 12px}
+.lanes .lane{position:relative;height:24px;margin:3px 0;min-height:24px}
+.lanes .bar{position:absolute;top:2px;height:20px;border-radius:4px;overflow:hidden;
+white-space:nowrap;font:600 11px/20px system-ui,sans-serif;padding:0 4px;
+border:1px solid rgba(0,0,0,.35);box-sizing:border-box}
 .legend{display:flex;flex-wrap:wrap;gap:6px 16px;margin:0 0 12px;padding:0;list-style:none;
 font-size:12px}
 .legend li{display:flex;align-items:center;gap:6px}

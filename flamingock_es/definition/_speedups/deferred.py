@@ -22,7 +22,8 @@ from ...errors import ConfigError
 __all__ = ["DeferredFile"]
 
 _COMPARED = ("order", "author", "description", "run_always", "recovery", "parameters",
-             "secrets", "template", "accept_drift", "source", "checksum")
+             "secrets", "template", "accept_drift", "source", "checksum", "requires", "when",
+             "on_fail")
 
 
 class DeferredFile:
@@ -34,12 +35,15 @@ class DeferredFile:
         self._restored: dict[str, ChangeUnit] = {}
         self._real: dict[str, ChangeUnit] | None = None
 
-    def restore(self, fields: dict[str, Any], checksum: str, has_rollback: bool) -> ChangeUnit:
+    def restore(self, fields: dict[str, Any], checksum: str, has_rollback: bool,
+                has_precondition: bool = False) -> ChangeUnit:
         """A unit with ``fields`` (used up) and ``checksum``, whose steps import this file
         when they run."""
         unit_id = fields["id"]
         fields["apply"] = _Step(self, unit_id, "apply")
         fields["rollback"] = _Step(self, unit_id, "rollback") if has_rollback else None
+        fields["precondition"] = _Step(self, unit_id, "precondition") \
+            if has_precondition else None
         fields["check"] = _Check(self, unit_id)
         unit = self._restored[unit_id] = ChangeUnit.restored(checksum, fields)
         return unit
@@ -64,6 +68,8 @@ def _difference(restored: ChangeUnit, unit: ChangeUnit) -> str:
             return f"its {name} differs"
     if (restored.rollback is None) != (unit.rollback is None):
         return "its rollback was added or removed"
+    if (restored.precondition is None) != (unit.precondition is None):
+        return "its precondition was added or removed"
     return ""
 
 
@@ -73,9 +79,9 @@ class _Step:
     def __init__(self, file: DeferredFile, unit_id: str, phase: str) -> None:
         self.file, self.unit_id, self.phase = file, unit_id, phase
 
-    def __call__(self, ctx: ChangeContext) -> None:
+    def __call__(self, ctx: ChangeContext) -> object:
         step = getattr(self.file.real(self.unit_id), self.phase)
-        step(ctx)
+        return step(ctx)
 
 
 class _Check:

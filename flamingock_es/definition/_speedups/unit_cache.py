@@ -44,7 +44,7 @@ __all__ = ["CACHE_FILE", "UnitCache"]
 
 CACHE_FILE = Path(".flamingock") / "unit-cache.json"
 
-_FORMAT = 2  # 2: an entry may say a file is always imported (it registers templates)
+_FORMAT = 3  # 2: a file may be always imported (it registers templates); 3: graph fields
 _EVERYTHING = "*"  # the environment as a whole: a unit file iterated or copied it
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ class UnitCache:
 
     def _unit(self, deferred: DeferredFile, row: list[Any]) -> ChangeUnit:
         (unit_id, order, author, description, run_always, recovery, accept_drift, template,
-         source, checksum, has_rollback, parameters, unit_secrets) = row
+         source, checksum, has_rollback, parameters, unit_secrets, requires, when, on_fail,
+         has_precondition) = row
         key = (unit_id, source, checksum)  # one unit in two files' namespaces stays one
         unit = self._restored.get(key)
         if unit is None:
@@ -112,14 +113,19 @@ class UnitCache:
                       "description": description, "run_always": run_always,
                       "recovery": _RECOVERIES[recovery], "accept_drift": accept_drift,
                       "template": template, "source": source, "parameters": parameters,
-                      "secrets": frozenset(unit_secrets)}
+                      "secrets": frozenset(unit_secrets), "requires": tuple(requires),
+                      "when": when, "on_fail": on_fail}
             for name, kind in _ROW_TYPES:
                 if not isinstance(fields[name], kind):
                     raise TypeError(f"{name} is {type(fields[name]).__name__}")
             if not (isinstance(checksum, str) and isinstance(has_rollback, bool)
-                    and all(isinstance(name, str) for name in fields["secrets"])):
-                raise TypeError("checksum, rollback or secrets of another type")
-            unit = self._restored[key] = deferred.restore(fields, checksum, has_rollback)
+                    and isinstance(has_precondition, bool)
+                    and all(isinstance(name, str) for name in fields["secrets"])
+                    and all(isinstance(name, str) for name in fields["requires"])):
+                raise TypeError("checksum, rollback, precondition, secrets or requires of "
+                                "another type")
+            unit = self._restored[key] = deferred.restore(fields, checksum, has_rollback,
+                                                          has_precondition)
         return unit
 
     def _loaded(self) -> dict[str, Any]:
@@ -251,7 +257,7 @@ def _read(path: str) -> bytes:
 _ROW_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
     ("id", str), ("order", int), ("author", str), ("description", str), ("run_always", bool),
     ("accept_drift", bool), ("template", (str, type(None))), ("source", str),
-    ("parameters", dict))
+    ("parameters", dict), ("when", (str, type(None))), ("on_fail", str))
 _RECOVERIES = {recovery.value: recovery for recovery in Recovery}
 
 
@@ -261,7 +267,8 @@ def _row(unit: ChangeUnit) -> list[Any] | None:
         return None
     return [unit.id, unit.order, unit.author, unit.description, unit.run_always,
             unit.recovery.value, unit.accept_drift, unit.template, unit.source, unit.checksum,
-            unit.rollback is not None, unit.parameters, sorted(unit.secrets)]
+            unit.rollback is not None, unit.parameters, sorted(unit.secrets), list(unit.requires),
+            unit.when, unit.on_fail, unit.precondition is not None]
 
 
 def _json_exact(value: Any) -> bool:

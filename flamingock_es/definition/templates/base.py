@@ -136,7 +136,7 @@ class Template:
                              f"{self.name!r}: {text}")
 
     def _model(self, phase: str) -> type[TemplateParams]:
-        return self.Params if phase == "apply" else (self.RollbackParams or self.Params)
+        return self.RollbackParams or self.Params if phase == "rollback" else self.Params
 
     def apply(self, params: Any, ctx: ChangeContext) -> None:
         raise NotImplementedError
@@ -144,9 +144,18 @@ class Template:
     def rollback(self, params: Any, ctx: ChangeContext) -> None:
         raise NotImplementedError
 
+    def precondition(self, params: Any, ctx: ChangeContext) -> bool:
+        """A read-only check of the unit's ``precondition:`` block (validated by ``Params``):
+        True when it holds. Templates that can check something implement it."""
+        raise NotImplementedError
+
     @property
     def has_rollback(self) -> bool:
         return type(self).rollback is not Template.rollback
+
+    @property
+    def has_precondition(self) -> bool:
+        return type(self).precondition is not Template.precondition
 
 
 _BUILTIN: dict[str, tuple[str, tuple[str, str] | None]] = {

@@ -86,8 +86,13 @@ class HttpRequest(Template):
     def rollback(self, params: HttpParams, ctx: ChangeContext) -> None:
         _call(params, ctx)
 
+    def precondition(self, params: HttpParams, ctx: ChangeContext) -> bool:
+        """The call (a GET, usually) answers one of ``expect_status``; another status means
+        it does not hold; a call that cannot be made is an error, not an answer."""
+        return _call(params, ctx, answer_only=True)
 
-def _call(params: HttpParams, ctx: ChangeContext) -> None:
+
+def _call(params: HttpParams, ctx: ChangeContext, *, answer_only: bool = False) -> bool:
     data: bytes | None = None
     headers = dict(params.headers)
     if params.json_body is not None:
@@ -119,6 +124,9 @@ def _call(params: HttpParams, ctx: ChangeContext) -> None:
                                  "nothing was changed") from exc
         raise HttpRequestFailed(f"{call} failed: {reason}") from exc
     expected = params.statuses
+    if answer_only:
+        ctx.log.info("%s -> %s (precondition)", call, status)
+        return status in expected
     if status not in expected:
         problem = (f"{call}: expected {describe_statuses(expected)}, got {status}"
                    f"{_phrase(status)}")
@@ -127,6 +135,7 @@ def _call(params: HttpParams, ctx: ChangeContext) -> None:
                                  "changed")
         raise HttpRequestFailed(problem)
     ctx.log.info("%s -> %s", call, status)
+    return True
 
 
 def never_sent(reason: object) -> bool:

@@ -54,8 +54,12 @@ class PythonCall(Template):
     def rollback(self, params: CallParams, ctx: ChangeContext) -> None:
         _invoke(params, ctx)
 
+    def precondition(self, params: CallParams, ctx: ChangeContext) -> bool:
+        """The function returns a true value."""
+        return bool(_invoke(params, ctx))
 
-def _invoke(params: CallParams, ctx: ChangeContext) -> None:
+
+def _invoke(params: CallParams, ctx: ChangeContext) -> object:
     function = _resolve(params.function)
     kwargs = dict(params.args)
     try:
@@ -70,7 +74,7 @@ def _invoke(params: CallParams, ctx: ChangeContext) -> None:
         except TypeError as exc:
             raise StepNotStarted(f"python-call: {params.function} was not called: {exc}; "
                                  "fix args and run again") from exc
-    function(**kwargs)
+    return function(**kwargs)
 
 
 def _resolve(path: str) -> Callable[..., Any]:
