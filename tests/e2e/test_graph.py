@@ -13,10 +13,12 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from .conftest import Project, ok
+from .http_server import RecordingServer, recording_server
 
 pytestmark = pytest.mark.e2e
 
@@ -370,3 +372,72 @@ def test_plan_graph_prints_mermaid_and_dot_with_each_units_state(graph: Project)
     assert dot.startswith("digraph workflow {")
     assert "u0 -> u1;" in dot
     assert 'label="a\\napplied"' in dot
+
+
+FLAG_A = """\
+    id: flag-a
+    order: 4
+    author: ana
+    template: http-request
+    precondition: {method: GET, url: "${FLAGS_URL}/health", expect_status: 200}
+    on_fail: skip
+    apply: {method: PUT, url: "${FLAGS_URL}/flags/a"}
+    rollback: {method: DELETE, url: "${FLAGS_URL}/flags/a"}
+"""
+
+FLAG_B = """\
+    id: flag-b
+    order: 5
+    author: ana
+    requires: [flag-a]
+    template: http-request
+    apply: {method: PUT, url: "${FLAGS_URL}/flags/b"}
+    rollback: {method: DELETE, url: "${FLAGS_URL}/flags/b"}
+"""
+
+
+@pytest.fixture
+def flags(project: Project) -> Iterator[tuple[Project, RecordingServer]]:
+    """The default three units, then two YAML units that switch flags on a real HTTP service
+    which counts every call it receives."""
+    project.write("changes/flag_a.yaml", FLAG_A)
+    project.write("changes/flag_b.yaml", FLAG_B)
+    with recording_server() as server:
+        project.env["FLAGS_URL"] = server.url
+        yield project, server
+
+
+def calls(server: RecordingServer) -> list[str]:
+    return [f"{r.method} {r.path}" for r in server.received]
+
+
+def test_a_tag_and_undo_to_it_counted_at_a_flag_service(
+        flags: tuple[Project, RecordingServer]) -> None:
+    project, server = flags
+    ok(project.cli("run", "--unit", "u1", "--unit", "u2", "--unit", "u3", "--unit", "flag-a"))
+    ok(project.cli("tag", "flags-a", "--reason", "a only"))
+    ok(project.cli("run"))
+
+    ok(project.cli("undo", "--to-tag", "flags-a"))
+
+    assert calls(server) == ["GET /health", "PUT /flags/a", "PUT /flags/b", "DELETE /flags/b"]
+    ok(project.cli("run", "--to-tag", "flags-a"))  # what the tag lists is applied: no call
+    assert len(server.received) == 4
+    ok(project.cli("undo", "--to-tag", "flags-a"))  # nothing applied since: no call either
+    assert len(server.received) == 4
+
+
+def test_a_template_precondition_that_does_not_hold_skips_and_holds_later(
+        flags: tuple[Project, RecordingServer]) -> None:
+    project, server = flags
+    server.statuses["/health"] = 503
+
+    ok(project.cli("run"))  # flag-a skipped (on_fail: skip), flag-b skipped for it
+
+    assert calls(server) == ["GET /health"]
+    skips = {e["payload"]["unit_id"]: e["payload"]["cause"] for e in history(project)  # type: ignore[index]
+             if e["payload"]["type"] == "ChangeSkipped"}  # type: ignore[index]
+    assert skips == {"flag-a": "PRECONDITION", "flag-b": "DEPENDENCY"}
+    server.statuses["/health"] = 200
+    ok(project.cli("run"))
+    assert calls(server) == ["GET /health", "GET /health", "PUT /flags/a", "PUT /flags/b"]
