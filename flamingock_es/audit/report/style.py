@@ -37,6 +37,8 @@ OUTCOMES: dict[str, Tone] = {
     "SUCCEEDED": Tone("#2e7d32", "#fff", "", "applied everything it planned"),
     "FAILED": Tone("#c62828", "#fff", "", "failed, leaving partial state"),
     "ROLLED_BACK": Tone("#ef6c00", "#fff", "", "failed, and compensated what it applied"),
+    "PARTIAL": Tone("#f9a825", "#111", "", "a unit failed; only what required it was skipped, "
+                    "the rest applied (on_failure: isolate)"),
     "LOCK_LOST": Tone("#6a1b9a", "#fff", "", "lost the lock and stopped"),
     "STOPPED": Tone("#0277bd", "#fff", "", "stopped on request between units; nothing in "
                     "doubt, the rest is pending"),
