@@ -105,6 +105,8 @@ class Execution:
         self.failed: list[Failure] = []
         """Each unit that failed: its error, and whether its side effect could have started."""
         self.skipped: list[str] = []
+        self.left_by_failures: list[str] = []
+        """What ``isolate`` skipped because it requires a unit that failed."""
         self.ran: list[str] = []
         """The units whose step this run applied, in the order they finished: what a
         failure compensates (a unit counted as applied by its precondition did nothing)."""
@@ -226,6 +228,7 @@ class Execution:
             self.stopped = True
             return
         self._skip_dependents(skipped, planned.unit.id, what)
+        self.left_by_failures += [uid for uid in skipped if uid in self.to_run]
         if started:
             self.runner.compensate_failed(planned, error, self.frame,
                                           inline=threading.current_thread() is
@@ -323,7 +326,7 @@ class Execution:
                                   remedies=runner.failure_remedies(result))
         if self.failed:
             result.outcome, result.error = RunOutcome.PARTIAL, self.failed[0][1]
-            raise UnitFailedError(runner.failure_message(self.failed, result, self.skipped),
+            raise UnitFailedError(runner.failure_message(self.failed, result, self.left_by_failures),
                                   remedies=runner.failure_remedies(result))
         if self.stopped and result.not_started:
             interrupts = runner.interrupts
