@@ -201,7 +201,8 @@ def test_isolate_skips_only_what_requires_the_failed_unit(graph: Project) -> Non
                 if e["payload"]["type"] == "RunFinished"]  # type: ignore[index]
     assert finished[-1]["outcome"] == "PARTIAL"  # type: ignore[index]
     ok(graph.cli("replay", "--format", "html", "--output", "report.html"))
-    assert '<span class="badge o-PARTIAL">PARTIAL</span>' in (graph.path / "report.html").read_text()
+    html = (graph.path / "report.html").read_text()
+    assert '<span class="badge o-PARTIAL">PARTIAL</span>' in html
 
 
 def test_a_condition_that_flips_between_runs(graph: Project) -> None:
