@@ -25,7 +25,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import namespace as root
 from .audit import Checkpoint, Entry, ReplayReport, Window, latest_checkpoint, replay_records
@@ -125,7 +125,7 @@ def run(target: Target = None, *, units: Sequence[str] | None = None,
     run cleanly (see docs/recovery.md) and raise :class:`~flamingock_es.RunInterrupted`.
     Traced when the application installed an OpenTelemetry SDK (see docs/tracing.md).
     """
-    wf = open_workflow(target, **flags)
+    wf = _one_namespace(open_workflow(target, **flags))
     interrupts = root.interrupts(wf.settings)
     options = RunOptions(accept_drift=accept_drift, trigger=trigger,
                          service_version=service_version)
@@ -154,7 +154,7 @@ def mark(target: Target, unit_id: str, marked_as: MarkedAs | str, reason: str, *
     it): the mark is refused if the unit's history moved since.
     """
     _reason(reason, "a mark")
-    wf = open_workflow(target, **flags)
+    wf = _one_namespace(open_workflow(target, **flags))
     with root.open_namespace(wf.settings, write=True) as backend:
         Runner(wf, backend, RunOptions(trigger="mark")).mark(
             unit_id, MarkedAs(marked_as), reason, seen)
@@ -168,7 +168,7 @@ def undo(target: Target, *, to: str | None = None, count: int | None = None,
     if sum((to is not None, count is not None, all_units)) != 1:
         raise ConfigError("an undo needs exactly one of: a unit to go back to, a count of "
                           "units, or all of them")
-    wf = open_workflow(target, **flags)
+    wf = _one_namespace(open_workflow(target, **flags))
     with _observed(wf.namespace, progress or LogProgress()) as told, \
             root.open_namespace(wf.settings, write=True) as backend:
         return Runner(wf, backend, RunOptions(trigger="undo"), observers=told).undo(
@@ -212,11 +212,11 @@ def plan(target: Target = None, *, accept_drift: bool = False, check: bool = Fal
     With ``check``, also what ``run`` checks before it takes the lock, for the units it would
     apply (every ``${VAR}`` set, every block fitting its template, a ``python-call`` target
     found): the same :class:`~flamingock_es.errors.ConfigError` ``run`` would stop on."""
-    wf = open_workflow(target, **flags)
+    wf = _one_namespace(open_workflow(target, **flags))
     with root.open_namespace(wf.settings, create=False) as backend:
         planned = make_plan(wf, _state(backend), accept_drift)
     if check:
-        check_before_lock(planned)
+        check_before_lock(planned, wf.settings.environ)
     return planned
 
 
@@ -227,7 +227,7 @@ def status(target: Target = None, **flags: Any) -> NamespaceStatus:
     A namespace with no log is the workflow's own, not run yet (every unit pending), or, when
     a flag names another than the workflow does, a typo:
     :class:`~flamingock_es.errors.NamespaceNotFoundError`, as the read-only commands say."""
-    wf = open_workflow(target, **flags)
+    wf = _one_namespace(open_workflow(target, **flags))
     settings = wf.settings
     with root.open_namespace(settings, create=False) as backend:
         if not backend.log.exists() and settings.namespace != settings.declared_namespace:
@@ -246,7 +246,7 @@ def wait(target: Target = None, *, timeout: float = 300.0, poll: float = 1.0,
     "not ready yet", not an error; after ``timeout`` seconds ``LockTimeoutError`` says what is
     still pending and what, if anything, needs a person.
     """
-    wf = open_workflow(target, **flags)
+    wf = _one_namespace(open_workflow(target, **flags))
     deadline = time.monotonic() + timeout
     state = State()
     with root.open_namespace(wf.settings, create=False) as backend:
@@ -352,7 +352,7 @@ def request_changes(target: Target = None, *, stages: Sequence[str] | None = Non
     ``RunFinished`` carrying the request id) is in the log, and return it in
     ``Request.answer``; :class:`~flamingock_es.errors.RequestTimeoutError` after
     ``timeout`` seconds."""
-    settings = settings_of(target, **flags)
+    settings = _one_namespace(settings_of(target, **flags))
     now = datetime.now(UTC)
     request = ChangeRequest(
         request_id=request_id or str(uuid.uuid4()), namespace=settings.namespace, time=now,
@@ -472,6 +472,21 @@ def projection_lag(target: Target = None, **flags: Any) -> Lag:
 
 
 # Helpers -----------------------------------------------------------------------------------
+
+_Of = TypeVar("_Of", Workflow, Settings)
+
+
+def _one_namespace(of: _Of) -> _Of:
+    """``of`` (a workflow, or settings), if it names one namespace to run units in: a
+    workflow with tenants runs them per tenant, so one must be named."""
+    settings = of.settings if isinstance(of, Workflow) else of
+    if settings.tenants is not None and settings.tenant is None:
+        raise ConfigError(
+            f"workflow {settings.name!r} runs per tenant (tenants: in {settings.source}): "
+            "name one with --tenant ID (its namespace is "
+            f"{settings.namespace}.ID), or apply it to every tenant with `flamingock-es "
+            "rollout`", remedies=(Remedy(RemedyKind.TENANT), Remedy(RemedyKind.ROLLOUT)))
+    return of
 
 @contextmanager
 def _observed(namespace: str, progress: Observer) -> Iterator[list[Observer]]:

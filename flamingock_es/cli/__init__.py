@@ -76,6 +76,9 @@ def _common(*, top: bool) -> argparse.ArgumentParser:
                              "kafka://HOST:PORT; overrides the workflow file")
     common.add_argument("--namespace", default=default(None),
                         help="namespace; overrides the workflow file")
+    common.add_argument("--tenant", metavar="ID", default=default(None),
+                        help="one tenant of a workflow with tenants: (its namespace is "
+                             "NAMESPACE.ID, its own log, lock and history)")
     common.add_argument("--json", action="store_true", default=default(False),
                         help="machine-readable output on stdout")
     common.add_argument("-q", "--quiet", action="store_true", default=default(False),

@@ -28,7 +28,8 @@ def settings(args: argparse.Namespace, *, required: bool = False) -> Settings:
     if resolved is None or required:
         resolved = resolve_settings(args.config, required=required, bus=args.bus,
                                     namespace=args.namespace,
-                                    store=getattr(args, "store", None))
+                                    store=getattr(args, "store", None),
+                                    tenant=getattr(args, "tenant", None))
         args._settings = resolved
     return resolved
 

@@ -38,8 +38,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     found; 7 if a unit is blocked for a person or in doubt; 6 if an applied unit drifted);
     --show prints what each unit to apply would do: template blocks with ${VAR} resolved,
     Python units' parameters and source, secrets as ***."""
-    plan = api.plan(workflow(args), accept_drift=args.accept_drift, check=args.check)
-    previews = [preview(f"{p.stage}/{p.unit.id}", p.unit, os.environ)
+    wf = workflow(args)
+    plan = api.plan(wf, accept_drift=args.accept_drift, check=args.check)
+    previews = [preview(f"{p.stage}/{p.unit.id}", p.unit, wf.settings.environ)
                 for p in plan.to_run] if args.show else []
     code = plan_check(plan) if args.check else 0
     if args.json:

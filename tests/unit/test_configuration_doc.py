@@ -8,7 +8,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from flamingock_es.definition.models import StageFile, TrustedKeyFile, UnitFile, WorkflowFile
+from flamingock_es.definition.models import (
+    StageFile,
+    TenantsFile,
+    TrustedKeyFile,
+    UnitFile,
+    WorkflowFile,
+)
 from flamingock_es.definition.settings import ENVIRONMENT
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -20,7 +26,8 @@ def _documented() -> set[str]:
 
 
 def test_every_key_of_every_model_is_documented() -> None:
-    models: list[type[BaseModel]] = [WorkflowFile, StageFile, TrustedKeyFile, UnitFile]
+    models: list[type[BaseModel]] = [WorkflowFile, StageFile, TrustedKeyFile, UnitFile,
+                                     TenantsFile]
     keys = {field.alias or name for model in models for name, field in
             model.model_fields.items()}
     assert keys - _documented() == set()

@@ -155,7 +155,7 @@ WORKFLOW = """
     ("templates: shop_templates", 5, "templates must be a list, not 'shop_templates' (text)"),
     ("namespace2: x", 5, "unknown key 'namespace2'; expected one of bus, compensate, "
                          "grace_period, kafka, lock_timeout, name, namespace, settings, "
-                         "signing_key, stages, store, store_options, templates, trust"),
+                         "signing_key, stages, store, store_options, templates, tenants, trust"),
 ], ids=["lock-timeout-text", "negative", "compensate", "kafka-list", "templates-text",
         "unknown"])
 def test_a_workflow_file_value_of_the_wrong_type_is_refused_at_its_line(
