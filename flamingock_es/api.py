@@ -16,6 +16,7 @@ never import unit code and never create a namespace that does not exist.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -28,13 +29,28 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import namespace as root
-from .audit import Checkpoint, Entry, ReplayReport, Window, latest_checkpoint, replay_records
+from .audit import (
+    Checkpoint,
+    Entry,
+    ReplayReport,
+    Window,
+    latest_checkpoint,
+    proving,
+    render,
+    replay_records,
+)
 from .audit import select_events as _select
+from .audit.evidence_file import check_evidence, write_evidence
+from .audit.proofs import ProofCheck, check_bundle
+from .audit.proving import check_published, positions_of, published_of
+from .core import evidence as evidence_
 from .core import snapshots
 from .core.backend import Backend
 from .core.events import MarkedAs
+from .core.evidence import Published
 from .core.recorder import Observer, OutOfOrder, local_actor
 from .core.state import Finding, RunState, State, UnitStatus
+from .core.trust import TrustStore
 from .definition.settings import Settings, resolve_settings
 from .definition.workflow import Workflow, load_workflow
 from .errors import ChainBrokenError, ConfigError, LockTimeoutError, Remedy, RemedyKind
@@ -60,6 +76,7 @@ from .telemetry.spans import deploy_span, projection_batch_span, request_process
 __all__ = [
     "Target",
     "checkpoint",
+    "evidence",
     "history",
     "mark",
     "open_projection",
@@ -67,6 +84,8 @@ __all__ = [
     "plan",
     "project",
     "projection_lag",
+    "prove",
+    "prove_consistency",
     "quarantine",
     "read_state",
     "replay",
@@ -74,10 +93,13 @@ __all__ = [
     "run",
     "serve",
     "settings_of",
+    "signed_event",
     "snapshot",
     "status",
     "undo",
     "verify",
+    "verify_evidence",
+    "verify_proof",
     "vouch",
     "wait",
     "wait_for_answer",
@@ -289,13 +311,115 @@ def history(target: Target = None, *, unit: str | None = None, run_id: str | Non
 
 
 def verify(target: Target = None, *, expect: Sequence[Checkpoint] = (),
-           **flags: Any) -> ReplayReport:
+           notes: Sequence[Published] = (), strict: bool = False, **flags: Any) -> ReplayReport:
     """Replay the whole log with the shared fold: its hash chain and sequence, every
-    signature against the trust store, and the ``expect``ed checkpoints."""
+    signature against the trust store, the ``expect``ed points and checkpoint ``notes``, and
+    the latest published checkpoint (with the witness cosignatures the trust policy needs).
+    ``strict``: a log no trusted signature covers (no trust store) is a finding too."""
     settings = settings_of(target, **flags)
     with root.existing_namespace(settings) as backend:
-        return replay_records(backend.log.read(), backend.reader, log=backend.log.name,
-                              namespace=settings.namespace, rows=False, expect=expect)
+        report = replay_records(backend.log.read(), backend.reader, log=backend.log.name,
+                                namespace=settings.namespace, rows=False, expect=expect)
+        found, report.evidence = check_published(backend.log, backend.reader,
+                                                 backend.checkpoints, settings.namespace, notes)
+        if strict and backend.trust is None and report.events:
+            found.append(Finding(report.state.position, "unsigned", UNSIGNED_LOG))
+        report.findings = sorted([*report.findings, *found], key=lambda f: f.position)
+        return report
+
+
+UNSIGNED_LOG = ("no trust store: nothing says who wrote this log, and anyone with write access "
+                "to it could have appended, altered or rewritten any event (the hash chain is "
+                "recomputed as easily); configure signing (`flamingock-es keys init`)")
+"""What ``verify`` says of a log it cannot tie to a signer (and ``--strict`` refuses)."""
+
+
+def prove(target: Target = None, *, unit: str | None = None, run_id: str | None = None,
+          position: int | None = None, every: bool = False, **flags: Any) -> dict[str, Any]:
+    """A proof bundle (docs/compliance.md): the event(s) of ``unit`` (the one that set its
+    status; ``every``: each), of ``run_id``, or at ``position``, each with its inclusion
+    proof in the latest published checkpoint, that checkpoint, and the public keys."""
+    if sum(x is not None for x in (unit, run_id, position)) != 1:
+        raise ConfigError("prove needs exactly one of: a unit id, --run RUN_ID, --position N")
+    settings = settings_of(target, **flags)
+    with root.existing_namespace(settings, proofs=True) as backend:
+        if position is not None:
+            positions = [position]
+        else:
+            state = _state(backend) if unit is not None and not every else State()
+            positions = positions_of(backend, state, unit=unit, run_id=run_id, every=every)
+        return proving.prove(backend, positions)
+
+
+def prove_consistency(target: Target, old: str, new: str, **flags: Any) -> dict[str, Any]:
+    """A bundle proving that the checkpoint ``new`` extends ``old`` (each a tree size of a
+    published checkpoint, or a file ``checkpoint --json`` wrote)."""
+    settings = settings_of(target, **flags)
+    with root.existing_namespace(settings, proofs=True) as backend:
+        return proving.prove_consistency(backend, published_of(backend, old),
+                                         published_of(backend, new))
+
+
+def evidence(target: Target = None, *, since: datetime | None = None,
+             name: str = "evidence.zip", **flags: Any) -> bytes:
+    """One file for an auditor (a zip archive): every event since ``since`` with its
+    inclusion proof in the latest published checkpoint, the checkpoints of the range with
+    their cosignatures and time-stamps and a consistency proof between each two, the public
+    keys and witness policy, the TSA's CA, and the HTML report; checked offline from itself
+    alone (``verify-proof``)."""
+    settings = settings_of(target, **flags)
+    with root.existing_namespace(settings, proofs=True) as backend:
+        report = replay_records(backend.log.read(), backend.reader, log=backend.log.name,
+                                namespace=settings.namespace, window=Window(since, None))
+        if not report.ok:
+            first = report.findings[0]
+            raise ChainBrokenError(f"{report.log} has {len(report.findings)} finding(s), the "
+                                   f"first at offset {first.position}: {first.reason}. "
+                                   "Evidence vouches for a log.",
+                                   remedies=(Remedy(RemedyKind.VERIFY),))
+        latest = proving.trusted_latest(backend)
+        positions = [r.position for r in report.records
+                     if (since is None or r.event.time >= since) and r.position <= latest.position]
+        proof = proving.prove(backend, positions)
+        kept = [p for p in (evidence_.history(backend.checkpoints) if backend.checkpoints else [])
+                if since is None or datetime.fromisoformat(p.time) >= since or p is latest
+                or p.size == latest.size]
+        consistency = [proving.prove_consistency(backend, a, b)
+                       for a, b in itertools.pairwise(kept)]
+        tsa = backend.trust.timestamp_authority if backend.trust else None
+        return write_evidence(
+            namespace=settings.namespace, origin=latest.checkpoint.origin, since=since,
+            proof=proof, consistency=consistency,
+            checkpoints=[{"size": p.size, "note": p.note, "cosigned": p.cosigned(),
+                          "timestamp": p.timestamp, "record": p.to_bytes()} for p in kept],
+            report_html=render(report, "html"),
+            tsa_ca=tsa.ca.read_bytes() if tsa is not None and tsa.ca.exists() else None,
+            name=name)
+
+
+def verify_evidence(data: bytes, *, trust: TrustStore | None = None,
+                    tsa_ca: str | Path | None = None) -> ProofCheck:
+    """Check an evidence file (``evidence``) from itself alone: ``trust`` and ``tsa_ca``
+    pin what an auditor was given elsewhere (else the file's own keys and CA are used)."""
+    tokens = root.token_checker(Path(tsa_ca)).verify if tsa_ca else None
+    return check_evidence(data, trust=trust, tokens=tokens, ca_check=_ca_check)
+
+
+def _ca_check(pem: bytes) -> Callable[[bytes, bytes], datetime]:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as out:
+        out.write(pem)
+    return root.token_checker(Path(out.name)).verify
+
+
+def verify_proof(bundle: dict[str, Any], *, trust: TrustStore | None = None,
+                 tsa_ca: str | Path | None = None) -> ProofCheck:
+    """Check a proof bundle with nothing but itself: no log, no workflow file. ``trust``: the
+    keys an auditor pins (instead of the bundle's own); ``tsa_ca``: the TSA's CA, to check
+    the checkpoint's RFC 3161 token."""
+    tokens = root.token_checker(Path(tsa_ca)).verify if tsa_ca else None
+    return check_bundle(bundle, trust=trust, tokens=tokens)
 
 
 def replay(target: Target = None, *, since: datetime | None = None,
@@ -321,9 +445,31 @@ def snapshot(target: Target = None, **flags: Any) -> int | None:
         return state.position if written else None
 
 
-def checkpoint(target: Target = None, **flags: Any) -> Checkpoint:
-    """The log's latest signed event, as a checkpoint an auditor can publish and check later;
-    refused for a log with findings (``verify`` names them)."""
+def checkpoint(target: Target = None, **flags: Any) -> Published:
+    """Sign a C2SP checkpoint of the log's tree now with the settings' key and publish it
+    beside the log (cosigned by the trust store's witnesses, time-stamped by its TSA, as a
+    runner does at the end of every run); refused for a log with findings."""
+    settings = settings_of(target, **flags)
+    with root.existing_namespace(settings) as backend:
+        if backend.signer is None:
+            raise ConfigError("a checkpoint is signed with the runner's key: set signing_key "
+                              "in the workflow file (or FLAMINGOCK_SIGNING_KEY)",
+                              remedies=(Remedy(RemedyKind.KEYS),))
+        state = _state(backend)
+        trust = backend.trust
+        published = evidence_.publish(
+            backend.checkpoints, backend.log, state, signer=backend.signer, trust=trust,
+            namespace=settings.namespace, witnesses=root.witnesses_of(trust) if trust else (),
+            timestamper=root.timestamper_of(trust), force=True)
+        assert published is not None  # a signer, a store and a log with events
+        if backend.proofs is not None:
+            backend.proofs.catch_up(backend.log)
+        return published
+
+
+def signed_event(target: Target = None, **flags: Any) -> Checkpoint:
+    """The log's latest signed event, as a point an auditor can publish and check later
+    (``checkpoint --json``); refused for a log with findings (``verify`` names them)."""
     report = verify(target, **flags)
     if not report.ok:
         first = report.findings[0]

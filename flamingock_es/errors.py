@@ -28,7 +28,19 @@ the CLI writes the command line. Exit codes are the CLI's (``cli/status_codes.py
     │   ├── DecodeError               operator decides (verify, quarantine, restore)
     │   │   └── CorruptLogError
     │   ├── ChainBrokenError
+    │   ├── EvidenceError             a checkpoint, proof, cosignature or time-stamp fails
     │   └── ForeignRecordError        someone else appended among a runner's own appends
+    ├── WitnessError              a witness did not cosign a checkpoint (each kind is also
+    │   ├── WitnessUnreachableError   Unavailable, Refused or HistoryError, for its exit code)
+    │   ├── WitnessProtocolError
+    │   └── WitnessRejectedError
+    │       ├── WitnessBadRequestError, WitnessConflictError
+    │       ├── WitnessNotTrustedError: WitnessForbiddenError, WitnessUnknownLogError
+    │       └── WitnessInconsistentError  the witness saw another history: a fork
+    ├── TimestampError            no valid RFC 3161 token (also Unavailable, Refused or
+    │   ├── TsaUnreachableError       HistoryError)
+    │   ├── TsaRefusedError
+    │   └── TimestampInvalidError
     ├── DecisionRequired          a unit needs a person before any run goes on
     │   ├── ChecksumDriftError
     │   └── ManualInterventionRequired
@@ -54,6 +66,7 @@ __all__ = [
     "CorruptLogError",
     "DecisionRequired",
     "DecodeError",
+    "EvidenceError",
     "FlamingockError",
     "ForeignRecordError",
     "HistoryError",
@@ -75,9 +88,23 @@ __all__ = [
     "StepNotStarted",
     "StoreError",
     "TemplateError",
+    "TimestampError",
+    "TimestampInvalidError",
     "Transient",
+    "TsaRefusedError",
+    "TsaUnreachableError",
     "Unavailable",
     "UnitFailedError",
+    "WitnessBadRequestError",
+    "WitnessConflictError",
+    "WitnessError",
+    "WitnessForbiddenError",
+    "WitnessInconsistentError",
+    "WitnessNotTrustedError",
+    "WitnessProtocolError",
+    "WitnessRejectedError",
+    "WitnessUnknownLogError",
+    "WitnessUnreachableError",
     "retryable",
 ]
 
@@ -119,6 +146,8 @@ class RemedyKind(enum.StrEnum):
     """Look at a rollout (``rollout_id``): its waves, failed tenants, budget."""
     ROLLOUT_RESUME = "rollout-resume"
     """Resume the stopped rollout ``rollout_id`` past its failure budget, with a reason."""
+    CHECKPOINT = "checkpoint"
+    """Sign and publish a checkpoint of the log's tree now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +281,11 @@ class ChainBrokenError(HistoryError):
     """The hash chain, the sequence or the signatures of the audit log do not hold."""
 
 
+class EvidenceError(HistoryError):
+    """A checkpoint, a proof, a cosignature or a time-stamp does not hold: unreadable, not
+    signed by a trusted key, or not what the log (or the proof) shows."""
+
+
 class ForeignRecordError(HistoryError):
     """Records this writer did not write landed among its own appends (someone without the
     lock wrote to the log). This writer's own records, ``appended``, are durable all the
@@ -275,6 +309,95 @@ class ForeignRecordError(HistoryError):
             f"them (docs/recovery.md){advice}.", appended=appended, foreign=foreign,
             remedies=(Remedy(RemedyKind.QUARANTINE, position=foreign[0]),
                       Remedy(RemedyKind.VERIFY)))
+
+
+class WitnessError(FlamingockError):
+    """The witness did not cosign the checkpoint. ``url`` is the witness's submission prefix."""
+
+    def __init__(self, message: str, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class WitnessUnreachableError(WitnessError, Unavailable):
+    """No answer from the witness: connection refused, name not resolved, timed out. Nothing
+    was cosigned; the same request may be sent again once the witness is reachable."""
+
+
+class WitnessProtocolError(WitnessError, Refused):
+    """The witness answered, but not as the protocol says (a 200 without signature lines, a 409
+    without a size): the URL is probably not a witness's submission prefix."""
+
+
+class WitnessRejectedError(WitnessError, Refused):
+    """The witness answered and refused to cosign. ``status`` and ``body`` are its answer."""
+
+    def __init__(self, message: str, url: str, status: int, body: str) -> None:
+        super().__init__(message, url)
+        self.status = status
+        self.body = body
+
+
+class WitnessBadRequestError(WitnessRejectedError):
+    """400: the request is malformed, or its old size is larger than the checkpoint's size."""
+
+
+class WitnessNotTrustedError(WitnessRejectedError):
+    """403 or 404: the witness does not cosign this checkpoint's origin with these keys."""
+
+
+class WitnessForbiddenError(WitnessNotTrustedError):
+    """403: no signature on the checkpoint verifies with a key the witness trusts for its
+    origin (or, for litewitness, the origin is not registered at all)."""
+
+
+class WitnessUnknownLogError(WitnessNotTrustedError):
+    """404: the witness knows no log of this origin (or, as HTTP goes, the URL is not a
+    witness's submission prefix)."""
+
+
+class WitnessConflictError(WitnessRejectedError):
+    """409: the old size is not the size the witness last cosigned, ``witness_size``.
+
+    Resubmit with ``old_size=witness_size`` and a proof from that size. A ``witness_size``
+    larger than the log's own size means the witness cosigned a checkpoint this log never had:
+    someone else published a history under this origin, which is for a person to look into.
+    """
+
+    def __init__(self, message: str, url: str, body: str, witness_size: int) -> None:
+        super().__init__(message, url, 409, body)
+        self.witness_size = witness_size
+
+
+class WitnessInconsistentError(WitnessRejectedError, HistoryError):
+    """422: the consistency proof does not show that the checkpoint's tree extends the tree the
+    witness cosigned (or, at the same size, the root hashes differ). Either the proof is wrong,
+    or the log forked: the witness holds a cosigned checkpoint that this history contradicts."""
+
+
+class TimestampError(FlamingockError):
+    """No valid time-stamp token: the TSA could not be asked, refused, or its token does not
+    verify."""
+
+
+class TsaUnreachableError(TimestampError, Unavailable):
+    """No answer from the TSA (connection refused, timed out): ask again later."""
+
+
+class TsaRefusedError(TimestampError, Refused):
+    """The TSA answered without a token: an HTTP error, or a PKIStatus other than granted.
+    ``status`` is the HTTP status, ``pki_status`` the RFC 3161 status when there is one."""
+
+    def __init__(self, message: str, status: int, pki_status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.pki_status = pki_status
+
+
+class TimestampInvalidError(TimestampError, HistoryError):
+    """A token does not verify: not a token, over another digest, signed by a certificate that
+    the given CAs do not vouch for, without the timeStamping key usage, or (for a fresh token)
+    answering another request's nonce."""
 
 
 class DecisionRequired(FlamingockError):

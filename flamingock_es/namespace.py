@@ -20,6 +20,8 @@ from pathlib import Path
 
 from .core.backend import NAMESPACE_PATTERN, Backend
 from .core.codec import AuditCodec
+from .core.logtree import LogTree
+from .core.ports import Cosigner, Timestamper
 from .core.reading import LogReader
 from .core.recorder import Observer
 from .core.trust import Signer, TrustStore, check_writer, load_signer
@@ -42,7 +44,10 @@ __all__ = [
     "open_store",
     "settings_store",
     "signer_of",
+    "timestamper_of",
+    "token_checker",
     "trust_of",
+    "witnesses_of",
 ]
 
 _NAMESPACE = re.compile(NAMESPACE_PATTERN)
@@ -60,10 +65,13 @@ def signer_of(settings: Settings) -> Signer | None:
     return load_signer(settings.signing_key, settings.key_passphrase)
 
 
-def open_namespace(settings: Settings, *, create: bool = True, write: bool = False) -> Backend:
+def open_namespace(settings: Settings, *, create: bool = True, write: bool = False,
+                   proofs: bool = False) -> Backend:
     """The parts of ``settings``' namespace. ``create=False`` is for commands that only read:
     they never create what is missing (``log.exists()`` then says so). ``write``: a runner
-    that appends, which with a trust store must sign with a key it trusts."""
+    that appends, which with a trust store must sign with a key it trusts (and submits its
+    checkpoints to the trust store's witnesses and TSA). ``proofs``: the log's tree on disk
+    too, for ``prove`` (a local log always keeps one beside it)."""
     trust, signer = trust_of(settings), signer_of(settings)
     if write:
         check_writer(trust, signer, settings.namespace)
@@ -72,7 +80,46 @@ def open_namespace(settings: Settings, *, create: bool = True, write: bool = Fal
                            create=create, reader=reader, signer=signer)
     if write:
         backend.heads = _heads(settings)
+        if trust is not None:
+            backend.witnesses = witnesses_of(trust)
+            backend.timestamper = timestamper_of(trust)
+    if proofs and backend.proofs is None:
+        backend.proofs = LogTree(_off_bus(settings, "tree"))
     return backend
+
+
+def witnesses_of(trust: TrustStore) -> tuple[Cosigner, ...]:
+    """The witnesses the trust store names with a URL, as clients runners submit to."""
+    from .adapters.witness import HttpWitness
+
+    return tuple(HttpWitness(w.name, w.vkey, w.url) for w in trust.witnesses if w.url)
+
+
+def timestamper_of(trust: TrustStore | None, *, asking: bool = True) -> Timestamper | None:
+    """The trust store's time-stamping authority as a client (``asking``: only one with a
+    URL to ask; otherwise one that only checks tokens against its CA). Needs the
+    ``timestamp`` extra."""
+    tsa = trust.timestamp_authority if trust is not None else None
+    if tsa is None or (asking and not tsa.url):
+        return None
+    from .adapters.timestamp import Rfc3161Timestamper
+
+    return Rfc3161Timestamper(tsa.url, tsa.ca)
+
+
+def token_checker(ca: Path) -> Timestamper:
+    """Checks RFC 3161 tokens against the CA certificate(s) in ``ca`` (``verify-proof``,
+    ``evidence``); needs the ``timestamp`` extra."""
+    from .adapters.timestamp import Rfc3161Timestamper
+
+    return Rfc3161Timestamper("", ca)
+
+
+def _off_bus(settings: Settings, what: str) -> Path:
+    """A folder of this namespace's beside its workflow, off the bus (like the heads)."""
+    prefix = settings.bus_options.get("topic_prefix", "")
+    bus = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{settings.bus}{prefix}").strip("_")
+    return settings.base / ".flamingock" / what / f"{settings.namespace}@{bus}"
 
 
 def _heads(settings: Settings) -> HeadMemory:
@@ -87,11 +134,12 @@ def _heads(settings: Settings) -> HeadMemory:
     return HeadMemory(LocalSnapshots(folder, name), str(folder / name))
 
 
-def existing_namespace(settings: Settings, *, write: bool = False) -> Backend:
+def existing_namespace(settings: Settings, *, write: bool = False,
+                       proofs: bool = False) -> Backend:
     """The parts of a namespace that was written before (read-only commands, and the
     decisions about its history); a namespace with no log is an error (a typo, usually), and
     nothing is created."""
-    backend = open_namespace(settings, create=False, write=write)
+    backend = open_namespace(settings, create=False, write=write, proofs=proofs)
     if not backend.log.exists():
         backend.close()
         raise not_found(settings, backend)
@@ -137,16 +185,24 @@ def open_backend(bus: str, namespace: str, options: Mapping[str, str] | None = N
 
 
 def _local(bus: str, namespace: str, options: Mapping[str, str]) -> Backend:
-    from .adapters.local import FileLock, LocalEventLog, LocalRequestChannel, LocalSnapshots
+    from .adapters.local import (
+        FileLock,
+        LocalCheckpoints,
+        LocalEventLog,
+        LocalRequestChannel,
+        LocalSnapshots,
+    )
 
     root = Path(bus.partition(":")[2] or ".flamingock") / namespace
     return Backend(bus, namespace, LocalEventLog(root / "audit.log"), FileLock(root / "lock"),
-                   LocalRequestChannel(root), LocalSnapshots(root), options=options)
+                   LocalRequestChannel(root), LocalSnapshots(root), options=options,
+                   checkpoints=LocalCheckpoints(root), proofs=LogTree(root / "tree"))
 
 
 def _kafka(bus: str, namespace: str, options: Mapping[str, str], create: bool) -> Backend:
     try:
         from .adapters.kafka import (
+            KafkaCheckpoints,
             KafkaEventLog,
             KafkaGroupLock,
             KafkaRequestChannel,
@@ -163,7 +219,8 @@ def _kafka(bus: str, namespace: str, options: Mapping[str, str], create: bool) -
         ensure_topics(settings, topics)
     return Backend(bus, namespace, KafkaEventLog(settings, topics),
                    KafkaGroupLock(settings, topics), KafkaRequestChannel(settings, topics),
-                   KafkaSnapshots(settings, topics), options=options)
+                   KafkaSnapshots(settings, topics), options=options,
+                   checkpoints=KafkaCheckpoints(settings, topics))
 
 
 def open_store(url: str, options: Mapping[str, str] | None = None,

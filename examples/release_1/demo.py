@@ -9,6 +9,7 @@ user would: ``flamingock-es run``, a second ``run`` (nothing to do), ``status``,
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,8 +24,10 @@ from flag_service import FlagService  # noqa: E402
 
 def cli(*args: str, env: dict[str, str]) -> None:
     print(f"\n$ flamingock-es {' '.join(args)}", flush=True)
-    bus = [] if args[0] == "state" else ["--bus", env["FLAMINGOCK_EXAMPLE_BUS"]]
-    command = [sys.executable, "-m", "flamingock_es.cli", *args, "-c", str(HERE), *bus]
+    bus = [] if args[0] in ("state", "keys", "verify-proof") else \
+        ["--bus", env["FLAMINGOCK_EXAMPLE_BUS"]]
+    command = [sys.executable, "-m", "flamingock_es.cli", *args, "-c",
+               env["FLAMINGOCK_EXAMPLE_PROJECT"], *bus]
     subprocess.run(command, env=env, check=False)
 
 
@@ -34,17 +37,24 @@ def main() -> None:
 
 
 def release(workdir: Path) -> None:
+    project = workdir / "release_1"  # a copy, signed by its own new key: signed by default
+    shutil.copytree(HERE, project, ignore=shutil.ignore_patterns("__pycache__", ".flamingock"))
     db = str(workdir / "shop.db")
     seed(db, "users", {"u1": {"name": "Ada"}, "u2": {"name": "Grace"}, "u3": {"name": "Linus"}})
     with FlagService(token="s3cret") as flags:
         env = {**os.environ, "DOCSTORE_DB": db, "FLAGS_URL": flags.url, "FLAGS_TOKEN": "s3cret",
-               "FLAMINGOCK_EXAMPLE_BUS": f"local:{workdir / '.flamingock'}"}
+               "FLAMINGOCK_EXAMPLE_BUS": f"local:{workdir / '.flamingock'}",
+               "FLAMINGOCK_EXAMPLE_PROJECT": str(project)}
         print(f"flag service on {flags.url}; document store {db}")
+        cli("keys", "init", env=env)
         cli("run", env=env)
         cli("run", env=env)
         cli("status", env=env)
         cli("history", env=env)
         cli("verify", env=env)
+        proof = str(workdir / "u002.proof.json")
+        cli("prove", "enable-new-checkout", "-o", proof, env=env)
+        cli("verify-proof", proof, env=env)
         cli("project", "--once", "--store", f"sqlite:{workdir / 'projections.db'}", env=env)
         cli("state", "--store", f"sqlite:{workdir / 'projections.db'}", env=env)
         print("\nusers now:", documents(db, "users"))

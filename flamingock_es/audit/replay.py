@@ -118,6 +118,8 @@ class ReplayReport:
     """Everything that does not hold: chain breaks, undecodable records, refused or missing
     signatures (with a trust store), checkpoints the log no longer holds."""
     signatures_checked: bool = False
+    evidence: list[str] = field(default_factory=list)
+    """A line per published checkpoint that holds (``verify``)."""
 
     @property
     def ok(self) -> bool:

@@ -1,6 +1,6 @@
-"""The compliance flow's commands: ``history``, ``verify``, ``replay`` and ``checkpoint`` read
-the log only (no unit code is imported; a namespace that was never written is an error);
-``quarantine`` and ``vouch`` record an operator's decision about records the readers refuse."""
+"""The compliance flow's commands: ``history``, ``verify`` and ``replay`` read the log only
+(no unit code is imported; a namespace that was never written is an error); ``quarantine``
+and ``vouch`` record an operator's decision about records the readers refuse."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 from .. import api
 from ..audit import FORMATS, Checkpoint, ReplayReport, parse_head, render
 from ..core.events import RunStarted
+from ..core.evidence import Published, published_note
 from ..core.state import Finding
 from .output import jsonable, parse_time, print_json, reason, settings, table
 
@@ -45,16 +46,32 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def _expected(args: argparse.Namespace) -> list[Checkpoint]:
-    expected = [Checkpoint.from_json(Path(path).read_text(), path)
-                for path in args.checkpoint or ()]
+    expected = [Checkpoint.from_json(text, path) for path, text in _checkpoint_files(args)
+                if text.lstrip().startswith("{")]
     return expected + [parse_head(text) for text in args.expect_head or ()]
+
+
+def _checkpoint_files(args: argparse.Namespace) -> list[tuple[str, str]]:
+    return [(path, Path(path).read_text()) for path in args.checkpoint or ()]
+
+
+def _notes(args: argparse.Namespace) -> list[Published]:
+    """The C2SP checkpoints given (a signed note, or the JSON `checkpoint --json` writes)."""
+    out = []
+    for path, text in _checkpoint_files(args):
+        if text.lstrip().startswith("{"):
+            if '"note"' in text:
+                out.append(Published.parse(text.encode(), path))
+            continue
+        out.append(published_note(text, path))
+    return out
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Replay the log with the shared fold; check its hash chain, its signatures (with a
     trust store) and the checkpoints given; report every finding with its offset."""
     expected = _expected(args)
-    report = api.verify(settings(args), expect=expected)
+    report = api.verify(settings(args), expect=expected, notes=_notes(args), strict=args.strict)
     if args.json:
         print_json({"log": report.log, "ok": report.ok, "events": report.events,
                     "position": report.state.position, "head_hash": report.head_hash,
@@ -62,11 +79,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     "quarantined": report.quarantined,
                     "signatures_checked": report.signatures_checked,
                     "signed_through": report.state.signed_through,
+                    "evidence": report.evidence,
                     "counts": report.state.counts()})
         return 0 if report.ok else 4
     print(f"{report.log}: {report.events} events, head "
           f"{report.state.position}:{report.head_hash}")
     _print_integrity(report, sys.stdout)
+    for line in report.evidence:
+        print(f"  {line}")
+    if not report.signatures_checked and not args.strict:
+        print(f"  UNSIGNED: {api.UNSIGNED_LOG}; --strict refuses such a log")
     failed = {f.position for f in report.findings if f.kind == "checkpoint"}
     for checkpoint in expected:
         if checkpoint.position not in failed:
@@ -153,13 +175,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if report.ok else 4
 
 
-def cmd_checkpoint(args: argparse.Namespace) -> int:
-    """Print the log's latest signed point as JSON: publish it, and `verify --checkpoint`
-    proves later that the log still holds it (nothing cut off, nothing rewritten)."""
-    sys.stdout.write(api.checkpoint(settings(args)).to_json())
-    return 0
-
-
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Write a snapshot of the whole log now (runners write one after every run that
     appended): start-ups then fold only what follows it. Verifies the log first."""
@@ -207,10 +222,14 @@ def register(add: Any) -> None:
     for name, handler in (("verify", cmd_verify), ("replay", cmd_replay)):
         p = add(name, handler)
         p.add_argument("--checkpoint", action="append", metavar="FILE",
-                       help="a checkpoint (from `flamingock-es checkpoint`) the log must "
-                            "still hold; repeatable")
+                       help="a checkpoint the log must still hold (the signed note "
+                            "`flamingock-es checkpoint` prints, or its --json); repeatable")
         p.add_argument("--expect-head", action="append", metavar="OFFSET:HASH",
                        help="an event the log must still hold, as `verify` prints its head")
+        if name == "verify":
+            p.add_argument("--strict", action="store_true",
+                           help="fail (exit 4) on a log no trusted signature covers: no trust "
+                                "store, so anyone with write access could have written it")
         p.add_argument("--every-signature", action="store_true",
                        help="kept for scripts: every signature is always checked (each vouches "
                             "only for the events its signer appended)")
@@ -218,7 +237,6 @@ def register(add: Any) -> None:
     p.add_argument("--until", help="ISO time")
     p.add_argument("--format", choices=FORMATS, default="json")
     p.add_argument("--output", "-o", help="file to write (default: stdout)")
-    add("checkpoint", cmd_checkpoint)
     add("snapshot", cmd_snapshot)
     p = add("quarantine", cmd_quarantine)
     p.add_argument("--offset", type=int, required=True,

@@ -7,20 +7,33 @@ from pathlib import Path
 from typing import Any
 
 from ..core.recorder import local_actor
-from ..definition.scaffold import new_unit, scaffold
+from ..definition.scaffold import new_unit, scaffold, scaffold_namespace
+from ..definition.signing import set_up_signing
 from .output import print_json, workflow
 
 __all__ = ["register"]
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Create a flamingock.yaml and a changes/ folder with an example unit of each kind."""
-    created = scaffold(Path(args.directory))
+    """Create a flamingock.yaml, a changes/ folder with an example unit of each kind, and the
+    runner's signing key with its trust entry, so the project is signed from its first event.
+
+    The private key goes to .flamingock/keys/ (mode 0600, ignored by .gitignore), its public
+    key and trust entry to trust/ (commit and publish those). --unsigned skips the key."""
+    directory = Path(args.directory)
+    created = scaffold(directory)
+    keys = [] if args.unsigned else set_up_signing(directory, scaffold_namespace(directory))
     if args.json:
-        print_json({"created": [str(path) for path in created]})
+        print_json({"created": [str(path) for path in [*created, *keys]],
+                    "signed": not args.unsigned})
         return 0
     for path in created:
         print(f"created {path}")
+    for path in keys:
+        print(f"wrote {path}")
+    if not args.unsigned:
+        print("signed: every append is signed with the runner's key; `flamingock-es verify` "
+              "checks it (docs/compliance.md)")
     return 0
 
 
@@ -46,6 +59,9 @@ def register(add: Any) -> None:
     p = add("init", cmd_init)
     p.add_argument("directory", nargs="?", default=".",
                    help="where to create the project (default: here)")
+    p.add_argument("--unsigned", action="store_true",
+                   help="no signing key (anyone with write access to the log could then "
+                        "append to it unnoticed)")
     p = add("new", cmd_new)
     p.add_argument("name", help="what the unit does, in a few words; it gives the file name "
                                 "(uNNN_<slug>) and the default id")

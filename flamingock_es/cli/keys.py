@@ -10,15 +10,40 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..core.trust import generate_key, key_id, load_signer, public_pem
+from ..definition.signing import revoke_key, rotate_key, set_up_signing
 from ..errors import ConfigError
 from ..namespace import signer_of, trust_of
-from .output import print_json, settings, table
+from .output import parse_time, print_json, settings, table
 
 __all__ = ["register"]
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    """Signing keys: `generate NAME`, `list` (the trust store), `export [FILE]`."""
+    """Signing keys: `init`, `generate NAME`, `list`, `export [FILE]`, `rotate`, `revoke ID`.
+
+    init makes an existing project signed (what `init` does for a new one); rotate gives the
+    runner a new key (the old one's trust entry ends now: what it signed still verifies);
+    revoke refuses what a key signed from --position OFFSET (or --at TIME, default now) on,
+    with a --reason that every reader shows."""
+    if args.action == "init":
+        s = settings(args)
+        for path in set_up_signing(s.base, s.namespace):
+            print(f"wrote {path}")
+        return 0
+    if args.action == "rotate":
+        old, new, public = rotate_key(settings(args))
+        print(f"rotated: key {old} signs no more (its trust entry ends now; what it signed "
+              f"still verifies); key {new} signs from now on\ncreated {public} (publish it)")
+        return 0
+    if args.action == "revoke":
+        if not args.name:
+            raise ConfigError("keys revoke needs a key id (flamingock-es keys list shows them)")
+        path = revoke_key(settings(args), args.name, args.reason or "",
+                          position=args.position, at=parse_time(args.at, "--at"))
+        print(f"revoked key {args.name} in {path}: what it signed "
+              f"{'from offset ' + str(args.position) if args.position is not None else 'from then'}"
+              " on is refused and named by every reader")
+        return 0
     if args.action == "generate":
         return _generate(args)
     if args.action == "list":
@@ -47,7 +72,9 @@ def _list(args: argparse.Namespace) -> int:
     entries = sorted(store.keys.values(), key=lambda k: k.principal) if store else []
     if args.json:
         print_json([{"key_id": k.key_id, "principal": k.principal, "write": sorted(k.write),
-                     "request": sorted(k.request), "key": k.source} for k in entries])
+                     "request": sorted(k.request), "key": k.source,
+                     "not_before": k.not_before, "not_after": k.not_after,
+                     "revoked": k.revoked} for k in entries])
         return 0
     if store is None:
         print("no trust store: signatures are not checked (see docs/compliance.md)")
@@ -86,8 +113,13 @@ def _export(args: argparse.Namespace) -> int:
 
 def register(add: Any) -> None:
     p = add("keys", cmd_keys)
-    p.add_argument("action", choices=["generate", "list", "export"])
+    p.add_argument("action", choices=["init", "generate", "list", "export", "rotate", "revoke"])
     p.add_argument("name", nargs="?", help="generate: the key's name; export: a key file "
                                            "(default: the signing key in the settings)")
     p.add_argument("--dir", default="keys", help="generate: where to write the key files "
                                                  "(default: ./keys)")
+    p.add_argument("--reason", help="revoke: why (every reader shows it)")
+    p.add_argument("--position", type=int, metavar="OFFSET",
+                   help="revoke: refuse what it signed from this log offset on")
+    p.add_argument("--at", metavar="TIME", help="revoke: refuse what it signed from this "
+                                                "time on (ISO; default: now)")

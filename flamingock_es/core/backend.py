@@ -12,7 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from .ports import EventLog, Lock, RequestChannel, SnapshotStore
+from .logtree import LogTree
+from .ports import (
+    CheckpointStore,
+    Cosigner,
+    EventLog,
+    Lock,
+    RequestChannel,
+    SnapshotStore,
+    Timestamper,
+)
 from .reading import LogReader
 from .trust import Signer, TrustStore
 from .witness import HeadMemory
@@ -40,6 +49,14 @@ class Backend:
     heads: HeadMemory | None = None
     """The last head a runner saw of this namespace, kept off the bus (a runner refuses a
     log that lost it); ``None`` for tools that only read."""
+    checkpoints: CheckpointStore | None = None
+    """Where its signed checkpoints are published, beside the log."""
+    proofs: LogTree | None = None
+    """The log's tree on disk, for proofs (kept beside a local log; built by ``prove``)."""
+    witnesses: tuple[Cosigner, ...] = ()
+    """The witnesses its runners submit checkpoints to (from the trust store)."""
+    timestamper: Timestamper | None = None
+    """The time-stamping authority its runners ask (from the trust store)."""
 
     @property
     def trust(self) -> TrustStore | None:
@@ -49,6 +66,10 @@ class Backend:
     def close(self) -> None:
         self.requests.close()
         self.snapshots.close()
+        if self.checkpoints is not None:
+            self.checkpoints.close()
+        if self.proofs is not None:
+            self.proofs.close()
         if self.heads is not None:
             self.heads.store.close()
         self.lock.close()

@@ -50,6 +50,7 @@ from .events import (
     SkipCause,
     TraceContext,
 )
+from .merkle import leaf_hash
 
 __all__ = [
     "AUDIT_CONTEXT",
@@ -309,7 +310,8 @@ class AuditCodec:
         digest = hashlib.sha256(event.prev_hash)
         digest.update(memoryview(data)[_HEADER:len(data) - _HASH - tail])
         intact = digest.digest() == event.hash
-        return _RECORDED(position=position, event=event, intact=intact)  # type: ignore[no-any-return]
+        return _RECORDED(position=position, event=event, intact=intact,  # type: ignore[no-any-return]
+                         leaf=leaf_hash(data))
 
     def _read(self, data: bytes, position: int) -> AuditEvent:
         assert self._tree is not None

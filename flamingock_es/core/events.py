@@ -402,8 +402,12 @@ class AuditEvent:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """An event as read from a log: where it sits, and whether its own hash holds."""
+    """An event as read from a log: where it sits, whether its own hash holds, and its leaf
+    in the log's Merkle tree."""
 
     position: int
     event: AuditEvent
     intact: bool
+    leaf: bytes = b""
+    """``SHA-256(0x00 || the record's bytes as stored)``: its RFC 6962 leaf hash (the fold
+    adds it to the tree; see :mod:`flamingock_es.core.merkle`)."""

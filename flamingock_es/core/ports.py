@@ -10,9 +10,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "CheckpointStore",
+    "Cosigner",
     "DeadLetter",
     "Delivery",
     "EventLog",
@@ -23,6 +26,7 @@ __all__ = [
     "RequestConsumer",
     "SnapshotStore",
     "StoredRecord",
+    "Timestamper",
     "WaitCallback",
 ]
 
@@ -111,6 +115,11 @@ class EventLog(Protocol):
 
     def read(self, start: int = 0) -> Iterator[StoredRecord]:
         """Every record from position ``start`` up to the log's end as of the call."""
+        ...
+
+    def record_at(self, position: int) -> bytes | None:
+        """The bytes of the record stored at ``position``, if one starts there (a proof's
+        event: read alone, not with the rest of the log)."""
         ...
 
     def follow(self, start: int, stop: threading.Event) -> Iterator[StoredRecord | None]:
@@ -230,3 +239,54 @@ class SnapshotStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class CheckpointStore(Protocol):
+    """Where a namespace's signed checkpoints are published, beside its log: one record per
+    tree size (publishing a size again replaces it: cosignatures added later)."""
+
+    where: str
+    """Where it lives, for messages: a folder or a topic."""
+
+    def publish(self, size: int, data: bytes) -> None:
+        """Make ``data`` the checkpoint of tree size ``size``. Raises ``AppendError`` if the
+        store cannot confirm it."""
+        ...
+
+    def latest(self) -> bytes | None:
+        """The checkpoint published last, or ``None``."""
+        ...
+
+    def history(self) -> list[bytes]:
+        """Every checkpoint kept, oldest first (the last one published for each size)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Cosigner(Protocol):
+    """A witness (c2sp.org/tlog-witness) this namespace's runners submit checkpoints to."""
+
+    name: str
+    """Its key name, as its cosignature lines carry it."""
+    vkey: str
+    """Its verifier key (type 0x04), which its cosignatures verify with."""
+
+    def cosign(self, note: bytes, old_size: int, proof: Sequence[bytes]) -> list[str]:
+        """Its cosignature lines for the signed checkpoint ``note``, given the size it last
+        cosigned and the consistency proof from there. Raises a ``WitnessError``."""
+        ...
+
+
+class Timestamper(Protocol):
+    """An RFC 3161 time-stamping authority."""
+
+    def timestamp(self, digest: bytes) -> bytes:
+        """A verified token (DER ``TimeStampResp``) over the SHA-256 ``digest``. Raises a
+        ``TimestampError``."""
+        ...
+
+    def verify(self, token: bytes, digest: bytes) -> datetime:
+        """When the TSA says ``token`` was made for ``digest`` (its genTime, UTC). Raises
+        ``TimestampInvalidError`` when it does not verify against the TSA's CA."""
+        ...

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ..errors import ChainBrokenError, DecodeError, Remedy, RemedyKind
 from .codec import AUDIT_CONTEXT, AuditCodec
 from .events import Recorded, RecordQuarantined
+from .merkle import leaf_hash
 from .ports import EventLog, StoredRecord
 from .state import Finding, Quarantine, State, effective_skip
 from .trust import TrustStore
@@ -41,6 +42,13 @@ class Replayed:
     records: list[Recorded] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Unreadable:
+    position: int
+    why: str
+    leaf: bytes
+
+
 class LogReader:
     """Reads a namespace's log into state, with its codec and (optionally) trust store."""
 
@@ -57,7 +65,7 @@ class LogReader:
             try:
                 yield decode(data, position)
             except DecodeError as exc:
-                state.note_unreadable(position, str(exc))
+                state.note_unreadable(position, str(exc), leaf_hash(data))
 
     def take(self, state: State, position: int, data: bytes,
              apply: Apply | None = None) -> Recorded | None:
@@ -66,7 +74,7 @@ class LogReader:
         try:
             record = self.codec.decode(data, position)
         except DecodeError as exc:
-            state.note_unreadable(position, str(exc))
+            state.note_unreadable(position, str(exc), leaf_hash(data))
             return None
         (apply or state.apply)(record)
         return record
@@ -101,17 +109,24 @@ class LogReader:
 
         The records are decoded first, so the quarantine decisions are known before the fold
         and it never starts over; every signature is checked (what ``verify`` reports)."""
-        undecodable = State()  # where decoding failed, noted while the records are read
-        records = list(self.decoded(stored, undecodable))
+        decode = self.codec.decode
+        read: list[Recorded | _Unreadable] = []
+        for position, data in stored:
+            try:
+                read.append(decode(data, position))
+            except DecodeError as exc:  # noted in its place: it is a leaf of the tree
+                read.append(_Unreadable(position, str(exc), leaf_hash(data)))
+        records = [r for r in read if isinstance(r, Recorded)]
         state = State(skip=effective_skip(
             Quarantine(r.event.payload.position, "", "", "", r.event.time, r.position)
             for r in records if isinstance(r.event.payload, RecordQuarantined)))
-        for record in records:
-            state.apply(record)
+        for item in read:
+            if isinstance(item, _Unreadable):
+                state.note_unreadable(item.position, item.why, item.leaf)
+                continue
+            state.apply(item)
             if on_record is not None:
-                on_record(state, record)
-        for position, why in undecodable.unreadable.items():
-            state.note_unreadable(position, why)
+                on_record(state, item)
         self.settle(state)
         return Replayed(state, records)
 
@@ -127,7 +142,8 @@ class LogReader:
             return
         for seal in seals:
             why = trust.check(seal.key_id, seal.signature, AUDIT_CONTEXT + seal.hash,
-                              namespace=seal.namespace, role="write")
+                              namespace=seal.namespace, role="write", position=seal.position,
+                              time=seal.time)
             if why is None:
                 state.signed_through = max(state.signed_through, seal.position)
                 continue

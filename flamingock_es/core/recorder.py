@@ -23,6 +23,7 @@ from .._version import __version__
 from ..errors import ForeignRecordError
 from .codec import AuditCodec, Recorded, Sign
 from .events import Actor, AuditEvent, Payload, TraceContext
+from .merkle import leaf_hash
 from .ports import LogWriter
 from .state import State
 
@@ -233,8 +234,8 @@ class Recorder:
             positions, foreign = exc.appended, exc
             self.foreign += exc.foreign
         self.appended += len(blobs)
-        for position, event in zip(positions, sealed, strict=True):
-            self.state.apply(Recorded(position, event, True))
+        for position, event, blob in zip(positions, sealed, blobs, strict=True):
+            self.state.apply(Recorded(position, event, True, leaf_hash(blob)))
         for event in sealed:
             for observer in self.observers:
                 observer.recorded(event)

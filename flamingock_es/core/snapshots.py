@@ -14,6 +14,9 @@ that does not match is ignored with a warning, never trusted. A *trusted* snapsh
 witness: a log that now ends before ``P``, or holds another event there, was cut or rewritten
 since, and the runner refuses to decide on it. ``verify`` and ``replay`` never use snapshots:
 they read everything.
+
+A snapshot keeps the log's Merkle tree as its frontier (``State.tree``, at most 64 hashes), so
+a start-up resumes the tree where the snapshot stopped.
 """
 
 from __future__ import annotations
@@ -33,18 +36,21 @@ from typing import Any
 
 from ..errors import ChainBrokenError, DecodeError
 from .codec import AuditCodec
+from .merkle import Frontier
 from .ports import EventLog, SnapshotStore
 from .reading import LogReader
 from .state import State
 from .trust import Signer, TrustStore
 
-__all__ = ["FORMAT", "SNAPSHOT_CONTEXT", "decode_state", "encode_state", "event_hash_at", "load",
-           "read", "save"]
+__all__ = ["FORMAT", "SNAPSHOT_CONTEXT", "decode_state", "encode_state", "event_hash_at",
+           "load", "read", "save"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = 4
-"""4: units count their applications (``UnitState.application``)."""
+FORMAT = 5
+"""4: units count their applications (``UnitState.application``); 5: the log's Merkle
+frontier (``State.tree``). A snapshot of another format is ignored: the log is folded from
+its start once, and the next snapshot is of this one."""
 SNAPSHOT_CONTEXT = b"flamingock-es snapshot "
 """What a snapshot's signature signs, before the SHA-256 of its body's bytes."""
 
@@ -143,8 +149,9 @@ def _signed_by_a_writer(header: dict[str, Any], body: bytes, namespace: str,
         signed = bytes.fromhex(signature) if isinstance(signature, str) else None
     except ValueError:
         return False
+    position = header.get("position")
     problem = trust.check(header.get("key_id"), signed, _message(body), namespace=namespace,
-                          role="write")
+                          role="write", position=position if isinstance(position, int) else None)
     return problem is None
 
 
@@ -232,6 +239,8 @@ def _make(kind: Any, *, encode: bool) -> Convert:
         return (lambda v: v.value) if encode else kind
     if kind is bytes:
         return (lambda v: v.hex()) if encode else bytes.fromhex
+    if kind is Frontier:
+        return (lambda v: v.to_json()) if encode else Frontier.from_json
     if kind is datetime:
         return (lambda v: v.isoformat()) if encode else datetime.fromisoformat
     if kind in (str, int, float, bool):

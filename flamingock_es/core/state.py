@@ -16,6 +16,13 @@ it (a runner that never saw it, an injected record, chained to the one before it
 (``HistoryVouched``) adopts unsigned history. Checking signatures is
 :mod:`flamingock_es.core.trust`'s job, done by the reader; the fold only collects them
 (:class:`Seal`) with what each claims to cover.
+
+The fold also keeps the log's Merkle tree (RFC 6962, :mod:`flamingock_es.core.merkle`): its
+frontier, ``State.tree``, grows by one leaf per record the log stores, in log order, whatever
+the record means: an event the fold applies, one a quarantine excludes, one that cannot be
+decoded. A leaf is the hash of the record's bytes as stored (``Recorded.leaf``), so anyone
+with a copy of the log recomputes the tree from its bytes alone, and an operator's later
+decision about a record never changes the tree that was signed (docs/compliance.md).
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from .events import (
     SkipCause,
     TagRecorded,
 )
+from .merkle import Frontier
 
 __all__ = [
     "ChainBreak",
@@ -198,6 +206,9 @@ class Seal:
     hash: bytes
     namespace: str
     covers: tuple[int, ...] = ()
+    time: datetime | None = None
+    """When it was made, as far as the log can tell: the signed event's time, or the latest
+    time the log showed before it if that is later (a key's validity is judged by it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +312,8 @@ class State:
     requirement), by id: the last such decision, until the unit runs."""
     tags: dict[str, Tag] = field(default_factory=dict)
     """Named log positions, by name."""
+    tree: Frontier = field(default_factory=Frontier)
+    """The log's Merkle tree so far: one leaf per stored record up to ``position``."""
 
     def apply(self, record: Recorded) -> bool:
         """Fold one record in. Returns False (and changes nothing) for a redelivered one."""
@@ -308,6 +321,7 @@ class State:
         if 0 <= position <= self.position:
             return False
         self.position = position
+        self.tree.append(record.leaf)
         if position in self.skip:  # excluded: not applied, but the chain may run through it
             if self.around_hash is None:
                 self.around_hash, self.around_seq = self.head_hash, self.next_seq
@@ -323,14 +337,14 @@ class State:
         self.events += 1
         self.next_seq = event.seq + 1
         self.head_hash = event.hash
-        self.last_time = event.time
+        before, self.last_time = self.last_time, event.time
         self.unsealed.append(Unsealed(position, event.seq, event.hash, event.prev_hash))
         if event.signature is not None:
-            self._seal(record)
+            self._seal(record, event.time if before is None else max(before, event.time))
         _HANDLERS[type(event.payload)](self, event, event.payload, position)
         return True
 
-    def _seal(self, record: Recorded) -> None:
+    def _seal(self, record: Recorded, time: datetime) -> None:
         """Collect the signature that ends an append, with the events it claims: those of
         its own append, found by walking the chain back from the signed event to seq
         ``signed_from`` (a foreign event beside them, even one with a seq of theirs, is not
@@ -353,7 +367,7 @@ class State:
         self.unsealed.clear()
         assert event.signature is not None
         self.seals.append(Seal(record.position, event.key_id, event.signature, event.hash,
-                               event.namespace, tuple(sorted(claimed))))
+                               event.namespace, tuple(sorted(claimed)), time))
 
     def start_over(self, exclude: frozenset[int] = frozenset()) -> None:
         """Forget everything but the quarantine decisions, to fold again from the start
@@ -366,11 +380,15 @@ class State:
         for name in State.__dataclass_fields__:
             setattr(self, name, getattr(other, name))
 
-    def note_unreadable(self, position: int, why: str) -> None:
+    def note_unreadable(self, position: int, why: str, leaf: bytes) -> None:
         """A record at ``position`` could not be decoded: noted, never applied; reading goes
-        on after it (it is not part of the chain: the next event chains to the one before)."""
+        on after it (it is not part of the chain: the next event chains to the one before).
+        It is a leaf of the tree all the same (``leaf``: its bytes' leaf hash): the tree is
+        of what the log stores."""
         self.unreadable[position] = why
-        self.position = max(self.position, position)
+        if position > self.position:
+            self.position = position
+            self.tree.append(leaf)
 
     def findings(self, signatures: bool = False) -> list[Finding]:
         """What a reader must not decide on, oldest first: chain breaks, undecodable records,
@@ -451,7 +469,7 @@ class State:
                 if run_id in wanted or run.request_id is not None or run is latest}
         units = {unit_id: replace(unit, runs=unit.runs[-1:])
                  for unit_id, unit in self.units.items()}
-        return replace(self, runs=runs, units=units)
+        return replace(self, runs=runs, units=units, tree=self.tree.copy())
 
 
 def effective_skip(decisions: Iterable[Quarantine]) -> frozenset[int]:

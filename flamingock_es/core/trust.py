@@ -8,6 +8,20 @@ because each event's hash chains its predecessor. A requester signs its change r
 The trust store says which keys may do what: which principal each stands for, which
 namespaces it may write, which it may request changes for. How a workflow file writes it is
 :mod:`flamingock_es.definition.trust_config`'s; this module only checks signatures.
+
+Keys rotate and can be revoked. A trusted key may have a validity window (``not_before``,
+``not_after``) and a revocation (:class:`Revocation`: from a log position, or from a time,
+with a reason). Each signature is judged where and when it was made: the position of the
+signed event in the log, and its time (never earlier than the latest time the log showed
+before it, so a thief of a key cannot date a signature into the past). History signed
+before a revocation, or inside the window, still verifies; anything signed after is refused,
+and the refusal names the key, the revocation and its reason. Rotating a key (a new entry,
+the old one given a ``not_after``) so never breaks the verification of old history.
+
+The store also holds the rest of what a reader trusts about a log's evidence
+(docs/compliance.md): the witnesses whose cosignatures count (:class:`TrustedWitness`), how
+many a head needs (``require_cosignatures``), the time-stamping authority to ask and its CA
+(:class:`TimestampAuthority`), and the log's checkpoint origin.
 """
 
 from __future__ import annotations
@@ -16,6 +30,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -29,10 +44,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from ..errors import ConfigError, Remedy, RemedyKind
 
 __all__ = [
+    "Revocation",
     "Role",
     "Signer",
+    "TimestampAuthority",
     "TrustStore",
     "TrustedKey",
+    "TrustedWitness",
     "check_writer",
     "generate_key",
     "key_id",
@@ -111,8 +129,24 @@ def generate_key(name: str, directory: Path) -> tuple[Path, Path, str]:
 
 
 @dataclass(frozen=True)
+class Revocation:
+    """A key is refused for what it signed from ``position`` on (a log position), or from
+    ``at`` on (a time): one of the two, and why."""
+
+    reason: str
+    position: int | None = None
+    at: datetime | None = None
+
+    def describe(self) -> str:
+        where = f"from offset {self.position}" if self.position is not None else \
+            f"from {self.at.isoformat() if self.at else '?'}"
+        return f"revoked {where} ({self.reason})"
+
+
+@dataclass(frozen=True)
 class TrustedKey:
-    """One entry of the trust store: a public key, the principal it stands for, its rights."""
+    """One entry of the trust store: a public key, the principal it stands for, its rights,
+    and when it may sign (a validity window, a revocation)."""
 
     key_id: str
     principal: str
@@ -120,23 +154,78 @@ class TrustedKey:
     write: frozenset[str] = frozenset()
     request: frozenset[str] = frozenset()
     source: str = ""
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    revoked: Revocation | None = None
 
     def may(self, role: Role, namespace: str) -> bool:
         allowed = self.write if role == "write" else self.request
         return "*" in allowed or namespace in allowed
 
+    def refuses(self, position: int | None, time: datetime | None) -> str | None:
+        """Why a signature made at log ``position`` and ``time`` is outside what this key
+        may sign (``None``: inside). Unknown position or time (a snapshot, a request): judged
+        as of now, where only a revocation or an expiry already past refuses it."""
+        who = f"key {self.key_id} ({self.principal})"
+        when = time if time is not None else datetime.now(UTC)
+        revoked = self.revoked
+        if revoked is not None:
+            if revoked.position is not None and (position is None or position >= revoked.position):
+                return (f"{who} was {revoked.describe()}: a signature at offset "
+                        f"{position if position is not None else '?'} is after it")
+            if revoked.at is not None and when >= revoked.at:
+                return (f"{who} was {revoked.describe()}: this signature, made "
+                        f"{time.isoformat() if time else 'now'}, is after it")
+        if self.not_after is not None and when > self.not_after:
+            return (f"{who} may sign only until {self.not_after.isoformat()} (it was rotated or "
+                    f"expired); this signature was made {time.isoformat() if time else 'now'}")
+        if self.not_before is not None and time is not None and time < self.not_before:
+            return (f"{who} may sign only from {self.not_before.isoformat()}; this signature "
+                    f"claims {time.isoformat()}")
+        return None
+
+
+@dataclass(frozen=True)
+class TrustedWitness:
+    """A witness whose cosignatures count: its c2sp.org/signed-note verifier key (type 0x04,
+    ``NAME+KEYID+BASE64``), and where runners submit checkpoints to it (``url``: its
+    tlog-witness submission prefix; empty for a witness a reader only checks)."""
+
+    name: str
+    vkey: str
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class TimestampAuthority:
+    """An RFC 3161 time-stamping authority: where to ask (``url``: empty for one a reader
+    only checks) and the CA certificate(s) its tokens are checked against (a PEM file)."""
+
+    url: str
+    ca: Path
+
 
 @dataclass(frozen=True)
 class TrustStore:
-    """The keys a namespace's readers and runners trust, by id."""
+    """The keys a namespace's readers and runners trust, by id, and what else they trust
+    about its evidence: witnesses, how many cosignatures a head needs, a TSA, an origin."""
 
     keys: Mapping[str, TrustedKey]
     source: str = ""
+    witnesses: tuple[TrustedWitness, ...] = ()
+    require_cosignatures: int = 0
+    """How many of ``witnesses`` must have cosigned the latest checkpoint for ``verify`` to
+    accept the log's head."""
+    timestamp_authority: TimestampAuthority | None = None
+    origin: str | None = None
+    """The log's checkpoint origin line (default: ``flamingock-es/NAMESPACE``)."""
 
     def check(self, key: str | None, signature: bytes | None, message: bytes, *,
-              namespace: str, role: Role) -> str | None:
+              namespace: str, role: Role, position: int | None = None,
+              time: datetime | None = None) -> str | None:
         """``None`` if ``signature`` of ``message`` is by a key trusted for ``role`` in
-        ``namespace``; otherwise why not, in words for a report."""
+        ``namespace``, made at log ``position`` and ``time`` inside what the key may sign;
+        otherwise why not, in words for a report."""
         if signature is None:
             return "unsigned"
         entry = self.keys.get(key or "")
@@ -149,7 +238,7 @@ class TrustStore:
             entry.public_key.verify(signature, message)
         except InvalidSignature:
             return f"bad signature: it does not verify with key {key} ({entry.principal})"
-        return None
+        return entry.refuses(position, time)
 
     def principal(self, key: str | None) -> str | None:
         entry = self.keys.get(key or "")
@@ -172,6 +261,12 @@ def check_writer(trust: TrustStore | None, signer: Signer | None, namespace: str
             "they append. Set signing_key in the workflow file or FLAMINGOCK_SIGNING_KEY.",
             remedies=(Remedy(RemedyKind.KEYS),))
     entry = trust.keys.get(signer.key_id)
+    refused = entry.refuses(None, None) if entry is not None else None
+    if refused is not None:
+        raise ConfigError(
+            f"the signing key {signer.key_id} may not sign any more: {refused}. Sign with its "
+            "successor (`flamingock-es keys rotate` makes one).",
+            remedies=(Remedy(RemedyKind.KEYS),))
     if entry is None or not entry.may("write", namespace):
         raise ConfigError(
             f"the signing key {signer.key_id} may not write namespace {namespace!r} per the "

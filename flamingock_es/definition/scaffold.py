@@ -17,7 +17,7 @@ from .workflow import Stage, Workflow
 if TYPE_CHECKING:
     from .templates import Template
 
-__all__ = ["new_unit", "scaffold", "slug_of"]
+__all__ = ["new_unit", "scaffold", "scaffold_namespace", "slug_of"]
 
 _WORKFLOW = """\
 # flamingock-es workflow: see docs/concepts.md
@@ -74,11 +74,15 @@ def farewell(ctx: ChangeContext, name: str) -> None:
 '''
 
 
+def scaffold_namespace(directory: Path) -> str:
+    """The namespace ``init`` gives a project: its folder's name."""
+    return directory.resolve().name or "default"
+
+
 def scaffold(directory: Path) -> list[Path]:
     """Write the files; refuse to overwrite anything."""
     files = {
-        directory / "flamingock.yaml": _WORKFLOW.format(namespace=directory.resolve().name
-                                                        or "default"),
+        directory / "flamingock.yaml": _WORKFLOW.format(namespace=scaffold_namespace(directory)),
         directory / "changes" / "u001_hello.py": _PY_UNIT,
         directory / "changes" / "u002_hello.yaml": _YAML_UNIT,
         directory / "changes" / "_steps.py": _STEPS,

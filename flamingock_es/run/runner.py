@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-from ..core import snapshots
+from ..core import evidence, snapshots
 from ..core.backend import Backend
 from ..core.changes import ChangeContext, ChangeUnit
 from ..core.events import (
@@ -288,6 +288,7 @@ class Runner:
                                self.backend.signer)
             if self.backend.heads is not None:
                 self.backend.heads.remember(self.state)
+            evidence.keep_evidence(self.backend, self.state)
         except FlamingockError as exc:
             log.warning("not kept for the next start-up: %s", exc)
 

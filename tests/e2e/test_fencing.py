@@ -95,7 +95,7 @@ def test_the_idempotency_header_can_be_renamed_or_left_out(
         apply: {method: POST, url: "${FLAGS_URL}/named", idempotency_header: X-Request-Key}
     """)
     flag.write("changes/off.yaml", """\
-        id: off
+        id: no-key
         order: 3
         author: ana
         template: http-request

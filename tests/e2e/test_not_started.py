@@ -101,7 +101,8 @@ def test_a_call_that_may_have_done_something_is_failed_and_compensated(
     assert [r.path for r in server.wait_for(2)] == ["/flags/on", "/flags/off"]
 
 
-def test_a_python_call_to_a_missing_function_is_not_started(project: Project) -> None:
+def test_a_python_call_to_a_missing_function_is_refused_before_anything_runs(
+        project: Project) -> None:
     project.write("changes/units.py", "")
     project.write("helpers.py", "def present(**kwargs):\n    open('called', 'w').close()\n")
     project.write("changes/call.yaml", """\
@@ -113,13 +114,11 @@ def test_a_python_call_to_a_missing_function_is_not_started(project: Project) ->
         rollback: {function: "helpers:present"}
     """)
 
-    result = ok(project.cli("run"), 8)
+    result = ok(project.cli("run"), 2)  # looked up before the lock, as plan --check does
 
     assert "cannot find function 'helpers:absent'" in result.stderr
-    (failed,) = payloads(project, "ChangeFailed")
-    assert failed["not_started"] is True
-    assert not (project.path / "called").exists()  # its rollback was not run
-    assert "failed before it started" in ok(project.cli("status")).stdout  # no mark needed
+    assert not project.log.exists()  # no lock taken, nothing recorded
+    assert not (project.path / "called").exists()  # nothing was called
     (project.path / "changes" / "call.yaml").write_text(
         (project.path / "changes" / "call.yaml").read_text().replace("absent", "present"))
     ok(project.cli("run"))  # the fixed unit runs: it never applied, so this is no drift

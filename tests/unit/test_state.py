@@ -289,8 +289,8 @@ def test_a_dropped_event_is_a_sequence_gap_and_a_prev_hash_mismatch(five: list[R
 def test_reordered_events_break_the_chain_where_they_were_swapped(five: list[Recorded]
                                                                  ) -> None:
     # Same bytes at swapped positions, as a log would deliver them out of order.
-    swapped = [five[0], five[1], Recorded(200, five[3].event, True),
-               Recorded(300, five[2].event, True), five[4]]
+    swapped = [five[0], five[1], Recorded(200, five[3].event, True, five[3].leaf),
+               Recorded(300, five[2].event, True, five[2].leaf), five[4]]
 
     breaks = _breaks(swapped)
 

@@ -4,6 +4,7 @@ change requests on their own topic. Built by :func:`flamingock_es.adapters.open_
 from __future__ import annotations
 
 from .admin import ensure_topics
+from .checkpoints import KafkaCheckpoints
 from .config import KafkaSettings, Topics, parse_bus, topic_name, topics_for
 from .errors import KafkaRefusedError, KafkaUnavailableError
 from .event_log import KafkaEventLog
@@ -13,6 +14,7 @@ from .snapshots import KafkaSnapshots
 from .writer import KafkaLogWriter
 
 __all__ = [
+    "KafkaCheckpoints",
     "KafkaEventLog",
     "KafkaGroupLock",
     "KafkaLease",

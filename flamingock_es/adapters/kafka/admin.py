@@ -75,6 +75,8 @@ def topic_specs(settings: KafkaSettings, topics: Topics, brokers: int) -> list[N
         NewTopic(topics.dead_letters, 1, rf, config=isr),
         NewTopic(topics.snapshots, 1, rf, config={
             "cleanup.policy": "compact", "max.message.bytes": str(16 * 1024 * 1024), **isr}),
+        # one record per tree size: compaction keeps every size, the last copy of each
+        NewTopic(topics.checkpoints, 1, rf, config={"cleanup.policy": "compact", **isr}),
     ]
 
 
@@ -92,7 +94,7 @@ def ensure_topics(settings: KafkaSettings, topics: Topics) -> None:
     except KafkaException as exc:
         raise unavailable(
             f"create the topics {topics.audit}, {topics.lock}, {topics.requests}, "
-            f"{topics.dead_letters}, {topics.snapshots}",
+            f"{topics.dead_letters}, {topics.snapshots}, {topics.checkpoints}",
             settings.describe(), exc,
         ) from exc
 

@@ -42,7 +42,7 @@ _RESERVED = frozenset({
     "enable.auto.commit", "group.protocol", "bootstrap.servers",
 })
 
-KINDS = ("audit", "lock", "requests", "requests-dlq", "snapshots")
+KINDS = ("audit", "lock", "requests", "requests-dlq", "snapshots", "checkpoints")
 _LIBRDKAFKA_LOG = logging.getLogger("flamingock_es.kafka.librdkafka")
 
 
@@ -105,6 +105,7 @@ class Topics:
     dead_letters: str
     snapshots: str
     runner_group: str
+    checkpoints: str = ""
 
     @property
     def lock_group(self) -> str:
@@ -114,10 +115,10 @@ class Topics:
 
 def topics_for(prefix: str, namespace: str) -> Topics:
     """The topic and group names of ``namespace``."""
-    audit, lock, requests, dead_letters, snapshots = (topic_name(prefix, kind, namespace)
-                                                       for kind in KINDS)
+    audit, lock, requests, dead_letters, snapshots, checkpoints = (
+        topic_name(prefix, kind, namespace) for kind in KINDS)
     return Topics(audit, lock, requests, dead_letters, snapshots,
-                  topic_name(prefix, "runner", namespace))
+                  topic_name(prefix, "runner", namespace), checkpoints)
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,11 @@ class KafkaEventLog:
         with self._reading(start) as consumer:
             yield from self._read(consumer, end)
 
+    def record_at(self, position: int) -> bytes | None:
+        for at, data in self.read(position):
+            return data if at == position else None
+        return None
+
     def _read(self, consumer: Consumer, end: int) -> Iterator[StoredRecord]:
         deadline = time.monotonic() + IDLE_LIMIT
         while True:

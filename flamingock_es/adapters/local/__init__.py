@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from .checkpoints import LocalCheckpoints
 from .event_log import LocalEventLog
 from .file_lock import FileLock
 from .requests import LocalRequestChannel
 from .snapshots import LocalSnapshots
 
-__all__ = ["FileLock", "LocalEventLog", "LocalRequestChannel", "LocalSnapshots"]
+__all__ = ["FileLock", "LocalCheckpoints", "LocalEventLog", "LocalRequestChannel", "LocalSnapshots"]

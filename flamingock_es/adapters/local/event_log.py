@@ -68,6 +68,18 @@ class LocalEventLog:
                 self.path, found.unfinished, self.path.name, found.unfinished)
         return found
 
+    def record_at(self, position: int) -> bytes | None:
+        try:
+            file = self.path.open("rb")
+        except FileNotFoundError:
+            return None
+        with file:
+            length = first_frame_at(file, position) if position >= 0 else None
+            if length is None:
+                return None
+            file.seek(position + HEADER.size)
+            return file.read(length)
+
     def follow(self, start: int, stop: threading.Event) -> Iterator[StoredRecord | None]:
         position = start
         while not stop.is_set():
