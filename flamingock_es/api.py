@@ -46,14 +46,25 @@ from .audit.proving import check_published, positions_of, published_of
 from .core import evidence as evidence_
 from .core import snapshots
 from .core.backend import Backend
-from .core.events import MarkedAs
+from .core.events import ErrorInfo, MarkedAs, RunOutcome
 from .core.evidence import Published
 from .core.recorder import Observer, OutOfOrder, local_actor
-from .core.state import Finding, RunState, State, UnitStatus
+from .core.state import Finding, RolloutState, RunState, State, UnitStatus
 from .core.trust import TrustStore
 from .definition.settings import Settings, resolve_settings
+from .definition.tenants import Tenant
 from .definition.workflow import Workflow, load_workflow
-from .errors import ChainBrokenError, ConfigError, LockTimeoutError, Remedy, RemedyKind
+from .errors import (
+    ChainBrokenError,
+    ConfigError,
+    FlamingockError,
+    LockTimeoutError,
+    Remedy,
+    RemedyKind,
+    RunFailed,
+    RunInterrupted,
+    Unavailable,
+)
 from .projections import Lag, ProjectedBatch, ProjectionReader, ProjectionWorker
 from .request.client import OutcomeFollower, Request, publish
 from .request.model import DEFAULT_TTL, ChangeRequest, target_of
@@ -67,14 +78,27 @@ from .run.planner import (
     namespace_status,
     pending_before,
 )
-from .run.progress import LogProgress, Progress
+from .run.progress import LogProgress, Outcome, Progress
 from .run.results import RunResult
+from .run.rollout import (
+    UP_TO_DATE,
+    Apply,
+    RolloutOptions,
+    TenantOutcome,
+    coordinate,
+    parse_budget,
+    plan_waves,
+    rollout_namespace,
+    rollout_trigger,
+    sequential,
+)
 from .run.runner import Runner, RunOptions, check_before_lock
 from .telemetry.propagation import current_trace
 from .telemetry.spans import deploy_span, projection_batch_span, request_process, request_span
 
 __all__ = [
     "Target",
+    "apply_tenant",
     "checkpoint",
     "evidence",
     "history",
@@ -90,6 +114,9 @@ __all__ = [
     "read_state",
     "replay",
     "request_changes",
+    "rollout",
+    "rollout_workflow",
+    "rollouts",
     "run",
     "serve",
     "settings_of",
@@ -481,6 +508,79 @@ def signed_event(target: Target = None, **flags: Any) -> Checkpoint:
         raise ConfigError(f"namespace {report.namespace!r} has no signed event yet: "
                           "checkpoints need runners that sign (see docs/compliance.md)")
     return found
+
+
+# Rollouts ----------------------------------------------------------------------------------
+
+def rollout(target: Target = None, *, reason: str, canary: str | None = None,
+            wave_size: str | None = None, max_failures: str = "0",
+            rollout_id: str | None = None, past_budget: bool = False, wait: float = 0.0,
+            tell: Callable[[str], None] | None = None, apply: Apply | None = None,
+            **flags: Any) -> RolloutState:
+    """Apply the workflow to every tenant, in waves: the ``canary`` (named tenants,
+    ``acme,globex``, or the first N), then waves of ``wave_size`` (a count, or a share of
+    the tenants: ``25%``). A wave with more failed tenants than ``max_failures`` allows (a
+    count, or a share of the wave: ``2%``) stops the rollout before the next wave; what was
+    applied stays applied. A rollout a coordinator left unfinished (it was killed) is
+    resumed, its tenants with a result never run again; a stopped one only with
+    ``past_budget`` and a reason. Every decision is an audit event in the rollout namespace
+    (``NAMESPACE._rollouts``), under its lock: another coordinator is told who holds it
+    (after ``wait`` seconds). ``apply`` runs a wave's tenants (default: one after the
+    other, here; a fleet of ``serve`` workers on Kafka, docs/tenants.md)."""
+    _reason(reason, "a rollout")
+    wf = open_workflow(target, **flags)
+    if wf.settings.tenant is not None:
+        raise ConfigError("a rollout applies the workflow to every tenant: leave --tenant out")
+    tenants = wf.settings.tenant_list()  # a file read, a command run, everything checked
+    ids = [t.id for t in tenants]
+    parse_budget(max_failures)  # bad input stops here, before any lock or event
+    plan_waves(ids, canary, wave_size)
+    options = RolloutOptions(reason, rollout_id, canary, wave_size, max_failures, past_budget)
+    coordinator = rollout_workflow(wf, lock_timeout=wait)
+    with root.open_namespace(coordinator.settings, write=True) as backend:
+        runner = Runner(coordinator, backend, RunOptions(trigger="rollout"))
+        with runner.frame("rollout") as frame:
+            return coordinate(frame.recorder, runner.state, wf.name, ids, options,
+                              apply or sequential(lambda rid, tenant: apply_tenant(
+                                  wf, tenants, rid, tenant)), tell or log.info)
+
+
+def rollout_workflow(wf: Workflow, *, lock_timeout: float | None = None) -> Workflow:
+    """The workflow of ``wf``'s rollout namespace: no units, its own log and lock."""
+    name = rollout_namespace(wf.settings.parent_namespace)
+    settings = replace(wf.settings, namespace=name, declared_namespace=name, tenants=None,
+                       tenant=None)
+    return Workflow(settings.but(lock_timeout=lock_timeout), ())
+
+
+def apply_tenant(wf: Workflow, tenants: Sequence[Tenant], rollout_id: str,
+                 tenant: str) -> TenantOutcome:
+    """Run ``wf`` for one tenant of rollout ``rollout_id`` (under the tenant's lock, in its
+    own namespace) and say how it ended; a signal or an unreachable bus stops the rollout
+    instead (it is resumed later)."""
+    heard = Outcome()
+    try:
+        result = run(wf.for_tenant(tenant, list(tenants)), progress=heard,
+                     trigger=rollout_trigger(rollout_id))
+    except (RunInterrupted, Unavailable):
+        raise
+    except RunFailed as exc:
+        outcome = heard.result.outcome or RunOutcome.FAILED
+        return TenantOutcome(tenant, outcome.value, heard.result.run_id, ErrorInfo.of(exc))
+    except FlamingockError as exc:  # blocked for a person, drift, a lock held too long
+        return TenantOutcome(tenant, "BLOCKED", heard.result.run_id, ErrorInfo.of(exc))
+    if result.outcome is None:
+        return TenantOutcome(tenant, UP_TO_DATE)
+    return TenantOutcome(tenant, result.outcome.value, result.run_id)
+
+
+def rollouts(target: Target = None, **flags: Any) -> list[RolloutState]:
+    """The workflow's rollouts, oldest first, as its rollout namespace's log says."""
+    wf_settings = settings_of(target, **flags)
+    name = rollout_namespace(wf_settings.parent_namespace)
+    settings = replace(wf_settings, namespace=name, declared_namespace=name, tenant=None)
+    with root.open_namespace(settings, create=False) as backend:
+        return list(_state(backend).rollouts.values())
 
 
 # Requests ----------------------------------------------------------------------------------

@@ -8,8 +8,7 @@ import sys
 from typing import Any
 
 from .. import api
-from ..core.events import AuditEvent, CompensationSucceeded, RunFinished, RunOutcome
-from ..core.recorder import Notice, Planned
+from ..core.events import RunOutcome
 from ..errors import ManualInterventionRequired, RunFailed, UnitFailedError
 from ..run.planner import (
     IN_DOUBT,
@@ -19,7 +18,7 @@ from ..run.planner import (
     UndoRefusedError,
     UndoScope,
 )
-from ..run.progress import Progress
+from ..run.progress import Outcome
 from ..run.results import RunResult
 from .output import jsonable, print_json, progress, reason, table, workflow
 from .preview import preview, render
@@ -98,28 +97,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     return 0  # in text, the progress on stderr is the report, its last line the result
-
-
-class Outcome(Progress):
-    """Hears what a run did from the events it records (what ``--json`` prints when the run
-    ends in an error, which carries no result)."""
-
-    def __init__(self) -> None:
-        self.result = RunResult(None, None)
-
-    def notice(self, notice: Notice) -> None:
-        if isinstance(notice, Planned):
-            self.result.run_id, self.result.skipped = notice.run_id, notice.skipped
-
-    def recorded(self, event: AuditEvent) -> None:
-        payload, result = event.payload, self.result
-        if isinstance(payload, CompensationSucceeded):
-            result.compensated.append(payload.unit_id)
-        elif isinstance(payload, RunFinished):
-            result.run_id, result.outcome, result.error = event.run_id, payload.outcome, \
-                payload.error
-            result.applied, result.not_started = list(payload.applied), \
-                list(payload.not_started)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

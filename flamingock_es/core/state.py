@@ -353,10 +353,11 @@ class RolloutState:
         """The first wave whose budget was not checked yet (``None``: all were)."""
         return next((w for w in self.waves if w.failures is None), None)
 
-    def counts(self) -> dict[str, int]:
-        """How many tenants have each result, and ``PENDING`` for those with none."""
+    def counts(self, tenants: Iterable[str] | None = None) -> dict[str, int]:
+        """How many tenants (of ``tenants``, a wave's; default: all) have each result, and
+        ``PENDING`` for those with none."""
         out: dict[str, int] = {}
-        for tenant in self.tenants:
+        for tenant in self.tenants if tenants is None else tenants:
             found = self.results.get(tenant)
             key = found.result if found is not None else "PENDING"
             out[key] = out.get(key, 0) + 1
