@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import signal
 import threading
 import time
 import uuid
@@ -85,12 +87,14 @@ from .run.rollout import (
     Apply,
     RolloutOptions,
     TenantOutcome,
+    by_fleet,
     coordinate,
     parse_budget,
     plan_waves,
     rollout_namespace,
     rollout_trigger,
     sequential,
+    work,
 )
 from .run.runner import Runner, RunOptions, check_before_lock
 from .telemetry.propagation import current_trace
@@ -119,6 +123,7 @@ __all__ = [
     "rollouts",
     "run",
     "serve",
+    "serve_fleet",
     "settings_of",
     "signed_event",
     "snapshot",
@@ -516,6 +521,7 @@ def rollout(target: Target = None, *, reason: str, canary: str | None = None,
             wave_size: str | None = None, max_failures: str = "0",
             rollout_id: str | None = None, past_budget: bool = False, wait: float = 0.0,
             tell: Callable[[str], None] | None = None, apply: Apply | None = None,
+            fleet: bool = False, partitions: int | None = None,
             **flags: Any) -> RolloutState:
     """Apply the workflow to every tenant, in waves: the ``canary`` (named tenants,
     ``acme,globex``, or the first N), then waves of ``wave_size`` (a count, or a share of
@@ -526,7 +532,8 @@ def rollout(target: Target = None, *, reason: str, canary: str | None = None,
     ``past_budget`` and a reason. Every decision is an audit event in the rollout namespace
     (``NAMESPACE._rollouts``), under its lock: another coordinator is told who holds it
     (after ``wait`` seconds). ``apply`` runs a wave's tenants (default: one after the
-    other, here; a fleet of ``serve`` workers on Kafka, docs/tenants.md)."""
+    other, here); with ``fleet``, the workers of :func:`serve_fleet` run them, sharing the
+    work topic's ``partitions`` through one Kafka consumer group (docs/tenants.md)."""
     _reason(reason, "a rollout")
     wf = open_workflow(target, **flags)
     if wf.settings.tenant is not None:
@@ -537,12 +544,65 @@ def rollout(target: Target = None, *, reason: str, canary: str | None = None,
     plan_waves(ids, canary, wave_size)
     options = RolloutOptions(reason, rollout_id, canary, wave_size, max_failures, past_budget)
     coordinator = rollout_workflow(wf, lock_timeout=wait)
-    with root.open_namespace(coordinator.settings, write=True) as backend:
-        runner = Runner(coordinator, backend, RunOptions(trigger="rollout"))
-        with runner.frame("rollout") as frame:
-            return coordinate(frame.recorder, runner.state, wf.name, ids, options,
-                              apply or sequential(lambda rid, tenant: apply_tenant(
-                                  wf, tenants, rid, tenant)), tell or log.info)
+    tell = tell or log.info
+    shared = root.fleet_of(coordinator.settings, coordinator.namespace, partitions) \
+        if fleet else None
+    if shared is not None:
+        apply = by_fleet(shared, tell)
+    try:
+        with root.open_namespace(coordinator.settings, write=True) as backend:
+            runner = Runner(coordinator, backend, RunOptions(trigger="rollout"))
+            with runner.frame("rollout") as frame:
+                return coordinate(frame.recorder, runner.state, wf.name, ids, options,
+                                  apply or sequential(lambda rid, tenant: apply_tenant(
+                                      wf, tenants, rid, tenant)), tell)
+    finally:
+        if shared is not None:
+            shared.close()
+
+
+def serve_fleet(target: Target = None, *, stop: threading.Event | None = None,
+                tell: Callable[[str], None] | None = None, worker: str | None = None,
+                handle_signals: bool = False, **flags: Any) -> int:
+    """Work in the fleet of the workflow's rollouts until ``stop`` is set: Kafka's group
+    assignment gives this worker a share of the work topic's partitions, and each tenant it
+    receives is run here, under that tenant's lock, its outcome reported to the
+    coordinator. With ``handle_signals`` (the CLI), SIGTERM or SIGINT stops it after the
+    tenant in progress. Returns how many tenants it ran."""
+    wf = open_workflow(target, **flags)
+    tenants = wf.settings.tenant_list()
+    known = {t.id for t in tenants}
+    coordinator = rollout_workflow(wf)
+    stop = stop or threading.Event()
+    name = worker or f"{local_actor().host}:{os.getpid()}"
+    fleet = root.fleet_of(coordinator.settings, coordinator.namespace)
+
+    def one(rollout_id: str, tenant: str) -> TenantOutcome:
+        nonlocal tenants, known
+        if tenant not in known:  # the coordinator found a tenant this worker did not
+            tenants = wf.settings.tenant_list()
+            known = {t.id for t in tenants}
+        return apply_tenant(wf, tenants, rollout_id, tenant)
+
+    member = fleet.worker(name)
+    previous = _stop_on_signals(stop) if handle_signals else None
+    try:
+        return work(member, fleet, one, name, stop.is_set, tell or log.info)
+    finally:
+        member.close()
+        fleet.close()
+        if previous is not None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
+    """SIGTERM and SIGINT set ``stop`` (a tenant's run in progress installs its own
+    handlers, and finishes its unit first); the handlers they replaced, to put back."""
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    return previous
 
 
 def rollout_workflow(wf: Workflow, *, lock_timeout: float | None = None) -> Workflow:

@@ -37,6 +37,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                         max_failures=args.max_failures,
                         rollout_id=args.rollout_id or args.rollout_given,
                         past_budget=args.action == "resume", wait=args.wait,
+                        fleet=args.fleet, partitions=args.partitions,
                         tell=lines or (lambda line: None))
     if args.json:
         print_json(rollout_json(found))
@@ -121,6 +122,12 @@ def register(add: Any) -> None:
     p.add_argument("--max-failures", default="0", metavar="N|P%",
                    help="failed tenants a wave may have: N, or P%% of the wave (default 0); "
                         "one more stops the rollout before the next wave")
+    p.add_argument("--fleet", action="store_true",
+                   help="hand the tenants to the `serve --fleet` workers (Kafka) instead of "
+                        "running them here")
+    p.add_argument("--partitions", type=int, metavar="N",
+                   help="partitions of the fleet's work topic when it is created (default "
+                        "12): at most that many workers share a wave")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long for a coordinator that holds the rollout (default: "
                         "say who holds it, at once)")

@@ -32,6 +32,7 @@ from ..core.events import (
     TenantFinished,
     WavePublished,
 )
+from ..core.ports import Fleet, FleetMember, FleetResult
 from ..core.recorder import Recorder, new_run_id
 from ..core.state import RolloutState, RolloutStatus, State
 from ..errors import ConfigError, DecisionRequired, Remedy, RemedyKind
@@ -44,12 +45,14 @@ __all__ = [
     "RolloutOptions",
     "RolloutStoppedError",
     "TenantOutcome",
+    "by_fleet",
     "coordinate",
     "parse_budget",
     "plan_waves",
     "rollout_namespace",
     "rollout_trigger",
     "sequential",
+    "work",
 ]
 
 ROLLOUT_NAMESPACE_SUFFIX = "._rollouts"
@@ -140,9 +143,9 @@ class TenantOutcome:
     error: ErrorInfo | None = None
 
 
-Apply = Callable[[str, Sequence[str]], Iterable[TenantOutcome]]
-"""Applies the workflow to the tenants of one wave (the rollout id, the tenants that have no
-result yet) and yields each one's outcome as it ends, in any order."""
+Apply = Callable[[str, int, Sequence[str]], Iterable[TenantOutcome]]
+"""Applies the workflow to the tenants of one wave (the rollout id, the wave, its tenants
+that have no result yet) and yields each one's outcome as it ends, in any order."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ def coordinate(recorder: Recorder, state: State, workflow: str, tenants: Sequenc
         name = "canary" if wave.number == 0 else f"wave {wave.number}"
         tell(f"{name}: {len(wave.tenants)} tenant(s), {len(pending)} to run, "
              f"{wave.allowed_failures} failure(s) allowed")
-        for outcome in apply(rollout.rollout_id, pending) if pending else ():
+        for outcome in apply(rollout.rollout_id, wave.number, pending) if pending else ():
             recorder.record(TenantFinished(
                 rollout_id=rollout.rollout_id, wave=wave.number, tenant=outcome.tenant,
                 result=outcome.result, run_id=outcome.run_id, error=outcome.error))
@@ -275,7 +278,53 @@ def _listed(state: State) -> str:
 
 def sequential(apply_one: Callable[[str, str], TenantOutcome]) -> Apply:
     """An :data:`Apply` that runs the tenants one after the other in this process."""
-    def apply(rollout_id: str, tenants: Sequence[str]) -> Iterator[TenantOutcome]:
+    def apply(rollout_id: str, wave: int, tenants: Sequence[str]) -> Iterator[TenantOutcome]:
         for tenant in tenants:
             yield apply_one(rollout_id, tenant)
     return apply
+
+
+def by_fleet(fleet: Fleet, tell: Callable[[str], None] = lambda line: None) -> Apply:
+    """An :data:`Apply` that hands a wave's tenants to a fleet of workers and yields their
+    results as they come back. Results already reported (a coordinator that died while the
+    fleet worked) are taken as they are, and only the tenants with none are handed out."""
+    def apply(rollout_id: str, wave: int, tenants: Sequence[str]) -> Iterator[TenantOutcome]:
+        wanted, seen = set(tenants), set[str]()
+        published = False
+
+        def publish_the_rest() -> None:
+            nonlocal published
+            if not published:  # what was reported before is read first, then the rest goes
+                published = True
+                rest = [t for t in tenants if t not in seen]
+                if rest:
+                    fleet.publish(rollout_id, wave, rest)
+                    tell(f"  handed {len(rest)} tenant(s) to the fleet")
+
+        for found in fleet.results(rollout_id, lambda: wanted <= seen, publish_the_rest):
+            if found.tenant in wanted and found.tenant not in seen:
+                seen.add(found.tenant)
+                yield TenantOutcome(found.tenant, found.result, found.run_id,
+                                    ErrorInfo(type="TenantFailed", message=found.error,
+                                              where=found.worker) if found.error else None)
+    return apply
+
+
+def work(member: FleetMember, fleet: Fleet, apply_one: Callable[[str, str], TenantOutcome],
+         worker: str, stop: Callable[[], bool],
+         tell: Callable[[str], None] = lambda line: None) -> int:
+    """A fleet worker's loop: run each tenant its share of the group gives it, report how it
+    ended, then commit the item; until ``stop()``. Returns how many tenants it ran."""
+    done = 0
+    while not stop():
+        item = member.poll()
+        if item is None:
+            continue
+        outcome = apply_one(item.rollout_id, item.tenant)
+        fleet.report(FleetResult(item.rollout_id, item.wave, item.tenant, outcome.result,
+                                 outcome.run_id, str(outcome.error) if outcome.error else None,
+                                 worker))
+        member.commit(item)
+        done += 1
+        tell(f"{item.tenant} (rollout {item.rollout_id}, wave {item.wave}): {outcome.result}")
+    return done
