@@ -519,7 +519,7 @@ def signed_event(target: Target = None, **flags: Any) -> Checkpoint:
 
 def rollout(target: Target = None, *, reason: str, canary: str | None = None,
             wave_size: str | None = None, max_failures: str = "0",
-            rollout_id: str | None = None, past_budget: bool = False, wait: float = 0.0,
+            rollout_id: str | None = None, past_budget: bool = False, wait: float | None = None,
             tell: Callable[[str], None] | None = None, apply: Apply | None = None,
             fleet: bool = False, partitions: int | None = None,
             **flags: Any) -> RolloutState:
@@ -531,9 +531,11 @@ def rollout(target: Target = None, *, reason: str, canary: str | None = None,
     resumed, its tenants with a result never run again; a stopped one only with
     ``past_budget`` and a reason. Every decision is an audit event in the rollout namespace
     (``NAMESPACE._rollouts``), under its lock: another coordinator is told who holds it
-    (after ``wait`` seconds). ``apply`` runs a wave's tenants (default: one after the
-    other, here); with ``fleet``, the workers of :func:`serve_fleet` run them, sharing the
-    work topic's ``partitions`` through one Kafka consumer group (docs/tenants.md)."""
+    (after ``wait`` seconds; default: at once on the embedded bus, after 15 s on Kafka,
+    where taking a free lock is a group join of a few seconds). ``apply`` runs a wave's
+    tenants (default: one after the other, here); with ``fleet``, the workers of
+    :func:`serve_fleet` run them, sharing the work topic's ``partitions`` through one Kafka
+    consumer group (docs/tenants.md)."""
     _reason(reason, "a rollout")
     wf = open_workflow(target, **flags)
     if wf.settings.tenant is not None:
@@ -543,6 +545,8 @@ def rollout(target: Target = None, *, reason: str, canary: str | None = None,
     parse_budget(max_failures)  # bad input stops here, before any lock or event
     plan_waves(ids, canary, wave_size)
     options = RolloutOptions(reason, rollout_id, canary, wave_size, max_failures, past_budget)
+    if wait is None:
+        wait = _KAFKA_LOCK_JOIN if wf.settings.bus.startswith("kafka://") else 0.0
     coordinator = rollout_workflow(wf, lock_timeout=wait)
     tell = tell or log.info
     shared = root.fleet_of(coordinator.settings, coordinator.namespace, partitions) \
@@ -603,6 +607,11 @@ def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous[signum] = signal.signal(signum, lambda *_: stop.set())
     return previous
+
+
+_KAFKA_LOCK_JOIN = 15.0
+"""Seconds a coordinator tries for a Kafka rollout lock before it says who holds it: a
+free lock takes a group join (a few seconds), a held one never comes."""
 
 
 def rollout_workflow(wf: Workflow, *, lock_timeout: float | None = None) -> Workflow:

@@ -128,6 +128,6 @@ def register(add: Any) -> None:
     p.add_argument("--partitions", type=int, metavar="N",
                    help="partitions of the fleet's work topic when it is created (default "
                         "12): at most that many workers share a wave")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait this long for a coordinator that holds the rollout (default: "
-                        "say who holds it, at once)")
+    p.add_argument("--wait", type=float, metavar="SECONDS",
+                   help="wait this long for a coordinator that holds the rollout, then say "
+                        "who holds it (default: at once on the embedded bus, 15 s on Kafka)")

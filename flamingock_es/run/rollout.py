@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -35,7 +36,14 @@ from ..core.events import (
 from ..core.ports import Fleet, FleetMember, FleetResult
 from ..core.recorder import Recorder, new_run_id
 from ..core.state import RolloutState, RolloutStatus, State
-from ..errors import ConfigError, DecisionRequired, Remedy, RemedyKind
+from ..errors import (
+    ConfigError,
+    DecisionRequired,
+    FlamingockError,
+    Remedy,
+    RemedyKind,
+    retryable,
+)
 
 __all__ = [
     "ROLLOUT_NAMESPACE_SUFFIX",
@@ -320,7 +328,7 @@ def work(member: FleetMember, fleet: Fleet, apply_one: Callable[[str, str], Tena
         item = member.poll()
         if item is None:
             continue
-        outcome = apply_one(item.rollout_id, item.tenant)
+        outcome = _with_retries(apply_one, item.rollout_id, item.tenant, tell)
         fleet.report(FleetResult(item.rollout_id, item.wave, item.tenant, outcome.result,
                                  outcome.run_id, str(outcome.error) if outcome.error else None,
                                  worker))
@@ -328,3 +336,21 @@ def work(member: FleetMember, fleet: Fleet, apply_one: Callable[[str, str], Tena
         done += 1
         tell(f"{item.tenant} (rollout {item.rollout_id}, wave {item.wave}): {outcome.result}")
     return done
+
+
+_RETRIES = (1.0, 2.0, 4.0, 8.0, 15.0)
+"""Seconds a fleet worker waits before trying a tenant again after a transient error (a
+topic just created has no leader yet, a broker restarts): 30 s in all, then it gives up."""
+
+
+def _with_retries(apply_one: Callable[[str, str], TenantOutcome], rollout_id: str,
+                  tenant: str, tell: Callable[[str], None]) -> TenantOutcome:
+    for pause in _RETRIES:
+        try:
+            return apply_one(rollout_id, tenant)
+        except FlamingockError as exc:
+            if not retryable(exc):
+                raise
+            tell(f"  transient: {exc}; trying again in {pause:g}s")
+            time.sleep(pause)
+    return apply_one(rollout_id, tenant)

@@ -105,7 +105,10 @@ def rollout(tmp_path: Path, kafka_bootstrap: str, unique_name: str) -> Iterator[
             for process in project.processes:
                 if process.poll() is None:
                     process.kill()
-                process.communicate(timeout=30)
+                _, err = process.communicate(timeout=30)
+                lines = [line for line in (err or "").splitlines() if "created Kafka" not in line]
+                print(f"--- {process.args[3:]} exit {process.returncode}:\n"  # shown on failure
+                      + "\n".join(lines[-15:]))
 
 
 def test_a_fleet_shares_a_rollout_and_a_killed_workers_tenants_finish_on_another(
@@ -177,7 +180,7 @@ def test_two_coordinators_on_kafka_one_proceeds_the_other_names_the_holder(
     rollout.server.held[f"/apply/{held}"] = threading.Event()
     first = rollout.spawn("rollout", "--reason", "first")
     rollout.wait_for_call(held)
-    second = rollout.cli("rollout", "--reason", "second", timeout=120)
+    second = rollout.cli("rollout", "--reason", "second", "--wait", "4", timeout=120)
     assert second.returncode == 3, second.stderr
     assert f":{first.pid}:" in second.stderr
     rollout.server.held[f"/apply/{held}"].set()

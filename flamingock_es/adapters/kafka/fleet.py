@@ -72,7 +72,8 @@ class KafkaFleet:
             missing = [NewTopic(name, count, rf, config=config) for name, count in
                        ((self.names.work, self.partitions), (self.names.results, 1))
                        if name not in metadata.topics]
-            for future in admin.create_topics(missing, operation_timeout=30).values():
+            futures = admin.create_topics(missing, operation_timeout=30) if missing else {}
+            for future in futures.values():
                 try:
                     future.result(30)
                 except KafkaException as exc:
