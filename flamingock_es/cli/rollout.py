@@ -10,6 +10,7 @@ from typing import Any
 from .. import api
 from ..core.state import RolloutState, RolloutStatus
 from ..errors import ConfigError, Remedy, RemedyKind, UnitFailedError
+from ..projections.documents import rollout_document
 from .output import print_json, reason, settings
 from .status_codes import exit_code
 
@@ -63,21 +64,10 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def rollout_json(r: RolloutState) -> dict[str, Any]:
-    """A rollout as ``--json`` prints it."""
-    return {
-        "rollout_id": r.rollout_id, "workflow": r.workflow, "status": r.status.value,
-        "result": r.result, "reason": r.reason, "started_by": r.started_by,
-        "started_at": r.started_at.isoformat(), "max_failures": r.max_failures,
-        "stop_reason": r.stop_reason, "counts": r.counts(),
-        "waves": [{"wave": w.number, "tenants": list(w.tenants),
-                   "allowed_failures": w.allowed_failures, "failures": w.failures,
-                   "exceeded": w.exceeded,
-                   "counts": r.counts(w.tenants)} for w in r.waves],
-        "failed": [{"tenant": t.tenant, "wave": t.wave, "result": t.result, "run_id": t.run_id,
-                    "error": str(t.error) if t.error else None} for t in r.failed],
-        "resumed": [{"by": by, "reason": why, "past_budget": past}
-                    for by, why, past in r.resumed],
-    }
+    """A rollout as ``--json`` prints it: its projection document, without the document's
+    own bookkeeping."""
+    doc = rollout_document("", r, r.position)
+    return {k: v for k, v in doc.items() if k not in ("type", "schema", "namespace")}
 
 
 def _print(r: RolloutState) -> None:

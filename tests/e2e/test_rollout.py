@@ -307,3 +307,30 @@ def test_a_rollout_in_json(tenants: Project) -> None:
 def test_the_rollout_command_is_refused_for_a_workflow_without_tenants(project: Project) -> None:
     result = ok(project.cli("rollout", "--reason", "release 7"), 2)
     assert "has no tenants" in result.stderr
+
+
+def test_a_rollout_and_each_tenant_are_projected_into_the_store(tenants: Project) -> None:
+    tenants.flag("fail-t3")
+    ok(tenants.cli("rollout", "--reason", "release 7", "--canary", "2", "--max-failures", "1"))
+    rollout_id = str(rollout_json(tenants)["rollout_id"])
+    ok(tenants.cli("project", "--once", "--namespace", "shop._rollouts"))
+    ok(tenants.cli("project", "--once", "--tenant", "t3"))
+
+    from flamingock_es.projections import ProjectionReader
+    from flamingock_es.projections.stores.sqlite import SqliteProjectionStore
+
+    store = SqliteProjectionStore(str(tenants.path / ".flamingock" / "projections.db"))
+    with ProjectionReader(store, "shop._rollouts") as reader:
+        doc = reader.rollout(rollout_id)
+    assert doc is not None
+    assert doc["type"] == "rollout"
+    assert doc["result"] == "PARTIAL"
+    assert doc["tenants"]["t3"]["result"] == "ROLLED_BACK"
+    assert doc["tenants"]["t1"]["result"] == "SUCCEEDED"
+    assert [w["counts"] for w in doc["waves"]] == [{"SUCCEEDED": 2},
+                                                  {"SUCCEEDED": 5, "ROLLED_BACK": 1}]
+    with ProjectionReader(SqliteProjectionStore(
+            str(tenants.path / ".flamingock" / "projections.db")), "shop.t3") as reader:
+        unit = reader.unit("u1")
+    assert unit is not None
+    assert unit["status"] == "ROLLED_BACK"
