@@ -228,25 +228,8 @@ def lock_document(namespace: str, lock: LockState | None, position: int) -> Docu
 def rollout_document(namespace: str, r: RolloutState, position: int) -> Document:
     """A rollout: who started it and why, its budget, each wave with its counts and budget
     check, every tenant's result (failed ones with their error), its resumptions."""
-    return {
-        "type": "rollout", "schema": SCHEMA_VERSION, "namespace": namespace,
-        "rollout_id": r.rollout_id, "workflow": r.workflow, "status": r.status.value,
-        "result": r.result, "reason": r.reason, "started_by": r.started_by,
-        "started_at": _time(r.started_at), "finished_at": _time(r.finished_at),
-        "max_failures": r.max_failures, "stop_reason": r.stop_reason,
-        "stopped_before": r.stopped_before, "counts": r.counts(),
-        "waves": [{"wave": w.number, "tenants": list(w.tenants),
-                   "allowed_failures": w.allowed_failures, "failures": w.failures,
-                   "exceeded": w.exceeded, "counts": r.counts(w.tenants)} for w in r.waves],
-        "tenants": {t.tenant: {"wave": t.wave, "result": t.result, "run_id": t.run_id,
-                               "error": _error(t.error), "at": _time(t.at)}
-                    for t in r.results.values()},
-        "failed": [{"tenant": t.tenant, "wave": t.wave, "result": t.result, "run_id": t.run_id,
-                    "error": str(t.error) if t.error else None} for t in r.failed],
-        "resumed": [{"by": by, "reason": why, "past_budget": past}
-                    for by, why, past in r.resumed],
-        "position": position,
-    }
+    return {"type": "rollout", "schema": SCHEMA_VERSION, "namespace": namespace,
+            **r.as_json(), "position": position}
 
 
 def summary_document(namespace: str, state: State) -> Document:

@@ -10,11 +10,10 @@ from typing import Any
 from .. import api
 from ..core.state import RolloutState, RolloutStatus
 from ..errors import ConfigError, Remedy, RemedyKind, UnitFailedError
-from ..projections.documents import rollout_document
 from .output import print_json, reason, settings
 from .status_codes import exit_code
 
-__all__ = ["register", "rollout_json"]
+__all__ = ["register"]
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
@@ -41,7 +40,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                         fleet=args.fleet, partitions=args.partitions,
                         tell=lines or (lambda line: None))
     if args.json:
-        print_json(rollout_json(found))
+        print_json(found.as_json())
     return 0 if found.status is RolloutStatus.FINISHED and found.result != "FAILED" \
         else exit_code(UnitFailedError)
 
@@ -54,20 +53,13 @@ def _status(args: argparse.Namespace) -> int:
             raise ConfigError(f"no rollout {args.rollout_id!r} in this workflow's rollout log",
                               remedies=(Remedy(RemedyKind.ROLLOUT_STATUS),))
     if args.json:
-        print_json([rollout_json(r) for r in found])
+        print_json([r.as_json() for r in found])
         return 0
     if not found:
         print("no rollout yet: `flamingock-es rollout --reason ...` starts one")
     for r in found:
         _print(r)
     return 0
-
-
-def rollout_json(r: RolloutState) -> dict[str, Any]:
-    """A rollout as ``--json`` prints it: its projection document, without the document's
-    own bookkeeping."""
-    doc = rollout_document("", r, r.position)
-    return {k: v for k, v in doc.items() if k not in ("type", "schema", "namespace")}
 
 
 def _print(r: RolloutState) -> None:

@@ -31,6 +31,7 @@ import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from .events import (
     ZERO_HASH,
@@ -367,6 +368,36 @@ class RolloutState:
     def failed(self) -> list[TenantResult]:
         """The tenants whose run failed, in the order they finished."""
         return [r for r in self.results.values() if r.failed]
+
+    def as_json(self) -> dict[str, Any]:
+        """The rollout as plain JSON values: what its projection document, the compliance
+        report and ``rollout status --json`` show."""
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        def error(e: ErrorInfo | None) -> dict[str, str | None] | None:
+            return None if e is None else {"type": e.type, "message": e.message,
+                                           "where": e.where}
+        return {
+            "rollout_id": self.rollout_id, "workflow": self.workflow,
+            "status": self.status.value, "result": self.result, "reason": self.reason,
+            "started_by": self.started_by, "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at), "max_failures": self.max_failures,
+            "stop_reason": self.stop_reason, "stopped_before": self.stopped_before,
+            "counts": self.counts(),
+            "waves": [{"wave": w.number, "tenants": list(w.tenants),
+                       "allowed_failures": w.allowed_failures, "failures": w.failures,
+                       "exceeded": w.exceeded, "counts": self.counts(w.tenants)}
+                      for w in self.waves],
+            "tenants": {t.tenant: {"wave": t.wave, "result": t.result, "run_id": t.run_id,
+                                   "error": error(t.error), "at": iso(t.at)}
+                        for t in self.results.values()},
+            "failed": [{"tenant": t.tenant, "wave": t.wave, "result": t.result,
+                        "run_id": t.run_id, "error": str(t.error) if t.error else None}
+                       for t in self.failed],
+            "resumed": [{"by": by, "reason": why, "past_budget": past}
+                        for by, why, past in self.resumed],
+        }
 
 
 @dataclass(slots=True)

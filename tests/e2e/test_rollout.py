@@ -334,3 +334,19 @@ def test_a_rollout_and_each_tenant_are_projected_into_the_store(tenants: Project
         unit = reader.unit("u1")
     assert unit is not None
     assert unit["status"] == "ROLLED_BACK"
+
+
+def test_the_compliance_report_of_a_rollout_is_verified_and_names_every_outcome(
+        tenants: Project) -> None:
+    tenants.flag("fail-t2")
+    ok(tenants.cli("rollout", "--reason", "release 7 (CHG-77)", "--max-failures", "1"))
+    report = json.loads(ok(tenants.cli("replay", "--namespace", "shop._rollouts",
+                                       "--format", "json")).stdout)
+    assert report["verified"] is True
+    (rollout,) = report["rollouts"]
+    assert rollout["reason"] == "release 7 (CHG-77)"
+    assert rollout["started_by"].startswith("e2e-user@")
+    assert sorted(rollout["tenants"]) == sorted(TENANTS)
+    assert rollout["tenants"]["t2"]["result"] == "ROLLED_BACK"
+    assert rollout["tenants"]["t2"]["error"]["message"].startswith("unit 'u1' failed")
+    assert [w["wave"] for w in rollout["waves"]] == [0, 1]
