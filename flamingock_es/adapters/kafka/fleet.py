@@ -30,8 +30,8 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from ...core.ports import FleetResult, WorkItem
 from .admin import admin_client, replication
 from .config import KafkaSettings, new_client, topic_name
-from .errors import is_transient, unavailable
-from .requests import confirming_producer, produce_confirmed
+from .errors import unavailable
+from .requests import confirming_producer, next_message, produce_confirmed
 
 __all__ = ["DEFAULT_PARTITIONS", "FleetWorker", "KafkaFleet"]
 
@@ -112,16 +112,10 @@ class KafkaFleet:
         try:
             consumer.assign([TopicPartition(self.names.results, 0, OFFSET_BEGINNING)])
             while not until():
-                msg = consumer.poll(_POLL)
+                msg = next_message(consumer, _POLL, self.names.results, self.settings)
                 if msg is None:
                     idle()
                     continue
-                err = msg.error()
-                if err is not None:
-                    if is_transient(KafkaException(err)):
-                        continue
-                    raise unavailable(f"read {self.names.results}", self.settings.describe(),
-                                      KafkaException(err))
                 found = _result(msg.value())
                 if found is not None and found.rollout_id == rollout_id:
                     yield found
@@ -160,15 +154,9 @@ class FleetWorker:
 
     def poll(self, timeout: float = _POLL) -> WorkItem | None:
         """The next tenant to run, or ``None`` when there is none now."""
-        msg = self._consumer.poll(timeout)
+        msg = next_message(self._consumer, timeout, self.fleet.names.work, self.fleet.settings)
         if msg is None:
             return None
-        err = msg.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF or is_transient(KafkaException(err)):
-                return None
-            raise unavailable(f"read {self.fleet.names.work}", self.fleet.settings.describe(),
-                              KafkaException(err))
         try:
             item = json.loads(msg.value() or b"")
             return WorkItem(str(item["rollout_id"]), int(item["wave"]), str(item["tenant"]),

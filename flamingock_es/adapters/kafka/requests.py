@@ -26,7 +26,7 @@ from .config import KafkaSettings, Topics, new_client
 from .errors import is_transient, unavailable
 
 __all__ = ["KafkaRequestChannel", "KafkaRequestConsumer", "confirming_producer",
-           "produce_confirmed"]
+           "next_message", "produce_confirmed"]
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +117,10 @@ class KafkaRequestConsumer:
         self._consumer.subscribe([channel.destination])
 
     def poll(self, timeout: float) -> Delivery | None:
-        msg = self._consumer.poll(timeout)
+        msg = next_message(self._consumer, timeout, self._channel.destination,
+                           self._channel.settings)
         if msg is None:
             return None
-        err = msg.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF or is_transient(KafkaException(err)):
-                log.debug("requests consumer: %s", err)
-                return None
-            raise unavailable(f"read {self._channel.destination}",
-                              self._channel.settings.describe(), KafkaException(err))
         headers: dict[str, str] = {}
         for name, raw in list(msg.headers() or []):
             if raw is not None:
@@ -169,6 +163,22 @@ def _dead_letter(offset: int, msg: Message) -> DeadLetter | None:
                           bytes.fromhex(signature) if signature else None)
     except (KeyError, ValueError):  # not written by a runner: not an answer
         return None
+
+
+def next_message(consumer: Consumer, timeout: float, topic: str,
+                 settings: KafkaSettings) -> Message | None:
+    """The next message ``consumer`` reads from ``topic`` within ``timeout``; ``None`` for
+    none, or for what librdkafka retries itself (the end of a partition, a broker away)."""
+    msg = consumer.poll(timeout)
+    if msg is None:
+        return None
+    err = msg.error()
+    if err is not None:
+        if err.code() == KafkaError._PARTITION_EOF or is_transient(KafkaException(err)):
+            log.debug("consumer of %s: %s", topic, err)
+            return None
+        raise unavailable(f"read {topic}", settings.describe(), KafkaException(err))
+    return msg
 
 
 def confirming_producer(settings: KafkaSettings) -> Producer:
