@@ -161,8 +161,14 @@ def layout_figures(counts: list[int]) -> None:
     created = 0
     for count in counts:
         started = time.perf_counter()
+        failed = None
         for i in range(created, count):
-            ensure_topics(settings, settings.topics(f"t{i:05d}"))
+            try:
+                ensure_topics(settings, settings.topics(f"t{i:05d}"))
+            except Exception as exc:  # the figure is where the layout stops holding
+                failed = f"tenant {i + 1}'s topics could not be created: {exc}"[:400]
+                count = i
+                break
         took = time.perf_counter() - started
         new = count - created
         created = count
@@ -186,6 +192,9 @@ def layout_figures(counts: list[int]) -> None:
               f"{partitions} partitions (x{min(3, brokers)} replicas); list_topics "
               f"{list_took * 1000:6.0f} ms; brokers' RSS {brokers_rss()}; one lock session "
               f"median {statistics.median(sessions) * 1000:5.0f} ms   [{load()}]")
+        if failed is not None:
+            print(f"  STOPPED HERE: {failed}")
+            break
     print(f"(topics left on the cluster under the prefix {base}; scripts/services down "
           "removes them)")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from ..e2e.http_server import RecordingServer, recording_server
+from .test_kafka_cluster import NODES, SERVICES, Cluster, _run
 
 pytestmark = pytest.mark.kafka
 
@@ -200,3 +201,39 @@ def test_a_failing_canary_on_kafka_stops_before_wave_one_compensated_alone(
     found = rollout.status()
     assert found["status"] == "STOPPED"
     assert [f["tenant"] for f in found["failed"]] == [rollout.tenants[1]]  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def cluster(kafka_bootstrap: str) -> Iterator[Cluster]:
+    """The three-node cluster of scripts/services; every node is running again after."""
+    found = Cluster(kafka_bootstrap)
+    assert len(found.nodes()) == NODES, "run scripts/services up --brokers 3"
+    yield found
+    _run(SERVICES, "start", "kafka")
+
+
+@pytest.mark.cluster
+def test_a_broker_killed_mid_wave_and_the_rollout_finishes_each_effect_once(
+        rollout: Rollout, cluster: Cluster) -> None:
+    workers = [rollout.spawn("serve", "--fleet", worker=name) for name in ("w1", "w2")]
+    held = rollout.tenants[8]
+    rollout.server.held[f"/apply/{held}"] = threading.Event()
+    coordinator = rollout.spawn("rollout", "--fleet", "--reason", "release 10", "--canary", "2",
+                                "--wave", "50%")
+    rollout.wait_for_call(held)
+    victim = cluster.active_controller()  # a node that matters: the quorum's leader
+    cluster.kill(victim)
+    rollout.server.held[f"/apply/{held}"].set()
+    time.sleep(5)
+    cluster.start(victim)
+
+    _, err = coordinator.communicate(timeout=600)
+    assert coordinator.returncode == 0, err
+    effects = rollout.effects()
+    assert sorted(effects) == rollout.tenants
+    assert all(len(keys) == 1 for keys in effects.values()), effects
+    assert rollout.status()["result"] == "SUCCEEDED"
+    cluster.wait_in_sync()
+    for process in workers:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
