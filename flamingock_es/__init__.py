@@ -10,6 +10,7 @@ The public API, pinned by ``tests/unit/test_public_api.py``:
 
 * running: :func:`run`, :func:`plan`, :func:`status`, :func:`wait`, :func:`mark`, :func:`undo`;
 * requests: :func:`request_changes` (a service asks), :func:`serve` (a runner answers);
+* tenants: :func:`rollout` (every tenant, in waves, under a budget), :func:`rollouts`;
 * reading the log: :func:`history`, :func:`verify`, :func:`replay`, :func:`read_state`;
 * operators' decisions: :func:`quarantine`, :func:`vouch`;
 * the read side: :func:`project`, :func:`open_projection`;
@@ -36,6 +37,8 @@ from .api import (
     read_state,
     replay,
     request_changes,
+    rollout,
+    rollouts,
     run,
     serve,
     status,
@@ -107,6 +110,8 @@ __all__ = [
     "request_changes",
     "resolve_settings",
     "retryable",
+    "rollout",
+    "rollouts",
     "run",
     "serve",
     "status",

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import signal
 import threading
 import time
 import uuid
@@ -26,7 +28,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import namespace as root
 from .audit import (
@@ -46,14 +48,25 @@ from .audit.proving import check_published, positions_of, published_of
 from .core import evidence as evidence_
 from .core import snapshots
 from .core.backend import Backend
-from .core.events import MarkedAs
+from .core.events import ErrorInfo, MarkedAs, RunOutcome
 from .core.evidence import Published
 from .core.recorder import Observer, OutOfOrder, local_actor
-from .core.state import Finding, RunState, State, Tag, UnitStatus
+from .core.state import Finding, RolloutState, RunState, State, Tag, UnitStatus
 from .core.trust import TrustStore
 from .definition.settings import Settings, resolve_settings
+from .definition.tenants import Tenant
 from .definition.workflow import Workflow, load_workflow
-from .errors import ChainBrokenError, ConfigError, LockTimeoutError, Remedy, RemedyKind
+from .errors import (
+    ChainBrokenError,
+    ConfigError,
+    FlamingockError,
+    LockTimeoutError,
+    Remedy,
+    RemedyKind,
+    RunFailed,
+    RunInterrupted,
+    Unavailable,
+)
 from .projections import Lag, ProjectedBatch, ProjectionReader, ProjectionWorker
 from .request.client import OutcomeFollower, Request, publish
 from .request.model import DEFAULT_TTL, ChangeRequest, target_of
@@ -68,14 +81,29 @@ from .run.planner import (
     pending_before,
     tagged,
 )
-from .run.progress import LogProgress, Progress
+from .run.progress import LogProgress, Outcome, Progress
 from .run.results import RunResult
+from .run.rollout import (
+    UP_TO_DATE,
+    Apply,
+    RolloutOptions,
+    TenantOutcome,
+    by_fleet,
+    coordinate,
+    parse_budget,
+    plan_waves,
+    rollout_namespace,
+    rollout_trigger,
+    sequential,
+    work,
+)
 from .run.runner import Runner, RunOptions, check_before_lock
 from .telemetry.propagation import current_trace
 from .telemetry.spans import deploy_span, projection_batch_span, request_process, request_span
 
 __all__ = [
     "Target",
+    "apply_tenant",
     "checkpoint",
     "evidence",
     "history",
@@ -91,8 +119,12 @@ __all__ = [
     "read_state",
     "replay",
     "request_changes",
+    "rollout",
+    "rollout_workflow",
+    "rollouts",
     "run",
     "serve",
+    "serve_fleet",
     "settings_of",
     "signed_event",
     "snapshot",
@@ -151,7 +183,7 @@ def run(target: Target = None, *, units: Sequence[str] | None = None,
     run cleanly (see docs/recovery.md) and raise :class:`~flamingock_es.RunInterrupted`.
     Traced when the application installed an OpenTelemetry SDK (see docs/tracing.md).
     """
-    wf = open_workflow(target, **flags)
+    wf = _one_namespace(open_workflow(target, **flags))
     interrupts = root.interrupts(wf.settings)
     options = RunOptions(accept_drift=accept_drift, trigger=trigger,
                          service_version=service_version)
@@ -185,7 +217,7 @@ def mark(target: Target, unit_id: str, marked_as: MarkedAs | str, reason: str, *
     it): the mark is refused if the unit's history moved since.
     """
     _reason(reason, "a mark")
-    wf = open_workflow(target, **flags)
+    wf = _one_namespace(open_workflow(target, **flags))
     with root.open_namespace(wf.settings, write=True) as backend:
         Runner(wf, backend, RunOptions(trigger="mark")).mark(
             unit_id, MarkedAs(marked_as), reason, seen)
@@ -200,7 +232,7 @@ def undo(target: Target, *, to: str | None = None, count: int | None = None,
     if sum((to is not None, count is not None, to_tag is not None, all_units)) != 1:
         raise ConfigError("an undo needs exactly one of: a unit to go back to, a count of "
                           "units, a tag, or all of them")
-    wf = open_workflow(target, **flags)
+    wf = _one_namespace(open_workflow(target, **flags))
     with _observed(wf.namespace, progress or LogProgress()) as told, \
             root.open_namespace(wf.settings, write=True) as backend:
         return Runner(wf, backend, RunOptions(trigger="undo"), observers=told).undo(
@@ -253,11 +285,11 @@ def plan(target: Target = None, *, accept_drift: bool = False, check: bool = Fal
     With ``check``, also what ``run`` checks before it takes the lock, for the units it would
     apply (every ``${VAR}`` set, every block fitting its template, a ``python-call`` target
     found): the same :class:`~flamingock_es.errors.ConfigError` ``run`` would stop on."""
-    wf = open_workflow(target, **flags)
+    wf = _one_namespace(open_workflow(target, **flags))
     with root.open_namespace(wf.settings, create=False) as backend:
         planned = make_plan(wf, _state(backend), accept_drift)
     if check:
-        check_before_lock(planned)
+        check_before_lock(planned, wf.settings.environ)
     return planned
 
 
@@ -268,7 +300,7 @@ def status(target: Target = None, **flags: Any) -> NamespaceStatus:
     A namespace with no log is the workflow's own, not run yet (every unit pending), or, when
     a flag names another than the workflow does, a typo:
     :class:`~flamingock_es.errors.NamespaceNotFoundError`, as the read-only commands say."""
-    wf = open_workflow(target, **flags)
+    wf = _one_namespace(open_workflow(target, **flags))
     settings = wf.settings
     with root.open_namespace(settings, create=False) as backend:
         if not backend.log.exists() and settings.namespace != settings.declared_namespace:
@@ -287,7 +319,7 @@ def wait(target: Target = None, *, timeout: float = 300.0, poll: float = 1.0,
     "not ready yet", not an error; after ``timeout`` seconds ``LockTimeoutError`` says what is
     still pending and what, if anything, needs a person.
     """
-    wf = open_workflow(target, **flags)
+    wf = _one_namespace(open_workflow(target, **flags))
     deadline = time.monotonic() + timeout
     state = State()
     with root.open_namespace(wf.settings, create=False) as backend:
@@ -502,6 +534,143 @@ def signed_event(target: Target = None, **flags: Any) -> Checkpoint:
     return found
 
 
+# Rollouts ----------------------------------------------------------------------------------
+
+def rollout(target: Target = None, *, reason: str, canary: str | None = None,
+            wave_size: str | None = None, max_failures: str = "0",
+            rollout_id: str | None = None, past_budget: bool = False, wait: float | None = None,
+            tell: Callable[[str], None] | None = None, apply: Apply | None = None,
+            fleet: bool = False, partitions: int | None = None,
+            **flags: Any) -> RolloutState:
+    """Apply the workflow to every tenant, in waves: the ``canary`` (named tenants,
+    ``acme,globex``, or the first N), then waves of ``wave_size`` (a count, or a share of
+    the tenants: ``25%``). A wave with more failed tenants than ``max_failures`` allows (a
+    count, or a share of the wave: ``2%``) stops the rollout before the next wave; what was
+    applied stays applied. A rollout a coordinator left unfinished (it was killed) is
+    resumed, its tenants with a result never run again; a stopped one only with
+    ``past_budget`` and a reason. Every decision is an audit event in the rollout namespace
+    (``NAMESPACE._rollouts``), under its lock: another coordinator is told who holds it
+    (after ``wait`` seconds; default: at once on the embedded bus, after 15 s on Kafka,
+    where taking a free lock is a group join of a few seconds). ``apply`` runs a wave's
+    tenants (default: one after the other, here); with ``fleet``, the workers of
+    :func:`serve_fleet` run them, sharing the work topic's ``partitions`` through one Kafka
+    consumer group (docs/tenants.md)."""
+    _reason(reason, "a rollout")
+    wf = open_workflow(target, **flags)
+    if wf.settings.tenant is not None:
+        raise ConfigError("a rollout applies the workflow to every tenant: leave --tenant out")
+    tenants = wf.settings.tenant_list()  # a file read, a command run, everything checked
+    ids = [t.id for t in tenants]
+    parse_budget(max_failures)  # bad input stops here, before any lock or event
+    plan_waves(ids, canary, wave_size)
+    options = RolloutOptions(reason, rollout_id, canary, wave_size, max_failures, past_budget)
+    if wait is None:
+        wait = _KAFKA_LOCK_JOIN if wf.settings.bus.startswith("kafka://") else 0.0
+    coordinator = rollout_workflow(wf, lock_timeout=wait)
+    tell = tell or log.info
+    shared = root.fleet_of(coordinator.settings, coordinator.namespace, partitions) \
+        if fleet else None
+    if shared is not None:
+        apply = by_fleet(shared, tell)
+    try:
+        with root.open_namespace(coordinator.settings, write=True) as backend:
+            runner = Runner(coordinator, backend, RunOptions(trigger="rollout"))
+            with runner.frame("rollout") as frame:
+                return coordinate(frame.recorder, runner.state, wf.name, ids, options,
+                                  apply or sequential(lambda rid, tenant: apply_tenant(
+                                      wf, tenants, rid, tenant)), tell)
+    finally:
+        if shared is not None:
+            shared.close()
+
+
+def serve_fleet(target: Target = None, *, stop: threading.Event | None = None,
+                tell: Callable[[str], None] | None = None, worker: str | None = None,
+                handle_signals: bool = False, **flags: Any) -> int:
+    """Work in the fleet of the workflow's rollouts until ``stop`` is set: Kafka's group
+    assignment gives this worker a share of the work topic's partitions, and each tenant it
+    receives is run here, under that tenant's lock, its outcome reported to the
+    coordinator. With ``handle_signals`` (the CLI), SIGTERM or SIGINT stops it after the
+    tenant in progress. Returns how many tenants it ran."""
+    wf = open_workflow(target, **flags)
+    tenants = wf.settings.tenant_list()
+    known = {t.id for t in tenants}
+    coordinator = rollout_workflow(wf)
+    stop = stop or threading.Event()
+    name = worker or f"{local_actor().host}:{os.getpid()}"
+    fleet = root.fleet_of(coordinator.settings, coordinator.namespace)
+
+    def one(rollout_id: str, tenant: str) -> TenantOutcome:
+        nonlocal tenants, known
+        if tenant not in known:  # the coordinator found a tenant this worker did not
+            tenants = wf.settings.tenant_list()
+            known = {t.id for t in tenants}
+        return apply_tenant(wf, tenants, rollout_id, tenant)
+
+    member = fleet.worker(name)
+    previous = _stop_on_signals(stop) if handle_signals else None
+    try:
+        return work(member, fleet, one, name, stop.is_set, tell or log.info)
+    finally:
+        member.close()
+        fleet.close()
+        if previous is not None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
+    """SIGTERM and SIGINT set ``stop`` (a tenant's run in progress installs its own
+    handlers, and finishes its unit first); the handlers they replaced, to put back."""
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    return previous
+
+
+_KAFKA_LOCK_JOIN = 15.0
+"""Seconds a coordinator tries for a Kafka rollout lock before it says who holds it: a
+free lock takes a group join (a few seconds), a held one never comes."""
+
+
+def rollout_workflow(wf: Workflow, *, lock_timeout: float | None = None) -> Workflow:
+    """The workflow of ``wf``'s rollout namespace: no units, its own log and lock."""
+    name = rollout_namespace(wf.settings.parent_namespace)
+    settings = replace(wf.settings, namespace=name, declared_namespace=name, tenants=None,
+                       tenant=None)
+    return Workflow(settings.but(lock_timeout=lock_timeout), ())
+
+
+def apply_tenant(wf: Workflow, tenants: Sequence[Tenant], rollout_id: str,
+                 tenant: str) -> TenantOutcome:
+    """Run ``wf`` for one tenant of rollout ``rollout_id`` (under the tenant's lock, in its
+    own namespace) and say how it ended; a signal or an unreachable bus stops the rollout
+    instead (it is resumed later)."""
+    heard = Outcome()
+    try:
+        result = run(wf.for_tenant(tenant, list(tenants)), progress=heard,
+                     trigger=rollout_trigger(rollout_id))
+    except (RunInterrupted, Unavailable):
+        raise
+    except RunFailed as exc:
+        outcome = heard.result.outcome or RunOutcome.FAILED
+        return TenantOutcome(tenant, outcome.value, heard.result.run_id, ErrorInfo.of(exc))
+    except FlamingockError as exc:  # blocked for a person, drift, a lock held too long
+        return TenantOutcome(tenant, "BLOCKED", heard.result.run_id, ErrorInfo.of(exc))
+    if result.outcome is None:
+        return TenantOutcome(tenant, UP_TO_DATE)
+    return TenantOutcome(tenant, result.outcome.value, result.run_id)
+
+
+def rollouts(target: Target = None, **flags: Any) -> list[RolloutState]:
+    """The workflow's rollouts, oldest first, as its rollout namespace's log says."""
+    wf_settings = settings_of(target, **flags)
+    name = rollout_namespace(wf_settings.parent_namespace)
+    settings = replace(wf_settings, namespace=name, declared_namespace=name, tenant=None)
+    with root.open_namespace(settings, create=False) as backend:
+        return list(_state(backend).rollouts.values())
+
+
 # Requests ----------------------------------------------------------------------------------
 
 def request_changes(target: Target = None, *, stages: Sequence[str] | None = None,
@@ -517,7 +686,7 @@ def request_changes(target: Target = None, *, stages: Sequence[str] | None = Non
     ``RunFinished`` carrying the request id) is in the log, and return it in
     ``Request.answer``; :class:`~flamingock_es.errors.RequestTimeoutError` after
     ``timeout`` seconds."""
-    settings = settings_of(target, **flags)
+    settings = _one_namespace(settings_of(target, **flags))
     now = datetime.now(UTC)
     request = ChangeRequest(
         request_id=request_id or str(uuid.uuid4()), namespace=settings.namespace, time=now,
@@ -637,6 +806,21 @@ def projection_lag(target: Target = None, **flags: Any) -> Lag:
 
 
 # Helpers -----------------------------------------------------------------------------------
+
+_Of = TypeVar("_Of", Workflow, Settings)
+
+
+def _one_namespace(of: _Of) -> _Of:
+    """``of`` (a workflow, or settings), if it names one namespace to run units in: a
+    workflow with tenants runs them per tenant, so one must be named."""
+    settings = of.settings if isinstance(of, Workflow) else of
+    if settings.tenants is not None and settings.tenant is None:
+        raise ConfigError(
+            f"workflow {settings.name!r} runs per tenant (tenants: in {settings.source}): "
+            "name one with --tenant ID (its namespace is "
+            f"{settings.namespace}.ID), or apply it to every tenant with `flamingock-es "
+            "rollout`", remedies=(Remedy(RemedyKind.TENANT), Remedy(RemedyKind.ROLLOUT)))
+    return of
 
 @contextmanager
 def _observed(namespace: str, progress: Observer) -> Iterator[list[Observer]]:

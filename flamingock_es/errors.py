@@ -138,7 +138,15 @@ class RemedyKind(enum.StrEnum):
     FORGET_HEAD = "forget-head"
     """Forget the head a runner remembers of a namespace (``topic``: the file that holds it)."""
     ABORT_TRANSACTION = "abort-transaction"
-    """End a Kafka transaction left open on ``topic`` from offset ``position``."""
+    """End a Kafka transaction left open on ``topic`` (``partition``) from ``position``."""
+    TENANT = "tenant"
+    """Name one tenant of a workflow that runs per tenant (``--tenant ID``)."""
+    ROLLOUT = "rollout"
+    """Apply the workflow to every tenant, in waves."""
+    ROLLOUT_STATUS = "rollout-status"
+    """Look at a rollout (``rollout_id``): its waves, failed tenants, budget."""
+    ROLLOUT_RESUME = "rollout-resume"
+    """Resume the stopped rollout ``rollout_id`` past its failure budget, with a reason."""
     CHECKPOINT = "checkpoint"
     """Sign and publish a checkpoint of the log's tree now."""
 
@@ -155,6 +163,9 @@ class Remedy:
     """The log position it is about: the unit's last event (``seen``), or a record."""
     group: str | None = None
     topic: str | None = None
+    partition: int | None = None
+    rollout_id: str | None = None
+    tenant: str | None = None
 
 
 class FlamingockError(Exception):

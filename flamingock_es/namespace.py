@@ -21,7 +21,7 @@ from pathlib import Path
 from .core.backend import NAMESPACE_PATTERN, Backend
 from .core.codec import AuditCodec
 from .core.logtree import LogTree
-from .core.ports import Cosigner, Timestamper
+from .core.ports import Cosigner, Fleet, Timestamper
 from .core.reading import LogReader
 from .core.recorder import Observer
 from .core.trust import Signer, TrustStore, check_writer, load_signer
@@ -36,6 +36,7 @@ from .telemetry.spans import TracingObserver, enabled, traced_lock
 __all__ = [
     "Backend",
     "existing_namespace",
+    "fleet_of",
     "interrupts",
     "not_found",
     "observers",
@@ -221,6 +222,25 @@ def _kafka(bus: str, namespace: str, options: Mapping[str, str], create: bool) -
                    KafkaGroupLock(settings, topics), KafkaRequestChannel(settings, topics),
                    KafkaSnapshots(settings, topics), options=options,
                    checkpoints=KafkaCheckpoints(settings, topics))
+
+
+def fleet_of(settings: Settings, namespace: str, partitions: int | None = None) -> Fleet:
+    """The fleet that shares ``namespace``'s rollouts (the work topic with ``partitions``,
+    created if missing): a Kafka consumer group, so only on a Kafka bus."""
+    if not settings.bus.startswith("kafka://"):
+        raise ConfigError(f"a fleet of workers shares tenants through a Kafka consumer group: "
+                          f"the bus {settings.bus!r} is not Kafka (--bus kafka://HOST:PORT); "
+                          "without --fleet the rollout runs its tenants here")
+    try:
+        from .adapters.kafka import parse_bus
+        from .adapters.kafka.fleet import DEFAULT_PARTITIONS, KafkaFleet
+    except ImportError as exc:
+        raise MissingExtraError(f"the Kafka bus ({settings.bus})", "kafka",
+                                exc.name or "confluent-kafka") from exc
+    fleet = KafkaFleet(parse_bus(settings.bus, settings.bus_options), namespace,
+                       partitions or DEFAULT_PARTITIONS)
+    fleet.ensure()
+    return fleet
 
 
 def open_store(url: str, options: Mapping[str, str] | None = None,

@@ -10,6 +10,8 @@ Keys, for namespace ``ns``::
     fes::{ns}::run::{run_id}       one per run
     fes::{ns}::lock                who holds the namespace's lock (or free)
     fes::{ns}::summary             counts by status, last run, chain head, ids of units/runs
+    fes::{ns}::rollout::{id}       one per rollout, in a rollout namespace (NAMESPACE._rollouts):
+                                   who started it and why, its waves, each tenant's result
     fes::{ns}::checkpoint          how far the projection got: position and last hash
 
 Because documents are a function of ``(State, positions)`` only, a rebuild from position 0
@@ -25,7 +27,7 @@ from typing import Any
 
 from ..core.codec import Recorded
 from ..core.events import ErrorInfo
-from ..core.state import LockState, RunState, State, UnitState, UnitStatus
+from ..core.state import LockState, RolloutState, RunState, State, UnitState, UnitStatus
 
 __all__ = [
     "HISTORY_LIMIT",
@@ -35,6 +37,8 @@ __all__ = [
     "key_prefix",
     "lock_document",
     "lock_key",
+    "rollout_document",
+    "rollout_key",
     "run_document",
     "run_key",
     "summary_document",
@@ -71,6 +75,10 @@ def run_key(namespace: str, run_id: str) -> str:
 def lock_key(namespace: str) -> str:
     """Key of the namespace's lock document."""
     return f"{key_prefix(namespace)}lock"
+
+
+def rollout_key(namespace: str, rollout_id: str) -> str:
+    return f"{key_prefix(namespace)}rollout::{rollout_id}"
 
 
 def summary_key(namespace: str) -> str:
@@ -217,6 +225,13 @@ def lock_document(namespace: str, lock: LockState | None, position: int) -> Docu
     return doc
 
 
+def rollout_document(namespace: str, r: RolloutState, position: int) -> Document:
+    """A rollout: who started it and why, its budget, each wave with its counts and budget
+    check, every tenant's result (failed ones with their error), its resumptions."""
+    return {"type": "rollout", "schema": SCHEMA_VERSION, "namespace": namespace,
+            **r.as_json(), "position": position}
+
+
 def summary_document(namespace: str, state: State) -> Document:
     """The namespace's summary; its ``units`` and ``runs`` lists make key-only listing work."""
     last = state.last_run
@@ -287,17 +302,19 @@ class Projection:
         """
         state, ns, event = self.state, self.namespace, record.event
         unit_id: str | None = getattr(event.payload, "unit_id", None)
-        before = self._candidates(unit_id, event.run_id)
+        rollout_id: str | None = getattr(event.payload, "rollout_id", None)
+        before = self._candidates(unit_id, event.run_id, rollout_id)
         if not state.apply(record):
             return set()
-        after = self._candidates(unit_id, event.run_id)
+        after = self._candidates(unit_id, event.run_id, rollout_id)
         touched = {key for key, doc in after.items() if before.get(key) != doc}
         touched |= {summary_key(ns), checkpoint_key(ns)}
         for key in touched:
             self.positions[key] = record.position
         return touched
 
-    def _candidates(self, unit_id: str | None, run_id: str) -> dict[str, Document | None]:
+    def _candidates(self, unit_id: str | None, run_id: str,
+                    rollout_id: str | None = None) -> dict[str, Document | None]:
         # The documents an event could change, rendered without their position.
         ns, state = self.namespace, self.state
         out: dict[str, Document | None] = {lock_key(ns): lock_document(ns, state.lock, 0)}
@@ -306,6 +323,10 @@ class Projection:
         if unit_id is not None:
             unit = state.units.get(unit_id)
             out[unit_key(ns, unit_id)] = _unit(ns, state, unit, 0) if unit else None
+        if rollout_id is not None:
+            rollout = state.rollouts.get(rollout_id)
+            out[rollout_key(ns, rollout_id)] = rollout_document(ns, rollout, 0) \
+                if rollout is not None else None
         for uid, unit in state.units.items():  # whether one is running depends on the lock
             if unit.status is UnitStatus.STARTED:
                 out[unit_key(ns, uid)] = _unit(ns, state, unit, 0)
@@ -329,6 +350,8 @@ class Projection:
             return run_document(ns, state.runs[ident], position)
         if kind == "lock":
             return lock_document(ns, state.lock, position)
+        if kind == "rollout":
+            return rollout_document(ns, state.rollouts[ident], position)
         if kind == "summary":
             return summary_document(ns, state)
         if kind == "checkpoint":
@@ -344,6 +367,7 @@ class Projection:
         ns = self.namespace
         keys = [unit_key(ns, u) for u in sorted(self.state.units)]
         keys += [run_key(ns, r) for r in self.state.runs]
+        keys += [rollout_key(ns, r) for r in self.state.rollouts]
         if lock_key(ns) in self.positions:
             keys.append(lock_key(ns))
         if self.state.position >= 0:

@@ -17,6 +17,7 @@ from .documents import (
     Document,
     checkpoint_key,
     lock_key,
+    rollout_key,
     run_key,
     summary_key,
     unit_key,
@@ -93,6 +94,10 @@ class ProjectionReader:
     def run(self, run_id: str) -> Document | None:
         """One run's document."""
         return self._doc(run_key(self.namespace, run_id))
+
+    def rollout(self, rollout_id: str) -> Document | None:
+        """One rollout's document (in a rollout namespace, ``NAMESPACE._rollouts``)."""
+        return self._doc(rollout_key(self.namespace, rollout_id))
 
     def lock(self) -> Document | None:
         """The lock document (``held`` false when free); ``None`` before any lock event."""

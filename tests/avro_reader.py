@@ -16,7 +16,8 @@ import avro.io
 import avro.schema
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
-NAMES = ("AuditEvent", "AuditEvent.v2", "AuditEvent.v1", "ChangeRequest", "ChangeRequest.v1")
+NAMES = ("AuditEvent", "AuditEvent.v3", "AuditEvent.v2", "AuditEvent.v1", "ChangeRequest",
+         "ChangeRequest.v1")
 MAGIC = b"\xc3\x01"
 
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes",

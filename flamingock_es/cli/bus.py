@@ -37,7 +37,17 @@ def cmd_request(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Execute change requests from the bus for the workflow's namespace, until SIGTERM."""
+    """Execute change requests from the bus for the workflow's namespace, until SIGTERM.
+
+    With --fleet, work in the fleet of the workflow's rollouts instead: Kafka's consumer
+    group gives this worker a share of the tenants, each run under that tenant's lock."""
+    if args.fleet:
+        lines = None if args.quiet else (lambda line: print(line, file=sys.stderr))
+        ran = api.serve_fleet(workflow(args), handle_signals=True,
+                              tell=lines or (lambda line: None))
+        if not args.quiet:
+            print(f"fleet worker: ran {ran} tenant(s)", file=sys.stderr)
+        return 0
     stats = api.serve(workflow(args), progress=progress(args), allow=args.allow or (),
                       max_requests=args.max_requests, handle_signals=True,
                       require_signed=args.require_signed)
@@ -66,6 +76,9 @@ def register(add: Any) -> None:
     p.add_argument("--ttl", type=float, default=DEFAULT_TTL,
                    help=f"seconds the request stays valid (default {DEFAULT_TTL:g})")
     p = add("serve", cmd_serve)
+    p.add_argument("--fleet", action="store_true",
+                   help="work in the fleet of the workflow's rollouts (Kafka): a share of the "
+                        "tenants, as the consumer group assigns them")
     p.add_argument("--allow", action="append", help="only requests by this principal "
                    "(repeatable; default: anyone who can write the requests topic)")
     p.add_argument("--max-requests", type=int, help="exit after this many requests")

@@ -29,7 +29,8 @@ def settings(args: argparse.Namespace, *, required: bool = False) -> Settings:
         resolved = resolve_settings(args.config, required=required, bus=args.bus,
                                     namespace=args.namespace,
                                     environment=args.environment, labels=args.labels,
-                                    store=getattr(args, "store", None))
+                                    store=getattr(args, "store", None),
+                                    tenant=getattr(args, "tenant", None))
         args._settings = resolved
     return resolved
 

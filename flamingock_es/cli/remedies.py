@@ -38,8 +38,16 @@ def command(remedy: Remedy) -> str:
     if kind is RemedyKind.FORGET_HEAD:
         return f"rm {remedy.topic}   (after checking that starting over is what you want)"
     if kind is RemedyKind.ABORT_TRANSACTION:
-        return (f"scripts/kafka-tool transactions abort --topic {remedy.topic} --partition 0 "
-                f"--start-offset {remedy.position}")
+        return (f"scripts/kafka-tool transactions abort --topic {remedy.topic} --partition "
+                f"{remedy.partition or 0} --start-offset {remedy.position}")
+    if kind is RemedyKind.TENANT:
+        return f"the same command with --tenant {remedy.tenant or 'ID'}"
+    if kind is RemedyKind.ROLLOUT:
+        return f"flamingock-es rollout {_REASON}"
+    if kind is RemedyKind.ROLLOUT_STATUS:
+        return f"flamingock-es rollout status {remedy.rollout_id or ''}".rstrip()
+    if kind is RemedyKind.ROLLOUT_RESUME:
+        return f"flamingock-es rollout resume {remedy.rollout_id} {_REASON}"
     if kind is RemedyKind.DELETE_GROUP_OFFSETS:
         return (f"scripts/kafka-tool consumer-groups --delete-offsets --group {remedy.group} "
                 f"--topic {remedy.topic}")

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
 from .. import api
-from ..core.events import AuditEvent, CompensationSucceeded, RunFinished, RunOutcome
-from ..core.recorder import Notice, Planned
+from ..core.events import RunOutcome
 from ..definition.conditions import Outcome as UnitOutcome
 from ..definition.settings import resolve_settings
 from ..definition.workflow import Workflow
@@ -23,7 +21,7 @@ from ..run.planner import (
     UndoRefusedError,
     UndoScope,
 )
-from ..run.progress import Progress
+from ..run.progress import Outcome
 from ..run.results import RunResult
 from . import graph as graph_text
 from .output import jsonable, print_json, progress, reason, settings, table, workflow
@@ -56,7 +54,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(draw(wf.graph.nodes, states,
                    stage_names=dict(enumerate(s.name for s in wf.stages))), end="")
         return 0
-    previews = [preview(f"{p.stage}/{p.unit.id}", p.unit, os.environ)
+    previews = [preview(f"{p.stage}/{p.unit.id}", p.unit, wf.settings.environ)
                 for p in plan.to_run] if args.show else []
     code = plan_check(plan) if args.check else 0
     if args.json:
@@ -137,28 +135,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     return 0  # in text, the progress on stderr is the report, its last line the result
-
-
-class Outcome(Progress):
-    """Hears what a run did from the events it records (what ``--json`` prints when the run
-    ends in an error, which carries no result)."""
-
-    def __init__(self) -> None:
-        self.result = RunResult(None, None)
-
-    def notice(self, notice: Notice) -> None:
-        if isinstance(notice, Planned):
-            self.result.run_id, self.result.skipped = notice.run_id, notice.skipped
-
-    def recorded(self, event: AuditEvent) -> None:
-        payload, result = event.payload, self.result
-        if isinstance(payload, CompensationSucceeded):
-            result.compensated.append(payload.unit_id)
-        elif isinstance(payload, RunFinished):
-            result.run_id, result.outcome, result.error = event.run_id, payload.outcome, \
-                payload.error
-            result.applied, result.not_started = list(payload.applied), \
-                list(payload.not_started)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -178,7 +178,8 @@ def checksum_of(unit: ChangeUnit) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VAR = re.compile(r"\$\{((?:tenant\.)?[A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+"""``${VAR}``, ``${VAR:-default}``, and a tenant's ``${tenant.id}`` / ``${tenant.<key>}``."""
 
 
 def resolve(value: _T, env: Mapping[str, str]) -> _T:

@@ -204,12 +204,15 @@ def _payload(name: str, data: dict[str, Any]) -> Payload:
             data["cause"] = SkipCause(data["cause"])
         elif "through" in data and "applied" in data:
             data["applied"] = tuple(data["applied"])
+        elif "tenants" in data:  # a rollout's tenants, and a wave's
+            data["tenants"] = tuple(data["tenants"])
     return _PAYLOADS[name](**data)
 
 
 _PLAIN_PAYLOADS = frozenset(  # payloads whose fields Avro already reads as their Python types
     cls.avro_name for cls in PAYLOAD_TYPES
-    if not {"error", "original_error", "marked_as", "outcome", "planned", "cause", "applied"}
+    if not {"error", "original_error", "marked_as", "outcome", "planned", "cause", "applied",
+            "tenants"}
     & {f.name for f in fields(cls)})
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "PAYLOAD_TYPES",
     "Actor",
     "AuditEvent",
+    "BudgetChecked",
     "ChangeFailed",
     "ChangeInterrupted",
     "ChangeSkipped",
@@ -40,12 +41,18 @@ __all__ = [
     "RecordQuarantined",
     "Recorded",
     "Requester",
+    "RolloutFinished",
+    "RolloutResumed",
+    "RolloutStarted",
+    "RolloutStopped",
     "RunFinished",
     "RunOutcome",
     "RunStarted",
     "SkipCause",
     "TagRecorded",
+    "TenantFinished",
     "TraceContext",
+    "WavePublished",
 ]
 
 AVRO_NAMESPACE = "io.flamingock.es"
@@ -332,6 +339,87 @@ class TagRecorded(Payload):
     reason: str
 
 
+# A rollout's decisions, in the workflow's rollout namespace (NAMESPACE._rollouts): the
+# coordinator records them under that namespace's lock, signed like every other event, and
+# the fold (State.rollouts) makes of them where a rollout is, so that a coordinator that
+# died resumes where it was.
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutStarted(Payload):
+    """A rollout of ``workflow`` to ``tenants`` began, why, with its failure budget as
+    given (``2`` or ``2%`` of each wave) and its number of ``waves`` (the canary first)."""
+
+    rollout_id: str
+    workflow: str
+    reason: str
+    tenants: tuple[str, ...]
+    max_failures: str
+    waves: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WavePublished(Payload):
+    """The ``tenants`` of wave ``wave`` (0: the canary), and the failures it may have."""
+
+    rollout_id: str
+    wave: int
+    tenants: tuple[str, ...]
+    allowed_failures: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TenantFinished(Payload):
+    """One tenant's run in a rollout ended with ``result`` (a :class:`RunOutcome`, or
+    ``UP_TO_DATE``); ``run_id`` is the run in the tenant's own namespace."""
+
+    rollout_id: str
+    wave: int
+    tenant: str
+    result: str
+    run_id: str | None = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetChecked(Payload):
+    """Wave ``wave`` ended with ``failures`` failed tenants against ``allowed``."""
+
+    rollout_id: str
+    wave: int
+    failures: int
+    allowed: int
+    exceeded: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutStopped(Payload):
+    """The rollout stopped before wave ``wave``; what was applied stays applied."""
+
+    rollout_id: str
+    wave: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutResumed(Payload):
+    """A coordinator took the rollout up again; ``past_budget``: past an exceeded budget,
+    on a person's decision (``reason``)."""
+
+    rollout_id: str
+    reason: str
+    past_budget: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutFinished(Payload):
+    """Every wave ran: the rollout's ``result`` and its counts."""
+
+    rollout_id: str
+    result: str
+    succeeded: int
+    failed: int
+
+
 PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     RunStarted,
     LockAcquired,
@@ -351,6 +439,13 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     ChangeSkipped,
     PreconditionChecked,
     TagRecorded,
+    RolloutStarted,
+    WavePublished,
+    TenantFinished,
+    BudgetChecked,
+    RolloutStopped,
+    RolloutResumed,
+    RolloutFinished,
 )
 
 for _cls in PAYLOAD_TYPES:

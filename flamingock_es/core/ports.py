@@ -19,6 +19,9 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "EventLog",
+    "Fleet",
+    "FleetMember",
+    "FleetResult",
     "Lease",
     "Lock",
     "LogWriter",
@@ -28,6 +31,7 @@ __all__ = [
     "StoredRecord",
     "Timestamper",
     "WaitCallback",
+    "WorkItem",
 ]
 
 StoredRecord = tuple[int, bytes]
@@ -151,6 +155,66 @@ class Delivery:
     headers: Mapping[str, str]
     end: int
     """The position to commit once it is handled (the next record's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One tenant of a rollout's wave, as a fleet worker consumed it (and where from)."""
+
+    rollout_id: str
+    wave: int
+    tenant: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class FleetResult:
+    """How a fleet worker's run of one tenant ended (``result``: a run outcome's value,
+    ``UP_TO_DATE`` or ``BLOCKED``; ``error`` in words)."""
+
+    rollout_id: str
+    wave: int
+    tenant: str
+    result: str
+    run_id: str | None
+    error: str | None
+    worker: str
+
+
+class FleetMember(Protocol):
+    """One worker's share of a fleet: the bus's group assignment decides which tenants."""
+
+    def poll(self, timeout: float = 0.2) -> WorkItem | None:
+        """The next tenant to run, or ``None`` when there is none now."""
+
+    def commit(self, item: WorkItem) -> None:
+        """``item`` is done and reported: the next owner of its place starts after it."""
+
+    def close(self) -> None: ...
+
+
+class Fleet(Protocol):
+    """Where a rollout's coordinator hands tenants to a fleet of workers and reads back
+    what each run did."""
+
+    def ensure(self) -> None:
+        """Create what is missing (topics)."""
+
+    def publish(self, rollout_id: str, wave: int, tenants: Sequence[str]) -> None:
+        """Hand ``tenants`` to the fleet; returns once they are durable."""
+
+    def report(self, result: FleetResult) -> None:
+        """A worker's outcome of one tenant; returns once it is durable."""
+
+    def results(self, rollout_id: str, until: Callable[[], bool],
+                idle: Callable[[], None] = ...) -> Iterator[FleetResult]:
+        """Every result of ``rollout_id`` ever reported, as they come, until ``until()``."""
+
+    def worker(self, member: str) -> FleetMember:
+        """Join the fleet's group as ``member``."""
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,10 +47,11 @@ __all__ = ["FORMAT", "SNAPSHOT_CONTEXT", "decode_state", "encode_state", "event_
 
 log = logging.getLogger(__name__)
 
-FORMAT = 5
+FORMAT = 6
 """4: units count their applications (``UnitState.application``); 5: the log's Merkle
-frontier (``State.tree``). A snapshot of another format is ignored: the log is folded from
-its start once, and the next snapshot is of this one."""
+frontier (``State.tree``); 6: a rollout namespace's rollouts (``State.rollouts``). A
+snapshot of another format is ignored: the log is folded from its start once, and the next
+snapshot is of this one."""
 SNAPSHOT_CONTEXT = b"flamingock-es snapshot "
 """What a snapshot's signature signs, before the SHA-256 of its body's bytes."""
 

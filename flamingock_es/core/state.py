@@ -31,11 +31,13 @@ import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from .events import (
     ZERO_HASH,
     Actor,
     AuditEvent,
+    BudgetChecked,
     ChangeFailed,
     ChangeInterrupted,
     ChangeSkipped,
@@ -55,11 +57,17 @@ from .events import (
     PreconditionChecked,
     Recorded,
     RecordQuarantined,
+    RolloutFinished,
+    RolloutResumed,
+    RolloutStarted,
+    RolloutStopped,
     RunFinished,
     RunOutcome,
     RunStarted,
     SkipCause,
     TagRecorded,
+    TenantFinished,
+    WavePublished,
 )
 from .merkle import Frontier
 
@@ -68,14 +76,18 @@ __all__ = [
     "Finding",
     "LockState",
     "Quarantine",
+    "RolloutState",
+    "RolloutStatus",
     "RunState",
     "Seal",
     "Skip",
     "State",
     "Tag",
+    "TenantResult",
     "UnitState",
     "UnitStatus",
     "Unsealed",
+    "Wave",
     "effective_skip",
     "fold",
 ]
@@ -271,6 +283,123 @@ class Tag:
     """Where the tag itself is in the log."""
 
 
+class RolloutStatus(enum.StrEnum):
+    """Where a rollout is: going through its waves, stopped before one, or done."""
+
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+    FINISHED = "FINISHED"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantResult:
+    """How one tenant's run in a rollout ended."""
+
+    tenant: str
+    wave: int
+    result: str
+    """A :class:`RunOutcome`'s value, or ``UP_TO_DATE``."""
+    run_id: str | None
+    error: ErrorInfo | None
+    at: datetime
+
+    @property
+    def failed(self) -> bool:
+        """It counts against the budget: anything but applied or already up to date."""
+        return self.result not in ("SUCCEEDED", "UP_TO_DATE")
+
+
+@dataclass(slots=True)
+class Wave:
+    """One wave of a rollout: its tenants, the failures it may have, its budget check."""
+
+    number: int
+    tenants: tuple[str, ...]
+    allowed_failures: int
+    failures: int | None = None
+    """Set by its budget check, once every tenant of it finished."""
+    exceeded: bool = False
+
+
+@dataclass(slots=True)
+class RolloutState:
+    """What a rollout's log says: who started it and why, its waves, each tenant's result,
+    and whether it is going, stopped (and why) or finished."""
+
+    rollout_id: str
+    workflow: str
+    reason: str
+    started_by: str
+    started_at: datetime
+    tenants: tuple[str, ...]
+    max_failures: str
+    planned_waves: int
+    waves: list[Wave] = field(default_factory=list)
+    results: dict[str, TenantResult] = field(default_factory=dict)
+    status: RolloutStatus = RolloutStatus.RUNNING
+    stop_reason: str | None = None
+    stopped_before: int | None = None
+    resumed: list[tuple[str, str, bool]] = field(default_factory=list)
+    """``(by, reason, past_budget)`` of each resumption, in order."""
+    result: str | None = None
+    finished_at: datetime | None = None
+    position: int = -1
+
+    def pending(self, wave: Wave) -> list[str]:
+        """The tenants of ``wave`` with no result yet, in order."""
+        return [t for t in wave.tenants if t not in self.results]
+
+    @property
+    def next_wave(self) -> Wave | None:
+        """The first wave whose budget was not checked yet (``None``: all were)."""
+        return next((w for w in self.waves if w.failures is None), None)
+
+    def counts(self, tenants: Iterable[str] | None = None) -> dict[str, int]:
+        """How many tenants (of ``tenants``, a wave's; default: all) have each result, and
+        ``PENDING`` for those with none."""
+        out: dict[str, int] = {}
+        for tenant in self.tenants if tenants is None else tenants:
+            found = self.results.get(tenant)
+            key = found.result if found is not None else "PENDING"
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    @property
+    def failed(self) -> list[TenantResult]:
+        """The tenants whose run failed, in the order they finished."""
+        return [r for r in self.results.values() if r.failed]
+
+    def as_json(self) -> dict[str, Any]:
+        """The rollout as plain JSON values: what its projection document, the compliance
+        report and ``rollout status --json`` show."""
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        def error(e: ErrorInfo | None) -> dict[str, str | None] | None:
+            return None if e is None else {"type": e.type, "message": e.message,
+                                           "where": e.where}
+        return {
+            "rollout_id": self.rollout_id, "workflow": self.workflow,
+            "status": self.status.value, "result": self.result, "reason": self.reason,
+            "started_by": self.started_by, "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at), "max_failures": self.max_failures,
+            "stop_reason": self.stop_reason, "stopped_before": self.stopped_before,
+            "counts": self.counts(),
+            "waves": [{"wave": w.number, "tenants": list(w.tenants),
+                       "allowed_failures": w.allowed_failures, "failures": w.failures,
+                       "exceeded": w.exceeded, "counts": self.counts(w.tenants)}
+                      for w in self.waves],
+            "tenants": {t.tenant: {"wave": t.wave, "result": t.result, "run_id": t.run_id,
+                                   "error": error(t.error), "at": iso(t.at)}
+                        for t in self.results.values()},
+            "failed": [{"tenant": t.tenant, "wave": t.wave, "result": t.result,
+                        "run_id": t.run_id, "error": str(t.error) if t.error else None}
+                       for t in self.failed],
+            "resumed": [{"by": by, "reason": why, "past_budget": past}
+                        for by, why, past in self.resumed],
+        }
+
+
 @dataclass(slots=True)
 class State:
     """The whole derived state of one namespace's audit log."""
@@ -314,6 +443,8 @@ class State:
     """Named log positions, by name."""
     tree: Frontier = field(default_factory=Frontier)
     """The log's Merkle tree so far: one leaf per stored record up to ``position``."""
+    rollouts: dict[str, RolloutState] = field(default_factory=dict)
+    """The rollouts a rollout namespace's log holds, by id, in the order they started."""
 
     def apply(self, record: Recorded) -> bool:
         """Fold one record in. Returns False (and changes nothing) for a redelivered one."""
@@ -659,6 +790,58 @@ def _tagged(state: State, event: AuditEvent, p: TagRecorded, pos: int) -> None:
                              f"{event.actor.principal}@{event.actor.host}", event.time, pos)
 
 
+def _rollout_started(state: State, event: AuditEvent, p: RolloutStarted, pos: int) -> None:
+    state.rollouts[p.rollout_id] = RolloutState(
+        p.rollout_id, p.workflow, p.reason, f"{event.actor.principal}@{event.actor.host}",
+        event.time, p.tenants, p.max_failures, p.waves, position=pos)
+
+
+def _rollout(state: State, rollout_id: str, pos: int) -> RolloutState | None:
+    """The rollout an event is about (``None``: its start is not in this log, which only
+    a quarantine can cause: the event then says nothing)."""
+    rollout = state.rollouts.get(rollout_id)
+    if rollout is not None:
+        rollout.position = pos
+    return rollout
+
+
+def _wave_published(state: State, event: AuditEvent, p: WavePublished, pos: int) -> None:
+    if (rollout := _rollout(state, p.rollout_id, pos)) is not None:
+        rollout.waves.append(Wave(p.wave, p.tenants, p.allowed_failures))
+
+
+def _tenant_finished(state: State, event: AuditEvent, p: TenantFinished, pos: int) -> None:
+    if (rollout := _rollout(state, p.rollout_id, pos)) is not None:
+        rollout.results[p.tenant] = TenantResult(p.tenant, p.wave, p.result, p.run_id,
+                                                 p.error, event.time)
+
+
+def _budget_checked(state: State, event: AuditEvent, p: BudgetChecked, pos: int) -> None:
+    rollout = _rollout(state, p.rollout_id, pos)
+    wave = next((w for w in rollout.waves if w.number == p.wave), None) if rollout else None
+    if wave is not None:
+        wave.failures, wave.exceeded = p.failures, p.exceeded
+
+
+def _rollout_stopped(state: State, event: AuditEvent, p: RolloutStopped, pos: int) -> None:
+    if (rollout := _rollout(state, p.rollout_id, pos)) is not None:
+        rollout.status, rollout.stop_reason = RolloutStatus.STOPPED, p.reason
+        rollout.stopped_before = p.wave
+
+
+def _rollout_resumed(state: State, event: AuditEvent, p: RolloutResumed, pos: int) -> None:
+    if (rollout := _rollout(state, p.rollout_id, pos)) is not None:
+        rollout.status, rollout.stop_reason = RolloutStatus.RUNNING, None
+        rollout.resumed.append((f"{event.actor.principal}@{event.actor.host}", p.reason,
+                                p.past_budget))
+
+
+def _rollout_finished(state: State, event: AuditEvent, p: RolloutFinished, pos: int) -> None:
+    if (rollout := _rollout(state, p.rollout_id, pos)) is not None:
+        rollout.status, rollout.result = RolloutStatus.FINISHED, p.result
+        rollout.finished_at = event.time
+
+
 _HANDLERS: dict[type[Payload], Callable[[State, AuditEvent, Payload, int], None]] = {
     RunStarted: _run_started,  # type: ignore[dict-item]
     LockAcquired: _lock_acquired,  # type: ignore[dict-item]
@@ -678,4 +861,11 @@ _HANDLERS: dict[type[Payload], Callable[[State, AuditEvent, Payload, int], None]
     ChangeSkipped: _skipped,  # type: ignore[dict-item]
     PreconditionChecked: _precondition,  # type: ignore[dict-item]
     TagRecorded: _tagged,  # type: ignore[dict-item]
+    RolloutStarted: _rollout_started,  # type: ignore[dict-item]
+    WavePublished: _wave_published,  # type: ignore[dict-item]
+    TenantFinished: _tenant_finished,  # type: ignore[dict-item]
+    BudgetChecked: _budget_checked,  # type: ignore[dict-item]
+    RolloutStopped: _rollout_stopped,  # type: ignore[dict-item]
+    RolloutResumed: _rollout_resumed,  # type: ignore[dict-item]
+    RolloutFinished: _rollout_finished,  # type: ignore[dict-item]
 }

@@ -297,6 +297,15 @@ def resolved_parameters(unit: ChangeUnit, env: Mapping[str, str]) -> Mapping[str
     try:
         return resolve(dict(unit.parameters), env)
     except KeyError as exc:
+        name = str(exc.args[0])
+        if name.startswith("tenant."):
+            raise ConfigError(
+                f"{unit.source}: unit {unit.id!r} uses ${{{name}}}, a tenant's value: "
+                + ("this tenant has no such attribute (give it one, a default under "
+                   "tenants.defaults, or write ${" + name + ":-value})"
+                   if "tenant.id" in env else
+                   "run it for a tenant (--tenant ID), or roll it out to every tenant "
+                   "(flamingock-es rollout)")) from exc
         raise ConfigError(
             f"{unit.source}: unit {unit.id!r} uses ${{{exc.args[0]}}}, which is not set in the "
             "environment. Export it (or give a default: ${VAR:-value})."

@@ -13,15 +13,17 @@ to write the schemas: a start-up with nothing new imports no pydantic.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, model_validator
 
 from ..core.backend import NAMESPACE_PATTERN
 from ..core.strict import StrictModel
 from ..core.unit_fields import UnitFields
+from .tenants import TENANT_PATTERN
 
-__all__ = ["SCHEMA_FILES", "EnvironmentFile", "StageFile", "TrustedKeyFile", "UnitFile",
+__all__ = ["SCHEMA_FILES", "EnvironmentFile", "StageFile", "TenantsFile", "TrustedKeyFile",
+           "UnitFile",
            "WorkflowFile", "json_schemas", "schema_texts"]
 
 SCHEMA_FILES = ("flamingock.schema.json", "unit.schema.json")
@@ -73,6 +75,38 @@ class TrustedKeyFile(StrictModel):
         "Namespaces it may request changes for ('*': any)."))
 
 
+TenantId = Annotated[str, Field(pattern=TENANT_PATTERN)]
+TenantEntry = TenantId | dict[str, OptionValue]
+"""A tenant: its id, or a mapping with an ``id`` and its attributes (``${tenant.<key>}``)."""
+
+
+class TenantsFile(StrictModel):
+    """Where a workflow's tenants come from: exactly one of ``list``, ``file``, ``command``."""
+
+    entries: list[TenantEntry] | None = Field(None, alias="list", description=(
+        "The tenants: ids, or mappings with an id and attributes ({id: acme, region: eu})."))
+    file: str | None = Field(None, min_length=1, description=(
+        "A file of tenants, relative to the workflow file: a YAML or JSON list like list:, "
+        "or text with one id a line (# comments)."))
+    command: str | list[str] | None = Field(None, description=(
+        "A program that prints the tenants: one a line (an id, or a JSON object with an id), "
+        "or one JSON list. Run from the workflow file's folder; a list is its argv, text is "
+        "split like a shell line (no shell)."))
+    timeout: float = Field(30.0, gt=0, description=(
+        "Seconds the command may take (then nothing is started)."))
+    defaults: dict[str, OptionValue] = Field(default_factory=dict, description=(
+        "Attributes every tenant has unless it sets its own."))
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TenantsFile:
+        given = [name for name, value in (("list", self.entries), ("file", self.file),
+                                          ("command", self.command)) if value is not None]
+        if len(given) != 1:
+            raise ValueError("tenants needs exactly one of list, file or command"
+                             + (f", not {' and '.join(given)}" if given else ""))
+        return self
+
+
 class WorkflowFile(StrictModel):
     """``flamingock.yaml``: a namespace, its stages, and how to reach its log."""
 
@@ -122,6 +156,9 @@ class WorkflowFile(StrictModel):
     trust: str | list[TrustedKeyFile] | None = Field(None, description=(
         "The trust store: a list of trusted keys, or a folder (relative to the workflow "
         "file) holding a trust.yaml of that list."))
+    tenants: list[TenantEntry] | TenantsFile | None = Field(None, description=(
+        "The tenants the workflow is applied to, each its own namespace NAMESPACE.ID: a "
+        "list, or a mapping naming a file or a command (docs/tenants.md)."))
 
 
 class UnitFile(UnitFields):

@@ -18,6 +18,7 @@ max_parallel: 4    # units whose requirements are met run side by side (default 
 on_failure: stop   # or isolate: skip only what depends on a failed unit
 environments:      # --env NAME: each its own namespace and settings
   prod: {namespace: shop-prod, bus: "kafka://kafka:9092", settings: {region: eu}}
+tenants: [acme, {id: globex, region: us}]     # each its own namespace: shop.acme, shop.globex
 stages:
   - name: data
     units: [changes/data]      # folders, .py/.yaml/.json files, or dotted Python packages
@@ -30,6 +31,8 @@ from __future__ import annotations
 import enum
 import math
 import os
+import re
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +40,7 @@ from typing import Any
 
 from ..errors import ConfigError, Remedy, RemedyKind
 from ._speedups import checked
+from .tenants import Tenant, TenantSource, find_tenant, load_tenants, source_of
 from .yamlfile import Located, load_document
 
 __all__ = [
@@ -163,12 +167,60 @@ class Settings:
     """The run's labels (``--labels``), for ``when:`` conditions."""
     environments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
     """Every environment the file declares, by name, with its overrides as written."""
+    tenants: TenantSource | None = None
+    """Where the workflow's tenants come from (``tenants:``); ``None``: it has none."""
+    tenant: Tenant | None = None
+    """The tenant these settings are for (``--tenant``, :meth:`for_tenant`): ``namespace``
+    is then the tenant's, and ``${tenant.<key>}`` in the ``settings`` block is resolved."""
 
     @property
     def unit_context(self) -> Mapping[str, Any]:
         """What a unit's ``ctx.settings`` holds: the ``settings`` block over the connection
-        defaults of the environment."""
-        return {**self.connections, **self.unit_settings}
+        defaults of the environment, and the tenant's values under ``tenant``."""
+        context = {**self.connections, **self.unit_settings}
+        if self.tenant is not None:
+            context["tenant"] = self.tenant.as_dict()
+        return context
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """What ``${VAR}`` in a unit's blocks resolves from: the process environment, and
+        for a tenant ``${tenant.id}`` and ``${tenant.<key>}``."""
+        if self.tenant is None:
+            return os.environ
+        return ChainMap(self.tenant.variables, os.environ)
+
+    @property
+    def parent_namespace(self) -> str:
+        """The workflow's own namespace: the tenant's parent for a tenant's settings."""
+        return self.tenant.parent if self.tenant is not None else self.namespace
+
+    def tenant_list(self) -> list[Tenant]:
+        """Every tenant the workflow's ``tenants:`` gives (a file is read, a command run),
+        checked; a :class:`ConfigError` for a workflow without tenants."""
+        if self.tenants is None:
+            raise ConfigError(f"{self.source}: workflow {self.name!r} has no tenants: key; "
+                              "list them there (docs/tenants.md) to name one with --tenant or "
+                              "to roll out to them")
+        return load_tenants(self.tenants, self.parent_namespace)
+
+    def for_tenant(self, tenant: str | Tenant,
+                   known: list[Tenant] | None = None) -> Settings:
+        """These settings for one tenant (an id, looked up in :meth:`tenant_list` or in
+        ``known``): its namespace, its ``${tenant.<key>}`` in the ``settings`` block."""
+        if self.tenant is not None:
+            if self.tenant.id == (tenant if isinstance(tenant, str) else tenant.id):
+                return self
+            raise ConfigError(f"these settings are already tenant {self.tenant.id!r}'s")
+        if isinstance(tenant, str):
+            if self.tenants is None:
+                self.tenant_list()  # says the workflow has none
+            assert self.tenants is not None
+            tenant = find_tenant(known if known is not None else self.tenant_list(), tenant,
+                                 self.tenants)
+        unit_settings = _tenant_values(self.unit_settings, tenant, f"{self.source}: settings")
+        return replace(self, namespace=tenant.namespace, declared_namespace=tenant.namespace,
+                       tenant=tenant, unit_settings=unit_settings)
 
     @property
     def base(self) -> Path:
@@ -176,11 +228,14 @@ class Settings:
         return Path(self.source).parent if self.source != "<code>" else Path.cwd()
 
     def but(self, **changes: Any) -> Settings:
-        """A copy with ``changes`` (flags) applied; ``None`` values change nothing."""
+        """A copy with ``changes`` (flags) applied; ``None`` values change nothing. A
+        ``tenant`` (an id) is applied last: the tenant of the namespace the others give."""
         given = {k: v for k, v in changes.items() if v is not None}
+        tenant = given.pop("tenant", None)
         if "compensate" in given:
             given["compensate"] = _compensate(given["compensate"], "compensate")
-        return replace(self, **given) if given else self
+        changed = replace(self, **given) if given else self
+        return changed.for_tenant(tenant) if tenant is not None else changed
 
 
 def resolve_settings(config: str | Path | None = None, *, required: bool = False,
@@ -193,6 +248,7 @@ def resolve_settings(config: str | Path | None = None, *, required: bool = False
     ``read_file=False`` is for workflows built in code.
     """
     env = os.environ if env is None else env
+    tenant = flags.pop("tenant", None)
     path = Path(config or CONFIG_FILE)
     if path.is_dir():
         path = path / CONFIG_FILE
@@ -219,7 +275,11 @@ def resolve_settings(config: str | Path | None = None, *, required: bool = False
                 raise ConfigError(f"{key} must be a number of seconds, not "
                                   f"{values[key]!r}") from exc
     values["compensate"] = _compensate(values.get("compensate", "run"), values.get("source"))
-    return Settings(**values)
+    if values.get("tenants") is not None and not isinstance(values["tenants"], TenantSource):
+        values["tenants"] = source_of(values["tenants"], str(values.get("source", "<code>")),
+                                      Path.cwd())  # a workflow built in code
+    settings = Settings(**values)
+    return settings.for_tenant(tenant) if tenant is not None else settings
 
 
 def _from_environment(env: Mapping[str, str]) -> dict[str, Any]:
@@ -325,6 +385,8 @@ def _read(path: Path, *, check: bool = True) -> dict[str, Any]:
     out["store_options"] = _options(doc.get("store_options", {}))
     out["unit_settings"] = dict(doc.get("settings", {}))
     out["stages"] = tuple(_stage(raw) for raw in doc.get("stages", ()))
+    if doc.get("tenants") is not None:
+        out["tenants"] = source_of(doc["tenants"], doc.where("tenants"), base)
     templates = doc.get("templates", [])  # a LocatedList when it is given
     out["templates"] = tuple(TemplateSource(module, templates.where(i))
                              for i, module in enumerate(templates))
@@ -348,3 +410,30 @@ def _anchor(url: str, base: Path) -> str:
     if sep and scheme in ("local", "file", "sqlite") and rest and not Path(rest).is_absolute():
         return f"{scheme}:{base / rest}"
     return url
+
+
+_TENANT_VALUE = re.compile(r"\$\{tenant\.([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _tenant_values(value: Any, tenant: Tenant, where: str) -> Any:
+    """``value`` (the ``settings`` block, any nesting) with ``${tenant.id}`` and
+    ``${tenant.<key>}`` filled in for ``tenant``; other ``${...}`` are left as written."""
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            key, default = match.group(1), match.group(2)
+            found = tenant.as_dict().get(key)
+            if found is not None:
+                return found
+            if default is not None:
+                return default
+            raise ConfigError(f"{where}: ${{tenant.{key}}}: tenant {tenant.id!r} has no "
+                              f"attribute {key!r} (it has {', '.join(tenant.as_dict())}); "
+                              "give it one, a default under tenants.defaults, or write "
+                              f"${{tenant.{key}:-value}}")
+
+        return _TENANT_VALUE.sub(sub, value)
+    if isinstance(value, Mapping):
+        return {k: _tenant_values(v, tenant, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tenant_values(v, tenant, where) for v in value]
+    return value

@@ -53,9 +53,10 @@ def problems(model: type[BaseModel], exc: ValidationError, doc: Any, where: str,
         hidden = bool(path) and path[0] in secret
         if len(errors) > 1 and all(_is_type(e) for e in errors):
             text = _union(errors, path, hidden)  # each member of a union refused the value
-        else:
-            known = _keys(model, path[:-1]) if errors[0]["type"] == "extra_forbidden" else ()
-            text = problem_text(errors[0], noun, path=path, known=known, secret=hidden)
+        else:  # a union member that took the value past its type says what is wrong
+            error = next((e for e in errors if not _is_type(e)), errors[0])
+            known = _keys(model, path[:-1]) if error["type"] == "extra_forbidden" else ()
+            text = problem_text(error, noun, path=path, known=known, secret=hidden)
         lines.append((at, text))
     lines.sort(key=lambda line: _line_number(line[0]))  # as the file reads, top down
     return [f"{at}: {text}" for at, text in lines]

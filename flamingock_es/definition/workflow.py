@@ -23,6 +23,7 @@ from ._speedups.unit_cache import UnitCache
 from .loader import UNIT_MODULE_PREFIX, load_units
 from .settings import CompensationScope, Settings, resolve_settings
 from .template_registry import import_modules
+from .tenants import Tenant
 
 if TYPE_CHECKING:
     from .conditions import Condition
@@ -124,6 +125,10 @@ class Workflow:
     def but(self, **changes: Any) -> Workflow:
         """The same units under changed settings (flags); ``None`` values change nothing."""
         return Workflow(self.settings.but(**changes), self.stages)
+
+    def for_tenant(self, tenant: str | Tenant, known: list[Tenant] | None = None) -> Workflow:
+        """The same units for one tenant: its namespace, its ``${tenant.<key>}`` values."""
+        return Workflow(self.settings.for_tenant(tenant, known), self.stages)
 
     @classmethod
     def of(cls, namespace: str, stages: Mapping[str, Sequence[ChangeUnit]],

@@ -33,8 +33,9 @@ from ..core.recorder import (
     UpToDate,
     Waiting,
 )
+from .results import RunResult
 
-__all__ = ["DRIFT_ACCEPTED", "LineProgress", "LogProgress", "Progress"]
+__all__ = ["DRIFT_ACCEPTED", "LineProgress", "LogProgress", "Outcome", "Progress"]
 
 DRIFT_ACCEPTED = "checksum drift accepted"
 """How the reason of a mark that accepts a unit's drift begins (the runner writes it)."""
@@ -55,6 +56,28 @@ class Progress:
 
     def close(self) -> None:
         """The run is over, however it ended."""
+
+
+class Outcome(Progress):
+    """Hears what a run did from the events it records (what ``--json`` prints when the run
+    ends in an error, which carries no result)."""
+
+    def __init__(self) -> None:
+        self.result = RunResult(None, None)
+
+    def notice(self, notice: Notice) -> None:
+        if isinstance(notice, Planned):
+            self.result.run_id, self.result.skipped = notice.run_id, notice.skipped
+
+    def recorded(self, event: AuditEvent) -> None:
+        payload, result = event.payload, self.result
+        if isinstance(payload, CompensationSucceeded):
+            result.compensated.append(payload.unit_id)
+        elif isinstance(payload, RunFinished):
+            result.run_id, result.outcome, result.error = event.run_id, payload.outcome, \
+                payload.error
+            result.applied, result.not_started = list(payload.applied), \
+                list(payload.not_started)
 
 
 class LineProgress(Progress):

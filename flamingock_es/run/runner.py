@@ -16,7 +16,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 
@@ -190,7 +190,7 @@ class Runner:
         if not plan.has_work and not plan.blockers:
             self._tell(UpToDate(len(plan.units)))
             return RunResult(None, None, skipped=len(plan.units))
-        check_before_lock(plan)
+        check_before_lock(plan, self.workflow.settings.environ)
         with self._locked() as (recorder, lease):
             plan = self.plan(units)  # another runner may have done it while we waited
             _raise_blockers(plan)
@@ -333,7 +333,7 @@ class Runner:
     def _secrets(self, unit: ChangeUnit, params: dict[str, object]) -> frozenset[str]:
         """Every secret value ``unit``'s step could see: none may reach the log."""
         return secret_values(params, self.workflow.settings.unit_context, secrets=unit.secrets,
-                             env=os.environ)
+                             env=self.workflow.settings.environ)
 
     def _context(self, unit: ChangeUnit, params: dict[str, object], lease: Lease,
                  step: str) -> ChangeContext:
@@ -355,7 +355,7 @@ class Runner:
         effect could have started. ``inline``: in the thread signals interrupt. ``defer``:
         a success waits in ``frame.pending`` to share the next append."""
         unit = planned.unit
-        params = dict(resolved_parameters(unit, os.environ))
+        params = dict(resolved_parameters(unit, self.workflow.settings.environ))
         attempt = (planned.previous.attempts if planned.previous else 0) + 1
         try:
             frame.record(ChangeStarted(
@@ -412,7 +412,7 @@ class Runner:
         check that could not be made (which holds nothing)."""
         unit = planned.unit
         assert unit.precondition is not None
-        params = dict(resolved_parameters(unit, os.environ))
+        params = dict(resolved_parameters(unit, self.workflow.settings.environ))
         try:
             value = unit.precondition(self._context(unit, params, frame.lease, "precondition"))
         except Exception as exc:
@@ -509,7 +509,7 @@ class Runner:
                         original: ErrorInfo | None = None, *, inline: bool = True) -> bool:
         """Run ``unit``'s rollback between two audit events; True if it succeeded."""
         assert unit.rollback is not None
-        params = dict(resolved_parameters(unit, os.environ))
+        params = dict(resolved_parameters(unit, self.workflow.settings.environ))
         frame.record(CompensationStarted(unit_id=unit.id, reason=reason))
         started = time.perf_counter()
         try:
@@ -678,12 +678,13 @@ class Runner:
         self._tell(LockGone(why))
 
 
-def check_before_lock(plan: Plan) -> None:
+def check_before_lock(plan: Plan, environ: Mapping[str, str] = os.environ) -> None:
     """What ``run`` checks before it takes the lock (``plan --check`` checks the same): every
-    ``${VAR}`` of a unit to run resolves and every parameter fits its template (a
-    ``python-call`` target can be found), or nothing starts."""
+    ``${VAR}`` of a unit to run resolves from ``environ`` (a tenant's settings add its
+    values) and every parameter fits its template (a ``python-call`` target can be found),
+    or nothing starts."""
     for planned in plan.to_run:
-        params = resolved_parameters(planned.unit, os.environ)
+        params = resolved_parameters(planned.unit, environ)
         if planned.unit.check is not None:
             planned.unit.check(params)
 

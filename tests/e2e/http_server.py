@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class RecordingServer:
         """The status to answer per path (default 200)."""
         self.held: dict[str, threading.Event] = {}
         """Paths whose answer waits until their event is set."""
+        self.latency = 0.0
+        """Seconds every answer takes (a remote service's own time)."""
         self.arrived = threading.Condition()
         server = self
 
@@ -54,9 +57,12 @@ class RecordingServer:
                 with server.arrived:
                     server.received.append(got)
                     server.arrived.notify_all()
-                hold = server.held.get(self.path)
+                hold = server.held.get(self.path) or server.held.get(
+                    self.path.partition("?")[0])
                 if hold is not None:
                     hold.wait(60)
+                if server.latency:
+                    time.sleep(server.latency)
                 try:
                     self.send_response(server.statuses.get(self.path, 200))
                     self.send_header("Content-Length", "0")

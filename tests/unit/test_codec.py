@@ -17,6 +17,7 @@ from flamingock_es.core.codec import MAGIC, AuditCodec, crc64_avro, load_schema,
 from flamingock_es.core.events import (
     PAYLOAD_TYPES,
     AuditEvent,
+    BudgetChecked,
     ChangeFailed,
     ChangeInterrupted,
     ChangeSkipped,
@@ -36,12 +37,18 @@ from flamingock_es.core.events import (
     PreconditionChecked,
     RecordQuarantined,
     Requester,
+    RolloutFinished,
+    RolloutResumed,
+    RolloutStarted,
+    RolloutStopped,
     RunFinished,
     RunOutcome,
     RunStarted,
     SkipCause,
     TagRecorded,
+    TenantFinished,
     TraceContext,
+    WavePublished,
 )
 from flamingock_es.errors import DecodeError
 
@@ -95,6 +102,15 @@ PAYLOADS: list[Payload] = [
                   reason="the column exists", marked_applied=True),
     PreconditionChecked(unit_id="b", holds=False, on_fail="skip", detail="the column exists"),
     TagRecorded(name="v1.0", through=4096, applied=("a", "b"), reason="release 1.0"),
+    RolloutStarted(rollout_id="r1", workflow="shop", reason="release 7", tenants=("a", "b"),
+                   max_failures="2%", waves=2),
+    WavePublished(rollout_id="r1", wave=0, tenants=("a",), allowed_failures=0),
+    TenantFinished(rollout_id="r1", wave=0, tenant="a", result="SUCCEEDED", run_id="run-a"),
+    TenantFinished(rollout_id="r1", wave=1, tenant="b", result="ROLLED_BACK", error=BOOM),
+    BudgetChecked(rollout_id="r1", wave=1, failures=1, allowed=0, exceeded=True),
+    RolloutStopped(rollout_id="r1", wave=2, reason="wave 1: 1 failed, 0 allowed"),
+    RolloutResumed(rollout_id="r1", reason="the fix is deployed", past_budget=True),
+    RolloutFinished(rollout_id="r1", result="SUCCEEDED", succeeded=2, failed=0),
 ]
 
 

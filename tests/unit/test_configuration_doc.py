@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from flamingock_es.definition.models import (
     EnvironmentFile,
     StageFile,
+    TenantsFile,
     TrustedKeyFile,
     UnitFile,
     WorkflowFile,
@@ -27,7 +28,7 @@ def _documented() -> set[str]:
 
 def test_every_key_of_every_model_is_documented() -> None:
     models: list[type[BaseModel]] = [WorkflowFile, StageFile, EnvironmentFile, TrustedKeyFile,
-                                    UnitFile]
+                                    UnitFile, TenantsFile]
     keys = {field.alias or name for model in models for name, field in
             model.model_fields.items()}
     assert keys - _documented() == set()

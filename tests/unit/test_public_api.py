@@ -44,6 +44,8 @@ PUBLIC = [
     "request_changes",
     "resolve_settings",
     "retryable",
+    "rollout",
+    "rollouts",
     "run",
     "serve",
     "status",

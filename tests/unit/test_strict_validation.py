@@ -157,7 +157,7 @@ WORKFLOW = """
     ("namespace2: x", 5, "unknown key 'namespace2'; expected one of bus, compensate, "
                          "environments, grace_period, kafka, lock_timeout, max_parallel, "
                          "name, namespace, on_failure, settings, signing_key, stages, store, "
-                         "store_options, templates, trust"),
+                         "store_options, templates, tenants, trust"),
 ], ids=["lock-timeout-text", "negative", "compensate", "kafka-list", "templates-text",
         "unknown"])
 def test_a_workflow_file_value_of_the_wrong_type_is_refused_at_its_line(

@@ -25,7 +25,8 @@ from .admin import admin_client, end_offsets
 from .config import KafkaSettings, Topics, new_client
 from .errors import is_transient, unavailable
 
-__all__ = ["KafkaRequestChannel", "KafkaRequestConsumer"]
+__all__ = ["KafkaRequestChannel", "KafkaRequestConsumer", "confirming_producer",
+           "next_message", "produce_confirmed"]
 
 log = logging.getLogger(__name__)
 
@@ -92,29 +93,9 @@ class KafkaRequestChannel:
     def _produce(self, topic: str, key: str, value: bytes,
                  headers: Mapping[str, str] | None) -> int:
         if self._producer is None:
-            self._producer = new_client(Producer, self.settings.config(
-                {"acks": "all", "enable.idempotence": True, "linger.ms": 0}))
-        outcome: list[KafkaError | int] = []
-
-        def report(err: KafkaError | None, msg: Message) -> None:
-            outcome.append(err if err is not None else int(msg.offset() or 0))
-
-        try:
-            self._producer.produce(
-                topic, value, key=key.encode() or None,
-                headers=[(k, v.encode()) for k, v in (headers or {}).items()] or None,
-                on_delivery=report)
-            left = self._producer.flush(PUBLISH_TIMEOUT)
-        except KafkaException as exc:
-            raise unavailable(f"publish to {topic}", self.settings.describe(), exc) from exc
-        if left or not outcome or isinstance(outcome[0], KafkaError):
-            raise AppendError(
-                f"the broker did not confirm the record for {topic} "
-                f"({outcome[0] if outcome else 'no delivery report'}); publish it again with "
-                "the same id (a request runs once).")
-        offset = outcome[0]
-        assert isinstance(offset, int)
-        return offset
+            self._producer = confirming_producer(self.settings)
+        return produce_confirmed(self._producer, self.settings, topic, [(key, value)],
+                                 headers)[0]
 
     def consumer(self, group: str | None = None) -> KafkaRequestConsumer:
         return KafkaRequestConsumer(self, group or self.group)
@@ -136,16 +117,10 @@ class KafkaRequestConsumer:
         self._consumer.subscribe([channel.destination])
 
     def poll(self, timeout: float) -> Delivery | None:
-        msg = self._consumer.poll(timeout)
+        msg = next_message(self._consumer, timeout, self._channel.destination,
+                           self._channel.settings)
         if msg is None:
             return None
-        err = msg.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF or is_transient(KafkaException(err)):
-                log.debug("requests consumer: %s", err)
-                return None
-            raise unavailable(f"read {self._channel.destination}",
-                              self._channel.settings.describe(), KafkaException(err))
         headers: dict[str, str] = {}
         for name, raw in list(msg.headers() or []):
             if raw is not None:
@@ -188,3 +163,54 @@ def _dead_letter(offset: int, msg: Message) -> DeadLetter | None:
                           bytes.fromhex(signature) if signature else None)
     except (KeyError, ValueError):  # not written by a runner: not an answer
         return None
+
+
+def next_message(consumer: Consumer, timeout: float, topic: str,
+                 settings: KafkaSettings) -> Message | None:
+    """The next message ``consumer`` reads from ``topic`` within ``timeout``; ``None`` for
+    none, or for what librdkafka retries itself (the end of a partition, a broker away)."""
+    msg = consumer.poll(timeout)
+    if msg is None:
+        return None
+    err = msg.error()
+    if err is not None:
+        if err.code() == KafkaError._PARTITION_EOF or is_transient(KafkaException(err)):
+            log.debug("consumer of %s: %s", topic, err)
+            return None
+        raise unavailable(f"read {topic}", settings.describe(), KafkaException(err))
+    return msg
+
+
+def confirming_producer(settings: KafkaSettings) -> Producer:
+    """A producer whose records count once confirmed by every in-sync replica."""
+    return new_client(Producer, settings.config(
+        {"acks": "all", "enable.idempotence": True, "linger.ms": 0}))
+
+
+def produce_confirmed(producer: Producer, settings: KafkaSettings, topic: str,
+                      records: list[tuple[str, bytes]],
+                      headers: Mapping[str, str] | None = None) -> list[int]:
+    """Send ``(key, value)`` records to ``topic`` (partitioned by key) and return their
+    offsets once the broker confirmed every one; an :class:`AppendError` if it did not."""
+    outcome: list[KafkaError | int] = []
+
+    def report(err: KafkaError | None, msg: Message) -> None:
+        outcome.append(err if err is not None else int(msg.offset() or 0))
+
+    try:
+        for key, value in records:
+            producer.produce(
+                topic, value, key=key.encode() or None,
+                headers=[(k, v.encode()) for k, v in (headers or {}).items()] or None,
+                on_delivery=report)
+            producer.poll(0)
+        left = producer.flush(PUBLISH_TIMEOUT)
+    except KafkaException as exc:
+        raise unavailable(f"publish to {topic}", settings.describe(), exc) from exc
+    failed = [o for o in outcome if isinstance(o, KafkaError)]
+    if left or len(outcome) != len(records) or failed:
+        raise AppendError(
+            f"the broker did not confirm {len(records) - len(outcome) + len(failed)} record(s) "
+            f"for {topic} ({failed[0] if failed else 'no delivery report'}); publish them "
+            "again with the same ids (each runs once).")
+    return [o for o in outcome if isinstance(o, int)]

@@ -39,6 +39,10 @@ def as_json(report: ReplayReport) -> dict[str, Any]:
         "quarantined": [{**asdict(q), "at": q.at.isoformat()} for q in report.quarantined],
         "runs": [asdict(r) for r in report.runs],
         "changes": [asdict(c) for c in report.changes],
+        # a rollout namespace's log (NAMESPACE._rollouts): who started each rollout, every
+        # wave, every tenant's outcome, as verified above
+        **({"rollouts": [r.as_json() for r in report.state.rollouts.values()]}
+           if report.state.rollouts else {}),
     }
 
 
