@@ -326,8 +326,9 @@ class Execution:
                                   remedies=runner.failure_remedies(result))
         if self.failed:
             result.outcome, result.error = RunOutcome.PARTIAL, self.failed[0][1]
-            raise UnitFailedError(runner.failure_message(self.failed, result, self.left_by_failures),
-                                  remedies=runner.failure_remedies(result))
+            raise UnitFailedError(
+                runner.failure_message(self.failed, result, self.left_by_failures),
+                remedies=runner.failure_remedies(result))
         if self.stopped and result.not_started:
             interrupts = runner.interrupts
             result.outcome = RunOutcome.STOPPED
