@@ -45,7 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _gen
-from _measure import Row, environment, flamingock_cmd, interleaved, load, print_table, summary
+from _measure import Row, environment, flamingock_cmd, interleaved, load, run_and_report
 from _measure import timed_process as _timed
 from startup import check_baseline
 
@@ -345,7 +345,6 @@ def main() -> int:
         check=True,
     ).stdout.strip()
     print(f"before: {args.baseline_ref} ({short}), exported to {baseline}")
-    rows: list[Row] = []
     history_of: list[tuple[Path, Path, int]] = []
 
     def long_history() -> tuple[Path, Path, int]:
@@ -373,34 +372,7 @@ def main() -> int:
     if not kafka and "A2" in only:
         print("A2 not taken: set FLAMINGOCK_KAFKA_BOOTSTRAP to a broker")
         only.discard("A2")
-    try:
-        for name, figure in figures.items():
-            if name in only:
-                try:
-                    rows += figure()
-                except Exception as exc:  # one figure's failure (a broker away) spares the rest
-                    print(f"{name} failed: {exc!r}")
-                    rows.append(
-                        Row(
-                            f"{name}. failed: {type(exc).__name__}: {exc}",
-                            "-",
-                            "-",
-                            "-",
-                            "-",
-                            False,
-                        )
-                    )
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    print()
-    print_table(rows)
-    print()
-    print(f"{load()} at the end")
-    print(summary(rows))
-    return 0
+    return run_and_report(figures, only, work, args.keep)
 
 
 if __name__ == "__main__":
