@@ -21,8 +21,10 @@ H.  A no-op start-up on that history with its snapshot (which keeps the tree's f
     ("unchanged from today").
 
     eval "$(scripts/services env)"           # a broker for A2 (else A2 is not taken)
-    python bench/evidence.py                 # everything: ~10 minutes on 2 cores
+    python bench/evidence.py                 # everything, 3 rounds: ~30 min on 2 cores (A2 8,
+                                             # the signed history and its snapshots 9)
     python bench/evidence.py --only A1 --rounds 3
+    python bench/evidence.py --only P --only H --work /tmp/ev   # again: the history reused
     python bench/evidence.py --quick         # 100 units, ~100,000 events: a smoke run
 """
 
@@ -102,6 +104,7 @@ def append_cost(
     created it and applied the first file's 100): what the appends cost, not the topics'
     creation (on Kafka, seconds; today's namespace has one topic more)."""
     pristine = work / f"{name}-pristine"
+    shutil.rmtree(pristine, ignore_errors=True)
     signed_project(pristine, units + 100, bus)
     count = {"today": 0, "before": 0}
 
@@ -153,7 +156,11 @@ def history(work: Path, units: int, runs: int, baseline: Path) -> tuple[Path, Pa
     from flamingock_es.core.trust import load_signer
     from flamingock_es.definition.workflow import load_workflow
 
-    today = work / "history-today"
+    today, before = work / "history-today", work / "history-before"
+    done = work / "history-events"
+    if done.exists():  # --work DIR of an earlier run: its history, as it left it
+        print(f"  history: reused from {work}")
+        return today, before, int(done.read_text())
     config = signed_project(today, units)
     workflow = load_workflow(config)
     checksums = [(unit.id, unit.checksum) for _, unit in workflow.units()]
@@ -163,7 +170,6 @@ def history(work: Path, units: int, runs: int, baseline: Path) -> tuple[Path, Pa
     started = time.perf_counter()
     written = _gen.history_log(log, checksums, runs, units // 2, signer=signer)
     print(f"  history: {written:,} signed events written in {time.perf_counter() - started:.0f} s")
-    before = work / "history-before"
     shutil.copytree(today, before)
     for folder, env in ((today, {}), (before, {"PYTHONPATH": str(baseline)})):
         took = _timed(
@@ -180,6 +186,7 @@ def history(work: Path, units: int, runs: int, baseline: Path) -> tuple[Path, Pa
             env,
         )
         print(f"  history: {folder.name}'s snapshot written in {took:.1f} s (a whole fold)")
+    done.write_text(str(written))
     return today, before, written
 
 
@@ -321,6 +328,12 @@ def main() -> int:
         help="run only these figures (repeatable; P is P1-P3)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="work in DIR and keep it; a history an "
+        "earlier run left there is reused (P and H without its ~9 minutes)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print every sample")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 5)
@@ -335,8 +348,13 @@ def main() -> int:
         f"{load()} at the start; a process figure is {rounds} samples a variant, taken in "
         "turn, median (min-max)"
     )
-    work = Path(tempfile.mkdtemp(prefix="flamingock-evidence-"))
-    baseline = export_baseline(args.baseline_ref, work / "baseline")
+    if args.work is not None:
+        args.keep = True
+        args.work.mkdir(parents=True, exist_ok=True)
+    work = args.work or Path(tempfile.mkdtemp(prefix="flamingock-evidence-"))
+    baseline = work / "baseline"
+    if not baseline.exists():
+        export_baseline(args.baseline_ref, baseline)
     check_baseline(baseline)
     short = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", args.baseline_ref],
