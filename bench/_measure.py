@@ -206,3 +206,11 @@ def run_and_report(figures: Mapping[str, Callable[[], list[Row]]], only: set[str
     finally:
         status = finish(rows, work, keep)
     return status
+
+
+def paired_ratio(a: Samples, b: Samples) -> float:
+    """The median of the per-round ratios ``a[i] / b[i]``: samples that :func:`interleaved`
+    took back to back in one round share the machine's load of that moment, so the ratio
+    of a pair cancels what drifts between rounds (a neighbour's build starting, a broker's
+    log cleaner) better than the ratio of two medians."""
+    return statistics.median(x / y for x, y in zip(a.values, b.values, strict=True))
