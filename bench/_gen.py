@@ -120,17 +120,18 @@ def audit_log(path: Path, events: int, units_per_run: int = 1000,
     return _write_runs(path, runs(), events, signer=signer, per_step=per_step)
 
 
-def history_log(path: Path, units: list[tuple[str, str]], runs: int, per_run: int) -> int:
+def history_log(path: Path, units: list[tuple[str, str]], runs: int, per_run: int,
+                signer: Any = None) -> int:
     """Write the log of ``units`` (id, checksum) applied through ``runs`` runs of ``per_run``
     units each, taking them in turn (run r applies the next ``per_run`` after run r-1's), so
-    that every unit ends APPLIED with its checksum: a long-lived namespace's history.
-    Returns the number of events written."""
+    that every unit ends APPLIED with its checksum: a long-lived namespace's history, signed
+    by ``signer`` when given. Returns the number of events written."""
     def chosen() -> Iterator[list[tuple[str, str]]]:
         for r in range(runs):
             first = r * per_run
             yield [units[(first + i) % len(units)] for i in range(per_run)]
 
-    return _write_runs(path, chosen(), None)
+    return _write_runs(path, chosen(), None, signer=signer)
 
 
 def _write_runs(path: Path, runs: Iterator[list[tuple[str, str]]], events: int | None, *,

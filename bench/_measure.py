@@ -10,6 +10,7 @@ import gc
 import io
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -165,3 +166,51 @@ def summary(rows: list[Row]) -> str:
     missed = [r for r in goals if not r.ok]
     return (f"summary: {len(goals) - len(missed)}/{len(goals)} goals met"
             + (": MISS " + "; ".join(r.name.split(".", 1)[0] for r in missed) if missed else ""))
+
+
+def run_figures(figures: Mapping[str, Callable[[], list[Row]]], only: set[str]) -> list[Row]:
+    """The rows of each figure named in ``only``, in order; one figure's failure (a broker
+    away) is a failed row and spares the rest."""
+    rows: list[Row] = []
+    for name, figure in figures.items():
+        if name in only:
+            try:
+                rows += figure()
+            except Exception as exc:
+                print(f"{name} failed: {exc!r}")
+                rows.append(Row(f"{name}. failed: {type(exc).__name__}: {exc}", "-", "-", "-",
+                                "-", False))
+    return rows
+
+
+def finish(rows: list[Row], work: Path, keep: bool, end: str = " at the end") -> int:
+    """Remove ``work`` (unless ``keep``), print the table, the load and the summary; 0."""
+    if keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print_table(rows)
+    print()
+    print(f"{load()}{end}")
+    print(summary(rows))
+    return 0
+
+
+def run_and_report(figures: Mapping[str, Callable[[], list[Row]]], only: set[str], work: Path,
+                   keep: bool) -> int:
+    """:func:`run_figures`, then :func:`finish` whatever happened."""
+    rows: list[Row] = []
+    try:
+        rows = run_figures(figures, only)
+    finally:
+        status = finish(rows, work, keep)
+    return status
+
+
+def paired_ratio(a: Samples, b: Samples) -> float:
+    """The median of the per-round ratios ``a[i] / b[i]``: samples that :func:`interleaved`
+    took back to back in one round share the machine's load of that moment, so the ratio
+    of a pair cancels what drifts between rounds (a neighbour's build starting, a broker's
+    log cleaner) better than the ratio of two medians."""
+    return statistics.median(x / y for x, y in zip(a.values, b.values, strict=True))

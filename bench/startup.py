@@ -49,8 +49,7 @@ from _measure import (
     fold_vs_bare,
     interleaved,
     load,
-    print_table,
-    summary,
+    run_and_report,
     timed_process,
 )
 
@@ -228,28 +227,7 @@ def main() -> int:
     if not kafka and "F2" in only:
         print("F2 skipped: set FLAMINGOCK_KAFKA_BOOTSTRAP to a broker")
         only.discard("F2")
-    rows: list[Row] = []
-    try:
-        for name, figure in figures.items():
-            if name in only:
-                try:
-                    rows += figure()
-                except Exception as exc:  # one figure's failure (a broker away) spares the rest
-                    print(f"{name} failed: {exc!r}")
-                    rows.append(Row(f"{name}. failed: {type(exc).__name__}", "-", "-", "-",
-                                    "-", False))
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    print()
-    print_table(rows)
-    print()
-    print(f"{load()} at the end")
-    print(summary(rows))
-    return 0
-
+    return run_and_report(figures, only, work, args.keep)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,11 +32,10 @@ from _measure import (
     Row,
     alembic_cmd,
     environment,
+    finish,
     flamingock_cmd,
     fold_vs_bare,
     load,
-    print_table,
-    summary,
     timed_process,
 )
 
@@ -167,16 +166,8 @@ def main() -> int:
         if "3" in only:
             rows += bench_fold(work, events, 3)
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    print()
-    print_table(rows)
-    print()
-    print(load())
-    print(summary(rows))
-    return 0
+        status = finish(rows, work, args.keep, end="")
+    return status
 
 
 if __name__ == "__main__":

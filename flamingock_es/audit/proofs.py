@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..core.codec import AuditCodec
-from ..core.evidence import Published, log_verifiers
+from ..core.evidence import Published, checkpoint_signers, log_verifiers
 from ..core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ..core.note import (
     ALG_COSIGNATURE_V1,
@@ -244,19 +244,15 @@ def _checkpoint_time(bundle: dict[str, Any], tokens: TokenCheck | None,
 def _check_signer(bundle: dict[str, Any], store: TrustStore, verifiers: list[Verifier],
                   namespace: str, when: datetime | None, out: ProofCheck) -> None:
     """The key that signed the checkpoint was allowed to sign it, where and when."""
-    opened = open_note(str(bundle["checkpoint"]), verifiers)
-    raw = {v.verifier.public_key for v in opened.verified}
-    for entry in store.keys.values():
-        public = entry.public_key.public_bytes(serialization.Encoding.Raw,
-                                               serialization.PublicFormat.Raw)
-        if public in raw:
-            position = bundle.get("checkpoint_position")
-            refused = entry.refuses(position if isinstance(position, int) else None, when)
-            if refused:
-                out.failed.append(f"checkpoint signature: {refused}")
-            else:
-                out.held.append(f"checkpoint signed by key {entry.key_id} ({entry.principal}), "
-                                "valid where and when it signed")
+    position = bundle.get("checkpoint_position")
+    for entry, refused in checkpoint_signers(str(bundle["checkpoint"]), store, verifiers,
+                                             position if isinstance(position, int) else None,
+                                             when):
+        if refused:
+            out.failed.append(f"checkpoint signature: {refused}")
+        else:
+            out.held.append(f"checkpoint signed by key {entry.key_id} ({entry.principal}), "
+                            "valid where and when it signed")
 
 
 def _check_leaf(leaf: dict[str, Any], current: Checkpoint, codec: AuditCodec, namespace: str,

@@ -12,12 +12,13 @@ signed, of the same tree), and the latest carries the cosignatures the trust pol
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..core import evidence
 from ..core.backend import Backend
-from ..core.evidence import Published, log_verifiers, origin_of
+from ..core.evidence import Published, checkpoint_signers, log_verifiers, origin_of
 from ..core.merkle import Frontier, leaf_hash, verify_inclusion
 from ..core.note import Checkpoint, NoteError, open_checkpoint
 from ..core.ports import EventLog
@@ -53,13 +54,28 @@ def trusted_latest(backend: Backend) -> Published:
     return published
 
 
-def _opened(published: Published, trust: TrustStore, namespace: str) -> Checkpoint:
+def _opened(published: Published, trust: TrustStore, namespace: str,
+            position: int | None = None) -> Checkpoint:
+    """The checkpoint, once a key trusted to write ``namespace`` signed it, inside that key's
+    validity window and before its revocation: by the log position of the tree's last leaf
+    (``position``, as the log gives it; else as the record says) and the time the checkpoint
+    says it was signed."""
     origin = origin_of(trust, namespace)
+    verifiers = log_verifiers(trust, origin, namespace)
     try:
-        return open_checkpoint(published.note, log_verifiers(trust, origin, namespace), origin)
+        checkpoint = open_checkpoint(published.note, verifiers, origin)
     except NoteError as exc:
         raise EvidenceError(f"the checkpoint of size {published.size} is not signed by a key "
                             f"trusted to write {namespace!r}: {exc}") from exc
+    when = datetime.fromisoformat(published.time) if published.time else None
+    at = published.position if position is None else position
+    signers = checkpoint_signers(published.note, trust, verifiers, at, when)
+    if not any(refused is None for _, refused in signers):
+        raise EvidenceError(f"the checkpoint of size {published.size} (offset {at}) was "
+                            "signed by a key that may not sign it then: "
+                            f"{'; '.join(str(refused) for _, refused in signers)}",
+                            remedies=(Remedy(RemedyKind.KEYS),))
+    return checkpoint
 
 
 def positions_of(backend: Backend, state: State, *, unit: str | None = None,
@@ -146,18 +162,19 @@ def prove_consistency(backend: Backend, old: Published, new: Published) -> dict[
                               tree.consistency(old.size, new.size))
 
 
-def _roots(log: EventLog, sizes: Iterable[int]) -> dict[int, bytes]:
-    """The log's tree root at each of ``sizes`` (that it reaches), from its stored bytes."""
+def _roots(log: EventLog, sizes: Iterable[int]) -> dict[int, tuple[bytes, int]]:
+    """The log's tree root at each of ``sizes`` (that it reaches), from its stored bytes, and
+    the position of that tree's last record (-1 for the empty tree)."""
     wanted = set(sizes)
     tree, out = Frontier(), {}
     if 0 in wanted:
-        out[0] = tree.root()
-    for _, data in log.read(0):
+        out[0] = (tree.root(), -1)
+    for position, data in log.read(0):
         if len(out) == len(wanted):
             break
         tree.append(leaf_hash(data))
         if tree.size in wanted:
-            out[tree.size] = tree.root()
+            out[tree.size] = (tree.root(), position)
     return out
 
 
@@ -184,7 +201,8 @@ def check_published(log: EventLog, reader: LogReader, store: Any, namespace: str
                                     f"{item.size} counts more records than the log holds: "
                                     "records were cut off its end"))
             continue
-        if roots[item.size] != item.frontier.root():
+        root, where = roots[item.size]  # where the log has the tree's last record
+        if root != item.frontier.root():
             findings.append(Finding(where, "checkpoint", f"the log's first {item.size} records "
                                     "do not give the root the checkpoint signed: rewritten"))
             continue
@@ -193,7 +211,7 @@ def check_published(log: EventLog, reader: LogReader, store: Any, namespace: str
                          "no trust store)")
             continue
         try:
-            _opened(item, trust, namespace)
+            _opened(item, trust, namespace, where)
         except EvidenceError as exc:
             findings.append(Finding(where, "checkpoint", str(exc)))
             continue

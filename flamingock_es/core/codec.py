@@ -250,6 +250,13 @@ def _construction(name: str, field_names: list[str]) -> avro_reader.Construction
 
 
 @cache
+@cache
+def _writers_by_fingerprint(schema_name: str) -> dict[bytes, tuple[dict[str, Any], bool]]:
+    """Each writer schema of ``schema_name`` by its fingerprint, with whether it has the
+    signature field after the hash; once a process (CRC-64 in Python costs ~1 ms a schema)."""
+    return {fingerprint(w): (w, _signed_after_hash(w)) for w in writer_schemas(schema_name)}
+
+
 def _reader_tree(schema_name: str) -> avro_reader.Node:
     return current_source(avro_reader).compile_schema(  # type: ignore[no-any-return]
         load_schema(schema_name), _construction, lambda name, symbol: _ENUM_TYPES[name](symbol))
@@ -262,12 +269,10 @@ class AuditCodec:
         """``reader``: decode the current writer schema's records with
         :mod:`~flamingock_es.core._speedups.avro_reader` (default: where it is compiled and
         current), else with fastavro; older writer schemas always go through fastavro."""
-        writers = writer_schemas(schema_name)
-        self.schema = writers[-1]
-        self.header = fingerprint(self.schema)
         # fingerprint -> (writer schema, whether it has the signature field after the hash)
-        self._writers: dict[bytes, tuple[dict[str, Any], bool]] = {
-            fingerprint(w): (w, _signed_after_hash(w)) for w in writers}
+        self._writers = dict(_writers_by_fingerprint(schema_name))
+        self.header = next(reversed(self._writers))  # the current one's, the last writer's
+        self.schema = self._writers[self.header][0]
         use_reader = compiled_reader() if reader is None else reader
         self._tree = _reader_tree(schema_name) if use_reader else None
         self._read_tree = current_source(avro_reader).read

@@ -53,10 +53,11 @@ from .note import (
 )
 from .ports import CheckpointStore, Cosigner, EventLog, Timestamper
 from .state import State
-from .trust import Signer, TrustStore, principals
+from .trust import Signer, TrustedKey, TrustStore, principals
 
 __all__ = [
     "Published",
+    "checkpoint_signers",
     "default_origin",
     "history",
     "keep_evidence",
@@ -93,6 +94,21 @@ def log_verifiers(trust: TrustStore, origin: str, namespace: str) -> list[Verifi
     return [Verifier(origin, ALG_ED25519, k.public_key.public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw))
         for k in principals(trust, "write", namespace)]
+
+
+def checkpoint_signers(note: str, trust: TrustStore, verifiers: Sequence[Verifier],
+                       position: int | None, when: datetime | None
+                       ) -> list[tuple[TrustedKey, str | None]]:
+    """Each key of ``trust`` whose signature on the checkpoint ``note`` verifies, with why it
+    may not have signed it at log ``position`` (the tree's last leaf) and time ``when``
+    (``None``: it may): its validity window and revocation, as for the events it signs.
+    ``NoteError`` when none of ``verifiers`` verifies the note."""
+    from cryptography.hazmat.primitives import serialization
+
+    raw = {v.verifier.public_key for v in open_note(note, verifiers).verified}
+    return [(entry, entry.refuses(position, when)) for entry in trust.keys.values()
+            if entry.public_key.public_bytes(serialization.Encoding.Raw,
+                                             serialization.PublicFormat.Raw) in raw]
 
 
 @dataclass(frozen=True)

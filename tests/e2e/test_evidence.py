@@ -12,10 +12,15 @@ import stat
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from flamingock_es.core.evidence import Published
+from flamingock_es.core.note import NoteSigner, sign_note
+from flamingock_es.core.trust import load_signer
 from tests.interop import tlog_verify
 
 from .conftest import Project, ok
@@ -129,6 +134,37 @@ def test_rotated_and_revoked_keys(fresh: Project) -> None:
     refused = ok(fresh.cli("verify"), 4).stdout
     assert f"key {new} (runner) was revoked from offset 2500 (leaked in a paste)" in refused
     assert state["position"] > 2500
+
+
+def test_a_checkpoint_signed_by_a_revoked_key_after_its_revocation_is_refused_and_named(
+        fresh: Project) -> None:
+    ok(fresh.cli("run"))
+    key = json.loads(ok(fresh.cli("keys", "list", "--json")).stdout)[0]["key_id"]
+    revoked_at = datetime.now(UTC) + timedelta(seconds=2)  # after the run and its checkpoint
+    ok(fresh.cli("keys", "revoke", key, "--at", revoked_at.isoformat(timespec="seconds"),
+                 "--reason", "stolen with the laptop"))
+    assert ok(fresh.cli("verify")).stdout.rstrip().endswith("chain intact")  # signed before
+
+    # Whoever holds the stolen key signs the same tree again, later: the signature is good,
+    # the key may not sign any more.
+    (path,) = (fresh.log.parent / "checkpoints").glob("*.json")
+    published = Published.parse(path.read_bytes())
+    signer = load_signer(fresh.path / ".flamingock" / "keys" / "runner.key")
+    origin = published.checkpoint.origin
+    later = (revoked_at + timedelta(minutes=1)).isoformat(timespec="seconds")
+    path.write_bytes(replace(published, time=later, note=sign_note(
+        published.checkpoint.body(), [NoteSigner(origin, signer.private_key)])).to_bytes())
+
+    refused = ok(fresh.cli("verify"), 4).stdout
+    assert (f"the checkpoint of size 8 (offset {published.position}) was signed by a key that "
+            f"may not sign it then: key {key} (runner) was revoked from "
+            f"{revoked_at.isoformat(timespec='seconds')} (stolen with the laptop): this "
+            f"signature, made {later}, is after it") in refused, refused
+    assert "UNTRUSTED" not in refused  # only the checkpoint is refused, no event
+    assert "UNSIGNED" not in refused
+    assert "1 checkpoint not held" in refused
+    proving = ok(fresh.cli("prove", "hello-yaml"), 4).stderr
+    assert f"key {key} (runner) was revoked" in proving
 
 
 def test_an_unsigned_log_is_said_to_be_one_and_strict_refuses_it(tmp_path: Path) -> None:

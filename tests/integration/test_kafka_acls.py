@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from flamingock_es import api
 from flamingock_es.cli.status_codes import exit_code
+from flamingock_es.definition.signing import set_up_signing
 from flamingock_es.errors import FlamingockError
 from flamingock_es.namespace import open_backend
 
@@ -120,6 +121,36 @@ def test_each_principal_does_its_job(tmp_path: Path, secure_kafka: SecureKafka,
     audit.assert_intact()
     assert [e.payload.unit_id for e in audit.kinds("ChangeSucceeded")] == [  # type: ignore[attr-defined]
         "u0001", "u0002"]
+
+
+def test_a_signed_runner_publishes_checkpoints_that_the_auditor_reads_and_proves(
+        tmp_path: Path, secure_kafka: SecureKafka, namespace: str) -> None:
+    bus = f"kafka://{secure_kafka.bootstrap}"
+    runner = RunnerProject(tmp_path / "runner", bus, namespace)
+    set_up_signing(runner.path, namespace)  # as init signs a project
+    _config(runner.path, secure_kafka, "runner", namespace)
+    runner.add_unit(1)
+    ok(runner.cli("run"))  # its checkpoint on flamingock.checkpoints.NS, as the runner
+
+    auditor = _config(tmp_path / "auditor", secure_kafka, "auditor", namespace)
+    doc = yaml.safe_load(auditor.read_text())
+    auditor.write_text(yaml.safe_dump({**doc, "trust": str(runner.path / "trust")}))
+    verified = ok(_cli(auditor, "verify")).stdout
+    assert "holds, signed" in verified, verified
+    assert verified.rstrip().endswith("chain intact")
+    proof = tmp_path / "u0001.proof.json"
+    ok(_cli(auditor, "prove", "u0001", "-o", str(proof)))
+    assert ok(subprocess.run([*CLI, "verify-proof", str(proof)], cwd=tmp_path, text=True,
+                             capture_output=True, timeout=60, check=False)
+              ).stdout.rstrip().endswith("proof holds")
+
+
+@pytest.mark.parametrize("principal", ["requester", "projector", "auditor"])
+def test_only_the_runner_can_write_the_checkpoints(secure_kafka: SecureKafka, namespace: str,
+                                                   principal: str) -> None:
+    error = _produce(secure_kafka, principal, f"flamingock.checkpoints.{namespace}")
+    assert error is not None
+    assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, error
 
 
 def test_the_requester_cannot_write_the_audit_log(secure_kafka: SecureKafka,

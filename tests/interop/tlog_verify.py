@@ -98,3 +98,12 @@ def run(bundle: Mapping[str, object], *, source: Path = SOURCE) -> Verdict:
         input=json.dumps(bundle), capture_output=True, text=True, timeout=60, check=False,
     )
     return Verdict(done.returncode, done.stdout, done.stderr)
+
+
+if __name__ == "__main__":  # scripts/test builds it before any test runs: python -m ...
+    import sys
+
+    try:
+        print(build())
+    except VerifierBuildError as error:
+        sys.exit(f"tlog-verify: {error}")

@@ -24,6 +24,7 @@ from flamingock_es.core.merkle import (
     Frontier,
     HashStore,
     MemoryHashStore,
+    SparseHashStore,
     append_leaf,
     append_leaves,
     consistency_proof,
@@ -202,6 +203,16 @@ def test_ct_vectors_consistency(old: int, new: int, proof: list[str]) -> None:
 
 
 # -- hashing and roots ----------------------------------------------------------------------------
+
+
+def test_ct_vectors_leaf_and_node_hashes() -> None:
+    """The two hash functions alone, against the published hashes of the vectors' nodes."""
+    nodes = {at: bytes.fromhex(h) for at, h in CT_NODES.items()}
+    for n, data in enumerate(CT_LEAVES):
+        assert leaf_hash(data) == nodes[(0, n)]
+    for (level, n), want in nodes.items():
+        if level:
+            assert node_hash(nodes[(level - 1, 2 * n)], nodes[(level - 1, 2 * n + 1)]) == want
 
 
 def test_leaf_and_node_hashes_are_domain_separated() -> None:
@@ -552,6 +563,55 @@ def test_a_torn_memory_store_is_reported() -> None:
         stored_size(store)
     with pytest.raises(ValueError, match="torn"):
         append_leaf(store, leaf_hash(b"next"))
+
+
+# -- the sparse store: a frontier and what followed it -------------------------------------------
+
+
+def test_a_sparse_store_proves_consistency_and_roots_from_a_frontier_alone() -> None:
+    data = _data(40, seed=11)
+    full = _store(data)
+    for old in range(41):
+        frontier = Frontier()
+        frontier.extend(leaf_hash(item) for item in data[:old])
+        # as a runner keeps it: the published checkpoint's frontier, through JSON
+        sparse = SparseHashStore(Frontier.from_json(json.loads(json.dumps(frontier.to_json()))))
+        assert len(sparse) == stored_hash_count(old)
+        assert stored_size(sparse) == old
+        assert tree_hash(sparse, old) == naive_mth(data[:old])
+        for new in range(old, 41):
+            if new > old:
+                append_leaf(sparse, leaf_hash(data[new - 1]))
+            assert stored_size(sparse) == new
+            assert tree_hash(sparse, new) == tree_hash(full, new)
+            if old:
+                proof = consistency_proof(sparse, old, new)
+                assert proof == consistency_proof(full, old, new) == (
+                    naive_subproof(old, data[:new], True))
+                assert verify_consistency(old, new, naive_mth(data[:old]),
+                                          naive_mth(data[:new]), proof)
+
+
+def test_a_sparse_store_holds_nothing_before_the_frontier_and_says_so() -> None:
+    data = _data(13, seed=12)
+    frontier = Frontier()
+    frontier.extend(leaf_hash(item) for item in data[:5])  # subtrees [0, 4) and [4, 5)
+    sparse = SparseHashStore(frontier)
+    append_leaves(sparse, [leaf_hash(item) for item in data[5:]])
+    assert inclusion_proof(sparse, 12, 13) == inclusion_proof(_store(data), 12, 13)
+    with pytest.raises(IndexError, match="not held by this sparse store"):
+        inclusion_proof(sparse, 0, 13)  # needs leaf 1's hash: inside the frontier's subtree
+    with pytest.raises(IndexError, match="not held by this sparse store"):
+        sparse.read_hashes([stored_hash_index(0, 0)])
+    with pytest.raises(ValueError, match="32 bytes"):
+        sparse.append_hashes([b"short"])
+
+
+def test_a_sparse_store_of_the_empty_tree_is_a_store_of_everything() -> None:
+    data = _data(9, seed=13)
+    sparse = SparseHashStore(Frontier())
+    append_leaves(sparse, [leaf_hash(item) for item in data])
+    assert _everything(sparse) == _everything(_store(data))
 
 
 # -- cost at a million leaves ---------------------------------------------------------------------
