@@ -94,7 +94,7 @@ def test_status_tells_a_running_change_from_a_dead_one_and_a_late_mark_is_refuse
         assert "mark" not in status.stdout
         seen = json.loads(ok(project.cli("history", "--json", "--unit", "u2")).stdout)
         marker = project.spawn("mark", "u2", "--as", "rolled-back", "--reason", "looked dead")
-        time.sleep(1.0)  # the mark waits for the lock
+        time.sleep(4.0)  # the mark reads the log, then waits for the lock (a slow start-up)
         project.flag("release-u2")
         runner.communicate(timeout=60)
         _, err = marker.communicate(timeout=60)

@@ -161,7 +161,7 @@ def test_a_mark_that_waited_for_a_healthy_run_is_refused(project: RunnerProject)
         status = ok(project.cli("status"))
         assert "running now in run" in status.stdout
         marker = project.spawn("mark", "u0002", "--as", "rolled-back", "--reason", "dead?")
-        time.sleep(2.0)
+        time.sleep(6.0)  # the mark reads the log, then waits for the lock (a slow start-up)
         project.flag("release-u0002")
         runner.communicate(timeout=120)
         _, err = marker.communicate(timeout=120)
