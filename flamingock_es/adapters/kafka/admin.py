@@ -169,6 +169,17 @@ def _exists(admin: AdminClient, topic: str) -> bool:
 
 
 @transient_retry(seconds=30.0)
+def high_watermark(admin: AdminClient, topic: str, timeout: float) -> int:
+    """Partition 0's high watermark, asked once with ``timeout``: where a store that keeps
+    its latest record last (snapshots, checkpoints) finds it. Raises ``KafkaException`` or
+    ``TimeoutError`` (a topic just created has no leader yet)."""
+    partition = TopicPartition(topic, 0)
+    ends = admin.list_offsets(
+        {partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
+        isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=timeout)
+    return int(ends[partition].result(timeout=timeout + 1).offset)
+
+
 def end_offsets(admin: AdminClient, topic: str) -> tuple[int, int]:
     """Partition 0's last stable offset (the end a ``read_committed`` reader sees) and its
     high watermark (where the next record goes, open transactions included)."""

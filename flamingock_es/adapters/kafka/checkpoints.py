@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import Consumer, IsolationLevel, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from ...errors import AppendError
-from .admin import admin_client
+from .admin import admin_client, high_watermark
 from .config import KafkaSettings, Topics, new_client
 from .errors import unavailable
 
@@ -37,14 +37,10 @@ class KafkaCheckpoints:
         self._producer: Producer | None = None
 
     def _end(self) -> int:
-        partition = TopicPartition(self.topic, 0)
         if self._admin is None:
             self._admin = admin_client(self.settings)
         try:
-            ends = self._admin.list_offsets(
-                {partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
-                isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=_LOOKUP)
-            return int(ends[partition].result(timeout=_LOOKUP + 1).offset)
+            return high_watermark(self._admin, self.topic, _LOOKUP)
         except (KafkaException, TimeoutError) as exc:  # a topic just created has no leader yet
             log.info("no checkpoint read from %s: %s", self.topic, exc or "no answer in time")
             return 0

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import Consumer, IsolationLevel, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from ...errors import AppendError
-from .admin import admin_client
+from .admin import admin_client, high_watermark
 from .config import KafkaSettings, Topics, new_client
 from .errors import unavailable
 
@@ -37,14 +37,10 @@ class KafkaSnapshots:
         self._producer: Producer | None = None
 
     def latest(self) -> bytes | None:
-        partition = TopicPartition(self.topic, 0)
         if self._admin is None:
             self._admin = admin_client(self.settings)
         try:
-            ends = self._admin.list_offsets(
-                {partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
-                isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=_LOOKUP)
-            end = int(ends[partition].result(timeout=_LOOKUP + 1).offset)
+            end = high_watermark(self._admin, self.topic, _LOOKUP)
         except (KafkaException, TimeoutError) as exc:  # a topic just created has no leader yet
             log.info("no snapshot read from %s: %s", self.topic, exc or "no answer in time")
             return None
