@@ -23,7 +23,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, fields
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -49,6 +49,7 @@ from .events import (
     RunOutcome,
     SkipCause,
     TraceContext,
+    plain,
 )
 from .merkle import leaf_hash
 
@@ -370,8 +371,8 @@ def _to_avro(event: AuditEvent) -> dict[str, Any]:
         "time": event.time,
         "namespace": event.namespace,
         "run_id": event.run_id,
-        "actor": asdict(event.actor),
-        "trace": asdict(event.trace) if event.trace else None,
+        "actor": plain(event.actor),
+        "trace": plain(event.trace) if event.trace else None,
         "request_id": event.request_id,
         "payload": (payload.avro_name, payload.to_dict()),
         "prev_hash": event.prev_hash,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -128,6 +129,11 @@ def sealed(codec: AuditCodec, payload: Payload | None = None, **fields: object
 
 def test_the_samples_cover_every_payload_type() -> None:
     assert {type(p) for p in PAYLOADS} == set(PAYLOAD_TYPES)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: type(p).__name__)
+def test_a_payloads_plain_form_is_what_asdict_gives(payload: Payload) -> None:
+    assert payload.to_dict() == dataclasses.asdict(payload)
 
 
 @pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: type(p).__name__)
