@@ -134,9 +134,13 @@ def environment() -> str:
     except ImportError:
         others = ""
     reader = "compiled (mypyc)" if compiled_reader() else "pure Python (fastavro)"
+    # Units are Python files: without .pyc files every process compiles each one again.
+    bytecode = ("off (PYTHONDONTWRITEBYTECODE: every process compiles each unit file)"
+                if sys.dont_write_bytecode else "on (.pyc files kept after the first run)")
     return (f"python {platform.python_version()} ({platform.python_implementation()}), "
             f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}\n"
-            f"{others}fastavro {fastavro.__version__}; flamingock-es reader: {reader}")
+            f"{others}fastavro {fastavro.__version__}; flamingock-es reader: {reader}; "
+            f"bytecode cache: {bytecode}")
 
 
 def load() -> str:
