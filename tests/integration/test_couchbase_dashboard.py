@@ -143,3 +143,44 @@ def test_a_dashboards_reads_through_the_key_value_reader(
         assert u3["last_attempt"]["by"]["principal"] == "e2e-user"
     finally:
         store.close()
+
+
+def test_a_rollout_and_its_tenants_are_projected_into_couchbase(
+        project: Project, couchbase_env: CouchbaseEnv, bucket: Any, scope: str) -> None:
+    from ..e2e.test_rollout import UNITS, rollout_json, workflow
+
+    url = f"{couchbase_env.url}?bucket={couchbase_env.bucket}&scope={scope}&collection=audit"
+    project.write("flamingock.yaml", workflow(
+        "[{id: t1, region: eu}, {id: t2, region: us}, {id: t3, region: eu}, "
+        "{id: t4, region: us}]"))
+    project.write("changes/units.py", UNITS)
+    project.flag("fail-t3")
+    ok(project.cli("rollout", "--reason", "release 9 (CHG-9)", "--canary", "1",
+                   "--max-failures", "1"))
+    rollout_id = str(rollout_json(project)["rollout_id"])
+    ok(project.cli("project", "--once", "--store", url, "--namespace", "shop._rollouts"))
+    for tenant in ("t1", "t3"):
+        ok(project.cli("project", "--once", "--store", url, "--tenant", tenant))
+
+    store = open_store(url, {"user": couchbase_env.user, "password": couchbase_env.password})
+    try:
+        doc = ProjectionReader(store, "shop._rollouts").rollout(rollout_id)
+        assert doc is not None
+        assert (doc["type"], doc["result"]) == ("rollout", "PARTIAL")
+        assert doc["reason"] == "release 9 (CHG-9)"
+        assert {t: v["result"] for t, v in doc["tenants"].items()} == {
+            "t1": "SUCCEEDED", "t2": "SUCCEEDED", "t3": "ROLLED_BACK", "t4": "SUCCEEDED"}
+        assert [w["counts"] for w in doc["waves"]] == [{"SUCCEEDED": 1},
+                                                      {"SUCCEEDED": 2, "ROLLED_BACK": 1}]
+        failed = ProjectionReader(store, "shop.t3").unit("u1")
+        assert failed is not None
+        assert failed["status"] == "ROLLED_BACK"
+        applied = ProjectionReader(store, "shop.t1").unit("u1")
+        assert applied is not None
+        assert applied["status"] == "APPLIED"
+    finally:
+        store.close()
+    # The documents are in the named keyspace, where a dashboard's SQL++ reads them.
+    stored = bucket.scope(scope).collection("audit").get(
+        f"fes::shop._rollouts::rollout::{rollout_id}").content_as[dict]
+    assert stored["tenants"]["t3"]["result"] == "ROLLED_BACK"
