@@ -168,7 +168,6 @@ def _exists(admin: AdminClient, topic: str) -> bool:
     raise KafkaException(metadata.error)
 
 
-@transient_retry(seconds=30.0)
 def high_watermark(admin: AdminClient, topic: str, timeout: float) -> int:
     """Partition 0's high watermark, asked once with ``timeout``: where a store that keeps
     its latest record last (snapshots, checkpoints) finds it. Raises ``KafkaException`` or
@@ -180,6 +179,7 @@ def high_watermark(admin: AdminClient, topic: str, timeout: float) -> int:
     return int(ends[partition].result(timeout=timeout + 1).offset)
 
 
+@transient_retry(seconds=30.0)
 def end_offsets(admin: AdminClient, topic: str) -> tuple[int, int]:
     """Partition 0's last stable offset (the end a ``read_committed`` reader sees) and its
     high watermark (where the next record goes, open transactions included)."""
