@@ -12,6 +12,10 @@
   server's latency): the tenant's topic creation, lock session, reads and appends, the
   result's round trip. Printed with and without the topics' creation (a second rollout of
   the same tenants, with a new unit). Goal <= 150 ms.
+- **restart**: the coordinator killed with SIGKILL while a tenant of its second wave is
+  held at the server, then started again (2 workers): seconds until it says it resumed and
+  until the rollout ends, and how many unit calls reached the server twice. Goal: resumes
+  within 5 s, none twice.
 - **layout**: the current layout gives each namespace (each tenant) 6 topics of one
   partition. For 100, 1,000 (and 10,000 with ``--layout 100,1000,10000``) tenants: the time
   to create their topics, the cluster's metadata (topics, partitions, a full ``list_topics``
@@ -130,6 +134,60 @@ def fleet_figures(tenants: int, fleets: list[int]) -> None:
         print(f"4 workers / 1 worker: {rates[4] / rates[1]:.2f}x (goal >= 3x)")
 
 
+def restart_figures(tenants: int) -> None:
+    """The coordinator killed (SIGKILL) while a tenant of its second wave is in progress,
+    then started again: how long until it says it resumed, until the rollout ends, and how
+    many tenants were applied twice (counted at the HTTP server)."""
+    import signal
+    import threading
+
+    print(f"\n## coordinator restart: {tenants} tenants x {UNITS} units, 2 workers, canary 2, "
+          "waves of 50%; SIGKILL while a second-wave tenant's call is held")
+    with recording_server() as server, tempfile.TemporaryDirectory() as tmp:
+        server.latency = LATENCY
+        root = project(Path(tmp) / "restart", f"bench-{uuid.uuid4().hex[:8]}", tenants,
+                       server.url)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        fleet = [subprocess.Popen(cli("serve", "--fleet", "-q"), cwd=root, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for _ in range(2)]
+        held = f"/apply/c{tenants // 2:05d}/1"
+        server.held[held] = threading.Event()
+        try:
+            time.sleep(3)
+            first = subprocess.Popen(cli("rollout", "--fleet", "--reason", "bench restart",
+                                         "--canary", "2", "--wave", "50%"), cwd=root, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+            while not any(r.path == held for r in list(server.received)):
+                time.sleep(0.05)
+            first.send_signal(signal.SIGKILL)
+            first.communicate(timeout=30)
+            server.held[held].set()
+            started = time.perf_counter()
+            again = subprocess.Popen(cli("rollout", "--fleet", "--reason", "bench: host died"),
+                                     cwd=root, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+            assert again.stderr is not None
+            resumed = None
+            for line in again.stderr:
+                if resumed is None and "resumed" in line:
+                    resumed = time.perf_counter() - started
+            again.wait(timeout=600)
+            ended = time.perf_counter() - started
+        finally:
+            for process in fleet:
+                process.terminate()
+                process.wait(timeout=60)
+        applies = [r.path.split("?")[0] for r in server.received
+                   if r.path.startswith("/apply/")]
+        twice = len(applies) - len(set(applies))
+        said = f"{resumed:.1f} s" if resumed is not None else "never said"
+        print(f"restarted coordinator: resumed after {said}, rollout ended after {ended:.1f} s "
+              f"(exit {again.returncode}); calls made twice: {twice} of {len(applies)} "
+              f"(goal: resumes within 5 s, none twice)   [{load()}]")
+
+
 def brokers_rss() -> str:
     """Resident memory of the local Kafka nodes (scripts/services' pid files)."""
     root = Path(os.environ.get("FLAMINGOCK_SERVICES_DIR", REPO / ".services")) / "kafka"
@@ -204,13 +262,15 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=60)
     parser.add_argument("--fleets", default="1,2,4")
     parser.add_argument("--layout", default="100,1000")
-    parser.add_argument("--only", choices=["fleet", "layout"])
+    parser.add_argument("--only", choices=["fleet", "restart", "layout"])
     args = parser.parse_args()
     print(f"bench/rollout.py on kafka://{BOOTSTRAP}\n{environment()}")
     print(json.dumps({"tenants": args.tenants, "fleets": args.fleets,
                       "layout": args.layout}))
     if args.only in (None, "fleet"):
         fleet_figures(args.tenants, [int(n) for n in args.fleets.split(",")])
+    if args.only in (None, "restart"):
+        restart_figures(min(args.tenants, 24))
     if args.only in (None, "layout"):
         layout_figures([int(n) for n in args.layout.split(",")])
 
