@@ -75,7 +75,10 @@ def create_app(views: Views, *, token: str | None = None, poll_seconds: float = 
             return JSONResponse({"error": "no such tenant on this dashboard"}, status_code=404)
         return JSONResponse(found)
 
-    routes = [Route("/", index), Route("/dashboard.css", styles),
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)  # none; the browser's request is not an error
+
+    routes = [Route("/", index), Route("/favicon.ico", favicon), Route("/dashboard.css", styles),
               Route("/dashboard.js", script), Route("/api/overview", overview),
               Route("/api/tenants/{tenant}", tenant)]
     return _Guard(Starlette(routes=routes), token, allowed_hosts)

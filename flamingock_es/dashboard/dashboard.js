@@ -85,7 +85,8 @@ function renderRollouts(rollouts) {
 
 function renderLegend() {
   document.getElementById("legend").replaceChildren(...legend.map(l => el("li", {},
-    el("span", {class: `swatch s-${token(l.status)}`}), `${l.status.toLowerCase()}: ${l.meaning}`)));
+    el("span", {class: `swatch s-${token(l.status)}`}), el("b", {text: l.status.replace(/_/g, " ")}),
+    l.meaning.toLowerCase() === l.status.replace(/_/g, " ").toLowerCase() ? null : `: ${l.meaning}`)));
 }
 
 function renderGrid(data) {
@@ -144,7 +145,7 @@ function renderTenant(t) {
         el("td", {}, badge("s", u.status)), el("td", {class: "applied", text: who(u.applied_by)}),
         el("td", {text: when(u.applied_at)}), el("td", {class: "requested", text: requester(u.requested_by)}),
         el("td", {text: who(u.last_by)}), el("td", {text: String(u.attempts ?? "-")}),
-        el("td", {}, el("code", {text: JSON.stringify(u.parameters)})),
+        el("td", {}, el("code", {class: "params", text: JSON.stringify(u.parameters)})),
         el("td", {class: "error", text: u.error ? `${u.error.type}: ${u.error.message}` : ""})));
     }
     parts.push(el("h3", {text: "Units"}), units);
@@ -154,7 +155,9 @@ function renderTenant(t) {
   for (const h of t.history) {
     history.append(el("tr", {"data-run": h.run_id, "data-unit": h.unit_id},
       el("td", {text: when(h.at)}), el("td", {}, el("code", {text: h.unit_id})),
-      el("td", {}, badge("s", h.outcome)), el("td", {class: "requested", text: requester(h.requested_by)}),
+      el("td", {}, badge("s", h.outcome),
+         h.failed && h.outcome !== "FAILED" ? el("span", {class: "error", text: " (failed in this run)"}) : null),
+      el("td", {class: "requested", text: requester(h.requested_by)}),
       el("td", {class: "applied", text: who(h.applied_by)}), el("td", {}, el("code", {text: h.run_id}))));
   }
   parts.push(el("h3", {text: "History"}), t.history.length ? history : el("p", {class: "muted", text: "No run yet."}));

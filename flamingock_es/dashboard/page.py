@@ -83,7 +83,8 @@ border:1px solid rgba(0,0,0,.2);white-space:nowrap}
 .budget.over{color:var(--bad);font-weight:700}
 #grid td.cell{min-width:7em;text-align:center;font-size:12px;font-weight:600;
 border:1px solid #fff}
-#grid td.cell.running{outline:2px dashed var(--app);outline-offset:-3px}
+#grid td.cell.running{background:var(--app);color:#fff;outline:2px dashed #fff;
+outline-offset:-4px}
 #grid th.tenant{cursor:pointer;color:var(--app);text-decoration:underline;white-space:nowrap}
 #grid tr.selected th.tenant{background:#e3f2fd}
 .legend{display:flex;flex-wrap:wrap;gap:4px 14px;margin:0 0 6px;padding:0;list-style:none;
@@ -96,6 +97,11 @@ border:1px solid rgba(0,0,0,.3)}
 .ok{color:var(--ok);font-weight:600}.bad{color:var(--bad);font-weight:600}
 .requested{color:var(--req)}.applied{color:var(--app)}
 .error{color:var(--bad)}
+#tenant-body h3{margin:18px 0 4px}
+#tenant-body table{width:100%}#tenant-body th{white-space:nowrap}
+#tenant-body td:first-child code,#tenant-body td:last-child code{white-space:nowrap}
+code.params{overflow-wrap:anywhere}
+.legend b{font-weight:600}
 """
 
 

@@ -77,6 +77,7 @@ class Views:
                 row = self._row(tenant, latest, notices)
                 units |= set(row["cells"])
                 rows.append(row)
+            notices += self._unprojected(rows)
             return {"workflow": self.workflow, "generated_at": _now(),
                     "rollouts": rollouts, "units": sorted(units), "tenants": rows,
                     "notices": notices}
@@ -99,8 +100,10 @@ class Views:
         row: Json = {"tenant": tenant.id, "namespace": tenant.namespace,
                      "projected": summary is not None, "cells": {}, "rollout": result,
                      "lock_held": False, "last_run": None, "position": None}
+        if latest is not None and result is None and any(
+                tenant.id in w["tenant_ids"] for w in latest["waves"]):
+            row["rollout"] = {"result": "PENDING", "wave": None, "run_id": None}
         if summary is None:
-            notices.append(self._empty(tenant.namespace, f"tenant {tenant.id}"))
             return row
         self._stale(tenant.namespace, summary, notices)
         row.update(lock_held=summary.get("lock_held", False), position=summary["position"],
@@ -130,7 +133,8 @@ class Views:
             self._stale(tenant.namespace, summary, out["notices"])
             requesters = self._rollout_starters()
             runs = [_run(doc, requesters) for doc in reversed(reader.runs())]
-            out.update(units=[_unit(doc) for doc in reader.units()], runs=runs,
+            asked = {run["run_id"]: run["requested_by"] for run in runs}
+            out.update(units=[_unit(doc, asked) for doc in reader.units()], runs=runs,
                        history=[row for run in runs for row in _history(run)],
                        verification=_verification(summary), lock=reader.lock())
             return out
@@ -143,6 +147,26 @@ class Views:
                 for doc in self._reader(self.rollout_namespace).rollouts()}
 
     # Notices ---------------------------------------------------------------------------------
+
+    def _unprojected(self, rows: list[Json]) -> list[Json]:
+        """One notice for the tenants with nothing projected: expected of those no run has
+        reached yet, a projection behind the log for those the rollout has a result of."""
+        missing = [r for r in rows if not r["projected"]]
+        behind = [r["tenant"] for r in missing
+                  if r["rollout"] and r["rollout"]["result"] != "PENDING"]
+        waiting = [r["tenant"] for r in missing if r["tenant"] not in behind]
+        out = []
+        if behind:
+            out.append({"kind": "stale", "namespace": None, "tenants": behind,
+                        "message": f"the rollout has a result for {_few(behind)} but nothing "
+                                   "of theirs is projected: is a projection worker running?",
+                        "command": self.hints.project})
+        if waiting:
+            out.append({"kind": "empty", "namespace": None, "tenants": waiting,
+                        "message": f"nothing projected yet for {_few(waiting)} (no run there "
+                                   "yet, or no projection worker)",
+                        "command": self.hints.project})
+        return out
 
     def _empty(self, namespace: str, what: str) -> Json:
         return {"kind": "empty", "namespace": namespace,
@@ -165,6 +189,11 @@ class Views:
 
 # Documents into rows -------------------------------------------------------------------------
 
+def _few(tenants: list[str], shown: int = 8) -> str:
+    more = f" and {len(tenants) - shown} more" if len(tenants) > shown else ""
+    return f"{len(tenants)} tenant(s): {', '.join(tenants[:shown])}{more}"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -174,7 +203,7 @@ def _rollout(doc: Json) -> Json:
     for f in doc.get("failed", []):
         failed_in[f["wave"]] = failed_in.get(f["wave"], 0) + 1
     waves = [{"wave": w["wave"], "label": "canary" if w["wave"] == 0 else f"wave {w['wave']}",
-              "tenants": len(w["tenants"]), "counts": w["counts"],
+              "tenants": len(w["tenants"]), "tenant_ids": w["tenants"], "counts": w["counts"],
               "failed": failed_in.get(w["wave"], 0), "allowed": w["allowed_failures"],
               "checked": w["failures"] is not None, "exceeded": w["exceeded"]}
              for w in doc.get("waves", [])]
@@ -191,13 +220,16 @@ def _rollout(doc: Json) -> Json:
                         for t, r in doc.get("tenants", {}).items()}}
 
 
-def _unit(doc: Json) -> Json:
+def _unit(doc: Json, asked: dict[str, Json | None]) -> Json:
+    """A unit's row; who requested its last attempt is its run's requester (a change
+    request's, or the rollout's)."""
     last = doc.get("last_attempt") or {}
     return {"unit_id": doc["unit_id"], "status": doc["status"], "running": doc["running"],
             "needs_attention": doc["needs_attention"], "stage": doc.get("stage"),
             "author": doc.get("author"), "attempts": doc.get("attempts"),
             "applied_by": doc.get("applied_by"), "applied_at": doc.get("applied_at"),
-            "requested_by": doc.get("requested_by"), "last_by": last.get("by"),
+            "requested_by": doc.get("requested_by") or asked.get(last.get("run_id") or ""),
+            "last_by": last.get("by"),
             "last_run_id": last.get("run_id"), "finished_at": doc.get("finished_at"),
             "error": doc.get("error"), "parameters": redact(doc.get("parameters"))}
 
@@ -232,6 +264,7 @@ def _history(run: Json) -> list[Json]:
         else:
             outcome = "NOT_STARTED" if run["finished_at"] else "PENDING"
         rows.append({"run_id": run["run_id"], "unit_id": unit, "outcome": outcome,
+                     "failed": unit in run["failed"],
                      "requested_by": run["requested_by"], "applied_by": run["applied_by"],
                      "at": run["finished_at"] or run["started_at"]})
     return rows

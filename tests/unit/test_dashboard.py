@@ -136,9 +136,10 @@ def test_the_overview_has_the_rollout_its_waves_budget_and_the_grid(views: Views
         "u1": "ROLLED_BACK", "u2": "FAILED"}
     assert rows[EVIL]["rollout"]["result"] == "ROLLED_BACK"
     assert rows["never"]["projected"] is False
+    assert rows["never"]["rollout"]["result"] == "PENDING"  # in the rollout, not run yet
     (notice,) = data["notices"]
     assert notice["kind"] == "empty"
-    assert notice["namespace"] == "shop.never"
+    assert notice["tenants"] == ["never"]
     assert notice["command"] == "flamingock-es project --all-tenants"
     assert {entry["status"] for entry in data["legend"]} >= {"APPLIED", "FAILED", "PENDING",
                                                             "ROLLED_BACK"}
@@ -150,8 +151,8 @@ def test_a_tenant_has_its_history_who_asked_who_applied_and_its_verification(
     data = client.get("/api/tenants/" + EVIL).json()  # the client quotes the path
 
     assert data["namespace"] == "shop.evil"
-    rows = [(h["unit_id"], h["outcome"]) for h in data["history"]]
-    assert rows == [("u1", "ROLLED_BACK"), ("u2", "FAILED")]
+    rows = [(h["unit_id"], h["outcome"], h["failed"]) for h in data["history"]]
+    assert rows == [("u1", "ROLLED_BACK", False), ("u2", "FAILED", True)]
     first = data["history"][0]
     assert first["requested_by"] == {"principal": "ana@ci-1", "reason": "release 7 <b>now</b>",
                                      "rollout_id": "r1"}
@@ -159,6 +160,7 @@ def test_a_tenant_has_its_history_who_asked_who_applied_and_its_verification(
     units = {u["unit_id"]: u for u in data["units"]}
     assert units["u2"]["error"]["message"] == "boom"
     assert units["u1"]["parameters"] == {"url": "x", "api_token": "***"}
+    assert units["u1"]["requested_by"] == first["requested_by"]  # the rollout asked
     verification = data["verification"]
     assert verification["chain_intact"] is True
     assert verification["signed"] == "none"
