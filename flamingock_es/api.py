@@ -61,6 +61,7 @@ from .errors import (
     ConfigError,
     FlamingockError,
     LockTimeoutError,
+    NamespaceNotFoundError,
     Remedy,
     RemedyKind,
     RunFailed,
@@ -112,6 +113,7 @@ __all__ = [
     "open_workflow",
     "plan",
     "project",
+    "project_tenants",
     "projection_lag",
     "prove",
     "prove_consistency",
@@ -120,6 +122,7 @@ __all__ = [
     "replay",
     "request_changes",
     "rollout",
+    "rollout_settings",
     "rollout_workflow",
     "rollouts",
     "run",
@@ -662,11 +665,16 @@ def apply_tenant(wf: Workflow, tenants: Sequence[Tenant], rollout_id: str,
     return TenantOutcome(tenant, result.outcome.value, result.run_id)
 
 
-def rollouts(target: Target = None, **flags: Any) -> list[RolloutState]:
-    """The workflow's rollouts, oldest first, as its rollout namespace's log says."""
+def rollout_settings(target: Target = None, **flags: Any) -> Settings:
+    """The settings of the workflow's rollout namespace (``NAMESPACE._rollouts``)."""
     wf_settings = settings_of(target, **flags)
     name = rollout_namespace(wf_settings.parent_namespace)
-    settings = replace(wf_settings, namespace=name, declared_namespace=name, tenant=None)
+    return replace(wf_settings, namespace=name, declared_namespace=name, tenant=None)
+
+
+def rollouts(target: Target = None, **flags: Any) -> list[RolloutState]:
+    """The workflow's rollouts, oldest first, as its rollout namespace's log says."""
+    settings = rollout_settings(target, **flags)
     with root.open_namespace(settings, create=False) as backend:
         return list(_state(backend).rollouts.values())
 
@@ -784,6 +792,52 @@ def project(target: Target = None, *, once: bool = False, rebuild: bool = False,
             return worker.run(stop, once=once)
         finally:
             store.close()
+
+
+def project_tenants(target: Target = None, *, once: bool = False, rebuild: bool = False,
+                    stop: threading.Event | None = None,
+                    on_batch: Callable[[str, ProjectedBatch], None] | None = None,
+                    batch_size: int = 500, **flags: Any) -> dict[str, int]:
+    """:func:`project` for a workflow with tenants: its rollout namespace and every tenant's
+    namespace, one worker (a thread) each, into the settings' store. Returns each
+    namespace's last projected position (-1: no log yet); with ``once`` when all are caught
+    up (a namespace with no log is left out), otherwise once ``stop`` is set. The first
+    worker that fails stops the others, and its error is raised."""
+    settings = settings_of(target, **flags)
+    stop = stop or threading.Event()
+    tenants = settings.tenant_list()
+    targets = [rollout_settings(settings),
+               *(settings.for_tenant(t, tenants) for t in tenants)]
+    positions: dict[str, int] = {}
+    failed: list[BaseException] = []
+
+    def one(each: Settings) -> None:
+        told = None if on_batch is None else \
+            (lambda batch: on_batch(each.namespace, batch))
+        try:
+            positions[each.namespace] = project(each, once=once, rebuild=rebuild, stop=stop,
+                                                on_batch=told, batch_size=batch_size)
+        except NamespaceNotFoundError:
+            positions[each.namespace] = -1  # --once: nothing was ever run there
+        except BaseException as exc:  # raised again below, in the caller
+            failed.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=one, args=(each,), name=f"project {each.namespace}",
+                                daemon=True) for each in targets]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # a timeout, so that Ctrl-C reaches this thread
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    if failed:
+        raise failed[0]
+    return {each.namespace: positions.get(each.namespace, -1) for each in targets}
 
 
 def open_projection(target: Target = None, **flags: Any) -> ProjectionReader:

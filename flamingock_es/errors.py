@@ -133,6 +133,8 @@ class RemedyKind(enum.StrEnum):
     """Bring the projection up to date with the log."""
     PROJECT_REBUILD = "project-rebuild"
     """Rebuild the projection from the log."""
+    PROJECT_TENANTS = "project-tenants"
+    """Keep the projections of every tenant and of the rollouts up to date."""
     DELETE_GROUP_OFFSETS = "delete-group-offsets"
     """Forget how far a Kafka group's commits saw the log reach (``group``, ``topic``)."""
     FORGET_HEAD = "forget-head"

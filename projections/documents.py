@@ -9,7 +9,8 @@ Keys, for namespace ``ns``::
     fes::{ns}::unit::{unit_id}     one per change unit
     fes::{ns}::run::{run_id}       one per run
     fes::{ns}::lock                who holds the namespace's lock (or free)
-    fes::{ns}::summary             counts by status, last run, chain head, ids of units/runs
+    fes::{ns}::summary             counts by status, last run, chain head, ids of units, runs
+                                   and rollouts, how far trusted signatures cover the log
     fes::{ns}::rollout::{id}       one per rollout, in a rollout namespace (NAMESPACE._rollouts):
                                    who started it and why, its waves, each tenant's result
     fes::{ns}::checkpoint          how far the projection got: position and last hash
@@ -52,9 +53,11 @@ Document = dict[str, Any]
 HISTORY_LIMIT = 100
 """A unit document lists the ids of at most this many of its latest runs."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """2: unit documents say who applied them and when (``applied_by``, ``applied_at``,
-``requested_by``, ``last_attempt.by``); run documents say who requested them."""
+``requested_by``, ``last_attempt.by``); run documents say who requested them. 3: the summary
+lists the rollouts (``rollouts``, so that a dashboard finds them by key alone) and says how
+far trusted signatures cover the log (``signed_through``)."""
 
 
 def key_prefix(namespace: str) -> str:
@@ -78,6 +81,7 @@ def lock_key(namespace: str) -> str:
 
 
 def rollout_key(namespace: str, rollout_id: str) -> str:
+    """Key of a rollout's document (in a rollout namespace)."""
     return f"{key_prefix(namespace)}rollout::{rollout_id}"
 
 
@@ -242,6 +246,7 @@ def summary_document(namespace: str, state: State) -> Document:
         "counts": dict(sorted(state.counts().items())),
         "units": sorted(state.units),
         "runs": list(state.runs),
+        "rollouts": list(state.rollouts),
         "attention": sorted(u.unit_id for u in state.attention()),
         "last_run": None if last is None else {
             "run_id": last.run_id,
@@ -255,6 +260,10 @@ def summary_document(namespace: str, state: State) -> Document:
         "events": state.events,
         "next_seq": state.next_seq,
         "last_event_at": _time(state.last_time),
+        # Documents are written only while nothing in the log is a finding, so what the
+        # summary shows is verified up to ``position``; this says how much of it a trusted
+        # signature covers (-1: none, or no trust store to check them against).
+        "signed_through": state.signed_through,
         "chain_breaks": [
             {"position": b.position, "seq": b.seq, "reason": b.reason} for b in state.breaks
         ],

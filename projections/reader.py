@@ -99,6 +99,14 @@ class ProjectionReader:
         """One rollout's document (in a rollout namespace, ``NAMESPACE._rollouts``)."""
         return self._doc(rollout_key(self.namespace, rollout_id))
 
+    def rollouts(self) -> list[Document]:
+        """Every rollout document, in the order they started, found through the summary's
+        list of ids (a rollout namespace's; empty elsewhere)."""
+        summary = self.summary()
+        keys = [rollout_key(self.namespace, r) for r in (summary or {}).get("rollouts", [])]
+        found = self.store.get_many(keys)
+        return [found[k].doc for k in keys if k in found]
+
     def lock(self) -> Document | None:
         """The lock document (``held`` false when free); ``None`` before any lock event."""
         return self._doc(lock_key(self.namespace))

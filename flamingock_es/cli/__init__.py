@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from .._version import __version__
 from ..errors import FlamingockError
 from ..telemetry import setup as tracing
-from . import audit, authoring, bus, evidence, keys, projection, rollout, run
+from . import audit, authoring, bus, dashboard, evidence, keys, projection, rollout, run
 from .console import ConsoleLogHandler, console_for
 from .remedies import to_resolve
 from .status_codes import BROKEN_PIPE, INTERRUPTED, exit_code
@@ -30,7 +30,7 @@ from .status_codes import BROKEN_PIPE, INTERRUPTED, exit_code
 __all__ = ["build_parser", "first_sentence", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
-FLOWS = (authoring, run, rollout, audit, evidence, bus, projection, keys)
+FLOWS = (authoring, run, rollout, audit, evidence, bus, projection, dashboard, keys)
 """The command modules, one per flow; each adds its commands with ``register``."""
 UNIT_LOGGER = "flamingock_es.unit"
 """The logger a unit's ``ctx.log`` writes to."""

@@ -11,8 +11,8 @@ from types import FrameType
 from typing import Any, TextIO
 
 from .. import api
-from ..definition.settings import DEFAULT_STORE
-from ..errors import HistoryError, Remedy, RemedyKind
+from ..definition.settings import DEFAULT_STORE, Settings
+from ..errors import ConfigError, HistoryError, Remedy, RemedyKind
 from ..projections import ProjectedBatch, ProjectionReader
 from .output import settings, table
 from .remedies import command
@@ -22,9 +22,15 @@ __all__ = ["register"]
 
 
 def cmd_project(args: argparse.Namespace) -> int:
-    """Project the audit log into the read-side store (follows the log unless --once)."""
+    """Project the audit log into the read-side store (follows the log unless --once).
+
+    With --all-tenants, a workflow with tenants: its rollout namespace and every tenant's
+    namespace, one worker each, in this one process (what `flamingock-es dashboard`
+    reads)."""
     s = settings(args)
     stop = threading.Event()
+    if args.all_tenants:
+        return _project_tenants(args, s, stop)
 
     def progress(batch: ProjectedBatch) -> None:
         if not args.quiet:
@@ -44,6 +50,32 @@ def cmd_project(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
         print(f"{s.namespace}: projected up to position {position} into {s.store}")
+    return 0
+
+
+def _project_tenants(args: argparse.Namespace, s: Settings, stop: threading.Event) -> int:
+    if s.tenant is not None:
+        raise ConfigError("project --all-tenants projects every tenant: leave --tenant out")
+
+    def progress(namespace: str, batch: ProjectedBatch) -> None:
+        if not args.quiet:
+            print(f"{namespace}: projected {batch.events} event(s) up to position "
+                  f"{batch.position} ({batch.written} document(s) written)", flush=True)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = None if args.once else signal.signal(signal.SIGTERM, on_signal)
+    try:
+        positions = api.project_tenants(s, once=args.once, rebuild=args.rebuild, stop=stop,
+                                        on_batch=progress, batch_size=args.batch_size)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if not args.quiet:
+        for namespace, position in positions.items():
+            where = "no log yet" if position < 0 else f"projected up to position {position}"
+            print(f"{namespace}: {where} into {s.store}")
     return 0
 
 
@@ -142,6 +174,9 @@ def register(add: Any) -> None:
                    help="catch up with the log, then exit (default: follow it)")
     p.add_argument("--rebuild", action="store_true",
                    help="drop this namespace's documents and replay the log from 0")
+    p.add_argument("--all-tenants", action="store_true",
+                   help="a workflow with tenants: project its rollout namespace and every "
+                        "tenant's namespace, one worker each")
     p.add_argument("--batch-size", type=int, default=500,
                    help="events folded before their documents are written (default 500)")
     p = add("state", cmd_state)

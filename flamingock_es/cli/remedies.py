@@ -35,6 +35,8 @@ def command(remedy: Remedy) -> str:
         return "flamingock-es project --once"
     if kind is RemedyKind.PROJECT_REBUILD:
         return "flamingock-es project --rebuild"
+    if kind is RemedyKind.PROJECT_TENANTS:
+        return "flamingock-es project --all-tenants"
     if kind is RemedyKind.FORGET_HEAD:
         return f"rm {remedy.topic}   (after checking that starting over is what you want)"
     if kind is RemedyKind.ABORT_TRANSACTION:

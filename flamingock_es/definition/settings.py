@@ -65,6 +65,7 @@ ENVIRONMENT = {
     "signing_key": "FLAMINGOCK_SIGNING_KEY", "key_passphrase": "FLAMINGOCK_KEY_PASSPHRASE",
     "principal": "FLAMINGOCK_PRINCIPAL", "unit_cache": "FLAMINGOCK_UNIT_CACHE",
     "pure_python": "FLAMINGOCK_PURE_PYTHON", "environment": "FLAMINGOCK_ENV",
+    "dashboard_token": "FLAMINGOCK_DASHBOARD_TOKEN",
 }
 """Each setting the environment may give, and its variable."""
 _CONNECTIONS = {
@@ -144,6 +145,8 @@ class Settings:
     """Restore unchanged unit files from the unit cache instead of importing them."""
     pure_python: bool = False
     """Decode the log with fastavro even where the compiled reader is installed."""
+    dashboard_token: str | None = field(default=None, repr=False)
+    """The token ``flamingock-es dashboard`` requires of every request (``--token`` wins)."""
     connections: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Connection defaults from the environment (``couchbase_url``, ``couchbase_user``,
     ``couchbase_password``, ``couchbase_bucket``, ``kafka_bootstrap``): the lowest

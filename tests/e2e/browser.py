@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -20,12 +21,20 @@ from websockets.sync.client import ClientConnection, connect
 
 CHROMIUM = "/usr/bin/chromium"
 INSTALL = "apt-get install -y chromium"
+ROOT = Path(__file__).resolve().parents[2]
 
 # The machine's network is closed: without these, Chromium's own connections (updates,
 # sync, field trials) are refused and logged as errors that are not the page's.
 _FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
           "--disable-background-networking", "--disable-component-update", "--disable-sync",
           "--hide-scrollbars", "--remote-debugging-port=0")
+
+
+def artifacts() -> Path:
+    """Where CI picks up the screenshots: ``$FLAMINGOCK_ARTIFACTS`` or build/artifacts."""
+    path = Path(os.environ.get("FLAMINGOCK_ARTIFACTS") or ROOT / "build" / "artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def chromium_path() -> str | None:
@@ -139,6 +148,17 @@ class Browser:
     def media(self, media: str) -> None:
         """Emulate ``print`` or ``screen`` media."""
         self.page("Emulation.setEmulatedMedia", {"media": media})
+
+    def wait_until(self, expression: str, timeout: float = 20.0, what: str = "") -> None:
+        """Poll a JavaScript expression until it is truthy (in JavaScript's sense: a DOM
+        node is). The page goes on by itself meanwhile (nothing is reloaded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.evaluate(f"Boolean({expression})"):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what or expression} did not happen in {timeout:.0f} s")
+            time.sleep(0.1)
 
     def screenshot(self, path: Path) -> Path:
         """The whole page, as tall as it is, saved as a PNG."""

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from .browser import INSTALL, Browser, chromium_path
+
 WORKFLOW = """\
 namespace: shop
 stages:
@@ -233,3 +235,15 @@ def ok(result: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.Co
         f"exit {result.returncode}, expected {code}\n--- stdout\n{result.stdout}"
         f"--- stderr\n{result.stderr}")
     return result
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    """A headless Chromium with one page. Chromium is a requirement of the browser tests,
+    not an option: without it the test fails and says how to install it."""
+    executable = chromium_path()
+    if executable is None:
+        pytest.fail(f"Chromium is not installed; the browser tests need it: `{INSTALL}` (as "
+                    "root; scripts/test does it), then run again.")
+    with Browser(executable, tmp_path / "chromium-profile") as browser:
+        yield browser

@@ -36,7 +36,7 @@ def _run(bin_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[st
 def test_the_core_has_no_optional_dependency(core: Path) -> None:
     found = subprocess.run([str(core / "python"), "-c", (
         "import importlib.util as u; print([m for m in ('confluent_kafka', 'couchbase', "
-        "'opentelemetry.sdk', 'tenacity') if u.find_spec(m)])")],
+        "'opentelemetry.sdk', 'tenacity', 'starlette', 'uvicorn') if u.find_spec(m)])")],
         text=True, capture_output=True, check=True).stdout.strip()
     assert found == "[]"
 
@@ -54,6 +54,7 @@ def test_init_and_run_on_the_embedded_default(core: Path, tmp_path: Path) -> Non
 @pytest.mark.parametrize(("args", "extra"), [
     (("run", "--bus", "kafka://127.0.0.1:9"), "flamingock-es[kafka]"),
     (("state", "--store", "couchbase://127.0.0.1?bucket=b"), "flamingock-es[couchbase]"),
+    (("dashboard", "--port", "0"), "flamingock-es[dashboard]"),
 ])
 def test_a_missing_extra_is_named(core: Path, tmp_path: Path, args: tuple[str, ...],
                                   extra: str) -> None:
@@ -80,7 +81,8 @@ def test_a_wheel_builds_without_a_c_compiler_and_holds_the_mapped_folders(
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"flamingock_es/projections/worker.py", "flamingock_es/projections/stores/sqlite.py",
             "flamingock_es/schemas/AuditEvent.avsc", "flamingock_es/schemas/ChangeRequest.avsc",
-            "flamingock_es/core/codec.py", "flamingock_es/py.typed"} <= names
+            "flamingock_es/core/codec.py", "flamingock_es/py.typed",
+            "flamingock_es/dashboard/dashboard.js"} <= names
     assert not [name for name in names if name.endswith(".so")]
     assert not [name for name in names if name.startswith(("projections/", "schemas/"))]
 

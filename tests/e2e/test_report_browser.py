@@ -11,39 +11,19 @@ of this suite, not an option: without it the test fails and says how to install 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .browser import INSTALL, Browser, chromium_path
+from .browser import Browser, artifacts
 from .conftest import Project, ok, reseal
 from .test_recovery import killed_in_apply_of_u2
 
 pytestmark = pytest.mark.e2e
 
 MARK_REASON = "reverted by hand"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _artifacts() -> Path:
-    """Where CI picks up the screenshots: ``$FLAMINGOCK_ARTIFACTS`` or build/artifacts."""
-    path = Path(os.environ.get("FLAMINGOCK_ARTIFACTS") or ROOT / "build" / "artifacts")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Browser]:
-    executable = chromium_path()
-    if executable is None:
-        pytest.fail(f"Chromium is not installed; the report's browser test needs it: "
-                    f"`{INSTALL}` (as root; scripts/test does it), then run again.")
-    with Browser(executable, tmp_path / "chromium-profile") as browser:
-        yield browser
 
 
 def _history(project: Project) -> None:
@@ -68,7 +48,7 @@ def _render(project: Project, bus: str | None = None, code: int = 0) -> tuple[Pa
 
 
 def _save(browser: Browser, name: str) -> Path:
-    path = browser.screenshot(_artifacts() / name)
+    path = browser.screenshot(artifacts() / name)
     print(f"screenshot: {path}")
     return path
 
@@ -135,7 +115,7 @@ def test_the_report_reads_well_in_a_browser_and_on_paper(project: Project,
     printed = [e for e in _query(browser, ".print-only") if e["height"] > 0]
     assert printed, "the whole of each shortened value is on paper"
     assert all(e["height"] == 0 for e in _query(browser, ".screen-only"))
-    browser.pdf(_artifacts() / "report.pdf")
+    browser.pdf(artifacts() / "report.pdf")
     _save(browser, "report-print.png")
 
 
@@ -162,5 +142,5 @@ def test_a_tampered_log_shows_its_finding_and_the_rows_it_leaves_unverified(
     position = data["breaks"][0]["position"]
     for step in _query(browser, "tr[id^='step-']"):
         assert ("tainted" in step["cls"]) is (int(step["id"].removeprefix("step-")) >= position)
-    shutil.copy(page, _artifacts() / "report-broken.html")
+    shutil.copy(page, artifacts() / "report-broken.html")
     _save(browser, "report-broken.png")

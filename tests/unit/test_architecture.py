@@ -6,6 +6,7 @@ Every import counts, wherever it is written: at module level, inside a function,
 * no import cycles: a cycle says two modules are one concern, or that a type lives in the
   wrong place;
 * the core imports nothing outside itself but the errors (and the version constant);
+* the dashboard reads the projections, never the log, and takes the report's palette;
 * a flow imports the core, and only the flows it is declared to build on (:data:`MAY_USE`):
   the definition of a workflow is what the run reads, and the request flow hands requests to
   the runner; the audit and the read side stand apart;
@@ -32,7 +33,7 @@ ROOT = "flamingock_es.namespace"
 """The composition root."""
 
 FLOWS = ("core", "definition", "run", "request", "audit", "projections", "adapters",
-         "telemetry", "cli")
+         "telemetry", "dashboard", "cli")
 MAY_USE: dict[str, set[str]] = {
     "core": set(),
     "definition": {"core"},
@@ -42,6 +43,8 @@ MAY_USE: dict[str, set[str]] = {
     "projections": {"core"},
     "adapters": {"core"},
     "telemetry": {"core"},
+    # the page reads the projections, in the report's colours (one palette for both)
+    "dashboard": {"core", "projections", "audit"},
 }
 """Which flows each may import besides itself (``errors`` and ``_version`` are leaves every
 module may use). The composition root, the API and the CLI sit above them all."""

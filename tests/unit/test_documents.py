@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from flamingock_es.projections.documents import (
+    SCHEMA_VERSION,
     Projection,
     checkpoint_key,
     lock_key,
+    rollout_key,
     run_key,
     summary_key,
     unit_key,
@@ -28,9 +30,12 @@ from flamingock_es.core.events import (
     MarkedAs,
     Payload,
     Requester,
+    RolloutStarted,
     RunFinished,
     RunOutcome,
     RunStarted,
+    TenantFinished,
+    WavePublished,
 )
 from flamingock_es.core.recorder import Recorder, RunIdentity
 from flamingock_es.core.state import State
@@ -216,8 +221,29 @@ def test_unit_documents_say_who_applied_them_when_and_who_asked() -> None:
     assert d["requested_by"] == {"principal": "checkout-service", "reason": "release 42",
                                  "request_id": "req-9"}
     assert projection.document(run_key(NS, "r3"))["requested_by"] == d["requested_by"]
-    assert d["schema"] == 2
+    assert d["schema"] == SCHEMA_VERSION == 3
     failed = projection.document(unit_key(NS, "e"))
     assert failed["applied_by"] is None
     assert failed["applied_at"] is None
     assert failed["last_attempt"]["by"] == d["applied_by"]
+
+
+def test_the_summary_lists_the_rollouts_and_how_far_signatures_cover() -> None:
+    writer, state, codec = MemoryWriter(), State(), AuditCodec()
+    record = Recorder(writer, state, RunIdentity(NS, "coord", ACTOR, None), codec).record
+    record(RunStarted(workflow="shop", trigger="rollout", planned=()),
+           LockAcquired(holder="h1", lock="file:x", generation=1))
+    for rid in ("r1", "r2"):
+        record(RolloutStarted(rollout_id=rid, workflow="shop", reason="release 7",
+                              tenants=("a", "b"), max_failures="1", waves=1),
+               WavePublished(rollout_id=rid, wave=0, tenants=("a", "b"), allowed_failures=1),
+               TenantFinished(rollout_id=rid, wave=0, tenant="a", result="SUCCEEDED",
+                              run_id="run-a"))
+    projection = projected(list(codec.decode_all(writer.records)))
+
+    summary = projection.document(summary_key(NS))
+    assert summary["rollouts"] == ["r1", "r2"]
+    assert summary["signed_through"] == -1  # nothing signed, no trust store
+    assert projection.document(rollout_key(NS, "r2"))["counts"] == {"PENDING": 1,
+                                                                     "SUCCEEDED": 1}
+    assert projected(history()).document(summary_key(NS))["rollouts"] == []
