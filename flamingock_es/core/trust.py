@@ -159,8 +159,12 @@ class TrustedKey:
     revoked: Revocation | None = None
 
     def may(self, role: Role, namespace: str) -> bool:
+        """Whether this key may ``role`` in ``namespace``: named, or covered by ``*`` (any)
+        or ``NS.*`` (the namespaces under ``NS``: its tenants and its rollouts)."""
         allowed = self.write if role == "write" else self.request
-        return "*" in allowed or namespace in allowed
+        return "*" in allowed or namespace in allowed or any(
+            namespace.startswith(f"{parent}.") and f"{parent}.*" in allowed
+            for parent in _parents(namespace))
 
     def refuses(self, position: int | None, time: datetime | None) -> str | None:
         """Why a signature made at log ``position`` and ``time`` is outside what this key
@@ -270,5 +274,18 @@ def check_writer(trust: TrustStore | None, signer: Signer | None, namespace: str
     if entry is None or not entry.may("write", namespace):
         raise ConfigError(
             f"the signing key {signer.key_id} may not write namespace {namespace!r} per the "
-            f"trust store {trust.source}: add its public key there with write: [{namespace}] "
-            "(the keys command exports it).")
+            f"trust store {trust.source}: add its public key there with write: "
+            f"[{_covering(namespace)}] (the keys command exports it).")
+
+
+def _parents(namespace: str) -> list[str]:
+    """``a.b.c`` -> ``["a", "a.b"]``: the namespaces a ``NS.*`` entry may name for it."""
+    parts = namespace.split(".")
+    return [".".join(parts[:n]) for n in range(1, len(parts))]
+
+
+def _covering(namespace: str) -> str:
+    """What a trust entry's ``write`` needs for ``namespace``: a tenant's or a rollout's
+    (``shop.acme``, ``shop._rollouts``) is best covered with its workflow's ``shop.*``."""
+    parent = _parents(namespace)
+    return f'"{parent[0]}.*"' if parent else namespace

@@ -46,7 +46,9 @@ def set_up_signing(directory: Path, namespace: str, principal: str = "runner") -
     store = trust / "trust.yaml"
     if store.exists():
         raise ConfigError(f"{store} exists already; nothing more was written")
-    _dump(store, [{"key": shared.name, "principal": principal, "write": [namespace]}])
+    # NAMESPACE.*: the workflow's tenants and rollouts too, once it declares tenants.
+    _dump(store, [{"key": shared.name, "principal": principal,
+                   "write": [namespace, f"{namespace}.*"]}])
     ignore = directory / ".gitignore"
     lines = ignore.read_text().splitlines() if ignore.exists() else []
     if _IGNORE not in lines:

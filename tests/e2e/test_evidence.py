@@ -59,6 +59,17 @@ def test_a_new_project_is_signed_from_its_first_event(fresh: Project) -> None:
     assert verified.rstrip().endswith("chain intact")
 
 
+def test_a_new_projects_key_may_sign_its_tenants_and_rollouts(fresh: Project) -> None:
+    workflow = fresh.path / "flamingock.yaml"
+    workflow.write_text(workflow.read_text().replace("stages:", "tenants: [acme, globex]\nstages:"))
+    done = ok(fresh.cli("rollout", "--reason", "first release"))
+    assert "2 tenant(s) succeeded, 0 failed" in done.stdout + done.stderr
+    for where in (("--tenant", "acme"), ("--namespace", "shop._rollouts")):
+        verified = ok(fresh.cli("verify", *where)).stdout
+        assert "signatures: checked against the trust store; trusted through offset" in verified
+        assert verified.rstrip().endswith("chain intact")
+
+
 def test_the_forged_chain_continuing_mark_is_refused(fresh: Project) -> None:
     ok(fresh.cli("run"))
     offset = forge_append(fresh)

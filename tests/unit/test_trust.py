@@ -11,7 +11,7 @@ from flamingock_es.core.events import ChangeStarted, ChangeSucceeded, ManualMark
 from flamingock_es.core.reading import LogReader
 from flamingock_es.core.recorder import Recorder, RunIdentity
 from flamingock_es.core.state import State, fold
-from flamingock_es.core.trust import TrustStore, generate_key, load_signer
+from flamingock_es.core.trust import TrustStore, check_writer, generate_key, load_signer
 from flamingock_es.definition.trust_config import load_trust
 from flamingock_es.errors import ChainBrokenError, ConfigError
 
@@ -148,3 +148,17 @@ def test_a_recomputed_chain_fails_every_signature_after_the_edit(keys: Path,
     assert untrusted
     assert all("bad signature" in f.reason for f in untrusted)
     assert state.signed_through < log.records[edited_at][0]
+
+
+def test_a_namespace_pattern_covers_the_workflows_tenants_and_rollouts(keys: Path) -> None:
+    store = load_trust([{"key": "runner.pub", "principal": "runner", "write": ["shop", "shop.*"]},
+                        {"key": "alice.pub", "principal": "alice", "write": ["shop"]}], keys)
+    assert store is not None
+    runner = load_signer(keys / "runner.key")
+    for namespace in ("shop", "shop.acme", "shop._rollouts"):
+        check_writer(store, runner, namespace)
+    for namespace in ("shopping", "shop-eu.acme", "other.acme"):
+        with pytest.raises(ConfigError, match="may not write"):
+            check_writer(store, runner, namespace)
+    with pytest.raises(ConfigError, match=r'write: \["shop\.\*"\]'):  # what to add, said
+        check_writer(store, load_signer(keys / "alice.key"), "shop.acme")
