@@ -61,6 +61,7 @@ from .errors import (
     ConfigError,
     FlamingockError,
     LockTimeoutError,
+    MissingExtraError,
     NamespaceNotFoundError,
     Remedy,
     RemedyKind,
@@ -375,7 +376,8 @@ def verify(target: Target = None, *, expect: Sequence[Checkpoint] = (),
         report = replay_records(backend.log.read(), backend.reader, log=backend.log.name,
                                 namespace=settings.namespace, rows=False, expect=expect)
         found, report.evidence = check_published(backend.log, backend.reader,
-                                                 backend.checkpoints, settings.namespace, notes)
+                                                 backend.checkpoints, settings.namespace, notes,
+                                                 tokens=_tsa_check(backend.trust))
         if strict and backend.trust is None and report.events:
             found.append(Finding(report.state.position, "unsigned", UNSIGNED_LOG))
         report.findings = sorted([*report.findings, *found], key=lambda f: f.position)
@@ -457,6 +459,18 @@ def verify_evidence(data: bytes, *, trust: TrustStore | None = None,
     pin what an auditor was given elsewhere (else the file's own keys and CA are used)."""
     tokens = root.token_checker(Path(tsa_ca)).verify if tsa_ca else None
     return check_evidence(data, trust=trust, tokens=tokens, ca_check=_ca_check)
+
+
+def _tsa_check(trust: TrustStore | None) -> Callable[[bytes, bytes], datetime] | None:
+    """The trust store's TSA CA check for RFC 3161 tokens, where it names a CA file that
+    exists and the ``timestamp`` extra is installed (else tokens are reported unchecked)."""
+    tsa = trust.timestamp_authority if trust is not None else None
+    if tsa is None or not tsa.ca.exists():
+        return None
+    try:
+        return root.token_checker(tsa.ca).verify
+    except MissingExtraError:
+        return None
 
 
 def _ca_check(pem: bytes) -> Callable[[bytes, bytes], datetime]:

@@ -26,7 +26,7 @@ from ..core.reading import LogReader
 from ..core.state import Finding, State
 from ..core.trust import TrustStore
 from ..errors import ConfigError, EvidenceError, Remedy, RemedyKind
-from .proofs import consistency_bundle, cosigners, inclusion_bundle
+from .proofs import TokenCheck, consistency_bundle, cosigners, inclusion_bundle
 
 __all__ = ["check_published", "positions_of", "prove", "prove_consistency", "published_of",
            "trusted_latest"]
@@ -162,6 +162,23 @@ def prove_consistency(backend: Backend, old: Published, new: Published) -> dict[
                               tree.consistency(old.size, new.size))
 
 
+def _stamp(item: Published, tokens: TokenCheck | None) -> tuple[str, str | None]:
+    """What a line says of a checkpoint's RFC 3161 token, and why it is refused (if it is):
+    a token is checked against the TSA's CA over the SHA-256 of the signed note."""
+    if not item.timestamp:
+        return "", None
+    if tokens is None:
+        return ", time-stamped (the token is not checked: no TSA CA in the trust store)", None
+    import hashlib
+
+    try:
+        when = tokens(item.timestamp, hashlib.sha256(item.note.encode()).digest())
+    except Exception as exc:  # any refusal of the token is a finding
+        return "", (f"the checkpoint of size {item.size} carries an RFC 3161 token that "
+                    f"does not verify against the trust store's TSA: {exc}")
+    return f", time-stamped {when.isoformat()} (RFC 3161, checked)", None
+
+
 def _roots(log: EventLog, sizes: Iterable[int]) -> dict[int, tuple[bytes, int]]:
     """The log's tree root at each of ``sizes`` (that it reaches), from its stored bytes, and
     the position of that tree's last record (-1 for the empty tree)."""
@@ -179,9 +196,11 @@ def _roots(log: EventLog, sizes: Iterable[int]) -> dict[int, tuple[bytes, int]]:
 
 
 def check_published(log: EventLog, reader: LogReader, store: Any, namespace: str,
-                    extra: Sequence[Published] = ()) -> tuple[list[Finding], list[str]]:
+                    extra: Sequence[Published] = (), tokens: TokenCheck | None = None,
+                    ) -> tuple[list[Finding], list[str]]:
     """Findings for published checkpoints that do not hold (the latest, and ``extra``), and a
-    line per one that does, with its cosignatures."""
+    line per one that does, with its cosignatures and its RFC 3161 token (checked with
+    ``tokens``, the trust store's TSA CA, where there is one)."""
     trust = reader.trust
     latest = evidence.latest(store) if store is not None else None
     published = [*([latest] if latest is not None else []), *extra]
@@ -216,7 +235,9 @@ def check_published(log: EventLog, reader: LogReader, store: Any, namespace: str
             findings.append(Finding(where, "checkpoint", str(exc)))
             continue
         names = cosigners(item.cosigned(), trust.witnesses)
-        stamp = ", time-stamped" if item.timestamp else ""
+        stamp, refused = _stamp(item, tokens)
+        if refused is not None:
+            findings.append(Finding(where, "checkpoint", refused))
         lines.append(f"checkpoint of size {item.size} (offset {where}) holds, signed"
                      f"{stamp}; cosigned by {len(names)} witness(es)"
                      f"{': ' + ', '.join(names) if names else ''}")

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from flamingock_es.core.note import ALG_ED25519, Verifier
 from tests.e2e.conftest import Project, ok
 
-from .test_timestamp import _start_tsa
+from .test_timestamp import TSA, _start_tsa
 from .test_witness import _run, witness  # noqa: F401  (the module's witness fixture)
 from .test_witness import _Witness as Witness
 
@@ -73,8 +73,19 @@ def test_checkpoints_are_cosigned_time_stamped_and_a_fork_is_refused(
     _more(shop, "more", 3)
     ok(shop.cli("run"))  # cosigned again: with a consistency proof from the first size
     verified = ok(shop.cli("verify")).stdout
-    assert "time-stamped; cosigned by 1 witness(es)" in verified
+    assert "(RFC 3161, checked); cosigned by 1 witness(es)" in verified
     assert verified.rstrip().endswith("chain intact")
+
+    # verify checks the head's token against the trust store's TSA CA: another CA refuses it.
+    other = tmp_path / "other-tsa"
+    subprocess.run([str(TSA), "init", str(other)], check=True, capture_output=True, timeout=120)
+    store = shop.path / "trust" / "trust.yaml"
+    pinned = store.read_text()
+    store.write_text(pinned.replace(f"ca: {tsa[1]}", f"ca: {other / 'ca.pem'}"))
+    refused = ok(shop.cli("verify"), 4).stdout
+    assert "carries an RFC 3161 token that does not verify against the trust store's TSA" \
+        in refused
+    store.write_text(pinned)
 
     evidence = tmp_path / "evidence.zip"
     ok(shop.cli("evidence", "-o", str(evidence)))
