@@ -38,6 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "couchbase: needs the Couchbase-protocol server started by scripts/services"
     )
     config.addinivalue_line("markers", "jaeger: needs Jaeger (scripts/services up --with jaeger)")
+    config.addinivalue_line("markers", "tenants(n): how many tenants a rollout fixture gives")
     config.addinivalue_line(
         "markers", "secure: needs the SASL_SSL listener and ACLs (scripts/services up --secure)")
     config.addinivalue_line(

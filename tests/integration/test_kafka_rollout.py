@@ -97,9 +97,13 @@ class Rollout:
 
 
 @pytest.fixture
-def rollout(tmp_path: Path, kafka_bootstrap: str, unique_name: str) -> Iterator[Rollout]:
+def rollout(request: pytest.FixtureRequest, tmp_path: Path, kafka_bootstrap: str,
+            unique_name: str) -> Iterator[Rollout]:
+    """24 tenants; a test marked ``tenants(N)`` gets N."""
+    marked = request.node.get_closest_marker("tenants")
+    count = marked.args[0] if marked else 24
     with recording_server() as server:
-        project = Rollout(tmp_path / "proj", kafka_bootstrap, unique_name, server, 24)
+        project = Rollout(tmp_path / "proj", kafka_bootstrap, unique_name, server, count)
         try:
             yield project
         finally:
@@ -213,27 +217,38 @@ def cluster(kafka_bootstrap: str) -> Iterator[Cluster]:
 
 
 @pytest.mark.cluster
-def test_a_broker_killed_mid_wave_and_the_rollout_finishes_each_effect_once(
+@pytest.mark.tenants(60)
+def test_a_ci_sized_rollout_on_the_cluster_survives_a_worker_and_the_controller_killed(
         rollout: Rollout, cluster: Cluster) -> None:
-    workers = [rollout.spawn("serve", "--fleet", worker=name) for name in ("w1", "w2")]
-    held = rollout.tenants[8]
+    """60 tenants, three workers; mid-wave, the worker inside a tenant's unit and the
+    cluster's active controller are killed with SIGKILL; every side effect happens once."""
+    workers = {name: rollout.spawn("serve", "--fleet", worker=name)
+               for name in ("w1", "w2", "w3")}
+    held = rollout.tenants[20]
     rollout.server.held[f"/apply/{held}"] = threading.Event()
+    started = time.monotonic()
     coordinator = rollout.spawn("rollout", "--fleet", "--reason", "release 10", "--canary", "2",
-                                "--wave", "50%")
-    rollout.wait_for_call(held)
-    victim = cluster.active_controller()  # a node that matters: the quorum's leader
-    cluster.kill(victim)
+                                "--wave", "50%", "--partitions", "6")
+    victim = rollout.wait_for_call(held)
+    workers[victim].send_signal(signal.SIGKILL)  # inside the unit: its tenant is in doubt
+    workers[victim].communicate(timeout=30)
+    node = cluster.active_controller()  # a node that matters: the quorum's leader
+    cluster.kill(node)
     rollout.server.held[f"/apply/{held}"].set()
     time.sleep(5)
-    cluster.start(victim)
+    cluster.start(node)
 
     _, err = coordinator.communicate(timeout=600)
     assert coordinator.returncode == 0, err
     effects = rollout.effects()
     assert sorted(effects) == rollout.tenants
     assert all(len(keys) == 1 for keys in effects.values()), effects
+    assert [w for w in rollout.calls(held) if w != victim], "another worker finished it"
     assert rollout.status()["result"] == "SUCCEEDED"
+    print(f"\n[cluster rollout] {len(rollout.tenants)} tenants, worker {victim} and node {node} "
+          f"killed mid-wave: {time.monotonic() - started:.1f}s, every side effect once")
     cluster.wait_in_sync()
-    for process in workers:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=60)
+    for name, process in workers.items():
+        if name != victim:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=60)
