@@ -11,6 +11,7 @@ signed, of the same tree), and the latest carries the cosignatures the trust pol
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -169,8 +170,6 @@ def _stamp(item: Published, tokens: TokenCheck | None) -> tuple[str, str | None]
         return "", None
     if tokens is None:
         return ", time-stamped (the token is not checked: no TSA CA in the trust store)", None
-    import hashlib
-
     try:
         when = tokens(item.timestamp, hashlib.sha256(item.note.encode()).digest())
     except Exception as exc:  # any refusal of the token is a finding

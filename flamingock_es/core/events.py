@@ -91,8 +91,6 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Actor:
     """Who ran a step, and from where."""
