@@ -184,13 +184,11 @@ def end_offsets(admin: AdminClient, topic: str) -> tuple[int, int]:
     """Partition 0's last stable offset (the end a ``read_committed`` reader sees) and its
     high watermark (where the next record goes, open transactions included)."""
     partition = TopicPartition(topic, 0)
-    # Both asked at once: a run reads its log's end four times, one round trip each.
-    asked = [admin.list_offsets({partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
-                                isolation_level=level, request_timeout=10)[partition]
-             for level in (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED)]
     ends = []
-    for future in asked:
-        found = result_of(future, 15)
+    for level in (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED):
+        found = result_of(admin.list_offsets(
+            {partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
+            isolation_level=level, request_timeout=10)[partition], 15)
         if found.offset < 0:
             # No answer (-1001: the partition has no leader while one is elected) is not an
             # end: an empty log read as the truth would make every applied unit pending.

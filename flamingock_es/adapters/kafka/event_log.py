@@ -234,8 +234,8 @@ class KafkaEventLog:
         started = False
         while True:
             committed, written = self._offsets()
-            if committed >= written:  # asked at once: an append between them shows in one
-                return max(committed, written)
+            if committed >= written:
+                return written
             if not started and time.monotonic() > settled_at:
                 log.info("%s: a transaction left open hides the end of the log from offset %d; "
                          "starting this namespace's writer, which ends one of its own id",
