@@ -33,7 +33,8 @@ order: 1
 author: it
 template: http-request
 recovery: always-retry
-apply: {{method: POST, url: "{url}/apply/${{tenant.id}}?worker=${{WORKER:-coordinator}}"}}
+apply: {{method: POST, url: "{url}/apply/${{tenant.id}}?worker=${{WORKER:-coordinator}}",
+        timeout: 90}}  # a held call outlasts what the test does meanwhile, on a busy machine
 rollback: {{method: POST, url: "{url}/rollback/${{tenant.id}}"}}
 """
 
