@@ -7,6 +7,8 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, TextIO
 
@@ -38,19 +40,30 @@ def cmd_project(args: argparse.Namespace) -> int:
                   f"{batch.written} document(s) written, {batch.skipped} already current "
                   f"({batch.seconds * 1000:.0f} ms)", flush=True)
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = None if args.once else signal.signal(signal.SIGTERM, on_signal)
-    try:
+    with _stopped_by_sigterm(stop, following=not args.once):
         position = api.project(s, once=args.once, rebuild=args.rebuild, stop=stop,
                                on_batch=progress, batch_size=args.batch_size)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
         print(f"{s.namespace}: projected up to position {position} into {s.store}")
     return 0
+
+
+@contextmanager
+def _stopped_by_sigterm(stop: threading.Event, *, following: bool) -> Iterator[None]:
+    """While a projection follows the log, SIGTERM sets ``stop`` (the projection ends as it
+    does on a stop) instead of killing the process; the previous handler comes back after."""
+    if not following:
+        yield
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _project_tenants(args: argparse.Namespace, s: Settings, stop: threading.Event) -> int:
@@ -62,16 +75,9 @@ def _project_tenants(args: argparse.Namespace, s: Settings, stop: threading.Even
             print(f"{namespace}: projected {batch.events} event(s) up to position "
                   f"{batch.position} ({batch.written} document(s) written)", flush=True)
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = None if args.once else signal.signal(signal.SIGTERM, on_signal)
-    try:
+    with _stopped_by_sigterm(stop, following=not args.once):
         positions = api.project_tenants(s, once=args.once, rebuild=args.rebuild, stop=stop,
                                         on_batch=progress, batch_size=args.batch_size)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
         for namespace, position in positions.items():
             where = "no log yet" if position < 0 else f"projected up to position {position}"
