@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from ..audit.report.style import OUTCOMES, STATUSES, Tone
+from ..audit.report.style import OUTCOMES, PALETTE, STATUSES, Tone
 
 __all__ = ["LEGEND", "PAGE", "SCRIPT", "stylesheet"]
 
@@ -56,9 +56,7 @@ PAGE = """<!doctype html>
 """
 """The page; ``{poll_ms}`` is how often it refreshes."""
 
-_CSS = """
-:root{--ink:#1d2430;--muted:#5b6472;--line:#d9dee5;--soft:#f5f7fa;--ok:#2e7d32;--bad:#c62828;
---req:#7b1fa2;--app:#1565c0}
+_CSS = PALETTE + """
 *{box-sizing:border-box}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);
 margin:0 auto;padding:20px 28px 40px;max-width:1400px;background:#fff}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["OUTCOMES", "STATUSES", "Tone", "stylesheet"]
+__all__ = ["OUTCOMES", "PALETTE", "STATUSES", "Tone", "stylesheet"]
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,13 @@ OUTCOMES: dict[str, Tone] = {
 }
 """Run outcomes, plus ``INCOMPLETE`` for a run whose log ends without one."""
 
-_BASE = """
+PALETTE = """
 :root{--ink:#1d2430;--muted:#5b6472;--line:#d9dee5;--soft:#f5f7fa;--ok:#2e7d32;--bad:#c62828;
---req:#7b1fa2;--app:#1565c0}
+--req:#7b1fa2;--app:#1565c0}"""
+"""The colours the report and the dashboard name (ink, lines, ok, bad, requested, applied):
+one definition, so the two read alike."""
+
+_BASE = PALETTE + """
 *{box-sizing:border-box}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);
 margin:0 auto;padding:24px 32px 40px;max-width:1280px;background:#fff}
