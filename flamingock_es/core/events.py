@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "PAYLOAD_TYPES",
+    "ROLLOUT_TRIGGER",
     "Actor",
     "AuditEvent",
     "BudgetChecked",
@@ -57,6 +58,10 @@ __all__ = [
 ]
 
 AVRO_NAMESPACE = "io.flamingock.es"
+
+ROLLOUT_TRIGGER = "rollout:"
+"""What the ``trigger`` of a tenant's ``RunStarted`` in a rollout starts with; the rollout's
+id follows (docs/tenants.md). The run flow writes it, the dashboard reads it."""
 
 
 _SCALARS = (str, int, float, bytes, type(None))

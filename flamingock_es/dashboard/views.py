@@ -17,14 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..core.events import ROLLOUT_TRIGGER
 from ..core.secrets import redact
 from ..projections import ProjectionReader, ProjectionStore
 
-__all__ = ["ROLLOUT_TRIGGER", "Hints", "Tenant", "Views"]
-
-ROLLOUT_TRIGGER = "rollout:"
-"""What the trigger of a tenant's run in a rollout starts with (the run flow's
-``rollout_trigger``; docs/tenants.md): the rollout's id follows."""
+__all__ = ["Hints", "Tenant", "Views"]
 
 Json = dict[str, Any]
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..core.events import (
+    ROLLOUT_TRIGGER,
     BudgetChecked,
     ErrorInfo,
     RolloutFinished,
@@ -77,7 +78,7 @@ def rollout_namespace(namespace: str) -> str:
 
 def rollout_trigger(rollout_id: str) -> str:
     """The trigger a tenant's run in rollout ``rollout_id`` records in its ``RunStarted``."""
-    return f"rollout:{rollout_id}"
+    return f"{ROLLOUT_TRIGGER}{rollout_id}"
 
 
 @dataclass(frozen=True)

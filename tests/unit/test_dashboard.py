@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from flamingock_es.core.codec import AuditCodec
 from flamingock_es.core.events import (
+    ROLLOUT_TRIGGER,
     Actor,
     ChangeFailed,
     ChangeStarted,
@@ -40,7 +41,6 @@ from flamingock_es.core.state import State
 from flamingock_es.dashboard import Hints, Tenant, Views
 from flamingock_es.dashboard.app import COOKIE, HEADERS, create_app
 from flamingock_es.dashboard.server import is_loopback
-from flamingock_es.dashboard.views import ROLLOUT_TRIGGER
 from flamingock_es.run.rollout import rollout_trigger
 
 from .test_documents import MemoryWriter
