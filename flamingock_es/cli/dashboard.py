@@ -133,8 +133,24 @@ def register(add: Any) -> None:
                         "once); default: $FLAMINGOCK_DASHBOARD_TOKEN")
     p.add_argument("--tenants", metavar="A,B",
                    help="only these tenants (default: every tenant of the workflow)")
-    p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
-                   help="how often the page refreshes itself (default 2)")
+    p.add_argument("--poll", type=_poll_seconds, default=2.0, metavar="SECONDS",
+                   help=f"how often the page refreshes itself (default 2; at least "
+                        f"{MIN_POLL:g})")
     p.add_argument("--store", help=f"projection store: sqlite:PATH or couchbase://HOST?"
                                    f"bucket=NAME (default: the workflow's, else "
                                    f"{DEFAULT_STORE})")
+
+
+MIN_POLL = 0.5
+"""The fastest refresh a page may ask for: a page open all day at zero or less would ask
+the projection store without pause."""
+
+
+def _poll_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds >= MIN_POLL:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} s is too often: at least {MIN_POLL:g} s")
+    return seconds

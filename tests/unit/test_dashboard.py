@@ -266,3 +266,15 @@ def test_a_stale_projection_is_said_with_the_clis_remedy(views: Views) -> None:
     assert "stopped before offset 7" in notice["message"]
     assert notice["command"] == "the command"
     assert told == [("quarantine", 7, "shop.a")]
+
+
+@pytest.mark.parametrize("poll", ["0", "-1", "nan", "0.1", "often"])
+def test_a_refresh_faster_than_half_a_second_or_not_a_number_is_refused(
+        poll: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from flamingock_es.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["dashboard", "--poll", poll])
+    assert exited.value.code == 2
+    assert "argument --poll" in capsys.readouterr().err
+    assert build_parser().parse_args(["dashboard", "--poll", "0.5"]).poll == 0.5
