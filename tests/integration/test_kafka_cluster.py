@@ -73,10 +73,11 @@ class Cluster:
         return int(node["pid"])
 
     def leader(self, topic: str) -> int:
-        """The node that leads the topic's only partition."""
+        """The node that leads the topic's only partition; -1 while the node that answered
+        has not yet learned of the partition (just after the topic's creation)."""
         metadata = self.admin.list_topics(topic, timeout=15).topics[topic]
-        leader: int = metadata.partitions[0].leader
-        return leader
+        partition = metadata.partitions.get(0)
+        return -1 if partition is None else int(partition.leader)
 
     def leaders(self, *topics: str) -> set[int]:
         """The nodes that lead the only partition of each of ``topics``."""
