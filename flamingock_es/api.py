@@ -883,11 +883,7 @@ def _one_namespace(of: _Of) -> _Of:
     workflow with tenants runs them per tenant, so one must be named."""
     settings = of.settings if isinstance(of, Workflow) else of
     if settings.tenants is not None and settings.tenant is None:
-        raise ConfigError(
-            f"workflow {settings.name!r} runs per tenant (tenants: in {settings.source}): "
-            "name one with --tenant ID (its namespace is "
-            f"{settings.namespace}.ID), or apply it to every tenant with `flamingock-es "
-            "rollout`", remedies=(Remedy(RemedyKind.TENANT), Remedy(RemedyKind.ROLLOUT)))
+        raise root.tenant_needed(settings)
     return of
 
 @contextmanager

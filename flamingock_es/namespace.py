@@ -28,7 +28,7 @@ from .core.trust import Signer, TrustStore, check_writer, load_signer
 from .core.witness import HeadMemory
 from .definition.settings import Settings
 from .definition.trust_config import load_trust
-from .errors import ConfigError, MissingExtraError, NamespaceNotFoundError
+from .errors import ConfigError, MissingExtraError, NamespaceNotFoundError, Remedy, RemedyKind
 from .projections.stores.base import ProjectionStore
 from .run.signals import Interrupts
 from .telemetry.spans import TracingObserver, enabled, traced_lock
@@ -147,8 +147,11 @@ def existing_namespace(settings: Settings, *, write: bool = False,
     return backend
 
 
-def not_found(settings: Settings, backend: Backend) -> NamespaceNotFoundError:
-    """The error for a namespace whose log does not exist where a command looked for it."""
+def not_found(settings: Settings, backend: Backend) -> ConfigError:
+    """The error for a namespace whose log does not exist where a command looked for it;
+    for a workflow that runs per tenant, named without one, that it needs ``--tenant``."""
+    if settings.tenants is not None and settings.tenant is None:
+        return tenant_needed(settings, reading=True)
     declared = settings.declared_namespace
     named = f" (the workflow file names {declared!r})" \
         if declared is not None and declared != settings.namespace else ""
@@ -156,6 +159,19 @@ def not_found(settings: Settings, backend: Backend) -> NamespaceNotFoundError:
         f"namespace {settings.namespace!r} has no audit log at {backend.log.name}: nothing "
         f"was ever recorded there{named}. Check the namespace and the bus (flags, or the "
         "workflow file).")
+
+
+def tenant_needed(settings: Settings, *, reading: bool = False) -> ConfigError:
+    """The error for a command that needs one namespace, given a workflow that runs per
+    tenant and no tenant: its own namespace holds nothing (its rollouts have theirs)."""
+    elsewhere = "; its rollouts are in `flamingock-es rollout status`" if reading else \
+        ", or apply it to every tenant with `flamingock-es rollout`"
+    kind = NamespaceNotFoundError if reading else ConfigError
+    return kind(
+        f"workflow {settings.name!r} runs per tenant (tenants: in {settings.source}): name one "
+        f"with --tenant ID (its namespace is {settings.namespace}.ID){elsewhere}.",
+        remedies=(Remedy(RemedyKind.TENANT),
+                  Remedy(RemedyKind.ROLLOUT_STATUS if reading else RemedyKind.ROLLOUT)))
 
 
 def open_backend(bus: str, namespace: str, options: Mapping[str, str] | None = None, *,

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from .. import api
 from ..definition.settings import DEFAULT_STORE, Settings
 from ..errors import ConfigError, HistoryError, Remedy, RemedyKind
+from ..namespace import tenant_needed
 from ..projections import ProjectedBatch, ProjectionReader
 from .output import settings, table
 from .remedies import command
@@ -88,6 +89,8 @@ def _project_tenants(args: argparse.Namespace, s: Settings, stop: threading.Even
 def cmd_state(args: argparse.Namespace) -> int:
     """Show the projected state: summary, `unit ID`, `run ID`, `lock` or `units`."""
     s = settings(args)
+    if s.tenants is not None and s.tenant is None:
+        raise tenant_needed(s, reading=True)
     what, ident = args.what, args.ident
     if what in ("unit", "run") and not ident:
         print(f"flamingock-es: error: `state {what}` needs an id", file=sys.stderr)

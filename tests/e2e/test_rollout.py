@@ -109,6 +109,22 @@ def test_a_workflow_with_tenants_needs_one_named_to_run(tenants: Project) -> Non
     assert tenants.effects() == []
 
 
+@pytest.mark.parametrize("command", [
+    ["history"], ["verify"], ["replay"], ["snapshot"], ["checkpoint"], ["state"],
+    ["quarantine", "--offset", "1", "--reason", "garbage from ticket 12"],
+    ["prove", "--position", "0"]])
+def test_a_read_of_a_workflow_with_tenants_names_the_tenant_not_a_missing_log(
+        tenants: Project, command: list[str]) -> None:
+    """The workflow's own namespace never holds a log: a read without --tenant says to name
+    one (and where the rollouts are), not that namespace 'shop' was never recorded."""
+    ok(tenants.cli("run", "--tenant", "t1"))
+    result = ok(tenants.cli(*command), 2)
+    assert "runs per tenant" in result.stderr, result.stderr
+    assert "--tenant ID" in result.stderr
+    assert "rollout status" in result.stderr
+    assert "has no audit log" not in result.stderr
+
+
 @pytest.mark.parametrize(("given", "says"), [
     ("[]", "gives no tenant"),
     ("[acme, acme]", "listed twice"),
