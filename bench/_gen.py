@@ -77,6 +77,23 @@ def flamingock_project(root: Path, units: int, per_file: int = 1) -> Path:
     return root / "flamingock.yaml"
 
 
+def signed_project(root: Path, units: int, per_file: int = 100) -> Path:
+    """:func:`flamingock_project`, signed as ``init`` signs a project (a runner key and a
+    trust store): the only kind whose runners write, and believe, snapshots."""
+    from flamingock_es.definition.signing import set_up_signing
+
+    config = flamingock_project(root, units, per_file)
+    set_up_signing(root, "bench")
+    return config
+
+
+def runner_signer(root: Path) -> Any:
+    """The runner key :func:`signed_project` made, to sign a generated log with."""
+    from flamingock_es.core.trust import load_signer
+
+    return load_signer(root / ".flamingock" / "keys" / "runner.key")
+
+
 def alembic_project(root: Path, revisions: int) -> tuple[Path, Path]:
     """``alembic init`` (the generic template) plus ``revisions`` empty revisions in a chain.
 

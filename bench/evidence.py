@@ -70,12 +70,20 @@ BASELINE_REF = "ac6c50f^1"
 
 
 def export_baseline(ref: str, into: Path) -> Path:
-    """``git archive REF`` of this repository, unpacked in ``into`` (a PYTHONPATH for it)."""
+    """``git archive REF`` of this repository, unpacked in ``into`` (a PYTHONPATH for it).
+
+    setup.py maps ``projections/`` and ``schemas/`` into the package, which a PYTHONPATH
+    does not: they are linked in, else the installed tree's editable finder would serve
+    today's read side to the baseline's package."""
     into.mkdir(parents=True)
     archive = subprocess.run(
         ["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    for mapped in ("projections", "schemas"):
+        inside = into / "flamingock_es" / mapped
+        if (into / mapped).is_dir() and not inside.exists():
+            inside.symlink_to(Path("..") / mapped)
     return into
 
 
@@ -89,12 +97,9 @@ def against_before(samples: dict[str, Samples]) -> tuple[float, str]:
 
 def signed_project(root: Path, units: int, bus: str | None = None) -> Path:
     """A project of ``units`` no-op units, 100 to a file, signed as ``init`` signs one."""
-    from flamingock_es.definition.signing import set_up_signing
-
-    config = _gen.flamingock_project(root, units, per_file=100)
+    config = _gen.signed_project(root, units)
     if bus is not None:
         config.write_text(config.read_text().replace("bus: local:.flamingock", f"bus: {bus}"))
-    set_up_signing(root, "bench")
     return config
 
 
@@ -174,7 +179,6 @@ def history(work: Path, units: int, runs: int, baseline: Path) -> tuple[Path, Pa
     """A signed project whose log holds ``units`` applied through ``runs`` runs of half of
     them, in two copies: one for today's code, one for the baseline's (each its own
     snapshot). Returns both folders and the number of events."""
-    from flamingock_es.core.trust import load_signer
     from flamingock_es.definition.workflow import load_workflow
 
     today, before = work / "history-today", work / "history-before"
@@ -187,7 +191,7 @@ def history(work: Path, units: int, runs: int, baseline: Path) -> tuple[Path, Pa
     checksums = [(unit.id, unit.checksum) for _, unit in workflow.units()]
     log = today / ".flamingock" / "bench" / "audit.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    signer = load_signer(today / ".flamingock" / "keys" / "runner.key")
+    signer = _gen.runner_signer(today)
     started = time.perf_counter()
     written = _gen.history_log(log, checksums, runs, units // 2, signer=signer)
     print(f"  history: {written:,} signed events written in {time.perf_counter() - started:.0f} s")
