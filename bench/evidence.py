@@ -177,25 +177,27 @@ def append_cost(
 
 def history(work: Path, units: int, runs: int, baseline: Path) -> tuple[Path, Path, int]:
     """A signed project whose log holds ``units`` applied through ``runs`` runs of half of
-    them, in two copies: one for today's code, one for the baseline's (each its own
-    snapshot). Returns both folders and the number of events."""
-    from flamingock_es.definition.workflow import load_workflow
-
+    them, in two copies: one for today's code, one for the baseline's, each log written by
+    its own version (``_history.py``: an older version cannot read today's newer events)
+    and each with its own snapshot. Returns both folders and the number of events."""
     today, before = work / "history-today", work / "history-before"
     done = work / "history-events"
     if done.exists():  # --work DIR of an earlier run: its history, as it left it
         print(f"  history: reused from {work}")
         return today, before, int(done.read_text())
-    config = signed_project(today, units)
-    workflow = load_workflow(config)
-    checksums = [(unit.id, unit.checksum) for _, unit in workflow.units()]
-    log = today / ".flamingock" / "bench" / "audit.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    signer = _gen.runner_signer(today)
-    started = time.perf_counter()
-    written = _gen.history_log(log, checksums, runs, units // 2, signer=signer)
-    print(f"  history: {written:,} signed events written in {time.perf_counter() - started:.0f} s")
-    shutil.copytree(today, before)
+    signed_project(today, units)
+    shutil.copytree(today, before)  # the same units and key; the logs are written below
+    counts = []
+    for folder, env in ((today, {}), (before, {"PYTHONPATH": str(baseline)})):
+        started = time.perf_counter()
+        wrote = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "_history.py"), str(folder), str(runs)],
+            env={**os.environ, **env}, cwd=tempfile.gettempdir(), capture_output=True,
+            text=True, check=True)
+        counts.append(int(wrote.stdout.split()[-1]))
+        print(f"  history: {counts[-1]:,} signed events written by {folder.name}'s own code in "
+              f"{time.perf_counter() - started:.0f} s")
+    written = counts[0]
     for folder, env in ((today, {}), (before, {"PYTHONPATH": str(baseline)})):
         took = _timed(
             [
