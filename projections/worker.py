@@ -93,6 +93,8 @@ class ProjectionWorker:
         self._resume = -1
         self._resume_hash = ""
         self._checked = False
+        self._resume_held = False
+        """The log holds the checkpoint's record (a follower asked it, not yet folded it)."""
         self.events_written = 0
         self.stale: dict[str, object] | None = None
         """What the summary says stopped the projection, while something does."""
@@ -123,7 +125,7 @@ class ProjectionWorker:
         for item in self.log.follow(0, stop):
             if item is None:
                 self._flush_patiently(stop)
-                self._verify_resume()
+                self._verify_resume(at_the_end=False)
                 continue
             self._take_stored(*item)
             if self._pending_events >= self.batch_size or (
@@ -221,8 +223,17 @@ class ProjectionWorker:
                 "another log: rebuild the projection.",
                 remedies=(Remedy(RemedyKind.PROJECT_REBUILD),))
 
-    def _verify_resume(self) -> None:
+    def _verify_resume(self, *, at_the_end: bool = True) -> None:
+        """Refuse a checkpoint past the log's end. ``at_the_end``: everything the log holds
+        was read; a follower that is only idle (its first fetch may not have come back yet,
+        on a busy machine or with hundreds of tenants' followers in one process) asks the
+        log whether it holds the checkpoint's record, once, and waits for it if so (its hash
+        is checked when it is folded)."""
         if not self._checked and self._resume >= 0:
+            behind = self.projection.state.position < self._resume and not at_the_end
+            if behind and (self._resume_held or self.log.record_at(self._resume) is not None):
+                self._resume_held = True
+                return
             if self.projection.state.position < self._resume:
                 raise StoreError(
                     f"{self.store.name}: the checkpoint of namespace {self.namespace!r} is at "

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,9 @@ from flamingock_es.projections.stores import ProjectionStore
 from flamingock_es.projections.stores.couchbase import CouchbaseProjectionStore, CouchbaseSettings
 
 from flamingock_es.api import project
+from flamingock_es.core.ports import EventLog, StoredRecord
 from flamingock_es.definition.settings import resolve_settings
+from flamingock_es.errors import StoreError
 from flamingock_es.namespace import Backend, open_backend, settings_store
 
 from .kv_proxy import KvProxy
@@ -265,3 +268,64 @@ def test_a_couchbase_outage_loses_and_double_counts_nothing(
     summary = ProjectionReader(store, stack.namespace).summary()
     assert summary is not None
     assert summary["events"] == state.events  # every event counted exactly once
+
+
+class SlowFirstFetch:
+    """A real log whose follower comes back empty once before its first records, as a
+    Kafka consumer's first fetch does on a busy machine (hundreds of tenants' followers in
+    one `project --all-tenants`): the worker is idle before it has read anything."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.log, name)
+
+    def follow(self, start: int, stop: threading.Event) -> Iterator[StoredRecord | None]:
+        yield None
+        yield from self.log.follow(start, stop)
+
+
+def test_a_follower_idle_before_its_first_fetch_resumes_from_its_checkpoint(
+        tmp_path: Path) -> None:
+    stack = Stack(f"local:{tmp_path}/bus", f"sqlite:{tmp_path}/projections.db", "slow")
+    with open_backend(stack.bus, stack.namespace) as backend, closing(stack.store()) as store:
+        write_history(backend, runs=3)
+        project(bus=stack.bus, namespace=stack.namespace, store=stack.store_url, once=True)
+        worker = ProjectionWorker(SlowFirstFetch(backend.log), store,  # type: ignore[arg-type]
+                                  stack.namespace)
+        stop, failed = threading.Event(), []
+        thread = threading.Thread(target=lambda: _run_until(worker, stop, failed))
+        thread.start()
+        try:
+            state = write_history(backend, runs=1, seed=2)
+            wait_for_checkpoint(store, stack.namespace, state.position)
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+        assert failed == []  # not "the checkpoint is past the end of the log"
+        projection, expected = expected_documents(backend)
+        assert stored_documents(store, projection) == expected
+
+
+def test_a_follower_refuses_a_checkpoint_past_the_end_of_a_replaced_log(
+        tmp_path: Path) -> None:
+    stack = Stack(f"local:{tmp_path}/bus", f"sqlite:{tmp_path}/projections.db", "replaced")
+    with open_backend(stack.bus, stack.namespace) as backend:
+        write_history(backend, runs=3)
+    project(bus=stack.bus, namespace=stack.namespace, store=stack.store_url, once=True)
+    (tmp_path / "bus" / stack.namespace / "audit.log").unlink()  # started over, shorter
+    with open_backend(stack.bus, stack.namespace) as backend, closing(stack.store()) as store:
+        write_history(backend, runs=1)
+        worker = ProjectionWorker(SlowFirstFetch(backend.log), store,  # type: ignore[arg-type]
+                                  stack.namespace)
+        with pytest.raises(StoreError, match="past the end of"):
+            worker.run(threading.Event())
+
+
+def _run_until(worker: ProjectionWorker, stop: threading.Event,
+               failed: list[BaseException]) -> None:
+    try:
+        worker.run(stop)
+    except BaseException as exc:  # the test asserts there was none
+        failed.append(exc)
