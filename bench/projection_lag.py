@@ -21,14 +21,14 @@ import threading
 import time
 import uuid
 
-from flamingock_es.projections import ProjectionWorker, open_store
+from flamingock_es.projections import ProjectionWorker
 from flamingock_es.projections.documents import unit_key
 from flamingock_es.projections.stores import ProjectionStore
 
 from flamingock_es.core.events import ChangeStarted, ChangeSucceeded, Payload
 from flamingock_es.core.recorder import Recorder, RunIdentity, local_actor
 from flamingock_es.core.state import State
-from flamingock_es.namespace import Backend, open_backend
+from flamingock_es.namespace import Backend, open_backend, open_store
 
 UNITS = 200
 
