@@ -64,7 +64,8 @@ class RecordingServer:
                 if server.latency:
                     time.sleep(server.latency)
                 try:
-                    self.send_response(server.statuses.get(self.path, 200))
+                    self.send_response(server.statuses.get(self.path) or server.statuses.get(
+                        self.path.partition("?")[0], 200))
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 except OSError:  # the caller was killed meanwhile

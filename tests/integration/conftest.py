@@ -48,11 +48,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "classic: needs a broker that serves classic consumer groups only "
         "(scripts/services up --classic-groups); selected only by -m classic, as scripts/test "
         "does in its classic phase")
+    config.addinivalue_line(
+        "markers", "drill: a rollout over a few hundred tenants on the 3-node cluster, with a "
+        "worker and the coordinator killed; selected only by -m drill (not in CI: ~15 min)")
 
 
 SPECIAL_BROKERS = {
     "cluster": "they run with -m cluster against 'scripts/services up --brokers 3'",
     "classic": "they run with -m classic against 'scripts/services up --classic-groups'",
+    "drill": "the few-hundred-tenant drill runs with -m drill against 'scripts/services up "
+             "--brokers 3' (about 15 minutes, so not in CI)",
 }
 """Markers of tests that need a broker other than the single one the rest use: each runs
 only when ``-m`` names it (scripts/test has a phase for each); their deselection is

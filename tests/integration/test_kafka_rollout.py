@@ -253,3 +253,61 @@ def test_a_ci_sized_rollout_on_the_cluster_survives_a_worker_and_the_controller_
         if name != victim:
             process.send_signal(signal.SIGTERM)
             process.communicate(timeout=60)
+
+
+@pytest.mark.drill
+@pytest.mark.tenants(300)
+def test_a_few_hundred_tenants_with_a_worker_and_the_coordinator_killed_and_one_failing(
+        rollout: Rollout, cluster: Cluster) -> None:
+    """The drill at the scale the rollout is meant for: 300 tenants on the three-node
+    cluster, three workers, a canary and waves of 25% with a budget of 2%. One tenant's
+    target answers 500 (it is compensated alone, within the budget); the worker inside a
+    first-wave tenant's unit is killed with SIGKILL; later the coordinator is killed with
+    SIGKILL and started again. Every side effect is counted at the HTTP server."""
+    workers = {name: rollout.spawn("serve", "--fleet", worker=name)
+               for name in ("w1", "w2", "w3")}
+    failing, in_doubt, resumed_at = rollout.tenants[150], rollout.tenants[40], rollout.tenants[200]
+    rollout.server.statuses[f"/apply/{failing}"] = 500
+    for held in (in_doubt, resumed_at):
+        rollout.server.held[f"/apply/{held}"] = threading.Event()
+    started = time.monotonic()
+    args = ("rollout", "--fleet", "--canary", "3", "--wave", "25%", "--max-failures", "2%",
+            "--partitions", "12")
+    first = rollout.spawn(*args, "--reason", "release 11")
+
+    victim = rollout.wait_for_call(in_doubt, timeout=600)
+    workers[victim].send_signal(signal.SIGKILL)  # inside the unit: its tenant is in doubt
+    workers[victim].communicate(timeout=30)
+    rollout.server.held[f"/apply/{in_doubt}"].set()
+
+    rollout.wait_for_call(resumed_at, timeout=900)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    rollout.server.held[f"/apply/{resumed_at}"].set()
+    again = rollout.spawn(*args, "--reason", "the coordinator's host died")
+    _, err = again.communicate(timeout=1800)
+    took = time.monotonic() - started
+
+    assert again.returncode == 0, err  # PARTIAL: one tenant failed, within the budget
+    assert "resumed;" in err, err
+    effects = rollout.effects()
+    assert sorted(effects) == rollout.tenants
+    assert all(len(keys) == 1 for keys in effects.values()), {
+        t: k for t, k in effects.items() if len(k) != 1}
+    calls = {t: rollout.calls(t) for t in rollout.tenants}
+    twice = sorted(t for t, by in calls.items() if len(by) > 1)
+    assert set(twice) <= {in_doubt}, twice  # only the killed worker's tenant was retried
+    assert [w for w in calls[in_doubt] if w != victim], "another worker finished it"
+    rollbacks = [g.path for g in rollout.server.received if g.path.startswith("/rollback/")]
+    assert rollbacks == [f"/rollback/{failing}"]
+    found = rollout.status()
+    assert found["result"] == "PARTIAL", found
+    assert [f["tenant"] for f in found["failed"]] == [failing]  # type: ignore[union-attr]
+    print(f"\n[drill] {len(rollout.tenants)} tenants, 3 workers (worker {victim} killed in "
+          f"{in_doubt}'s unit), coordinator killed and resumed, {failing} failing: "
+          f"{took:.0f} s; {sum(len(by) for by in calls.values())} apply calls, "
+          f"{len(effects)} side effects, each once; rollback of {failing} only; PARTIAL")
+    for name, process in workers.items():
+        if name != victim:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=60)
