@@ -92,23 +92,42 @@ def ensure_topics(settings: KafkaSettings, topics: Topics) -> None:
     try:
         _create(admin, settings, topics)
     except KafkaException as exc:
-        raise unavailable(
-            f"create the topics {topics.audit}, {topics.lock}, {topics.requests}, "
-            f"{topics.dead_letters}, {topics.snapshots}, {topics.checkpoints}",
-            settings.describe(), exc,
-        ) from exc
+        raise unavailable(f"create the topics {', '.join(_names(topics))}",
+                          settings.describe(), exc) from exc
 
 
 @transient_retry(seconds=30.0)
 def _create(admin: AdminClient, settings: KafkaSettings, topics: Topics) -> None:
-    metadata = admin.list_topics(timeout=ADMIN_TIMEOUT)
-    specs = topic_specs(settings, topics, len(metadata.brokers))
-    missing = [spec for spec in specs if spec.topic not in metadata.topics]
+    found, brokers = _described(admin, _names(topics))
+    specs = topic_specs(settings, topics, brokers)
+    missing = [spec for spec in specs if found.get(spec.topic) is None]
     if missing:
         _create_missing(admin, missing)
     names = [spec.topic for spec in specs]
-    if missing or not all(_has_leader(metadata.topics.get(name)) for name in names):
+    if missing or not all(_has_leader(found.get(name)) for name in names):
         _await_leaders(admin, names)
+
+
+def _names(topics: Topics) -> list[str]:
+    """The names of the topics :func:`topic_specs` creates, in its order."""
+    return [topics.audit, topics.lock, topics.requests, topics.dead_letters, topics.snapshots,
+            topics.checkpoints]
+
+
+def _described(admin: AdminClient, names: list[str]) -> tuple[dict[str, Any], int]:
+    """The metadata of each of ``names`` that exists (asked topic by topic, never created:
+    the whole cluster's metadata grows with every tenant's topics, and a tenant's run asked
+    for it each time), and how many brokers the cluster has."""
+    found: dict[str, Any] = {}
+    brokers = 0
+    for name in names:
+        metadata = admin.list_topics(topic=name, timeout=ADMIN_TIMEOUT)
+        brokers = max(brokers, len(metadata.brokers))
+        topic = metadata.topics.get(name)
+        if topic is not None and (topic.error is None or topic.error.code() not in (
+                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED)):
+            found[name] = topic
+    return found, brokers
 
 
 def _create_missing(admin: AdminClient, missing: list[NewTopic]) -> None:
@@ -132,7 +151,7 @@ def _await_leaders(admin: AdminClient, names: list[str]) -> None:
     NOT_LEADER_FOR_PARTITION and log retries in every runner of a crowd."""
     deadline = time.monotonic() + ADMIN_TIMEOUT
     while True:
-        topics = admin.list_topics(timeout=ADMIN_TIMEOUT).topics
+        topics, _ = _described(admin, names)
         waiting = [name for name in names if not _has_leader(topics.get(name))]
         if not waiting:
             return
