@@ -46,7 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "selected only by -m cluster, as scripts/test does in its cluster phase")
     config.addinivalue_line(
         "markers", "classic: needs a broker that serves classic consumer groups only "
-        "(scripts/services up --classic-groups); selected only by -m classic, as scripts/test "
+        "(scripts/services up --classic-groups) and auto-creates topics "
+        "(FLAMINGOCK_KAFKA_AUTO_CREATE=true); selected only by -m classic, as scripts/test "
         "does in its classic phase")
     config.addinivalue_line(
         "markers", "drill: a rollout over a few hundred tenants on the 3-node cluster, with a "
@@ -55,7 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 SPECIAL_BROKERS = {
     "cluster": "they run with -m cluster against 'scripts/services up --brokers 3'",
-    "classic": "they run with -m classic against 'scripts/services up --classic-groups'",
+    "classic": "they run with -m classic against 'FLAMINGOCK_KAFKA_AUTO_CREATE=true "
+               "scripts/services up --classic-groups'",
     "drill": "the few-hundred-tenant drill runs with -m drill against 'scripts/services up "
              "--brokers 3' (about 15 minutes, so not in CI)",
 }

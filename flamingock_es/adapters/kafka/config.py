@@ -39,8 +39,14 @@ _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
 # Properties the project sets itself: letting options override them would break fencing.
 _RESERVED = frozenset({
     "transactional.id", "enable.idempotence", "acks", "isolation.level", "group.id",
-    "enable.auto.commit", "group.protocol", "bootstrap.servers",
+    "enable.auto.commit", "group.protocol", "bootstrap.servers", "allow.auto.create.topics",
 })
+_NEVER_AUTO_CREATE = {"allow.auto.create.topics": False}
+"""Every client's: a metadata request for a missing topic (``topic_exists`` of a read-only
+command, the topic check of a first run) or a produce to one must never let a broker with
+``auto.create.topics.enable=true`` (Kafka's default) create it with the broker's defaults
+(seven days' retention for an audit log). librdkafka's default is true for producers, and an
+AdminClient is one; topics are created by ``ensure_topics``, with their configs."""
 
 KINDS = ("audit", "lock", "requests", "requests-dlq", "snapshots", "checkpoints")
 _LIBRDKAFKA_LOG = logging.getLogger("flamingock_es.kafka.librdkafka")
@@ -145,8 +151,8 @@ class KafkaSettings:
 
     def config(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A librdkafka config: bootstrap, pass-through properties, then ``extra``."""
-        return {"bootstrap.servers": self.bootstrap, "logger": _LIBRDKAFKA_LOG, **self.client,
-                **(extra or {})}
+        return {"bootstrap.servers": self.bootstrap, "logger": _LIBRDKAFKA_LOG,
+                **_NEVER_AUTO_CREATE, **self.client, **(extra or {})}
 
     def describe(self) -> str:
         """For messages: where, and the non-secret settings."""

@@ -101,7 +101,11 @@ def _admin(params: KafkaTopicParams, ctx: ChangeContext) -> AdminClient:
             "block, kafka_bootstrap in settings, or FLAMINGOCK_KAFKA_BOOTSTRAP."
         )
     shared: dict[str, Any] = dict(ctx.settings.get("kafka_client") or {})
-    return AdminClient({**shared, **params.client, "bootstrap.servers": str(bootstrap)})
+    # Asking for the topic must not let a broker with auto.create.topics.enable (Kafka's
+    # default) create it with its defaults: the unit would then find it "existing" and never
+    # apply its partitions and configs (librdkafka lets an AdminClient auto-create).
+    return AdminClient({**shared, **params.client, "bootstrap.servers": str(bootstrap),
+                        "allow.auto.create.topics": False})
 
 
 def _partitions(admin: AdminClient, topic: str, ctx: ChangeContext) -> int | None:
