@@ -24,6 +24,7 @@ __all__ = [
     "end_offsets",
     "ensure_topics",
     "replication",
+    "store_end",
     "topic_exists",
     "topic_specs",
 ]
@@ -188,14 +189,35 @@ def _exists(admin: AdminClient, topic: str) -> bool:
 
 
 def high_watermark(admin: AdminClient, topic: str, timeout: float) -> int:
-    """Partition 0's high watermark, asked once with ``timeout``: where a store that keeps
-    its latest record last (snapshots, checkpoints) finds it. Raises ``KafkaException`` or
-    ``TimeoutError`` (a topic just created has no leader yet)."""
+    """Partition 0's high watermark, asked once with ``timeout``. Raises ``KafkaException``
+    (a topic just created has no leader yet) or ``TimeoutError``."""
     partition = TopicPartition(topic, 0)
     ends = admin.list_offsets(
         {partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
         isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=timeout)
     return int(ends[partition].result(timeout=timeout + 1).offset)
+
+
+LOOKUPS = (3.0, 15.0)
+"""The timeouts of :func:`store_end`'s tries: short first (a new tenant's run asks twice),
+then long enough for a busy broker (one try of 3 s left ``verify`` without the checkpoint it
+was to check, on a loaded machine)."""
+
+
+def store_end(admin: AdminClient, topic: str, what: str) -> int:
+    """Where a store that keeps its latest record last (snapshots, checkpoints) finds it:
+    partition 0's high watermark; 0 (nothing stored) for a topic whose partition has no
+    leader yet (just created), or that answered neither try of :data:`LOOKUPS`."""
+    for timeout in LOOKUPS:
+        try:
+            return high_watermark(admin, topic, timeout)
+        except TimeoutError:
+            continue
+        except KafkaException as exc:
+            log.info("no %s read from %s: %s", what, topic, exc)
+            return 0
+    log.warning("no %s read from %s: no answer in %g s", what, topic, sum(LOOKUPS))
+    return 0
 
 
 @transient_retry(seconds=30.0)

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from ...errors import AppendError
-from .admin import admin_client, high_watermark
+from .admin import admin_client, store_end
 from .config import KafkaSettings, Topics, new_client
 from .errors import unavailable
 
@@ -23,7 +23,6 @@ __all__ = ["KafkaCheckpoints"]
 log = logging.getLogger(__name__)
 
 _TIMEOUT = 15.0
-_LOOKUP = 3.0
 
 
 class KafkaCheckpoints:
@@ -39,11 +38,7 @@ class KafkaCheckpoints:
     def _end(self) -> int:
         if self._admin is None:
             self._admin = admin_client(self.settings)
-        try:
-            return high_watermark(self._admin, self.topic, _LOOKUP)
-        except (KafkaException, TimeoutError) as exc:  # a topic just created has no leader yet
-            log.info("no checkpoint read from %s: %s", self.topic, exc or "no answer in time")
-            return 0
+        return store_end(self._admin, self.topic, "checkpoint")
 
     def _read(self, start: int, end: int) -> list[bytes]:
         if self._consumer is None:

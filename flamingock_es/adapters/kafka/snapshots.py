@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from ...errors import AppendError
-from .admin import admin_client, high_watermark
+from .admin import admin_client, store_end
 from .config import KafkaSettings, Topics, new_client
 from .errors import unavailable
 
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_KEY = b"state"
 _TIMEOUT = 15.0
-_LOOKUP = 3.0
 
 
 class KafkaSnapshots:
@@ -39,11 +38,7 @@ class KafkaSnapshots:
     def latest(self) -> bytes | None:
         if self._admin is None:
             self._admin = admin_client(self.settings)
-        try:
-            end = high_watermark(self._admin, self.topic, _LOOKUP)
-        except (KafkaException, TimeoutError) as exc:  # a topic just created has no leader yet
-            log.info("no snapshot read from %s: %s", self.topic, exc or "no answer in time")
-            return None
+        end = store_end(self._admin, self.topic, "snapshot")
         if end <= 0:
             return None
         if self._consumer is None:
