@@ -36,7 +36,8 @@ _OWN_OPTIONS = frozenset({"topic_prefix", "replication_factor", "min_insync_repl
 _SECRET = re.compile(r"password|secret|key", re.IGNORECASE)
 _PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
-# Properties the project sets itself: letting options override them would break fencing.
+# Properties the project sets itself: letting options override them would break fencing,
+# or (allow.auto.create.topics) let a broker create a namespace's topic with its defaults.
 _RESERVED = frozenset({
     "transactional.id", "enable.idempotence", "acks", "isolation.level", "group.id",
     "enable.auto.commit", "group.protocol", "bootstrap.servers", "allow.auto.create.topics",
@@ -224,8 +225,8 @@ def parse_bus(bus: str, options: Mapping[str, Any] | None = None) -> KafkaSettin
             )
         if key in _RESERVED:
             raise ConfigError(
-                f"Kafka option {key!r} is set by flamingock-es itself (fencing depends on "
-                "it) and cannot be overridden."
+                f"Kafka option {key!r} is set by flamingock-es itself (fencing, or the "
+                "topics' own configs, depend on it) and cannot be overridden."
             )
         client[key] = value
 
