@@ -51,7 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "does in its classic phase")
     config.addinivalue_line(
         "markers", "drill: a rollout over a few hundred tenants on the 3-node cluster, with a "
-        "worker and the coordinator killed; selected only by -m drill (not in CI: ~15 min)")
+        "worker and the coordinator killed; selected only by -m drill (not in CI: about 12 "
+        "minutes)")
 
 
 SPECIAL_BROKERS = {
@@ -59,7 +60,7 @@ SPECIAL_BROKERS = {
     "classic": "they run with -m classic against 'FLAMINGOCK_KAFKA_AUTO_CREATE=true "
                "scripts/services up --classic-groups'",
     "drill": "the few-hundred-tenant drill runs with -m drill against 'scripts/services up "
-             "--brokers 3' (about 15 minutes, so not in CI)",
+             "--brokers 3' (about 12 minutes, so not in CI)",
 }
 """Markers of tests that need a broker other than the single one the rest use: each runs
 only when ``-m`` names it (scripts/test has a phase for each); their deselection is
