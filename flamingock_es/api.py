@@ -60,6 +60,7 @@ from .errors import (
     ChainBrokenError,
     ConfigError,
     FlamingockError,
+    LockLostError,
     LockTimeoutError,
     MissingExtraError,
     NamespaceNotFoundError,
@@ -661,13 +662,15 @@ def rollout_workflow(wf: Workflow, *, lock_timeout: float | None = None) -> Work
 def apply_tenant(wf: Workflow, tenants: Sequence[Tenant], rollout_id: str,
                  tenant: str) -> TenantOutcome:
     """Run ``wf`` for one tenant of rollout ``rollout_id`` (under the tenant's lock, in its
-    own namespace) and say how it ended; a signal or an unreachable bus stops the rollout
-    instead (it is resumed later)."""
+    own namespace) and say how it ended; a signal, an unreachable bus or a lock the group
+    took away mid-run (a broker failing over: the run stopped before its next step, and a
+    rerun goes on) stops this try instead: a fleet worker tries the tenant again, a
+    coordinator stops the rollout, to be resumed. Neither is the tenant's failure."""
     heard = Outcome()
     try:
         result = run(wf.for_tenant(tenant, list(tenants)), progress=heard,
                      trigger=rollout_trigger(rollout_id))
-    except (RunInterrupted, Unavailable):
+    except (RunInterrupted, Unavailable, LockLostError):
         raise
     except RunFailed as exc:
         outcome = heard.result.outcome or RunOutcome.FAILED
