@@ -885,7 +885,7 @@ def _one_namespace(of: _Of) -> _Of:
     """``of`` (a workflow, or settings), if it names one namespace to run units in: a
     workflow with tenants runs them per tenant, so one must be named."""
     settings = of.settings if isinstance(of, Workflow) else of
-    if settings.tenants is not None and settings.tenant is None:
+    if settings.tenant_unnamed:
         raise root.tenant_needed(settings)
     return of
 

@@ -155,7 +155,7 @@ def existing_namespace(settings: Settings, *, write: bool = False,
 def not_found(settings: Settings, backend: Backend) -> ConfigError:
     """The error for a namespace whose log does not exist where a command looked for it;
     for a workflow that runs per tenant, named without one, that it needs ``--tenant``."""
-    if settings.tenants is not None and settings.tenant is None:
+    if settings.tenant_unnamed:
         return tenant_needed(settings, reading=True)
     declared = settings.declared_namespace
     named = f" (the workflow file names {declared!r})" \

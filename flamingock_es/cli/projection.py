@@ -89,7 +89,7 @@ def _project_tenants(args: argparse.Namespace, s: Settings, stop: threading.Even
 def cmd_state(args: argparse.Namespace) -> int:
     """Show the projected state: summary, `unit ID`, `run ID`, `lock` or `units`."""
     s = settings(args)
-    if s.tenants is not None and s.tenant is None:
+    if s.tenant_unnamed:
         raise tenant_needed(s, reading=True)
     what, ident = args.what, args.ident
     if what in ("unit", "run") and not ident:

@@ -163,8 +163,7 @@ class TrustedKey:
         or ``NS.*`` (the namespaces under ``NS``: its tenants and its rollouts)."""
         allowed = self.write if role == "write" else self.request
         return "*" in allowed or namespace in allowed or any(
-            namespace.startswith(f"{parent}.") and f"{parent}.*" in allowed
-            for parent in _parents(namespace))
+            f"{parent}.*" in allowed for parent in _parents(namespace))
 
     def refuses(self, position: int | None, time: datetime | None) -> str | None:
         """Why a signature made at log ``position`` and ``time`` is outside what this key

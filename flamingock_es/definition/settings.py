@@ -194,6 +194,12 @@ class Settings:
         return ChainMap(self.tenant.variables, os.environ)
 
     @property
+    def tenant_unnamed(self) -> bool:
+        """A workflow with tenants and none named: its own namespace holds no units' history
+        (each tenant's does, and its rollouts'), so a command needs ``--tenant``."""
+        return self.tenants is not None and self.tenant is None
+
+    @property
     def parent_namespace(self) -> str:
         """The workflow's own namespace: the tenant's parent for a tenant's settings."""
         return self.tenant.parent if self.tenant is not None else self.namespace

@@ -99,12 +99,12 @@ def ensure_topics(settings: KafkaSettings, topics: Topics) -> None:
 
 @transient_retry(seconds=30.0)
 def _create(admin: AdminClient, settings: KafkaSettings, topics: Topics) -> None:
-    found, brokers = _described(admin, _names(topics))
+    names = _names(topics)
+    found, brokers = _described(admin, names)
     specs = topic_specs(settings, topics, brokers)
     missing = [spec for spec in specs if found.get(spec.topic) is None]
     if missing:
         _create_missing(admin, missing)
-    names = [spec.topic for spec in specs]
     if missing or not all(_has_leader(found.get(name)) for name in names):
         _await_leaders(admin, names)
 
