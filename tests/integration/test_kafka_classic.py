@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import ConsumerGroupType
-from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from flamingock_es.adapters.kafka.group_lock import _CLASSIC_SESSION_MS
 from flamingock_es.namespace import Backend, open_backend
 from tests.contracts.lock_contract import LockContract
 
+from .broker_config import broker_values
 from .runner_support import RunnerProject
 from .test_kafka_fencing import frozen_holder
 from .test_kafka_runners import contend, running_workers
@@ -42,11 +43,8 @@ RUNNERS = 4
 @pytest.fixture(scope="module")
 def bus(kafka_bootstrap: str) -> str:
     """The bus of a broker that serves classic consumer groups only; fails on any other."""
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    for broker in admin.list_topics(timeout=10).brokers:
-        resource = ConfigResource("broker", str(broker))
-        protocols = admin.describe_configs([resource])[resource].result(timeout=10)[
-            "group.coordinator.rebalance.protocols"].value
+    served = broker_values(kafka_bootstrap, "group.coordinator.rebalance.protocols")
+    for broker, protocols in served.items():
         if protocols != "classic":
             pytest.fail(f"broker {broker} of {kafka_bootstrap} serves the group protocols "
                         f"{protocols!r}, not 'classic' only: run scripts/services up "

@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[at
 
 from flamingock_es.core.changes import ChangeContext
 
+from .broker_config import broker_values
 from .test_kafka_template import _apply, _config, _partitions
 
 pytestmark = [pytest.mark.kafka, pytest.mark.classic]
@@ -42,17 +43,12 @@ def first(ctx):
 @pytest.fixture(scope="module")
 def admin(kafka_bootstrap: str) -> AdminClient:
     """An admin client of a broker that auto-creates topics; fails on any other."""
-    found = AdminClient({"bootstrap.servers": kafka_bootstrap,
-                         "allow.auto.create.topics": False})
-    for broker in found.list_topics(timeout=10).brokers:
-        resource = ConfigResource("broker", str(broker))
-        value = found.describe_configs([resource])[resource].result(timeout=10)[
-            "auto.create.topics.enable"].value
+    for broker, value in broker_values(kafka_bootstrap, "auto.create.topics.enable").items():
         if value != "true":
             pytest.fail(f"broker {broker} of {kafka_bootstrap} does not auto-create topics: "
                         "start it with FLAMINGOCK_KAFKA_AUTO_CREATE=true (scripts/test's "
                         "classic phase does)", pytrace=False)
-    return found
+    return AdminClient({"bootstrap.servers": kafka_bootstrap, "allow.auto.create.topics": False})
 
 
 def _topics(admin: AdminClient, namespace: str) -> dict[str, dict[str, str]]:
