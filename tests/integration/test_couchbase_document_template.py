@@ -16,7 +16,7 @@ from flamingock_es.core.changes import ChangeContext
 from flamingock_es.core.fencing import FencingToken
 from flamingock_es.definition.templates import get_template
 from flamingock_es.definition.templates.couchbase_document import XATTR
-from flamingock_es.errors import LockLostError, TemplateError
+from flamingock_es.errors import LockLostError, StepNotStarted, TemplateError
 
 from .conftest import CouchbaseEnv
 
@@ -67,6 +67,20 @@ def test_upsert_patch_rollback_delete(couchbase_env: CouchbaseEnv,
     with pytest.raises(RuntimeError, match="does not exist"):
         step(couchbase_env, "apply", {"action": "delete", "key": f"{prefix}1"})
     step(couchbase_env, "apply", {"action": "delete", "key": f"{prefix}1", "missing": "skip"})
+
+
+def test_a_bucket_that_does_not_open_is_tried_once_more_then_fails_as_not_started(
+        couchbase_env: CouchbaseEnv, caplog: pytest.LogCaptureFixture) -> None:
+    # A bootstrap timeout is what a busy node and a missing bucket both give: one more try on
+    # a new connection, then the step fails as not started (no rollback), naming the bucket.
+    absent = CouchbaseEnv(couchbase_env.url, couchbase_env.user, couchbase_env.password,
+                          f"absent-{uuid.uuid4().hex[:6]}")
+    with caplog.at_level("WARNING"), pytest.raises(
+            StepNotStarted, match=f"bucket '{absent.bucket}' is not ready.*no document was"):
+        step(absent, "apply", {"action": "upsert", "key": "k", "document": {"a": 1},
+                               "timeout": 1.0})
+    tries = [r for r in caplog.records if "trying once more" in r.getMessage()]
+    assert len(tries) == 1, caplog.text
 
 
 def test_a_block_must_name_its_documents() -> None:

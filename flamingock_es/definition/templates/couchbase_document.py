@@ -29,7 +29,9 @@ lock was written by a newer holder: this runner lost the lock, and it stops
 read again. A delete keeps no metadata (the document is gone).
 
 A step that could not connect, or whose bucket never became ready, wrote nothing: it fails as
-not started (no rollback).
+not started (no rollback). ``timeout`` (s, default 10) bounds each operation and the opening
+of the bucket; a bucket that did not open in time (a busy node, or a bucket that does not
+exist: the server answers both the same way) is tried once more on a new connection first.
 
 Connection: ``url``/``user``/``password``/``bucket`` in the block, else the workflow's
 ``settings`` (``couchbase_url``, ``couchbase_user``, ``couchbase_password``,
@@ -54,6 +56,7 @@ XATTR = "flamingock"
 """The extended attribute of every document the template writes: the fencing token (lock,
 generation, run, unit), the namespace, the idempotency key and the action."""
 _CAS_TRIES = 5
+_OPEN_TRIES = 2
 _SPECS = 15
 """Sub-document specs per operation: the server takes 16, one is the metadata."""
 
@@ -142,10 +145,7 @@ def _setting(params: CouchbaseDocumentParams, ctx: ChangeContext, name: str) -> 
 
 
 def _run(params: CouchbaseDocumentParams, ctx: ChangeContext) -> None:
-    from couchbase.auth import PasswordAuthenticator
-    from couchbase.cluster import Cluster
     from couchbase.exceptions import CouchbaseException, DocumentNotFoundException
-    from couchbase.options import ClusterOptions, ClusterTimeoutOptions
 
     conn = {n: _setting(params, ctx, n) for n in ("url", "user", "password", "bucket")}
     absent = [n for n, v in conn.items() if not v]
@@ -153,21 +153,8 @@ def _run(params: CouchbaseDocumentParams, ctx: ChangeContext) -> None:
         raise ConfigError(
             f"{ctx.unit_id}: couchbase-document needs {', '.join(absent)}: set them in the "
             "block, in settings (couchbase_url, ...) or as FLAMINGOCK_COUCHBASE_* variables")
-    timeouts = ClusterTimeoutOptions(kv_timeout=timedelta(seconds=params.timeout))
+    cluster, bucket = _open(conn, params, ctx)
     try:
-        cluster = Cluster(str(conn["url"]), ClusterOptions(
-            PasswordAuthenticator(str(conn["user"]), str(conn["password"])),
-            timeout_options=timeouts))
-    except CouchbaseException as exc:  # refused, unresolvable, bad credentials
-        raise StepNotStarted(f"{ctx.unit_id}: cannot connect to Couchbase ({_said(exc)}); "
-                             "no document was written") from exc
-    try:
-        try:
-            bucket = cluster.bucket(str(conn["bucket"]))
-            cluster.wait_until_ready(timedelta(seconds=params.timeout + 5))
-        except CouchbaseException as exc:
-            raise StepNotStarted(f"{ctx.unit_id}: Couchbase bucket {conn['bucket']!r} is not "
-                                 f"ready ({_said(exc)}); no document was written") from exc
         col = bucket.scope(params.scope).collection(params.collection)
         done = skipped = 0
         for key in params.targets():
@@ -187,6 +174,44 @@ def _run(params: CouchbaseDocumentParams, ctx: ChangeContext) -> None:
                            f"{type(exc).__name__}: {_said(exc)}") from exc
     finally:
         cluster.close()
+
+
+def _open(conn: Mapping[str, str | None], params: CouchbaseDocumentParams,
+          ctx: ChangeContext) -> tuple[Any, Any]:
+    """The cluster and the bucket, ready. A bucket that did not open in time (a busy or
+    restarting node, as well as a bucket that does not exist) is tried once more on a new
+    connection: nothing was written yet, so only the second failure fails the step, as not
+    started."""
+    from couchbase.auth import PasswordAuthenticator
+    from couchbase.cluster import Cluster
+    from couchbase.exceptions import CouchbaseException, UnAmbiguousTimeoutException
+    from couchbase.options import ClusterOptions, ClusterTimeoutOptions
+
+    timeouts = ClusterTimeoutOptions(kv_timeout=timedelta(seconds=params.timeout),
+                                     bootstrap_timeout=timedelta(seconds=params.timeout))
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            cluster = Cluster(str(conn["url"]), ClusterOptions(
+                PasswordAuthenticator(str(conn["user"]), str(conn["password"])),
+                timeout_options=timeouts))
+        except CouchbaseException as exc:  # refused, unresolvable, bad credentials
+            raise StepNotStarted(f"{ctx.unit_id}: cannot connect to Couchbase ({_said(exc)}); "
+                                 "no document was written") from exc
+        try:
+            bucket = cluster.bucket(str(conn["bucket"]))
+            cluster.wait_until_ready(timedelta(seconds=params.timeout + 5))
+            return cluster, bucket
+        except CouchbaseException as exc:
+            cluster.close()
+            if isinstance(exc, UnAmbiguousTimeoutException) and attempt < _OPEN_TRIES:
+                ctx.log.warning("%s: Couchbase bucket %r did not open in time (a busy node, or "
+                                "no such bucket); trying once more on a new connection",
+                                ctx.unit_id, conn["bucket"])
+                continue
+            raise StepNotStarted(f"{ctx.unit_id}: Couchbase bucket {conn['bucket']!r} is not "
+                                 f"ready ({_said(exc)}); no document was written") from exc
 
 
 def _said(exc: Exception) -> str:
