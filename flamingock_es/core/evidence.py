@@ -204,7 +204,7 @@ def sign_checkpoint(state: State, origin: str, signer: Signer) -> Published:
     body = Checkpoint(origin, tree.size, tree.root()).body()
     note = sign_note(body, [NoteSigner(origin, signer.private_key)])
     return Published(note, state.position if tree.size else -1, tree,
-                     datetime.now(UTC).isoformat(timespec="seconds"))
+                     datetime.now(UTC).isoformat(timespec="microseconds"))
 
 
 def latest(store: CheckpointStore) -> Published | None:

@@ -88,7 +88,10 @@ def _dump(path: Path, entries: list[dict[str, Any]]) -> None:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """Now, to the microsecond, as a window's end or a revocation's time: cut to the second,
+    it would refuse what the key signed earlier in that same second (a run just before a
+    rotation), and history would stop verifying."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def rotate_key(settings: Settings) -> tuple[str, str, Path]:
@@ -144,7 +147,7 @@ def revoke_key(settings: Settings, key: str, reason: str, *, position: int | Non
     if position is not None:
         revocation["position"] = position
     else:
-        revocation["at"] = (at or datetime.now(UTC)).isoformat(timespec="seconds")
+        revocation["at"] = at.isoformat() if at is not None else _now()
     for item in entries:
         if Path(path.parent / str(item.get("key"))).resolve() == Path(entry.source).resolve():
             item["revoked"] = revocation

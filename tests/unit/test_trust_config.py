@@ -237,3 +237,34 @@ def test_the_store_checks_the_signature_before_the_window_and_names_both(keys: P
     other = check(good, 1, "billing")
     assert other is not None
     assert "may not write namespace 'billing'" in other
+
+
+def test_a_rotation_keeps_what_the_old_key_signed_the_same_second(tmp_path: Path) -> None:
+    # Run, then rotate: both in one second. The old key's window must end after what it
+    # signed, to the microsecond; cut to the second, it refused the run just made.
+    from flamingock_es.definition.settings import resolve_settings
+    from flamingock_es.definition.signing import rotate_key, set_up_signing
+
+    (tmp_path / "flamingock.yaml").write_text("namespace: shop\n")
+    set_up_signing(tmp_path, "shop")
+    settings = resolve_settings(config=tmp_path / "flamingock.yaml")
+    signed = datetime.now(UTC)
+    old_id, new_id, _ = rotate_key(settings)
+    rotated = datetime.now(UTC)
+    # ... and the new key's first checkpoint, that same second, claims a time in its window.
+    from flamingock_es.core.evidence import sign_checkpoint
+    from flamingock_es.core.merkle import leaf_hash
+    from flamingock_es.core.state import State
+
+    state = State()
+    state.tree.append(leaf_hash(b"the run's first event"))
+    state.position = 0
+    checkpoint = sign_checkpoint(state, "shop", load_signer(settings.signing_key or ""))
+
+    trust = load_trust(settings.trust, settings.base)
+    assert trust is not None
+    old, new = trust.keys[old_id], trust.keys[new_id]
+    assert old.refuses(10, signed) is None
+    assert new.refuses(11, rotated) is None
+    assert new.refuses(0, datetime.fromisoformat(checkpoint.time)) is None
+    assert old.refuses(12, rotated + timedelta(seconds=1)) is not None  # and nothing after
