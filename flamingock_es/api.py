@@ -28,7 +28,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import namespace as root
 from .audit import (
@@ -37,19 +37,13 @@ from .audit import (
     ReplayReport,
     Window,
     latest_checkpoint,
-    proving,
     render,
     replay_records,
 )
 from .audit import select_events as _select
-from .audit.evidence_file import check_evidence, write_evidence
-from .audit.proofs import ProofCheck, check_bundle
-from .audit.proving import check_published, positions_of, published_of
-from .core import evidence as evidence_
 from .core import snapshots
 from .core.backend import Backend
 from .core.events import ErrorInfo, MarkedAs, RunOutcome
-from .core.evidence import Published
 from .core.recorder import Observer, OutOfOrder, local_actor
 from .core.state import Finding, RolloutState, RunState, State, Tag, UnitStatus
 from .core.trust import TrustStore
@@ -103,6 +97,10 @@ from .run.rollout import (
 from .run.runner import Runner, RunOptions, check_before_lock
 from .telemetry.propagation import current_trace
 from .telemetry.spans import deploy_span, projection_batch_span, request_process, request_span
+
+if TYPE_CHECKING:  # the evidence flow loads when it is asked for, not with every command
+    from .audit.proofs import ProofCheck
+    from .core.evidence import Published
 
 __all__ = [
     "Target",
@@ -372,6 +370,8 @@ def verify(target: Target = None, *, expect: Sequence[Checkpoint] = (),
     signature against the trust store, the ``expect``ed points and checkpoint ``notes``, and
     the latest published checkpoint (with the witness cosignatures the trust policy needs).
     ``strict``: a log no trusted signature covers (no trust store) is a finding too."""
+    from .audit.proving import check_published
+
     settings = settings_of(target, **flags)
     with root.existing_namespace(settings) as backend:
         report = replay_records(backend.log.read(), backend.reader, log=backend.log.name,
@@ -398,23 +398,27 @@ def prove(target: Target = None, *, unit: str | None = None, run_id: str | None 
     proof in the latest published checkpoint, that checkpoint, and the public keys."""
     if sum(x is not None for x in (unit, run_id, position)) != 1:
         raise ConfigError("prove needs exactly one of: a unit id, --run RUN_ID, --position N")
+    from .audit import proving
+
     settings = settings_of(target, **flags)
     with root.existing_namespace(settings, proofs=True) as backend:
         if position is not None:
             positions = [position]
         else:
             state = _state(backend) if unit is not None and not every else State()
-            positions = positions_of(backend, state, unit=unit, run_id=run_id, every=every)
+            positions = proving.positions_of(backend, state, unit=unit, run_id=run_id, every=every)
         return proving.prove(backend, positions)
 
 
 def prove_consistency(target: Target, old: str, new: str, **flags: Any) -> dict[str, Any]:
     """A bundle proving that the checkpoint ``new`` extends ``old`` (each a tree size of a
     published checkpoint, or a file ``checkpoint --json`` wrote)."""
+    from .audit import proving
+
     settings = settings_of(target, **flags)
     with root.existing_namespace(settings, proofs=True) as backend:
-        return proving.prove_consistency(backend, published_of(backend, old),
-                                         published_of(backend, new))
+        return proving.prove_consistency(backend, proving.published_of(backend, old),
+                                         proving.published_of(backend, new))
 
 
 def evidence(target: Target = None, *, since: datetime | None = None,
@@ -424,6 +428,10 @@ def evidence(target: Target = None, *, since: datetime | None = None,
     their cosignatures and time-stamps and a consistency proof between each two, the public
     keys and witness policy, the TSA's CA, and the HTML report; checked offline from itself
     alone (``verify-proof``)."""
+    from .audit import proving
+    from .audit.evidence_file import write_evidence
+    from .core.evidence import history as checkpoints_of
+
     settings = settings_of(target, **flags)
     with root.existing_namespace(settings, proofs=True) as backend:
         report = replay_records(backend.log.read(), backend.reader, log=backend.log.name,
@@ -438,7 +446,7 @@ def evidence(target: Target = None, *, since: datetime | None = None,
         positions = [r.position for r in report.records
                      if (since is None or r.event.time >= since) and r.position <= latest.position]
         proof = proving.prove(backend, positions)
-        kept = [p for p in (evidence_.history(backend.checkpoints) if backend.checkpoints else [])
+        kept = [p for p in (checkpoints_of(backend.checkpoints) if backend.checkpoints else [])
                 if since is None or datetime.fromisoformat(p.time) >= since or p is latest
                 or p.size == latest.size]
         consistency = [proving.prove_consistency(backend, a, b)
@@ -458,6 +466,8 @@ def verify_evidence(data: bytes, *, trust: TrustStore | None = None,
                     tsa_ca: str | Path | None = None) -> ProofCheck:
     """Check an evidence file (``evidence``) from itself alone: ``trust`` and ``tsa_ca``
     pin what an auditor was given elsewhere (else the file's own keys and CA are used)."""
+    from .audit.evidence_file import check_evidence
+
     tokens = root.token_checker(Path(tsa_ca)).verify if tsa_ca else None
     return check_evidence(data, trust=trust, tokens=tokens, ca_check=_ca_check)
 
@@ -487,6 +497,8 @@ def verify_proof(bundle: dict[str, Any], *, trust: TrustStore | None = None,
     """Check a proof bundle with nothing but itself: no log, no workflow file. ``trust``: the
     keys an auditor pins (instead of the bundle's own); ``tsa_ca``: the TSA's CA, to check
     the checkpoint's RFC 3161 token."""
+    from .audit.proofs import check_bundle
+
     tokens = root.token_checker(Path(tsa_ca)).verify if tsa_ca else None
     return check_bundle(bundle, trust=trust, tokens=tokens)
 
@@ -518,6 +530,8 @@ def checkpoint(target: Target = None, **flags: Any) -> Published:
     """Sign a C2SP checkpoint of the log's tree now with the settings' key and publish it
     beside the log (cosigned by the trust store's witnesses, time-stamped by its TSA, as a
     runner does at the end of every run); refused for a log with findings."""
+    from .core.evidence import publish
+
     settings = settings_of(target, **flags)
     with root.existing_namespace(settings) as backend:
         if backend.signer is None:
@@ -526,7 +540,7 @@ def checkpoint(target: Target = None, **flags: Any) -> Published:
                               remedies=(Remedy(RemedyKind.KEYS),))
         state = _state(backend)
         trust = backend.trust
-        published = evidence_.publish(
+        published = publish(
             backend.checkpoints, backend.log, state, signer=backend.signer, trust=trust,
             namespace=settings.namespace, witnesses=root.witnesses_of(trust) if trust else (),
             timestamper=root.timestamper_of(trust), force=True)

@@ -7,14 +7,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import api
 from ..audit import FORMATS, Checkpoint, ReplayReport, parse_head, render
 from ..core.events import RunStarted
-from ..core.evidence import Published, published_note
 from ..core.state import Finding
 from .output import jsonable, parse_time, print_json, reason, settings, table
+
+if TYPE_CHECKING:
+    from ..core.evidence import Published
 
 __all__ = ["register"]
 
@@ -57,6 +59,8 @@ def _checkpoint_files(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def _notes(args: argparse.Namespace) -> list[Published]:
     """The C2SP checkpoints given (a signed note, or the JSON `checkpoint --json` writes)."""
+    from ..core.evidence import Published, published_note  # the evidence flow, when asked
+
     out = []
     for path, text in _checkpoint_files(args):
         if text.lstrip().startswith("{"):

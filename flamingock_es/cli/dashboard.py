@@ -6,14 +6,16 @@ import argparse
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import api
-from ..dashboard import Hints, Tenant, Views
 from ..definition.settings import DEFAULT_STORE, Settings
 from ..errors import ConfigError, MissingExtraError, Remedy, RemedyKind
 from .output import settings
 from .remedies import command
+
+if TYPE_CHECKING:
+    from ..dashboard import Views
 
 __all__ = ["register"]
 
@@ -87,6 +89,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def _views(args: argparse.Namespace, s: Settings) -> Views:
     """What the page shows: every tenant (or those named), and the rollouts; a workflow
     without tenants is one row, its own namespace."""
+    from ..dashboard import Hints, Tenant, Views  # the page's reader: only this command's
+
     rollouts: str | None = None
     if s.tenants is None:
         tenants = [Tenant(s.namespace, s.namespace)]

@@ -7,13 +7,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import api
-from ..audit.proofs import ProofCheck
 from ..definition.trust_config import load_trust
 from ..errors import ConfigError, EvidenceError
 from .output import jsonable, parse_time, print_json, settings
+
+if TYPE_CHECKING:
+    from ..audit.proofs import ProofCheck
 
 __all__ = ["register"]
 

@@ -39,7 +39,6 @@ expression that fails (a missing map key: guard it with ``has(settings.flag)`` o
 
 from __future__ import annotations
 
-import difflib
 import enum
 import functools
 import importlib
@@ -274,6 +273,8 @@ class Condition:
         names = set(program.variables()) - _TYPE_NAMES
         unknown = sorted(names - set(VARIABLES) - _bound(tokens))
         if unknown:
+            import difflib  # only for this message: every run loads this module
+
             name = unknown[0]
             close = difflib.get_close_matches(name, VARIABLES, n=1, cutoff=0.4)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -18,11 +18,8 @@ problem named by where it is (the file and line, or the line of the command's ou
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
-import shlex
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +96,8 @@ class TenantSource:
         if self.kind == "file":
             return f"the tenants file {self.path}"
         if self.kind == "command":
+            import shlex  # here, as below: every command loads this module, few need these
+
             return f"the tenants command {shlex.join(self.argv)!r}"
         return f"the tenants list at {self.where}"
 
@@ -115,6 +114,8 @@ def source_of(raw: Any, where: str, base: Path) -> TenantSource:
     if raw.get("file") is not None:
         return TenantSource("file", path=base / raw["file"], defaults=defaults, where=where,
                             base=base)
+    import shlex
+
     command = raw["command"]
     argv = tuple(shlex.split(command)) if isinstance(command, str) else tuple(command)
     if not argv:
@@ -155,6 +156,8 @@ def find_tenant(tenants: Sequence[Tenant], tenant_id: str, source: TenantSource)
     for tenant in tenants:
         if tenant.id == tenant_id:
             return tenant
+    import difflib
+
     close = difflib.get_close_matches(tenant_id, [t.id for t in tenants], n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ConfigError(f"unknown tenant {tenant_id!r}: it is not among the {len(tenants)} "
@@ -220,6 +223,9 @@ def _from_file(path: Path) -> list[tuple[str, Any]]:
 def _from_command(source: TenantSource) -> list[tuple[str, Any]]:
     """Run the tenants command; its output is one tenant a line (an id, or a JSON object
     with an id), or one JSON list of them."""
+    import shlex
+    import subprocess
+
     shown = shlex.join(source.argv)
     try:
         done = subprocess.run(source.argv, cwd=source.base, capture_output=True,

@@ -25,9 +25,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..core.events import (
     ChangeInterrupted,
@@ -48,6 +47,9 @@ from .frame import Frame
 from .planner import Plan, PlannedUnit
 from .results import RunResult
 from .signals import STUCK_AFTER, Interrupts, exit_code
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["Execution", "Steps"]
 
@@ -140,6 +142,8 @@ class Execution:
 
     def _side_by_side(self) -> None:
         """Units in worker threads, the calling thread waiting for them and for signals."""
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait  # if parallel
+
         running: dict[Future[None], str] = {}
         with ThreadPoolExecutor(self.parallel, thread_name_prefix="flamingock-unit") as pool:
             try:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 
-from ..core import evidence, snapshots
+from ..core import snapshots
 from ..core.backend import Backend
 from ..core.changes import ChangeContext, ChangeUnit
 from ..core.events import (
@@ -292,7 +292,9 @@ class Runner:
                                self.backend.signer)
             if self.backend.heads is not None:
                 self.backend.heads.remember(self.state)
-            evidence.keep_evidence(self.backend, self.state)
+            from ..core.evidence import keep_evidence  # loaded by a run that wrote, not a no-op
+
+            keep_evidence(self.backend, self.state)
         except FlamingockError as exc:
             log.warning("not kept for the next start-up: %s", exc)
 
