@@ -366,3 +366,35 @@ def test_the_compliance_report_of_a_rollout_is_verified_and_names_every_outcome(
     assert rollout["tenants"]["t2"]["result"] == "ROLLED_BACK"
     assert rollout["tenants"]["t2"]["error"]["message"].startswith("unit 'u1' failed")
     assert [w["wave"] for w in rollout["waves"]] == [0, 1]
+
+
+
+def test_a_tenant_whose_lock_is_lost_mid_run_stops_the_rollout_to_be_resumed(
+        tenants: Project) -> None:
+    # The lock file replaced under t5's run (an operator's clean-up): its runner stops before
+    # recording anything more. That is not t5's failure: the rollout stops unfinished, with
+    # no result for t5, and a rerun resumes it (its unit in doubt, retried as it says).
+    tenants.write("changes/units.py", UNITS.replace(
+        "rollback=undo,", "rollback=undo, recovery=\"always-retry\","))
+    tenants.flag("hold-t5")
+    coordinator = tenants.spawn("rollout", "--reason", "release 7", "--canary", "2", "--wave", "3")
+    try:
+        tenants.wait_for_effect("apply t4 eu https://flags.eu.example")
+        time.sleep(0.3)  # t5 is in its unit now
+        (lock,) = tenants.path.glob(".flamingock/*t5/lock")
+        lock.unlink()
+        tenants.flag("release-t5")
+        _, err = coordinator.communicate(timeout=30)
+    finally:
+        if coordinator.poll() is None:
+            coordinator.kill()
+    assert coordinator.returncode == 3, err
+    assert "t5.lock was released or its file replaced" in err.replace("/", ".")
+    found = rollout_json(tenants)
+    assert (found["status"], found["failed"]) == ("RUNNING", [])
+    assert "t5" not in found["tenants"]  # type: ignore[operator]
+
+    resumed = ok(tenants.cli("rollout", "--reason", "the lock file was cleaned up"))
+    assert "resumed; 4 of 8 tenant(s) have a result and are not run again" in resumed.stderr
+    assert applied(tenants) == Counter({**dict.fromkeys(TENANTS, 1), "t5": 2})
+    assert rollout_json(tenants)["result"] == "SUCCEEDED"
