@@ -62,7 +62,7 @@ from ..core.recorder import (
     new_run_id,
 )
 from ..core.secrets import secret_values
-from ..core.state import Finding, State, Tag, UnitState
+from ..core.state import Finding, State, Tag, UnitState, UnitStatus
 from ..definition.loader import resolved_parameters
 from ..definition.workflow import CompensationScope, Workflow
 from ..errors import (
@@ -258,19 +258,28 @@ class Runner:
             self._tell(Planned(self.run_id, len(ids), frame.result.skipped))
         result = frame.result
         try:
-            yield frame
-        except LockLostError as exc:
-            self._record_lock_lost(frame, str(exc))
-            raise
-        except AppendError:
-            raise  # the log refuses writes: nothing more can be recorded
-        except Exception as exc:
-            result.outcome = result.outcome or RunOutcome.FAILED
-            result.error = result.error or ErrorInfo.of(exc)
+            try:
+                yield frame
+            except (LockLostError, AppendError):
+                raise  # fenced, or the log refuses writes: nothing more can be recorded
+            except Exception as exc:
+                result.outcome = result.outcome or RunOutcome.FAILED
+                result.error = result.error or ErrorInfo.of(exc)
+                self._finish(frame)
+                raise
+            result.outcome = result.outcome or RunOutcome.SUCCEEDED
             self._finish(frame)
-            raise
-        result.outcome = result.outcome or RunOutcome.SUCCEEDED
-        self._finish(frame)
+        except LockLostError as exc:  # mid-step, or at the last append (a deferred outcome)
+            self._record_lock_lost(frame, str(exc))
+            in_doubt = [u.unit_id for u in self.state.units.values()
+                        if u.status == UnitStatus.STARTED and u.last_run_id == self.run_id]
+            if not in_doubt:
+                raise
+            raise LockLostError(  # "rerun to continue" is not all: say what the rerun finds
+                f"{exc} Unit(s) {', '.join(in_doubt)} had started, and no outcome could be "
+                "recorded: the rerun finds them in doubt, and each one's recovery strategy "
+                "decides (under manual-intervention, a person checks the target and marks "
+                "it; docs/recovery.md).", remedies=exc.remedies) from exc
 
     def _finish(self, frame: Frame) -> None:
         result = frame.result

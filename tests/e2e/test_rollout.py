@@ -390,6 +390,7 @@ def test_a_tenant_whose_lock_is_lost_mid_run_stops_the_rollout_to_be_resumed(
             coordinator.kill()
     assert coordinator.returncode == 3, err
     assert "t5.lock was released or its file replaced" in err.replace("/", ".")
+    assert "Unit(s) u1 had started, and no outcome could be recorded" in err
     found = rollout_json(tenants)
     assert (found["status"], found["failed"]) == ("RUNNING", [])
     assert "t5" not in found["tenants"]  # type: ignore[operator]
