@@ -190,7 +190,8 @@ def _exists(admin: AdminClient, topic: str) -> bool:
 
 def high_watermark(admin: AdminClient, topic: str, timeout: float) -> int:
     """Partition 0's high watermark, asked once with ``timeout``. Raises ``KafkaException``
-    (a topic just created has no leader yet) or ``TimeoutError``."""
+    (a topic just created has no leader yet; no answer in ``timeout``, code ``_TIMED_OUT``)
+    or ``TimeoutError`` (the future not done a second later)."""
     partition = TopicPartition(topic, 0)
     ends = admin.list_offsets(
         {partition: OffsetSpec.latest()},  # type: ignore[no-untyped-call]
@@ -204,6 +205,9 @@ then long enough for a busy broker (one try of 3 s left ``verify`` without the c
 was to check, on a loaded machine)."""
 
 
+_NO_ANSWER = frozenset({KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT})
+
+
 def store_end(admin: AdminClient, topic: str, what: str) -> int:
     """Where a store that keeps its latest record last (snapshots, checkpoints) finds it:
     partition 0's high watermark; 0 (nothing stored) for a topic whose partition has no
@@ -214,6 +218,9 @@ def store_end(admin: AdminClient, topic: str, what: str) -> int:
         except TimeoutError:
             continue
         except KafkaException as exc:
+            err = error_of(exc)
+            if err is not None and err.code() in _NO_ANSWER:
+                continue  # librdkafka's own request timeout, which usually comes first
             log.info("no %s read from %s: %s", what, topic, exc)
             return 0
     log.warning("no %s read from %s: no answer in %g s", what, topic, sum(LOOKUPS))
