@@ -31,7 +31,6 @@ they see fit.
 
 from __future__ import annotations
 
-import difflib
 import graphlib
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
@@ -135,6 +134,8 @@ def build(nodes: Iterable[Node], *, stage_names: Mapping[int, str] | None = None
             if at is None:
                 if known is None:
                     known = sorted(index)
+                import difflib  # only for this message: every run loads this module
+
                 close = difflib.get_close_matches(target, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problem(node.source, f"{node.source}: unit {node.id!r} requires {target!r}, "
