@@ -10,7 +10,6 @@ from typing import Any
 
 from ...errors import ConfigError
 from ..replay import ChangeRow, ReplayReport
-from .html import to_html
 
 __all__ = ["FORMATS", "as_json", "render", "to_csv"]
 
@@ -24,6 +23,8 @@ def render(report: ReplayReport, fmt: str) -> str:
     if fmt == "csv":
         return to_csv(report.changes)
     if fmt == "html":
+        from .html import to_html  # the page's modules load when a page is asked for
+
         return to_html(report)
     raise ConfigError(f"unknown report format {fmt!r}: use json, csv or html")
 
