@@ -7,7 +7,13 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     NewTopic,
@@ -100,12 +106,11 @@ def ensure_topics(settings: KafkaSettings, topics: Topics) -> None:
 @transient_retry(seconds=30.0)
 def _create(admin: AdminClient, settings: KafkaSettings, topics: Topics) -> None:
     names = _names(topics)
-    found, brokers = _described(admin, names)
-    specs = topic_specs(settings, topics, brokers)
-    missing = [spec for spec in specs if found.get(spec.topic) is None]
-    if missing:
-        _create_missing(admin, missing)
-    if missing or not all(_has_leader(found.get(name)) for name in names):
+    found = _described(admin, names)
+    if len(found) < len(names):
+        specs = topic_specs(settings, topics, _brokers(admin))
+        _create_missing(admin, [spec for spec in specs if spec.topic not in found])
+    if len(found) < len(names) or not all(_has_leader(found[name]) for name in names):
         _await_leaders(admin, names)
 
 
@@ -115,20 +120,28 @@ def _names(topics: Topics) -> list[str]:
             topics.checkpoints]
 
 
-def _described(admin: AdminClient, names: list[str]) -> tuple[dict[str, Any], int]:
-    """The metadata of each of ``names`` that exists (asked topic by topic, never created:
-    the whole cluster's metadata grows with every tenant's topics, and a tenant's run asked
-    for it each time), and how many brokers the cluster has."""
+def _described(admin: AdminClient, names: list[str]) -> dict[str, Any]:
+    """The description of each of ``names`` that exists, in one request that names them
+    (never the whole cluster's metadata, which grows with every tenant's topics; never
+    creating one). A topic these credentials may not describe counts as absent: creating
+    it is then refused with the ACL's own error."""
     found: dict[str, Any] = {}
-    brokers = 0
-    for name in names:
-        metadata = admin.list_topics(topic=name, timeout=ADMIN_TIMEOUT)
-        brokers = max(brokers, len(metadata.brokers))
-        topic = metadata.topics.get(name)
-        if topic is not None and (topic.error is None or topic.error.code() not in (
-                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED)):
-            found[name] = topic
-    return found, brokers
+    futures = admin.describe_topics(TopicCollection(names), request_timeout=ADMIN_TIMEOUT)
+    for name, future in futures.items():
+        try:
+            found[name] = result_of(future, ADMIN_TIMEOUT)
+        except KafkaException as exc:
+            err = error_of(exc)
+            if err is None or err.code() not in (KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                                 KafkaError.TOPIC_AUTHORIZATION_FAILED):
+                raise
+    return found
+
+
+def _brokers(admin: AdminClient) -> int:
+    """How many brokers the cluster has (the replication a new topic can get)."""
+    return len(result_of(admin.describe_cluster(request_timeout=ADMIN_TIMEOUT),
+                         ADMIN_TIMEOUT).nodes)
 
 
 def _create_missing(admin: AdminClient, missing: list[NewTopic]) -> None:
@@ -152,7 +165,7 @@ def _await_leaders(admin: AdminClient, names: list[str]) -> None:
     NOT_LEADER_FOR_PARTITION and log retries in every runner of a crowd."""
     deadline = time.monotonic() + ADMIN_TIMEOUT
     while True:
-        topics, _ = _described(admin, names)
+        topics = _described(admin, names)
         waiting = [name for name in names if not _has_leader(topics.get(name))]
         if not waiting:
             return
@@ -163,10 +176,9 @@ def _await_leaders(admin: AdminClient, names: list[str]) -> None:
 
 
 def _has_leader(topic: Any) -> bool:
-    if topic is None or topic.error is not None:
-        return False
-    partition = topic.partitions.get(0)
-    return partition is not None and partition.error is None and partition.leader >= 0
+    """Whether partition 0 of a described topic has a leader (the only one the log uses)."""
+    first = next((p for p in topic.partitions if p.id == 0), None) if topic is not None else None
+    return first is not None and first.leader is not None
 
 
 def topic_exists(settings: KafkaSettings, topic: str) -> bool:
