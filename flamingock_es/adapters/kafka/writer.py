@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 TXN_TIMEOUT = 30.0
 _APPEND_ATTEMPTS = 4
+_COMMIT_ATTEMPTS = 5
 _PRODUCER_FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
                               KafkaError.INVALID_PRODUCER_EPOCH})
 
@@ -246,7 +247,7 @@ class KafkaLogWriter:
                             metadata=end_metadata(self._end))],
             lease.group_metadata(), TXN_TIMEOUT,
         )
-        producer.commit_transaction(TXN_TIMEOUT)
+        _commit(producer, self.topic)
         producer.poll(0)  # serve any delivery report not served by the commit's flush
         if failures or min(positions, default=0) < 0:
             raise AppendError(
@@ -284,6 +285,25 @@ class KafkaLogWriter:
 def _producer_fenced(exc: KafkaException) -> bool:
     err = error_of(exc)
     return err is not None and err.code() in _PRODUCER_FENCED
+
+
+def _commit(producer: Producer, topic: str) -> None:
+    """``commit_transaction``, called again on a retriable error, as librdkafka asks: such an
+    error (a leader or coordinator moving mid-commit) leaves the commit's outcome open, and
+    only another call settles it. Aborting and appending again instead could write the batch
+    twice, when the first commit had in fact gone through."""
+    for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+        try:
+            producer.commit_transaction(TXN_TIMEOUT)
+            return
+        except KafkaException as exc:
+            err = error_of(exc)
+            if err is None or not err.retriable() or err.txn_requires_abort() or \
+                    attempt == _COMMIT_ATTEMPTS:
+                raise
+            log.warning("committing the audit append to %s did not settle (attempt %d): %s; "
+                        "committing again", topic, attempt, exc)
+            time.sleep(0.2 * attempt)
 
 
 def _abort(producer: Producer, topic: str) -> None:
