@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -47,6 +50,8 @@ def u1(ctx):
 '''
 
 TENANTS = [f"t{i}" for i in range(1, 9)]
+ALWAYS_RETRY = UNITS.replace("rollback=undo,", "rollback=undo, recovery=\"always-retry\",")
+"""The same unit, retried when it is found in doubt."""
 
 
 def workflow(tenants: str) -> str:
@@ -72,6 +77,23 @@ def tenants(project: Project) -> Project:
 
 def applied(project: Project) -> Counter[str]:
     return Counter(line.split()[1] for line in project.effects() if line.startswith("apply"))
+
+
+@contextmanager
+def coordinator_held_at(tenants: Project, held: str, before: str) -> Iterator[
+        subprocess.Popen[str]]:
+    """A coordinator of release 7 (canary 2, waves of 3) with tenant ``held`` parked in its
+    unit, once ``before`` (the tenant ahead of it) has applied; killed on the way out if it
+    is still running."""
+    tenants.flag(f"hold-{held}")
+    coordinator = tenants.spawn("rollout", "--reason", "release 7", "--canary", "2", "--wave", "3")
+    try:
+        tenants.wait_for_effect(f"apply {before} eu https://flags.eu.example")
+        time.sleep(0.3)  # ``held`` is in its unit now
+        yield coordinator
+    finally:
+        if coordinator.poll() is None:
+            coordinator.kill()
 
 
 def rollout_json(project: Project) -> dict[str, object]:
@@ -250,16 +272,9 @@ def test_a_stopped_rollout_resumes_past_its_budget_on_a_decision(tenants: Projec
 
 
 def test_a_killed_coordinator_resumes_without_re_running_a_tenant(tenants: Project) -> None:
-    tenants.flag("hold-t5")
-    coordinator = tenants.spawn("rollout", "--reason", "release 7", "--canary", "2", "--wave", "3")
-    try:
-        tenants.wait_for_effect("apply t4 eu https://flags.eu.example")
-        time.sleep(0.3)  # t5 is in its unit now
+    with coordinator_held_at(tenants, "t5", before="t4") as coordinator:
         os.kill(coordinator.pid, signal.SIGKILL)
         coordinator.communicate(timeout=10)
-    finally:
-        if coordinator.poll() is None:
-            coordinator.kill()
     assert applied(tenants) == Counter({"t1": 1, "t2": 1, "t3": 1, "t4": 1})
     tenants.flag("release-t5")
     started = time.monotonic()
@@ -275,18 +290,10 @@ def test_a_killed_coordinator_resumes_without_re_running_a_tenant(tenants: Proje
 
 
 def test_a_coordinator_resumes_a_tenant_that_finished_after_it_died(tenants: Project) -> None:
-    tenants.write("changes/units.py", UNITS.replace(
-        "rollback=undo,", "rollback=undo, recovery=\"always-retry\","))
-    tenants.flag("hold-t3")
-    coordinator = tenants.spawn("rollout", "--reason", "release 7", "--canary", "2", "--wave", "3")
-    try:
-        tenants.wait_for_effect("apply t2 eu https://flags.eu.example")
-        time.sleep(0.3)
+    tenants.write("changes/units.py", ALWAYS_RETRY)
+    with coordinator_held_at(tenants, "t3", before="t2") as coordinator:
         os.kill(coordinator.pid, signal.SIGKILL)
         coordinator.communicate(timeout=10)
-    finally:
-        if coordinator.poll() is None:
-            coordinator.kill()
     tenants.flag("release-t3")
     ok(tenants.cli("rollout", "--reason", "restarted"))
     # t3 was in doubt: always-retry runs it again (once); every other tenant ran once
@@ -374,20 +381,12 @@ def test_a_tenant_whose_lock_is_lost_mid_run_stops_the_rollout_to_be_resumed(
     # The lock file replaced under t5's run (an operator's clean-up): its runner stops before
     # recording anything more. That is not t5's failure: the rollout stops unfinished, with
     # no result for t5, and a rerun resumes it (its unit in doubt, retried as it says).
-    tenants.write("changes/units.py", UNITS.replace(
-        "rollback=undo,", "rollback=undo, recovery=\"always-retry\","))
-    tenants.flag("hold-t5")
-    coordinator = tenants.spawn("rollout", "--reason", "release 7", "--canary", "2", "--wave", "3")
-    try:
-        tenants.wait_for_effect("apply t4 eu https://flags.eu.example")
-        time.sleep(0.3)  # t5 is in its unit now
+    tenants.write("changes/units.py", ALWAYS_RETRY)
+    with coordinator_held_at(tenants, "t5", before="t4") as coordinator:
         (lock,) = tenants.path.glob(".flamingock/*t5/lock")
         lock.unlink()
         tenants.flag("release-t5")
         _, err = coordinator.communicate(timeout=30)
-    finally:
-        if coordinator.poll() is None:
-            coordinator.kill()
     assert coordinator.returncode == 3, err
     assert "t5.lock was released or its file replaced" in err.replace("/", ".")
     assert "Unit(s) u1 had started, and no outcome could be recorded" in err
