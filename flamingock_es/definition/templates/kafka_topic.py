@@ -14,7 +14,9 @@ rollback: {topic: orders, action: delete}
 Idempotent: creating a topic that exists with the same partition count is a no-op (a
 different count is an error: nothing is guessed); adding partitions up to a count the topic
 already has is a no-op; deleting a missing topic is a no-op. ``alter-configs`` changes only
-the keys given (incremental), so its rollback block lists the values to restore.
+the keys given (incremental), so its rollback block lists the values to restore; it returns
+once a broker serves the new values (KRaft brokers apply the controller's change a moment
+after it is acknowledged, so a unit that follows would otherwise read the old ones).
 
 Kafka's admin API takes no fencing token, so the lock is checked right before every admin
 call (a metadata read included): a runner that lost the lock makes no further call.
@@ -22,6 +24,7 @@ call (a metadata read included): a runner that lost the lock makes no further ca
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar, Literal
 
 from confluent_kafka import KafkaError, KafkaException
@@ -42,6 +45,7 @@ from .base import Template, TemplateParams, register
 __all__ = ["KafkaTopic", "KafkaTopicParams"]
 
 _TIMEOUT = 30.0
+_SETTLE_POLL = 0.05
 _ABSENT = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.UNKNOWN_TOPIC_ID}
 
 
@@ -146,7 +150,28 @@ def _alter(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) -> 
     resource = ConfigResource("topic", params.topic, incremental_configs=entries)
     ctx.check_lock()
     admin.incremental_alter_configs([resource])[resource].result(timeout=_TIMEOUT)
+    _await_configs(admin, params, ctx)
     ctx.log.info("set %s on topic %s", ", ".join(sorted(params.configs)), params.topic)
+
+
+def _await_configs(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) -> None:
+    """Return once a broker describes the topic with ``params.configs``."""
+    deadline = time.monotonic() + _TIMEOUT
+    resource = ConfigResource("topic", params.topic)
+    while True:
+        ctx.check_lock()
+        served = admin.describe_configs([resource])[resource].result(timeout=_TIMEOUT)
+        stale = sorted(k for k, v in params.configs.items() if k not in served
+                       or (not served[k].is_sensitive and served[k].value != v))
+        if not stale:
+            return
+        if time.monotonic() > deadline:
+            raise TemplateError(
+                f"kafka-topic: the brokers acknowledged {', '.join(stale)} on {params.topic!r} "
+                f"but still serve the old values after {_TIMEOUT:.0f}s; check the controller's "
+                "log, then run again (setting a config twice is harmless)."
+            )
+        time.sleep(_SETTLE_POLL)
 
 
 def _add_partitions(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) -> None:
