@@ -14,9 +14,11 @@ rollback: {topic: orders, action: delete}
 Idempotent: creating a topic that exists with the same partition count is a no-op (a
 different count is an error: nothing is guessed); adding partitions up to a count the topic
 already has is a no-op; deleting a missing topic is a no-op. ``alter-configs`` changes only
-the keys given (incremental), so its rollback block lists the values to restore; it returns
-once a broker serves the new values (KRaft brokers apply the controller's change a moment
-after it is acknowledged, so a unit that follows would otherwise read the old ones).
+the keys given (incremental), so its rollback block lists the values to restore.
+
+Every action returns once a broker serves its result: KRaft brokers apply a change a moment
+after the controller acknowledged it, and a unit that follows (or the same unit run again)
+would otherwise read the old topic, its old partition count or its old configs.
 
 Kafka's admin API takes no fencing token, so the lock is checked right before every admin
 call (a metadata read included): a runner that lost the lock makes no further call.
@@ -25,6 +27,7 @@ call (a metadata read included): a runner that lost the lock makes no further ca
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from confluent_kafka import KafkaError, KafkaException
@@ -139,6 +142,7 @@ def _create(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) ->
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise
+    _settle(params, lambda: _partitions(admin, params.topic, ctx) is not None)
     ctx.log.info("created topic %s", params.topic)
 
 
@@ -150,26 +154,28 @@ def _alter(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) -> 
     resource = ConfigResource("topic", params.topic, incremental_configs=entries)
     ctx.check_lock()
     admin.incremental_alter_configs([resource])[resource].result(timeout=_TIMEOUT)
-    _await_configs(admin, params, ctx)
+    _settle(params, lambda: _configs_served(admin, params, ctx))
     ctx.log.info("set %s on topic %s", ", ".join(sorted(params.configs)), params.topic)
 
 
-def _await_configs(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) -> None:
-    """Return once a broker describes the topic with ``params.configs``."""
-    deadline = time.monotonic() + _TIMEOUT
+def _configs_served(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) -> bool:
+    ctx.check_lock()
     resource = ConfigResource("topic", params.topic)
-    while True:
-        ctx.check_lock()
-        served = admin.describe_configs([resource])[resource].result(timeout=_TIMEOUT)
-        stale = sorted(k for k, v in params.configs.items() if k not in served
-                       or (not served[k].is_sensitive and served[k].value != v))
-        if not stale:
-            return
+    served = admin.describe_configs([resource])[resource].result(timeout=_TIMEOUT)
+    return all(k in served and (served[k].is_sensitive or served[k].value == v)
+               for k, v in params.configs.items())
+
+
+def _settle(params: KafkaTopicParams, served: Callable[[], bool]) -> None:
+    """Return once ``served()`` holds: a KRaft broker applies a change the controller
+    acknowledged a moment later, and the unit that follows must not read the old state."""
+    deadline = time.monotonic() + _TIMEOUT
+    while not served():
         if time.monotonic() > deadline:
             raise TemplateError(
-                f"kafka-topic: the brokers acknowledged {', '.join(stale)} on {params.topic!r} "
-                f"but still serve the old values after {_TIMEOUT:.0f}s; check the controller's "
-                "log, then run again (setting a config twice is harmless)."
+                f"kafka-topic: the brokers acknowledged {params.action} on {params.topic!r} "
+                f"but still serve the old state after {_TIMEOUT:.0f}s; check the controller's "
+                "log, then run again (every action is idempotent)."
             )
         time.sleep(_SETTLE_POLL)
 
@@ -187,6 +193,8 @@ def _add_partitions(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeCon
     future = admin.create_partitions([NewPartitions(params.topic, params.partitions)],
                                      request_timeout=_TIMEOUT)[params.topic]
     future.result(timeout=_TIMEOUT)
+    wanted = params.partitions
+    _settle(params, lambda: (_partitions(admin, params.topic, ctx) or 0) >= wanted)
     ctx.log.info("topic %s now has %d partitions", params.topic, params.partitions)
 
 
@@ -200,4 +208,5 @@ def _delete(admin: AdminClient, params: KafkaTopicParams, ctx: ChangeContext) ->
             raise
         ctx.log.info("topic %s does not exist; nothing to delete", params.topic)
         return
+    _settle(params, lambda: _partitions(admin, params.topic, ctx) is None)
     ctx.log.info("deleted topic %s", params.topic)
